@@ -1,0 +1,50 @@
+"""Typed errors of the domain. The edge (handlers) maps them to responses in one table."""
+
+from __future__ import annotations
+
+
+class CdpError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "cdp_error"
+
+    def __init__(self, reason: str = "", **details: object) -> None:
+        super().__init__(reason or self.code)
+        self.reason = reason or self.code
+        self.details = details
+
+
+class InvalidEvent(CdpError):
+    code = "invalid_event"
+
+
+class WriteKeyRejected(CdpError):
+    code = "write_key_rejected"
+
+
+class Unauthorized(CdpError):
+    code = "unauthorized"
+
+
+class NotFound(CdpError):
+    code = "not_found"
+
+
+class StoreError(CdpError):
+    """A data store failed; the operation may be retried."""
+
+    code = "store_error"
+
+
+class ConcurrentUpdate(StoreError):
+    """An optimistic-locking condition failed; re-read and retry."""
+
+    code = "concurrent_update"
+
+
+class MergeBlocked(CdpError):
+    code = "merge_blocked"
+
+
+class InvalidSegment(CdpError):
+    code = "invalid_segment"

@@ -1,0 +1,42 @@
+"""Typed settings, read once from the environment the template sets (see template.yaml Globals)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every resource name the code needs. The names exist once, in template.yaml."""
+
+    events_stream: str = ""
+    profiles_table: str = ""
+    identity_table: str = ""
+    merge_log_table: str = ""
+    idempotency_table: str = ""
+    sources_table: str = ""
+    membership_table: str = ""
+    lake_bucket: str = ""
+    activation_queue_url: str = ""
+    glue_database: str = ""
+    athena_workgroup: str = ""
+    query_engine: str = "athena"
+    email_sender: str = "cdp@example.com"
+    admin_token: str = ""
+    aws_region: str = "us-east-1"
+    # Set only when talking to an emulator (moto server, LocalStack); None on AWS.
+    aws_endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, str | None] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = raw
+        if "aws_region" not in values and env.get("AWS_DEFAULT_REGION"):
+            values["aws_region"] = env["AWS_DEFAULT_REGION"]
+        return cls(**values)  # type: ignore[arg-type]
