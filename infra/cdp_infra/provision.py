@@ -1,0 +1,144 @@
+"""Creates the template's resources on an AWS-compatible endpoint (moto server locally).
+
+Resources are created in dependency order: a resource whose properties refer to one not
+yet created waits for the next pass. Lambda functions, layers, the API and log groups are
+not created: the local runner invokes the handlers in-process instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+from .template import Stack, TemplateError
+
+_SKIPPED = {
+    "AWS::Serverless::Function": "FunctionName",
+    "AWS::Serverless::LayerVersion": "LayerName",
+    "AWS::Serverless::Api": None,
+    "AWS::Logs::LogGroup": "LogGroupName",
+}
+
+
+def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: str | None = None) -> Stack:
+    """Create every resource of ``stack`` and fill its refs and attributes. Returns ``stack``."""
+    session = session or boto3.Session(region_name=stack.region)
+
+    def client(service: str) -> Any:
+        return session.client(service, region_name=stack.region, endpoint_url=endpoint_url)
+
+    creators: dict[str, Callable[[str, dict[str, Any]], None]] = {
+        "AWS::Kinesis::Stream": lambda lid, p: _stream(stack, client("kinesis"), lid, p),
+        "AWS::DynamoDB::Table": lambda lid, p: _table(stack, client("dynamodb"), lid, p),
+        "AWS::S3::Bucket": lambda lid, p: _bucket(stack, client("s3"), lid, p),
+        "AWS::SQS::Queue": lambda lid, p: _queue(stack, client("sqs"), lid, p),
+        "AWS::Glue::Database": lambda lid, p: _glue_database(stack, client("glue"), lid, p),
+        "AWS::Glue::Table": lambda lid, p: _glue_table(client("glue"), p),
+        "AWS::Athena::WorkGroup": lambda lid, p: _workgroup(stack, client("athena"), lid, p),
+        "AWS::SES::EmailIdentity": lambda lid, p: _email_identity(stack, client("ses"), lid, p),
+    }
+    pending = dict(stack.resources)
+    while pending:
+        progressed = False
+        for logical, resource in list(pending.items()):
+            rtype = resource["Type"]
+            try:
+                props = stack.properties(logical)
+            except TemplateError:
+                continue
+            if rtype in creators:
+                creators[rtype](logical, props)
+            elif rtype in _SKIPPED:
+                name_key = _SKIPPED[rtype]
+                stack.refs[logical] = props.get(name_key, logical) if name_key else logical
+                stack.attrs[logical] = {"Arn": f"arn:aws:local:{stack.region}:{stack.account_id}:{logical}"}
+            else:
+                raise TemplateError(f"resource type {rtype} ({logical}) is not supported locally")
+            del pending[logical]
+            progressed = True
+        if not progressed:
+            raise TemplateError(f"cannot resolve the references of {sorted(pending)}")
+    return stack
+
+
+def _arn(stack: Stack, service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{stack.region}:{stack.account_id}:{resource}"
+
+
+def _stream(stack: Stack, kinesis: Any, logical: str, p: dict[str, Any]) -> None:
+    name = p["Name"]
+    kinesis.create_stream(StreamName=name, ShardCount=int(p.get("ShardCount", 1)))
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.1})
+    stack.refs[logical] = name
+    stack.attrs[logical] = {"Arn": _arn(stack, "kinesis", f"stream/{name}")}
+
+
+def _table(stack: Stack, dynamodb: Any, logical: str, p: dict[str, Any]) -> None:
+    name = p["TableName"]
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "KeySchema": p["KeySchema"],
+        "BillingMode": p.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if p.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
+    if p.get("StreamSpecification"):
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
+    dynamodb.create_table(**kwargs)
+    ttl = p.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+    stack.refs[logical] = name
+    stack.attrs[logical] = {"Arn": _arn(stack, "dynamodb", f"table/{name}")}
+
+
+def _bucket(stack: Stack, s3: Any, logical: str, p: dict[str, Any]) -> None:
+    name = p["BucketName"]
+    if stack.region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": stack.region})
+    stack.refs[logical] = name
+    stack.attrs[logical] = {"Arn": f"arn:aws:s3:::{name}"}
+
+
+def _queue(stack: Stack, sqs: Any, logical: str, p: dict[str, Any]) -> None:
+    name = p["QueueName"]
+    attributes = {}
+    if "VisibilityTimeout" in p:
+        attributes["VisibilityTimeout"] = str(p["VisibilityTimeout"])
+    if "MessageRetentionPeriod" in p:
+        attributes["MessageRetentionPeriod"] = str(p["MessageRetentionPeriod"])
+    if "RedrivePolicy" in p:
+        import json
+
+        attributes["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    stack.refs[logical] = url
+    stack.attrs[logical] = {"Arn": _arn(stack, "sqs", name), "QueueName": name, "QueueUrl": url}
+
+
+def _glue_database(stack: Stack, glue: Any, logical: str, p: dict[str, Any]) -> None:
+    glue.create_database(DatabaseInput=p["DatabaseInput"])
+    stack.refs[logical] = p["DatabaseInput"]["Name"]
+
+
+def _glue_table(glue: Any, p: dict[str, Any]) -> None:
+    glue.create_table(DatabaseName=p["DatabaseName"], TableInput=p["TableInput"])
+
+
+def _workgroup(stack: Stack, athena: Any, logical: str, p: dict[str, Any]) -> None:
+    config = dict(p.get("WorkGroupConfiguration", {}))
+    config.pop("EngineVersion", None)
+    if "BytesScannedCutoffPerQuery" in config:  # parameters resolve to strings
+        config["BytesScannedCutoffPerQuery"] = int(config["BytesScannedCutoffPerQuery"])
+    athena.create_work_group(Name=p["Name"], Configuration=config)
+    stack.refs[logical] = p["Name"]
+
+
+def _email_identity(stack: Stack, ses: Any, logical: str, p: dict[str, Any]) -> None:
+    ses.verify_email_identity(EmailAddress=p["EmailIdentity"])
+    stack.refs[logical] = p["EmailIdentity"]

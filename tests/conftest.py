@@ -1,0 +1,70 @@
+"""Shared fixtures: fake credentials for every test, and the stack of template.yaml on moto."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from cdp.settings import Settings
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real AWS account: credentials are fake, endpoints unset."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CDPTest")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+
+
+@pytest.fixture
+def stack_environment() -> Iterator[dict[str, str]]:
+    """Every resource of template.yaml created inside moto; yields the functions' environment."""
+    from moto import mock_aws
+
+    from cdp_infra.provision import provision
+    from cdp_infra.template import new_stack
+
+    with mock_aws():
+        stack = provision(new_stack("cdp-test", region=REGION), boto3.Session(region_name=REGION))
+        env: dict[str, str] = {}
+        for spec in stack.functions().values():
+            env.update(spec.environment)
+        env["QUERY_ENGINE"] = "duckdb"
+        env["AWS_DEFAULT_REGION"] = REGION
+        yield env
+
+
+@pytest.fixture
+def stack_settings(stack_environment: dict[str, str]) -> Settings:
+    """Settings with every resource name of template.yaml, inside moto."""
+    return Settings.from_env(stack_environment)
+
+
+@pytest.fixture
+def lambda_context() -> object:
+    class _Context:
+        function_name = "cdp-test"
+        memory_limit_in_mb = 512
+        invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:cdp-test"
+        aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 30_000
+
+    return _Context()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
