@@ -1,0 +1,238 @@
+"""The local embedded default: the whole stack of template.yaml on one machine.
+
+A moto server on loopback emulates the AWS services; the template's resources are created
+on it with the template's names; the Lambda handlers run in-process behind a local API
+Gateway, Kinesis and SQS event source mappings and schedules. Nothing needs an AWS account.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+
+from .pollers import KinesisShardPoller, Scheduler, SqsPoller
+from .provision import provision
+from .runtime import LocalFunction
+from .server import LocalApi, Route, TokenBucket
+from .template import Stack, new_stack
+
+log = logging.getLogger("cdp.local")
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+
+
+class DrainTimeout(Exception):
+    """The pipeline did not drain within the time allowed."""
+
+
+@dataclass
+class LocalConfig:
+    port: int = 0
+    host: str = "127.0.0.1"
+    write_key: str | None = None
+    admin_token: str | None = None
+    stack_name: str = "cdp-local"
+    region: str = "us-east-1"
+    # Local runs cap the batching windows of the template (60 s for the archive is for AWS costs).
+    max_batch_window_s: float = 1.0
+    run_schedules: bool = True
+    throttle: bool = True
+
+
+class LocalPipeline:
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        self.stack: Stack | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.api: LocalApi | None = None
+        self.kinesis_pollers: list[KinesisShardPoller] = []
+        self.sqs_pollers: list[SqsPoller] = []
+        self.scheduler: Scheduler | None = None
+        self.endpoint_url = ""
+        self._moto: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ start / stop
+    def start(self) -> LocalPipeline:
+        from moto.server import ThreadedMotoServer
+
+        cfg = self.config
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        self._set_env({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": cfg.region,
+                       "AWS_ENDPOINT_URL": self.endpoint_url})
+        overrides = {"AdminToken": cfg.admin_token} if cfg.admin_token else None
+        stack = provision(new_stack(cfg.stack_name, region=cfg.region, parameter_overrides=overrides),
+                          self.session(), self.endpoint_url)
+        self.stack = stack
+        specs = stack.functions()
+        env: dict[str, str] = {}
+        for spec in specs.values():
+            env.update(spec.environment)
+        env["QUERY_ENGINE"] = "duckdb"  # Athena does not run SQL here: DuckDB reads the same lake
+        env["POWERTOOLS_TRACE_DISABLED"] = "1"
+        env["POWERTOOLS_METRICS_DISABLED"] = "1"
+        self._set_env(env)
+        self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id)
+                          for lid, spec in specs.items()}
+        if cfg.write_key:
+            self.register_write_key("local", cfg.write_key)
+        self._start_api()
+        self._start_event_sources()
+        return self
+
+    def stop(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        for poller in [*self.kinesis_pollers, *self.sqs_pollers]:
+            poller.stop()
+        if self.api:
+            self.api.stop()
+        if self._moto:
+            self._moto.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __enter__(self) -> LocalPipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ pieces
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def session(self) -> boto3.Session:
+        return boto3.Session(region_name=self.config.region, aws_access_key_id="local",
+                             aws_secret_access_key="local", aws_session_token="local")
+
+    def client(self, service: str) -> Any:
+        return self.session().client(service, endpoint_url=self.endpoint_url)
+
+    @property
+    def settings(self) -> Any:
+        from cdp.settings import Settings
+
+        return Settings.from_env()
+
+    @property
+    def url(self) -> str:
+        assert self.api is not None
+        return self.api.url
+
+    def register_write_key(self, name: str, write_key: str) -> None:
+        from cdp.adapters.sources import register_write_key
+
+        register_write_key(self.settings, name, write_key)
+
+    def _start_api(self) -> None:
+        assert self.stack is not None
+        routes = []
+        for lid, function in self.functions.items():
+            for event in function.spec.events.values():
+                if event["Type"] == "Api":
+                    routes.append(Route(method=event["Method"].upper(), resource=event["Path"], function=function))
+        apis = self.stack.of_type("AWS::Serverless::Api")
+        throttle = None
+        stage = "v1api"
+        if apis:
+            lid = next(iter(apis))
+            props = self.stack.properties(lid)
+            stage = props.get("StageName", stage)
+            settings = (props.get("MethodSettings") or [{}])[0]
+            if self.config.throttle and "ThrottlingRateLimit" in settings:
+                throttle = TokenBucket(float(settings["ThrottlingRateLimit"]),
+                                       float(settings.get("ThrottlingBurstLimit", settings["ThrottlingRateLimit"])))
+        # Longest literal prefix first, so /v1/profiles/{id}/explain wins over /v1/profiles/{id}.
+        routes.sort(key=lambda r: (-len(r.resource.split("{")[0]), r.resource))
+        self.api = LocalApi(routes, host=self.config.host, port=self.config.port, stage=stage,
+                            throttle=throttle).start()
+
+    def _queue_url_for_arn(self, arn: str) -> str:
+        assert self.stack is not None
+        for lid, attrs in self.stack.attrs.items():
+            if attrs.get("Arn") == arn and "QueueUrl" in attrs:
+                return attrs["QueueUrl"]
+        raise KeyError(arn)
+
+    def _start_event_sources(self) -> None:
+        assert self.stack is not None
+        kinesis, sqs = self.client("kinesis"), self.client("sqs")
+        jobs = []
+        for lid, function in self.functions.items():
+            for name, event in function.spec.events.items():
+                if event["Type"] == "Kinesis":
+                    stream_arn = event["Stream"]
+                    stream_name = stream_arn.rsplit("/", 1)[1]
+                    failure = (event.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+                    failure_url = self._queue_url_for_arn(failure) if failure else None
+                    shards = kinesis.list_shards(StreamName=stream_name)["Shards"]
+                    for shard in shards:
+                        self.kinesis_pollers.append(KinesisShardPoller(
+                            self.client("kinesis"), sqs, function, event, stream_name=stream_name,
+                            stream_arn=stream_arn, shard_id=shard["ShardId"], failure_queue_url=failure_url,
+                            max_window_s=self.config.max_batch_window_s, region=self.stack.region).start())
+                elif event["Type"] == "SQS":
+                    self.sqs_pollers.append(SqsPoller(
+                        self.client("sqs"), function, event, queue_url=self._queue_url_for_arn(event["Queue"]),
+                        queue_arn=event["Queue"], region=self.stack.region).start())
+                elif event["Type"] == "Schedule":
+                    jobs.append((function, f"{self.stack.stack_name}-{lid}-{name}", event["Schedule"]))
+        self.scheduler = Scheduler(jobs, self.stack.region, self.stack.account_id)
+        if self.config.run_schedules:
+            self.scheduler.start()
+
+    # ------------------------------------------------------------------ operations
+    @property
+    def idle(self) -> bool:
+        return all(p.idle for p in self.kinesis_pollers) and all(p.idle for p in self.sqs_pollers)
+
+    def wait_drained(self, timeout_s: float = 600.0, *, stable_checks: int = 3) -> None:
+        """Block until every stream consumer is caught up and every queue is empty."""
+        deadline = time.monotonic() + timeout_s
+        stable = 0
+        while stable < stable_checks:
+            if time.monotonic() > deadline:
+                raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s")
+            stable = stable + 1 if self.idle else 0
+            time.sleep(0.3)
+
+    def run_schedules(self, at: datetime | None = None) -> list[Any]:
+        """Fire every scheduled rule once, now (what EventBridge would do at its next tick)."""
+        assert self.scheduler is not None
+        return self.scheduler.fire_all(at)
+
+    def stream_consumers_processed(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for p in self.kinesis_pollers:
+            totals[p.function.spec.logical_id] = totals.get(p.function.spec.logical_id, 0) + p.processed
+        return totals
+
+
+@contextmanager
+def running(config: LocalConfig | None = None) -> Iterator[LocalPipeline]:
+    pipeline = LocalPipeline(config)
+    try:
+        yield pipeline.start()
+    finally:
+        pipeline.stop()

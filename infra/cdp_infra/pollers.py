@@ -1,0 +1,370 @@
+"""Event source mappings, emulated: Kinesis shard pollers, SQS pollers and schedules.
+
+They deliver the exact event shapes Lambda delivers and follow the mapping's settings from
+the template: BatchSize, MaximumBatchingWindowInSeconds, ReportBatchItemFailures
+(checkpoint before the first failed record and retry from it), BisectBatchOnFunctionError,
+MaximumRetryAttempts and the on-failure destination (an SQS message shaped like Lambda's).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from .runtime import LocalFunction
+
+log = logging.getLogger("cdp.local.esm")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class KinesisShardPoller:
+    """One Lambda poller for one shard, as Lambda runs one per shard (ParallelizationFactor 1)."""
+
+    def __init__(self, kinesis: Any, sqs: Any, function: LocalFunction, mapping: dict[str, Any], *,
+                 stream_name: str, stream_arn: str, shard_id: str, failure_queue_url: str | None,
+                 max_window_s: float = 1.0, region: str = "us-east-1") -> None:
+        self.kinesis, self.sqs, self.function = kinesis, sqs, function
+        self.stream_name, self.stream_arn, self.shard_id = stream_name, stream_arn, shard_id
+        self.batch_size = int(mapping.get("BatchSize", 100))
+        self.window_s = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), max_window_s)
+        self.report_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
+        self.bisect = bool(mapping.get("BisectBatchOnFunctionError", False))
+        self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
+        self.failure_queue_url = failure_queue_url
+        self.starting_position = mapping.get("StartingPosition", "TRIM_HORIZON")
+        self.region = region
+        self.buffer: list[dict[str, Any]] = []
+        self.processed = 0
+        self.sent_to_failure_destination = 0
+        self.caught_up = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._iterator: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> KinesisShardPoller:
+        self._iterator = self.kinesis.get_shard_iterator(
+            StreamName=self.stream_name, ShardId=self.shard_id,
+            ShardIteratorType=self.starting_position)["ShardIterator"]
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"esm-{self.function.spec.logical_id}-{self.shard_id}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    @property
+    def idle(self) -> bool:
+        return self.caught_up and not self.buffer
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep the shard alive, like Lambda's poller
+                log.exception("poller %s/%s failed; retrying", self.function.spec.logical_id, self.shard_id)
+                time.sleep(0.5)
+
+    # ------------------------------------------------------------------ polling
+    def _fill(self) -> None:
+        deadline = time.monotonic() + self.window_s
+        while len(self.buffer) < self.batch_size:
+            out = self.kinesis.get_records(ShardIterator=self._iterator, Limit=min(10_000, self.batch_size))
+            self._iterator = out["NextShardIterator"]
+            self.buffer.extend(out["Records"])
+            if not out["Records"]:
+                self.caught_up = not self.buffer
+                if self.buffer and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                break
+            self.caught_up = False
+            if time.monotonic() >= deadline:
+                break
+
+    def poll_once(self) -> None:
+        self._fill()
+        if not self.buffer:
+            self._stop.wait(0.2)
+            return
+        self.caught_up = False
+        batch = self.buffer[: self.batch_size]
+        del self.buffer[: len(batch)]
+        self._deliver(batch, attempt=0)
+
+    def _event(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"Records": [{
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": r["PartitionKey"],
+                "sequenceNumber": r["SequenceNumber"],
+                "data": base64.b64encode(r["Data"]).decode("ascii"),
+                "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp(),
+            },
+            "eventSource": "aws:kinesis",
+            "eventVersion": "1.0",
+            "eventID": f"{self.shard_id}:{r['SequenceNumber']}",
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": f"arn:aws:iam::{self.function.account_id}:role/local",
+            "awsRegion": self.region,
+            "eventSourceARN": self.stream_arn,
+        } for r in records]}
+
+    def _deliver(self, batch: list[dict[str, Any]], attempt: int) -> None:
+        """Invoke until the batch is done, retried, bisected or sent to the failure destination."""
+        while batch and not self._stop.is_set():
+            try:
+                response = self.function.invoke(self._event(batch))
+            except Exception:
+                log.warning("%s failed on %d records (attempt %d)", self.function.spec.logical_id,
+                            len(batch), attempt + 1, exc_info=log.isEnabledFor(logging.DEBUG))
+                if self._exhausted(attempt):
+                    self._to_failure_destination(batch, "RetryAttemptsExhausted")
+                    return
+                if self.bisect and len(batch) > 1:
+                    half = len(batch) // 2
+                    self._deliver(batch[:half], attempt + 1)
+                    self._deliver(batch[half:], attempt + 1)
+                    return
+                attempt += 1
+                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+                continue
+            failed = self._failed_index(batch, response)
+            if failed is None:
+                self.processed += len(batch)
+                return
+            # Checkpoint before the first failed record; retry from it.
+            self.processed += failed
+            batch = batch[failed:]
+            if self._exhausted(attempt):
+                self._to_failure_destination(batch[:1], "RetryAttemptsExhausted")
+                batch, attempt = batch[1:], 0
+                continue
+            attempt += 1
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))
+
+    def _exhausted(self, attempt: int) -> bool:
+        return self.max_retries >= 0 and attempt >= self.max_retries
+
+    def _failed_index(self, batch: list[dict[str, Any]], response: Any) -> int | None:
+        if not self.report_failures or not isinstance(response, dict):
+            return None
+        failures = response.get("batchItemFailures") or []
+        if not failures:
+            return None
+        sequence = {r["SequenceNumber"]: i for i, r in enumerate(batch)}
+        indexes = []
+        for failure in failures:
+            ident = failure.get("itemIdentifier")
+            if ident not in sequence:  # an invalid identifier fails the whole batch, as on Lambda
+                return 0
+            indexes.append(sequence[ident])
+        return min(indexes)
+
+    def _to_failure_destination(self, records: list[dict[str, Any]], condition: str) -> None:
+        self.sent_to_failure_destination += len(records)
+        self.processed += len(records)
+        if not self.failure_queue_url:
+            log.error("dropping %d records of %s: no on-failure destination", len(records), self.shard_id)
+            return
+        message = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self.function.spec.logical_id,
+                "condition": condition,
+                "approximateInvokeCount": self.max_retries + 1,
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": _iso(time.time()),
+            "KinesisBatchInfo": {
+                "shardId": self.shard_id,
+                "startSequenceNumber": records[0]["SequenceNumber"],
+                "endSequenceNumber": records[-1]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"].timestamp()),
+                "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"].timestamp()),
+                "batchSize": len(records),
+                "streamArn": self.stream_arn,
+            },
+        }
+        self.sqs.send_message(QueueUrl=self.failure_queue_url, MessageBody=json.dumps(message))
+        log.error("sent %d records of %s to the on-failure destination", len(records), self.shard_id)
+
+
+class SqsPoller:
+    """Lambda's SQS event source: receive, invoke, delete what succeeded (ReportBatchItemFailures)."""
+
+    def __init__(self, sqs: Any, function: LocalFunction, mapping: dict[str, Any], *,
+                 queue_url: str, queue_arn: str, region: str = "us-east-1") -> None:
+        self.sqs, self.function = sqs, function
+        self.queue_url, self.queue_arn = queue_url, queue_arn
+        self.batch_size = min(int(mapping.get("BatchSize", 10)), 10)
+        self.report_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
+        self.region = region
+        self.processed = 0
+        self.failed = 0
+        self.in_flight = 0
+        self._last_empty = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SqsPoller:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"esm-{self.function.spec.logical_id}-sqs")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    @property
+    def idle(self) -> bool:
+        if not self._last_empty or self.in_flight:
+            return False
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("SQS poller %s failed; retrying", self.function.spec.logical_id)
+                time.sleep(0.5)
+
+    def poll_once(self) -> None:
+        out = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
+                                       WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
+        messages = out.get("Messages", [])
+        if not messages:
+            self._last_empty = True
+            self._stop.wait(0.2)
+            return
+        self._last_empty = False
+        self.in_flight = len(messages)
+        try:
+            self._deliver(messages)
+        finally:
+            self.in_flight = 0
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        event = {"Records": [{
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": m.get("MessageAttributes", {}),
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.region,
+        } for m in messages]}
+        try:
+            response = self.function.invoke(event)
+        except Exception:
+            # The whole batch becomes visible again after the visibility timeout; redrive applies.
+            log.warning("%s failed on %d messages", self.function.spec.logical_id, len(messages), exc_info=True)
+            self.failed += len(messages)
+            self._release(messages)
+            return
+        failed_ids = set()
+        if self.report_failures and isinstance(response, dict):
+            failed_ids = {f.get("itemIdentifier") for f in response.get("batchItemFailures") or []}
+        done = [m for m in messages if m["MessageId"] not in failed_ids]
+        if done:
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+        self.processed += len(done)
+        retry = [m for m in messages if m["MessageId"] in failed_ids]
+        self.failed += len(retry)
+        self._release(retry)
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        # Locally, retry soon instead of waiting the full visibility timeout.
+        for m in messages:
+            self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                                               VisibilityTimeout=1)
+
+
+_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+
+
+def schedule_seconds(expression: str) -> float | None:
+    """Seconds between firings of an EventBridge ``rate(...)`` expression; None for cron."""
+    m = _RATE.match(expression.strip())
+    if not m:
+        return None
+    unit = m.group(2).rstrip("s")
+    return int(m.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[unit]
+
+
+def scheduled_event(rule_arn: str, region: str, account_id: str, at: datetime | None = None) -> dict[str, Any]:
+    """The event EventBridge delivers to a scheduled rule's target."""
+    at = at or datetime.now(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account_id,
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class Scheduler:
+    """Fires each Schedule event of the template at its rate (cron rules fire only on demand)."""
+
+    def __init__(self, jobs: list[tuple[LocalFunction, str, str]], region: str, account_id: str) -> None:
+        self.jobs = jobs  # (function, rule name, expression)
+        self.region, self.account_id = region, account_id
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def fire(self, function: LocalFunction, rule: str, at: datetime | None = None) -> Any:
+        arn = f"arn:aws:events:{self.region}:{self.account_id}:rule/{rule}"
+        return function.invoke(scheduled_event(arn, self.region, self.account_id, at))
+
+    def fire_all(self, at: datetime | None = None) -> list[Any]:
+        return [self.fire(fn, rule, at) for fn, rule, _ in self.jobs]
+
+    def start(self) -> Scheduler:
+        for function, rule, expression in self.jobs:
+            period = schedule_seconds(expression)
+            if period is None:
+                log.warning("schedule %s (%s) fires only on demand locally", rule, expression)
+                continue
+            thread = threading.Thread(target=self._loop, args=(function, rule, period), daemon=True,
+                                      name=f"schedule-{rule}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _loop(self, function: LocalFunction, rule: str, period: float) -> None:
+        while not self._stop.wait(period):
+            try:
+                self.fire(function, rule)
+            except Exception:
+                log.exception("scheduled run of %s failed", rule)
+
+    def stop(self) -> None:
+        self._stop.set()
