@@ -99,5 +99,5 @@ def events_dataset(fs: pafs.FileSystem, root: str) -> ds.Dataset:
     selector = pafs.FileSelector(f"{root}/{EVENTS_PREFIX}", recursive=True, allow_not_found=True)
     files = [f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File
              and f.path.endswith(".parquet")]
-    return ds.dataset(files, schema=EVENTS_SCHEMA, filesystem=fs, format="parquet",
+    return ds.dataset(files, schema=EVENTS_SCHEMA.append(pa.field("dt", pa.string())), filesystem=fs, format="parquet",
                       partitioning=partitioning, partition_base_dir=f"{root}/{EVENTS_PREFIX}")
