@@ -3,11 +3,10 @@
 from functools import cache
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
-
 from cdp.adapters.lake import lake_filesystem
-from cdp.lake.archive import StreamRecord, archive_batch
+from cdp.lake.archive import archive_batch
 from cdp.settings import Settings
+from cdp.streams import stream_records
 
 logger = Logger()
 
@@ -19,8 +18,6 @@ def settings() -> Settings:
 
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
-    records = [StreamRecord(r.event_id.split(":", 1)[0], r.kinesis.sequence_number, r.kinesis.data_as_bytes())
-               for r in KinesisStreamEvent(event).records]
-    result = archive_batch(records, lake_filesystem(settings()), settings().lake_bucket)
+    result = archive_batch(stream_records(event), lake_filesystem(settings()), settings().lake_bucket)
     logger.info("archived", extra={"events": result.events, "files": result.written})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.unreadable]}

@@ -148,7 +148,7 @@ class LocalPipeline:
     def _start_api(self) -> None:
         assert self.stack is not None
         routes = []
-        for lid, function in self.functions.items():
+        for function in self.functions.values():
             for event in function.spec.events.values():
                 if event["Type"] == "Api":
                     routes.append(Route(method=event["Method"].upper(), resource=event["Path"], function=function))
@@ -170,7 +170,7 @@ class LocalPipeline:
 
     def _queue_url_for_arn(self, arn: str) -> str:
         assert self.stack is not None
-        for lid, attrs in self.stack.attrs.items():
+        for attrs in self.stack.attrs.values():
             if attrs.get("Arn") == arn and "QueueUrl" in attrs:
                 return attrs["QueueUrl"]
         raise KeyError(arn)

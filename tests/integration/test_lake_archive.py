@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pyarrow.fs as pafs
-
-from cdp.lake.archive import StreamRecord, archive_batch
+from cdp.lake.archive import archive_batch
 from cdp.lake.parquet import events_dataset
+from cdp.streams import StreamRecord
 
 
 def _records(n: int, day: str = "2026-11-20") -> list[StreamRecord]:

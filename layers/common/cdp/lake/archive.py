@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow.fs as pafs
 
+from cdp.streams import StreamRecord, decode
+
 from .parquet import write_events
-
-
-@dataclass(frozen=True)
-class StreamRecord:
-    shard_id: str
-    sequence_number: str
-    data: bytes
 
 
 @dataclass
@@ -25,14 +18,6 @@ class ArchiveResult:
     # Records that are not JSON objects: reported as failures so the mapping retries them and,
     # after its bounded retries, hands them to the on-failure destination (nothing dropped).
     unreadable: list[str] = field(default_factory=list)
-
-
-def decode(record: StreamRecord) -> dict[str, Any] | None:
-    try:
-        value = json.loads(record.data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def archive_batch(records: list[StreamRecord], fs: pafs.FileSystem, root: str) -> ArchiveResult:

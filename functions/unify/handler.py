@@ -1,0 +1,32 @@
+"""Kinesis -> identity resolution and profile merge in DynamoDB.
+
+The whole batch is resolved at once (one BatchGetItem for its identifiers, one write per
+profile), so the handler does not use a per-record BatchProcessor; it reports partial
+failures the same way (batchItemFailures by sequence number).
+"""
+
+from datetime import UTC, datetime
+from functools import cache
+
+from aws_lambda_powertools import Logger
+from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+from cdp.identity.config import IdentityConfig
+from cdp.jobs.unify_job import unify_records
+from cdp.settings import Settings
+from cdp.streams import stream_records
+
+logger = Logger()
+
+
+@cache
+def store() -> DynamoIdentityStore:
+    return DynamoIdentityStore(Settings.from_env())
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    result = unify_records(stream_records(event), store(), config=IdentityConfig(), now=datetime.now(UTC))
+    o = result.outcome
+    logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
+                                  "rejected": o.rejected, "merges": len(o.merges), "retry": len(result.retry)})
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.retry]}

@@ -1,0 +1,22 @@
+"""Builds the query engine the settings name: Athena on AWS, DuckDB over the same lake locally."""
+
+from __future__ import annotations
+
+from cdp.segments.engines import QueryEngine
+from cdp.settings import Settings
+
+
+def query_engine(settings: Settings) -> QueryEngine:
+    if settings.query_engine == "duckdb":
+        from cdp.adapters.lake import lake_filesystem
+        from cdp.segments.engines import DuckDBEngine
+
+        return DuckDBEngine(lake_filesystem(settings), settings.lake_bucket)
+    if settings.query_engine == "athena":
+        import boto3
+
+        from cdp.adapters.athena import AthenaEngine
+
+        return AthenaEngine(boto3.client("athena", region_name=settings.aws_region),
+                            workgroup=settings.athena_workgroup, database=settings.glue_database)
+    raise ValueError(f"unknown QUERY_ENGINE {settings.query_engine!r} (athena or duckdb)")

@@ -1,0 +1,57 @@
+"""The scheduled segment job: snapshot the identity map and profiles, then run every segment.
+
+The snapshots let SQL join events to resolved profiles (an event carries ids, not profiles).
+Each segment runs on its own: one failing query is reported and leaves that segment's
+previous membership intact; the others still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from cdp.errors import CdpError
+from cdp.lake.parquet import write_identity_snapshot, write_profiles_snapshot
+from cdp.segments.definition import SegmentDefinition
+from cdp.segments.engines import QueryEngine
+from cdp.segments.membership import MembershipChange, MembershipStore
+from cdp.segments.run import SegmentRunReport, run_segment
+
+
+@dataclass
+class SegmentJobReport:
+    run_id: str
+    identities: int = 0
+    profiles: int = 0
+    segments: list[SegmentRunReport] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "identities": self.identities, "profiles": self.profiles,
+                "segments": [r.to_dict() for r in self.segments], "failures": self.failures}
+
+
+def write_snapshots(store: Any, fs: pafs.FileSystem, root: str) -> tuple[int, int]:
+    """Identifier -> live profile, and the live profiles, from one scan of the profiles."""
+    live = [p for p in store.scan_profiles() if not p.is_tombstone]
+    pairs = ((identifier, p.profile_id) for p in live for identifier in p.identifiers)
+    return write_identity_snapshot(pairs, fs, root), write_profiles_snapshot((p.view() for p in live), fs, root)
+
+
+def run_segment_job(definitions: list[SegmentDefinition], *, engine: QueryEngine, membership: MembershipStore,
+                    publish: Callable[[list[MembershipChange]], None], run_id: str, now: datetime,
+                    snapshot: Callable[[], tuple[int, int]] | None = None) -> SegmentJobReport:
+    report = SegmentJobReport(run_id=run_id)
+    if snapshot is not None:
+        report.identities, report.profiles = snapshot()
+    for defn in definitions:
+        try:
+            report.segments.append(run_segment(defn, engine=engine, membership=membership, publish=publish,
+                                               run_id=run_id, now=now))
+        except CdpError as exc:
+            report.failures[defn.name] = f"{exc.code}: {exc.reason}"
+    return report

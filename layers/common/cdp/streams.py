@@ -1,0 +1,38 @@
+"""Records of the events stream, as the Kinesis event source mapping delivers them to Lambda."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    shard_id: str
+    sequence_number: str
+    data: bytes
+
+
+def stream_records(event: dict[str, Any]) -> list[StreamRecord]:
+    """The records of a Lambda Kinesis event (``eventID`` is ``<shard id>:<sequence number>``)."""
+    records = []
+    for r in event.get("Records", []):
+        kinesis = r["kinesis"]
+        try:
+            data = base64.b64decode(kinesis["data"], validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        records.append(StreamRecord(r["eventID"].split(":", 1)[0], kinesis["sequenceNumber"], data))
+    return records
+
+
+def decode(record: StreamRecord) -> dict[str, Any] | None:
+    """The event a record carries, or None when it is not a JSON object."""
+    try:
+        value = json.loads(record.data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
