@@ -48,3 +48,36 @@ class MergeBlocked(CdpError):
 
 class InvalidSegment(CdpError):
     code = "invalid_segment"
+
+
+# ---------------------------------------------------------------- collection
+
+
+class MalformedRequest(InvalidEvent):
+    """The request body cannot be read as what the route expects (reason names why)."""
+
+    code = "malformed_request"
+
+
+class PayloadTooLarge(InvalidEvent):
+    """The request exceeds a documented size limit (details: limit, limit_bytes)."""
+
+    code = "payload_too_large"
+
+
+class EventsRejected(InvalidEvent):
+    """Every event of the request was rejected (details: rejected, a list of index/reason)."""
+
+    code = "events_rejected"
+
+
+class StreamUnavailable(StoreError):
+    """Some events could not be written to the stream; the sender should retry."""
+
+    code = "stream_unavailable"
+
+
+class Throttled(CdpError):
+    """Too many requests; the sender should retry after a pause."""
+
+    code = "throttled"

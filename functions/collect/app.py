@@ -1,0 +1,137 @@
+"""Segment-compatible tracking API: API Gateway REST proxy events → Chalice → ``cdp.collect``.
+
+The Lambda handler is ``app.app``. Adapters are built lazily on first use from settings read
+once, so tests and the local runner can point the environment at moto first.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Any
+
+from chalice import Chalice, Response
+
+from cdp.collect import IngestRequest, ingest
+from cdp.collect.http import HttpResponse, error_response, success_response
+from cdp.collect.profiles import profile_response
+from cdp.errors import CdpError, WriteKeyRejected
+from cdp.settings import Settings
+
+app = Chalice(app_name="cdp-collect")
+
+_ANY_BODY = ["*/*"]
+
+
+@functools.cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@functools.cache
+def sources() -> Any:
+    from cdp.adapters.sources import DynamoSourceStore
+
+    return DynamoSourceStore(settings())
+
+
+@functools.cache
+def sink() -> Any:
+    from cdp.adapters.kinesis import KinesisSink
+
+    return KinesisSink(settings())
+
+
+@functools.cache
+def quarantine() -> Any:
+    from cdp.adapters.quarantine import S3Quarantine
+
+    return S3Quarantine(settings())
+
+
+@functools.cache
+def identity_store() -> Any:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+
+    return DynamoIdentityStore(settings())
+
+
+def _respond(response: HttpResponse) -> Response:
+    return Response(body=response.body, status_code=response.status, headers=response.headers)
+
+
+def _collect(route: str) -> Response:
+    request = app.current_request
+    headers = request.headers
+    ingest_request = IngestRequest(
+        route=route,
+        body=request.raw_body or b"",
+        authorization=headers.get("authorization"),
+        content_encoding=headers.get("content-encoding"),
+        ip=(request.context.get("identity") or {}).get("sourceIp"),
+        user_agent=headers.get("user-agent"),
+    )
+    try:
+        result = ingest(
+            ingest_request, sources=sources(), sink=sink(), quarantine=quarantine(), now=datetime.now(UTC)
+        )
+    except CdpError as exc:
+        if isinstance(exc, WriteKeyRejected):
+            _count_rejected_key(exc.reason)
+        return _respond(error_response(exc))
+    return _respond(success_response(result))
+
+
+def _count_rejected_key(reason: str) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name="WriteKeyRejected", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="reason", value=reason)
+
+
+@app.route("/v1/batch", methods=["POST"], content_types=_ANY_BODY)
+def batch() -> Response:
+    return _collect("batch")
+
+
+@app.route("/v1/track", methods=["POST"], content_types=_ANY_BODY)
+def track() -> Response:
+    return _collect("track")
+
+
+@app.route("/v1/identify", methods=["POST"], content_types=_ANY_BODY)
+def identify() -> Response:
+    return _collect("identify")
+
+
+@app.route("/v1/page", methods=["POST"], content_types=_ANY_BODY)
+def page() -> Response:
+    return _collect("page")
+
+
+@app.route("/v1/screen", methods=["POST"], content_types=_ANY_BODY)
+def screen() -> Response:
+    return _collect("screen")
+
+
+@app.route("/v1/group", methods=["POST"], content_types=_ANY_BODY)
+def group() -> Response:
+    return _collect("group")
+
+
+@app.route("/v1/alias", methods=["POST"], content_types=_ANY_BODY)
+def alias() -> Response:
+    return _collect("alias")
+
+
+@app.route("/v1/profiles/{identifier}", methods=["GET"])
+def profile(identifier: str) -> Response:
+    from cdp.identity import lookup_profile
+
+    response = profile_response(
+        identifier,
+        authorization=app.current_request.headers.get("authorization"),
+        admin_token=settings().admin_token,
+        lookup=lambda ident: lookup_profile(ident, identity_store()),
+    )
+    return _respond(response)

@@ -1,0 +1,101 @@
+"""The events stream: PutRecords that cannot half-fail silently."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cdp.collect.events import StreamRecord
+from cdp.errors import StreamUnavailable
+from cdp.settings import Settings
+
+#: PutRecords limits (AWS): 500 records and 5 MiB (data plus partition keys) per call.
+MAX_RECORDS_PER_CALL = 500
+MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+
+
+def chunk_records(
+    records: Sequence[StreamRecord],
+    *,
+    max_records: int = MAX_RECORDS_PER_CALL,
+    max_bytes: int = MAX_BYTES_PER_CALL,
+) -> list[list[StreamRecord]]:
+    """Consecutive chunks, each within both PutRecords limits, in the original order."""
+    chunks: list[list[StreamRecord]] = []
+    current: list[StreamRecord] = []
+    size = 0
+    for record in records:
+        record_size = len(record.data) + len(record.partition_key.encode("utf-8"))
+        if current and (len(current) >= max_records or size + record_size > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(record)
+        size += record_size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class KinesisSink:
+    """Writes records to the events stream, retrying only the records Kinesis refused.
+
+    After ``max_attempts`` calls some records may still be refused: :class:`StreamUnavailable`
+    is raised (the collector answers 503), never a silent partial write.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Any = None,
+        max_attempts: int = 4,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "kinesis",
+                region_name=self._settings.aws_region,
+                endpoint_url=self._settings.aws_endpoint_url,
+                config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}),
+            )
+        return self._client
+
+    def put(self, records: Sequence[StreamRecord]) -> None:
+        for chunk in chunk_records(records):
+            self._put_chunk(chunk)
+
+    def _put_chunk(self, chunk: list[StreamRecord]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        pending = chunk
+        last_error: Exception | None = None
+        for attempt in range(self._max_attempts):
+            if attempt:
+                self._sleep(self._base_delay * (2 ** (attempt - 1)) * (1 + random.random()))
+            try:
+                response = self.client.put_records(
+                    StreamName=self._settings.events_stream,
+                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                last_error = exc
+                continue
+            results = response.get("Records", [])
+            pending = [r for r, result in zip(pending, results, strict=True) if result.get("ErrorCode")]
+            if not pending:
+                return
+        raise StreamUnavailable("stream_write_failed", failed=len(pending)) from last_error

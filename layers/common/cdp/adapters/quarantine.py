@@ -1,0 +1,114 @@
+"""The quarantine: rejected events and unreadable bodies of known sources, as JSON lines on S3.
+
+Objects live under ``quarantine/dt=YYYY-MM-DD/`` in the lake bucket (partitioned by the day the
+collector received them), one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cdp.collect.ingest import QuarantineEntry
+from cdp.errors import StoreError
+from cdp.settings import Settings
+
+PREFIX = "quarantine/"
+
+
+def entry_to_dict(entry: QuarantineEntry) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "reason": entry.reason,
+        "sourceId": entry.source_id,
+        "receivedAt": entry.received_at,
+        "route": entry.route,
+        "index": entry.index,
+    }
+    if entry.raw_body is not None:
+        record["rawBody"] = base64.b64encode(entry.raw_body).decode("ascii")
+        record["contentEncoding"] = entry.content_encoding
+    else:
+        record["payload"] = entry.payload
+    for key, value in (
+        ("ip", entry.ip),
+        ("userAgent", entry.user_agent),
+        ("sentAt", entry.sent_at),
+        ("context", entry.context),
+    ):
+        if value is not None:
+            record[key] = value
+    return record
+
+
+def entry_from_dict(record: dict[str, Any]) -> QuarantineEntry:
+    raw = record.get("rawBody")
+    return QuarantineEntry(
+        reason=record["reason"],
+        source_id=record["sourceId"],
+        received_at=record["receivedAt"],
+        route=record.get("route", "batch"),
+        index=record.get("index"),
+        payload=record.get("payload"),
+        raw_body=base64.b64decode(raw) if raw is not None else None,
+        content_encoding=record.get("contentEncoding"),
+        ip=record.get("ip"),
+        user_agent=record.get("userAgent"),
+        sent_at=record.get("sentAt"),
+        context=record.get("context"),
+    )
+
+
+def object_key(entries: Sequence[QuarantineEntry]) -> str:
+    """``quarantine/dt=<day received>/<source>-<digest>.jsonl``; the digest leaves out the time
+    received, so a retried request overwrites its own object instead of adding a copy."""
+    first = entries[0]
+    digest = hashlib.sha256()
+    for entry in entries:
+        stable = {k: v for k, v in entry_to_dict(entry).items() if k != "receivedAt"}
+        digest.update(json.dumps(stable, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    day = first.received_at[:10]
+    return f"{PREFIX}dt={day}/{first.source_id}-{digest.hexdigest()[:32]}.jsonl"
+
+
+class S3Quarantine:
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        self._settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                region_name=self._settings.aws_region,
+                endpoint_url=self._settings.aws_endpoint_url,
+                config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}),
+            )
+        return self._client
+
+    def put(self, entries: Sequence[QuarantineEntry]) -> None:
+        """Store ``entries`` as one object per (day, source). Raises :class:`StoreError`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        groups: dict[tuple[str, str], list[QuarantineEntry]] = {}
+        for entry in entries:
+            groups.setdefault((entry.received_at[:10], entry.source_id), []).append(entry)
+        for group in groups.values():
+            body = "".join(
+                json.dumps(entry_to_dict(e), separators=(",", ":"), ensure_ascii=False) + "\n" for e in group
+            ).encode("utf-8")
+            try:
+                self.client.put_object(
+                    Bucket=self._settings.lake_bucket,
+                    Key=object_key(group),
+                    Body=body,
+                    ContentType="application/x-ndjson",
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreError("quarantine_unavailable") from exc

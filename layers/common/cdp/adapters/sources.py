@@ -1,0 +1,176 @@
+"""Sources and their write keys in the SourcesTable. Keys are stored as SHA-256 hashes only."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from cdp.collect.ingest import Source
+from cdp.errors import NotFound, StoreError
+from cdp.settings import Settings
+
+
+def hash_write_key(write_key: str) -> str:
+    """Write keys are random and long, so an unsalted SHA-256 is enough to keep them unreadable."""
+    return hashlib.sha256(write_key.encode("utf-8")).hexdigest()
+
+
+def new_write_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class DynamoSourceStore:
+    """Create, register, authenticate, list and disable sources.
+
+    Successful authentications are cached for ``cache_seconds`` per warm Lambda, so a key
+    disabled in the table stops working within that time (unknown keys are never cached).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Any = None,
+        cache_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Source]] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "dynamodb",
+                region_name=self._settings.aws_region,
+                endpoint_url=self._settings.aws_endpoint_url,
+                config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}),
+            )
+        return self._client
+
+    @property
+    def _table(self) -> str:
+        return self._settings.sources_table
+
+    def create_source(self, name: str) -> tuple[str, str]:
+        """A new source with a fresh write key: ``(source_id, write_key)``. The key is shown once."""
+        write_key = new_write_key()
+        source = self._put(name, write_key, source_id=_new_source_id())
+        if source is None:  # a 192-bit collision: not in this universe
+            raise StoreError("write_key_collision")
+        return source.source_id, write_key
+
+    def register_write_key(self, name: str, write_key: str) -> Source:
+        """Make ``write_key`` valid for a source called ``name``; idempotent (returns the existing one)."""
+        if not write_key:
+            raise ValueError("write_key must not be empty")
+        source = self._put(name, write_key, source_id=_new_source_id())
+        if source is not None:
+            return source
+        existing = self._get(hash_write_key(write_key))
+        if existing is None:
+            raise StoreError("write_key_vanished")
+        return existing
+
+    def authenticate(self, write_key: str) -> Source | None:
+        """The enabled source owning ``write_key``, or None."""
+        key_hash = hash_write_key(write_key)
+        cached = self._cache.get(key_hash)
+        now = self._clock()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        source = self._get(key_hash)
+        if source is None or not source.enabled:
+            self._cache.pop(key_hash, None)
+            return None
+        self._cache[key_hash] = (now + self._cache_seconds, source)
+        return source
+
+    def list_sources(self) -> list[Source]:
+        return sorted((s for _, s in self._scan()), key=lambda s: (s.created_at, s.source_id))
+
+    def disable(self, source_id: str) -> Source:
+        """Disable every write key of ``source_id``. Raises :class:`NotFound`."""
+        from botocore.exceptions import ClientError
+
+        matches = [(key_hash, s) for key_hash, s in self._scan() if s.source_id == source_id]
+        if not matches:
+            raise NotFound("unknown_source", source_id=source_id)
+        for key_hash, _ in matches:
+            try:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key={"key_hash": {"S": key_hash}},
+                    UpdateExpression="SET enabled = :false",
+                    ExpressionAttributeValues={":false": {"BOOL": False}},
+                )
+            except ClientError as exc:
+                raise StoreError("sources_unavailable") from exc
+            self._cache.pop(key_hash, None)
+        _, source = matches[0]
+        return Source(source.source_id, source.name, False, source.created_at)
+
+    def _put(self, name: str, write_key: str, *, source_id: str) -> Source | None:
+        from botocore.exceptions import ClientError
+
+        source = Source(source_id, name, True, datetime.now(UTC).isoformat(timespec="seconds"))
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item={
+                    "key_hash": {"S": hash_write_key(write_key)},
+                    "source_id": {"S": source.source_id},
+                    "name": {"S": source.name},
+                    "enabled": {"BOOL": True},
+                    "created_at": {"S": source.created_at},
+                },
+                ConditionExpression="attribute_not_exists(key_hash)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise StoreError("sources_unavailable") from exc
+        return source
+
+    def _get(self, key_hash: str) -> Source | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            item = self.client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
+        except ClientError as exc:
+            raise StoreError("sources_unavailable") from exc
+        return _source(item) if item else None
+
+    def _scan(self) -> list[tuple[str, Source]]:
+        from botocore.exceptions import ClientError
+
+        found: list[tuple[str, Source]] = []
+        try:
+            for page in self.client.get_paginator("scan").paginate(TableName=self._table):
+                found.extend((item["key_hash"]["S"], _source(item)) for item in page.get("Items", []))
+        except ClientError as exc:
+            raise StoreError("sources_unavailable") from exc
+        return found
+
+
+def _new_source_id() -> str:
+    return f"src_{secrets.token_hex(8)}"
+
+
+def _source(item: dict[str, Any]) -> Source:
+    return Source(
+        source_id=item["source_id"]["S"],
+        name=item.get("name", {}).get("S", ""),
+        enabled=item.get("enabled", {}).get("BOOL", True),
+        created_at=item.get("created_at", {}).get("S", ""),
+    )

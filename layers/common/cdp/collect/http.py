@@ -1,0 +1,78 @@
+"""The collector's edge: one table from typed errors to HTTP responses (no framework here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdp.errors import (
+    CdpError,
+    EventsRejected,
+    InvalidEvent,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    StoreError,
+    StreamUnavailable,
+    Throttled,
+    Unauthorized,
+    WriteKeyRejected,
+)
+
+from .ingest import IngestResult
+
+#: Seconds a sender should wait before retrying a 429 or 503.
+RETRY_AFTER_SECONDS = 2
+
+#: First match wins, so subclasses come before their bases.
+ERROR_STATUS: tuple[tuple[type[CdpError], int], ...] = (
+    (WriteKeyRejected, 401),
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (PayloadTooLarge, 400),
+    (EventsRejected, 400),
+    (MalformedRequest, 400),
+    (InvalidEvent, 400),
+    (Throttled, 429),
+    (StreamUnavailable, 503),
+    (StoreError, 503),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def status_for(exc: CdpError) -> int:
+    for kind, status in ERROR_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_response(exc: CdpError) -> HttpResponse:
+    """``{"success": false, "error": code, "reason": reason, ...details}`` with the mapped status."""
+    status = status_for(exc)
+    body: dict[str, Any] = {"success": False, "error": exc.code, "reason": exc.reason}
+    for key in ("rejected", "limit", "limit_bytes"):
+        if key in exc.details:
+            body[key] = exc.details[key]
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else {}
+    if status == 401 and isinstance(exc, WriteKeyRejected):
+        headers["WWW-Authenticate"] = 'Basic realm="cdp"'
+    return HttpResponse(status, body, headers)
+
+
+def success_response(result: IngestResult) -> HttpResponse:
+    """Segment SDKs look for 200 and ``success``; the rejected events are named by index."""
+    return HttpResponse(
+        200,
+        {
+            "success": True,
+            "accepted": result.accepted,
+            "rejected": [r.to_dict() for r in result.rejected],
+        },
+    )

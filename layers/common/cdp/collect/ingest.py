@@ -1,0 +1,220 @@
+"""The collector's use case: authenticate, read, validate, quarantine the rejects, stream the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cdp.errors import EventsRejected, InvalidEvent, MalformedRequest, PayloadTooLarge, WriteKeyRejected
+
+from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
+from .events import RequestFacts, StreamRecord, normalise_event
+from .timestamps import format_timestamp
+
+#: Routes of the tracking API, by the last segment of their path.
+ROUTES = ("batch", "identify", "track", "page", "screen", "group", "alias")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A sender of events, known by its write key (stored hashed)."""
+
+    source_id: str
+    name: str
+    enabled: bool = True
+    created_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    route: str
+    body: bytes
+    authorization: str | None = None
+    content_encoding: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    rejected: tuple[Rejection, ...] = ()
+    message_ids: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """A rejected event (``payload``) or an unreadable body (``raw_body``) of a known source."""
+
+    reason: str
+    source_id: str
+    received_at: str
+    route: str
+    index: int | None = None
+    payload: Any = None
+    raw_body: bytes | None = None
+    content_encoding: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    #: The batch's own ``sentAt`` and ``context``, which the event inherits on replay.
+    sent_at: Any = None
+    context: dict[str, Any] | None = None
+
+
+class SourceStore(Protocol):
+    def authenticate(self, write_key: str) -> Source | None: ...
+
+
+class EventSink(Protocol):
+    def put(self, records: Sequence[StreamRecord]) -> None:
+        """Write every record or raise :class:`cdp.errors.StreamUnavailable`."""
+
+
+class Quarantine(Protocol):
+    def put(self, entries: Sequence[QuarantineEntry]) -> None: ...
+
+
+def ingest(
+    request: IngestRequest,
+    *,
+    sources: SourceStore,
+    sink: EventSink,
+    quarantine: Quarantine,
+    now: datetime,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+) -> IngestResult:
+    """Accept the valid events of ``request`` into ``sink``; quarantine what a known source sent wrong.
+
+    Raises :class:`WriteKeyRejected` (nothing stored), :class:`MalformedRequest` or
+    :class:`PayloadTooLarge` (body quarantined when the source is known), :class:`EventsRejected`
+    when no event passed (all quarantined), or :class:`cdp.errors.StreamUnavailable`.
+    """
+    if request.route not in ROUTES:
+        raise MalformedRequest("unknown_route")
+    received_at = format_timestamp(now)
+    header_key = write_key_from_authorization(request.authorization)
+    source = _authenticate(sources, header_key) if header_key else None
+    try:
+        payload = _read(request, max_request_bytes)
+        if source is None:
+            source = _authenticate(sources, _body_write_key(payload))
+        events, facts = _unpack(request, payload, source, now)
+    except (MalformedRequest, PayloadTooLarge) as exc:
+        if source is not None:
+            quarantine.put([_raw_entry(request, source, received_at, exc.reason)])
+        raise
+    records: list[StreamRecord] = []
+    rejections: list[Rejection] = []
+    entries: list[QuarantineEntry] = []
+    route_type = None if request.route == "batch" else request.route
+    for index, raw in enumerate(events):
+        try:
+            records.append(normalise_event(raw, route_type=route_type, facts=facts))
+        except InvalidEvent as exc:
+            rejections.append(Rejection(index, exc.reason))
+            entries.append(_event_entry(request, facts, received_at, index, exc.reason, raw))
+    if entries:
+        # Quarantine first: if it fails, nothing reached the stream and the sender retries all.
+        quarantine.put(entries)
+    if records:
+        sink.put(records)
+    elif rejections:
+        raise EventsRejected("all_events_rejected", rejected=[r.to_dict() for r in rejections])
+    return IngestResult(
+        accepted=len(records),
+        rejected=tuple(rejections),
+        message_ids=tuple(r.event["messageId"] for r in records),
+    )
+
+
+def _authenticate(sources: SourceStore, write_key: str | None) -> Source:
+    if not write_key:
+        raise WriteKeyRejected("missing_write_key")
+    source = sources.authenticate(write_key)
+    if source is None:
+        raise WriteKeyRejected("unknown_write_key")
+    return source
+
+
+def _read(request: IngestRequest, max_request_bytes: int) -> object:
+    if len(request.body) > max_request_bytes:
+        raise PayloadTooLarge("request_too_large", limit="500 KB per request", limit_bytes=max_request_bytes)
+    return decode_body(request.body, request.content_encoding, limit=max_request_bytes)
+
+
+def _body_write_key(payload: object) -> str | None:
+    if not isinstance(payload, dict):
+        raise MalformedRequest("not_an_object")
+    key = payload.get("writeKey")
+    return key if isinstance(key, str) else None
+
+
+def _unpack(
+    request: IngestRequest, payload: object, source: Source, now: datetime
+) -> tuple[list[Any], RequestFacts]:
+    if not isinstance(payload, dict):
+        raise MalformedRequest("not_an_object")
+    context = None
+    sent_at = None
+    if request.route == "batch":
+        events = payload.get("batch")
+        if not isinstance(events, list):
+            raise MalformedRequest("batch_not_a_list")
+        context = payload.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise MalformedRequest("invalid_batch_context")
+        sent_at = payload.get("sentAt")
+    else:
+        events = [payload]
+    facts = RequestFacts(
+        source_id=source.source_id,
+        received_at=now,
+        ip=request.ip,
+        user_agent=request.user_agent,
+        sent_at=sent_at,
+        context=context,
+    )
+    return events, facts
+
+
+def _raw_entry(request: IngestRequest, source: Source, received_at: str, reason: str) -> QuarantineEntry:
+    return QuarantineEntry(
+        reason=reason,
+        source_id=source.source_id,
+        received_at=received_at,
+        route=request.route,
+        raw_body=request.body,
+        content_encoding=request.content_encoding,
+        ip=request.ip,
+        user_agent=request.user_agent,
+    )
+
+
+def _event_entry(
+    request: IngestRequest, facts: RequestFacts, received_at: str, index: int, reason: str, raw: object
+) -> QuarantineEntry:
+    if isinstance(raw, dict) and "writeKey" in raw:
+        raw = {k: v for k, v in raw.items() if k != "writeKey"}  # never store a secret in the lake
+    return QuarantineEntry(
+        reason=reason,
+        source_id=facts.source_id,
+        received_at=received_at,
+        route=request.route,
+        index=index,
+        payload=raw,
+        ip=request.ip,
+        user_agent=request.user_agent,
+        sent_at=facts.sent_at,
+        context=dict(facts.context) if facts.context else None,
+    )

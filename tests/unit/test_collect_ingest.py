@@ -1,0 +1,203 @@
+"""The collector's use case with in-memory stores: who is accepted, rejected, quarantined."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cdp.collect import IngestRequest, QuarantineEntry, Source, StreamRecord, ingest
+from cdp.errors import EventsRejected, MalformedRequest, PayloadTooLarge, StreamUnavailable, WriteKeyRejected
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+KEY = "wk_good"
+
+
+class FakeSources:
+    def __init__(self) -> None:
+        self.sources = {KEY: Source("src_1", "web")}
+
+    def authenticate(self, write_key: str) -> Source | None:
+        return self.sources.get(write_key)
+
+
+class ListSink:
+    def __init__(self, fail: bool = False) -> None:
+        self.records: list[StreamRecord] = []
+        self.fail = fail
+
+    def put(self, records: Sequence[StreamRecord]) -> None:
+        if self.fail:
+            raise StreamUnavailable("stream_write_failed")
+        self.records.extend(records)
+
+
+class ListQuarantine:
+    def __init__(self) -> None:
+        self.entries: list[QuarantineEntry] = []
+
+    def put(self, entries: Sequence[QuarantineEntry]) -> None:
+        self.entries.extend(entries)
+
+
+def auth(key: str = KEY) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def run(
+    body: bytes | dict[str, Any],
+    route: str = "batch",
+    authorization: str | None = None,
+    sink: ListSink | None = None,
+    **kwargs: Any,
+) -> tuple[Any, ListSink, ListQuarantine]:
+    sink = sink or ListSink()
+    quarantine = ListQuarantine()
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = IngestRequest(route=route, body=raw, authorization=authorization, **kwargs)
+    result = ingest(request, sources=FakeSources(), sink=sink, quarantine=quarantine, now=NOW)
+    return result, sink, quarantine
+
+
+def attempt(*args: Any, **kwargs: Any) -> tuple[Exception, ListQuarantine]:
+    sink, quarantine = ListSink(), ListQuarantine()
+    body, *rest = args
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    route = rest[0] if rest else kwargs.pop("route", "batch")
+    limits = {k: kwargs.pop(k) for k in ("max_request_bytes",) if k in kwargs}
+    request = IngestRequest(route=route, body=raw, **kwargs)
+    with pytest.raises(Exception) as raised:
+        ingest(request, sources=FakeSources(), sink=sink, quarantine=quarantine, now=NOW, **limits)
+    assert sink.records == []
+    return raised.value, quarantine
+
+
+GOOD = {"type": "track", "userId": "u1", "event": "Clicked"}
+BAD = {"type": "track", "userId": "u1"}
+
+
+def test_a_batch_of_valid_events_is_streamed_in_order() -> None:
+    result, sink, _ = run({"batch": [GOOD, {**GOOD, "event": "Second"}]}, authorization=auth())
+    assert result.accepted == 2
+    assert [r.event["event"] for r in sink.records] == ["Clicked", "Second"]
+
+
+def test_the_write_key_may_come_from_the_body() -> None:
+    result, _, _ = run({"batch": [GOOD], "writeKey": KEY})
+    assert result.accepted == 1
+
+
+def test_a_single_event_route_accepts_the_body_as_the_event() -> None:
+    result, sink, _ = run({"userId": "u1", "traits": {"plan": "pro"}}, route="identify", authorization=auth())
+    assert (result.accepted, sink.records[0].event["type"]) == (1, "identify")
+
+
+def test_a_gzip_body_from_an_sdk_is_accepted() -> None:
+    body = gzip.compress(json.dumps({"batch": [GOOD]}).encode())
+    result, _, _ = run(body, authorization=auth(), content_encoding="gzip")
+    assert result.accepted == 1
+
+
+def test_an_empty_batch_is_accepted_with_nothing_streamed() -> None:
+    result, sink, quarantine = run({"batch": []}, authorization=auth())
+    assert (result.accepted, sink.records, quarantine.entries) == (0, [], [])
+
+
+def test_an_unknown_write_key_is_rejected_and_nothing_is_stored() -> None:
+    error, quarantine = attempt({"batch": [BAD]}, authorization=auth("wk_bad"))
+    assert isinstance(error, WriteKeyRejected) and error.reason == "unknown_write_key"
+    assert quarantine.entries == []
+
+
+def test_a_request_without_any_write_key_is_rejected() -> None:
+    error, quarantine = attempt({"batch": [GOOD]})
+    assert isinstance(error, WriteKeyRejected) and error.reason == "missing_write_key"
+    assert quarantine.entries == []
+
+
+def test_a_bad_header_key_is_rejected_even_if_the_body_carries_a_good_one() -> None:
+    error, _ = attempt({"batch": [GOOD], "writeKey": KEY}, authorization=auth("wk_bad"))
+    assert isinstance(error, WriteKeyRejected)
+
+
+def test_a_mixed_batch_accepts_the_valid_and_names_the_rejected_by_index() -> None:
+    result, sink, _ = run({"batch": [GOOD, BAD, GOOD]}, authorization=auth())
+    assert result.accepted == 2
+    assert [(r.index, r.reason) for r in result.rejected] == [(1, "missing_event")]
+    assert len(sink.records) == 2
+
+
+def test_every_rejected_event_of_a_known_source_is_quarantined_with_its_reason() -> None:
+    _, _, quarantine = run({"batch": [GOOD, BAD], "sentAt": "2024-05-01T12:00:00Z"}, authorization=auth())
+    [entry] = quarantine.entries
+    assert (entry.reason, entry.source_id, entry.index, entry.payload) == ("missing_event", "src_1", 1, BAD)
+    assert (entry.received_at, entry.sent_at) == ("2024-05-01T12:00:00.000Z", "2024-05-01T12:00:00Z")
+
+
+def test_the_write_key_of_a_single_event_body_is_not_quarantined() -> None:
+    error, quarantine = attempt({"userId": "u1", "writeKey": KEY}, "track")
+    assert isinstance(error, EventsRejected)
+    assert "writeKey" not in quarantine.entries[0].payload
+
+
+def test_a_batch_with_only_invalid_events_is_rejected_with_every_reason() -> None:
+    error, quarantine = attempt({"batch": [BAD, "x"]}, authorization=auth())
+    assert isinstance(error, EventsRejected)
+    assert error.details["rejected"] == [
+        {"index": 0, "reason": "missing_event"},
+        {"index": 1, "reason": "not_an_object"},
+    ]
+    assert len(quarantine.entries) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{oops", "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'{"batch": {"type": "track"}}', "batch_not_a_list"),
+        (b'{"batch": [], "context": "web"}', "invalid_batch_context"),
+    ],
+)
+def test_an_unreadable_body_of_a_known_source_is_quarantined_raw(body: bytes, reason: str) -> None:
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, MalformedRequest) and error.reason == reason
+    [entry] = quarantine.entries
+    assert (entry.reason, entry.raw_body, entry.index) == (reason, body, None)
+
+
+def test_an_unreadable_body_without_a_header_key_is_refused_and_not_stored() -> None:
+    error, quarantine = attempt(b"{oops")
+    assert isinstance(error, MalformedRequest)
+    assert quarantine.entries == []
+
+
+def test_a_request_over_the_size_limit_is_refused_naming_it_and_quarantined() -> None:
+    error, quarantine = attempt({"batch": [GOOD] * 20}, authorization=auth(), max_request_bytes=100)
+    assert isinstance(error, PayloadTooLarge) and error.details["limit"] == "500 KB per request"
+    assert quarantine.entries[0].reason == "request_too_large"
+
+
+def test_an_unknown_route_is_malformed() -> None:
+    error, _ = attempt({"batch": []}, "purchase", authorization=auth())
+    assert isinstance(error, MalformedRequest) and error.reason == "unknown_route"
+
+
+def test_a_stream_failure_propagates_after_the_rejects_are_quarantined() -> None:
+    sink, quarantine = ListSink(fail=True), ListQuarantine()
+    request = IngestRequest(
+        route="batch", body=json.dumps({"batch": [GOOD, BAD]}).encode(), authorization=auth()
+    )
+    with pytest.raises(StreamUnavailable):
+        ingest(request, sources=FakeSources(), sink=sink, quarantine=quarantine, now=NOW)
+    assert len(quarantine.entries) == 1
+
+
+def test_the_request_ip_and_user_agent_reach_the_stored_event() -> None:
+    _, sink, _ = run({"batch": [GOOD]}, authorization=auth(), ip="192.0.2.1", user_agent="analytics-python/2")
+    assert sink.records[0].event["context"] == {"ip": "192.0.2.1", "userAgent": "analytics-python/2"}
