@@ -81,3 +81,24 @@ class Throttled(CdpError):
     """Too many requests; the sender should retry after a pause."""
 
     code = "throttled"
+
+
+# ---------------------------------------------------------------- identity
+
+
+class InvalidIdentifier(InvalidEvent):
+    """An identifier is not ``<type>:<value>`` with a known type and a valid value."""
+
+    code = "invalid_identifier"
+
+
+class IdentifierTaken(ConcurrentUpdate):
+    """Another writer claimed an identifier first (details: identifiers); re-read and retry."""
+
+    code = "identifier_taken"
+
+
+class InvalidConfig(CdpError):
+    """A configuration file or mapping is not valid (reason names what)."""
+
+    code = "invalid_config"

@@ -1,0 +1,331 @@
+"""DynamoDB implementation of :class:`cdp.identity.store.IdentityStore`, on PynamoDB.
+
+Table names, region and endpoint come from :class:`cdp.settings.Settings` when a store is built:
+each store binds its own model classes, so nothing is named or connected at import time.
+Items:
+
+* identity table: ``identifier`` -> ``profile_id`` (one GetItem resolves any identifier);
+* profiles table: the profile, with its window of applied messageIds and a ``version``
+  (PynamoDB ``VersionAttribute``: every save is conditional on the version read);
+* merge-log table: ``profile_id`` + ``entry_id`` (time-sortable) with the evidence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.attributes import (
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from cdp.errors import ConcurrentUpdate, IdentifierTaken, StoreError
+from cdp.identity.profile import Profile
+from cdp.identity.store import MergeLogEntry
+from cdp.settings import Settings
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+_TRANSACTION_CANCELLED = "TransactionCanceledException"
+_TRANSACTION_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class _Models:
+    profile: type[Model]
+    identity: type[Model]
+    merge_log: type[Model]
+    connection: Connection
+
+
+def bind_models(settings: Settings) -> _Models:
+    """PynamoDB model classes bound to the tables, region and endpoint of ``settings``."""
+    meta: dict[str, Any] = {"region": settings.aws_region}
+    if settings.aws_endpoint_url:
+        meta["host"] = settings.aws_endpoint_url
+
+    class ProfileItem(Model):
+        Meta = type("Meta", (), {"table_name": settings.profiles_table, **meta})
+
+        profile_id = UnicodeAttribute(hash_key=True)
+        identifiers = ListAttribute(of=UnicodeAttribute, default=list)
+        traits = JSONAttribute(default=dict)
+        trait_stamps = JSONAttribute(default=dict)
+        first_seen = UnicodeAttribute(null=True)
+        last_seen = UnicodeAttribute(null=True)
+        event_count = NumberAttribute(default=0)
+        recent = ListAttribute(of=UnicodeAttribute, default=list)
+        merged_into = UnicodeAttribute(null=True)
+        created_at = UnicodeAttribute(null=True)
+        updated_at = UnicodeAttribute(null=True)
+        computed = JSONAttribute(default=dict)
+        lifecycle = JSONAttribute(default=dict)
+        consent = JSONAttribute(default=dict)
+        version = VersionAttribute()
+
+    class IdentityItem(Model):
+        Meta = type("Meta", (), {"table_name": settings.identity_table, **meta})
+
+        identifier = UnicodeAttribute(hash_key=True)
+        profile_id = UnicodeAttribute()
+
+    class MergeLogItem(Model):
+        Meta = type("Meta", (), {"table_name": settings.merge_log_table, **meta})
+
+        profile_id = UnicodeAttribute(hash_key=True)
+        entry_id = UnicodeAttribute(range_key=True)
+        kind = UnicodeAttribute()
+        at = UnicodeAttribute()
+        message_id = UnicodeAttribute(null=True)
+        rule = UnicodeAttribute(null=True)
+        identifiers = ListAttribute(of=UnicodeAttribute, default=list)
+        other_profile_ids = ListAttribute(of=UnicodeAttribute, default=list)
+        details = JSONAttribute(default=dict)
+
+    connection = Connection(region=settings.aws_region, host=settings.aws_endpoint_url or None)
+    return _Models(ProfileItem, IdentityItem, MergeLogItem, connection)
+
+
+_PROFILE_FIELDS = (
+    "identifiers",
+    "traits",
+    "trait_stamps",
+    "first_seen",
+    "last_seen",
+    "event_count",
+    "recent",
+    "merged_into",
+    "created_at",
+    "updated_at",
+    "computed",
+    "lifecycle",
+    "consent",
+)
+
+
+class DynamoIdentityStore:
+    """The identity store on the profiles, identity and merge-log tables of ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._bound: _Models | None = None
+        self.requests: Counter[str] = Counter()
+
+    @property
+    def _models(self) -> _Models:
+        if self._bound is None:
+            self._bound = bind_models(self._settings)
+        return self._bound
+
+    # --------------------------------------------------------------- conversions
+    def _to_item(self, profile: Profile) -> Model:
+        item = self._models.profile(profile.profile_id)
+        for name in _PROFILE_FIELDS:
+            setattr(item, name, getattr(profile, name))
+        if profile.version is not None:
+            item.version = profile.version
+        return item
+
+    @staticmethod
+    def _to_profile(item: Any) -> Profile:
+        values = {name: getattr(item, name) for name in _PROFILE_FIELDS}
+        values["event_count"] = int(values["event_count"] or 0)
+        values["identifiers"] = list(values["identifiers"] or [])
+        values["recent"] = list(values["recent"] or [])
+        for name in ("traits", "trait_stamps", "computed", "lifecycle", "consent"):
+            values[name] = values[name] or {}
+        version = item.version
+        return Profile(item.profile_id, version=None if version is None else int(version), **values)
+
+    # --------------------------------------------------------------- reads
+    def get_pointers(self, identifiers: Collection[str]) -> dict[str, str]:
+        keys = list(dict.fromkeys(identifiers))
+        if not keys:
+            return {}
+        self.requests["BatchGetItem"] += -(-len(keys) // 100)
+        try:
+            return {
+                item.identifier: item.profile_id
+                for item in self._models.identity.batch_get(keys, consistent_read=True)
+            }
+        except PynamoDBException as exc:
+            raise StoreError("identity index read failed") from exc
+
+    def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        keys = list(dict.fromkeys(profile_ids))
+        if not keys:
+            return {}
+        self.requests["BatchGetItem"] += -(-len(keys) // 100)
+        try:
+            items = list(self._models.profile.batch_get(keys, consistent_read=True))
+        except PynamoDBException as exc:
+            raise StoreError("profile read failed") from exc
+        return {item.profile_id: self._to_profile(item) for item in items}
+
+    # --------------------------------------------------------------- conditional writes
+    def claim_identifiers(self, claims: Mapping[str, str]) -> None:
+        model = self._models.identity
+        items = sorted(claims.items())
+        for start in range(0, len(items), _TRANSACTION_LIMIT):
+            chunk = items[start : start + _TRANSACTION_LIMIT]
+            conditions = [
+                (
+                    model(identifier, profile_id=profile_id),
+                    model.identifier.does_not_exist() | (model.profile_id == profile_id),
+                )
+                for identifier, profile_id in chunk
+            ]
+            if len(chunk) == 1:
+                item, condition = conditions[0]
+                self.requests["PutItem"] += 1
+                try:
+                    item.save(condition=condition)
+                except PynamoDBException as exc:
+                    if exc.cause_response_code == _CONDITION_FAILED:
+                        raise IdentifierTaken(
+                            "identifier claimed by another writer", identifiers=[chunk[0][0]]
+                        ) from exc
+                    raise StoreError("identifier claim failed") from exc
+                continue
+            self.requests["TransactWriteItems"] += 1
+            try:
+                with TransactWrite(connection=self._models.connection) as transaction:
+                    for item, condition in conditions:
+                        transaction.save(item, condition=condition)
+            except TransactWriteError as exc:
+                reasons = exc.cancellation_reasons
+                taken = [
+                    chunk[i][0]
+                    for i, r in enumerate(reasons)
+                    if r is not None and r.code == "ConditionalCheckFailed"
+                ]
+                if exc.cause_response_code == _TRANSACTION_CANCELLED and (taken or not reasons):
+                    raise IdentifierTaken("identifier claimed by another writer", identifiers=taken) from exc
+                raise StoreError("identifier claim failed") from exc
+
+    def put_profile(self, profile: Profile) -> None:
+        item = self._to_item(profile)
+        self.requests["PutItem"] += 1
+        try:
+            item.save()
+        except PynamoDBException as exc:
+            if exc.cause_response_code == _CONDITION_FAILED:
+                raise ConcurrentUpdate(
+                    "profile changed since it was read", profile_id=profile.profile_id
+                ) from exc
+            raise StoreError("profile write failed") from exc
+        profile.version = int(item.version)
+
+    def put_merge(self, survivor: Profile, tombstones: Sequence[Profile]) -> None:
+        profiles = [survivor, *tombstones]
+        items = [self._to_item(p) for p in profiles]
+        self.requests["TransactWriteItems"] += 1
+        try:
+            with TransactWrite(connection=self._models.connection) as transaction:
+                for item in items:
+                    transaction.save(item)
+        except TransactWriteError as exc:
+            if exc.cause_response_code == _TRANSACTION_CANCELLED:
+                raise ConcurrentUpdate(
+                    "a merged profile changed since it was read", profile_id=survivor.profile_id
+                ) from exc
+            raise StoreError("merge write failed") from exc
+        for profile, item in zip(profiles, items, strict=True):
+            profile.version = int(item.version)
+
+    # --------------------------------------------------------------- batch writes
+    def set_pointers(self, pointers: Mapping[str, str]) -> None:
+        if not pointers:
+            return
+        model = self._models.identity
+        self.requests["BatchWriteItem"] += -(-len(pointers) // 25)
+        try:
+            with model.batch_write() as batch:
+                for identifier, profile_id in sorted(pointers.items()):
+                    batch.save(model(identifier, profile_id=profile_id))
+        except PynamoDBException as exc:
+            raise StoreError("identity index write failed") from exc
+
+    def delete_pointers(self, identifiers: Collection[str]) -> None:
+        if not identifiers:
+            return
+        model = self._models.identity
+        self.requests["BatchWriteItem"] += -(-len(identifiers) // 25)
+        try:
+            with model.batch_write() as batch:
+                for identifier in sorted(set(identifiers)):
+                    batch.delete(model(identifier))
+        except PynamoDBException as exc:
+            raise StoreError("identity index delete failed") from exc
+
+    def append_merge_log(self, entries: Sequence[MergeLogEntry]) -> None:
+        if not entries:
+            return
+        model = self._models.merge_log
+        unique = {(e.profile_id, e.entry_id): e for e in entries}
+        self.requests["BatchWriteItem"] += -(-len(unique) // 25)
+        try:
+            with model.batch_write() as batch:
+                for (profile_id, entry_id), entry in sorted(unique.items()):
+                    batch.save(
+                        model(
+                            profile_id,
+                            entry_id,
+                            kind=entry.kind,
+                            at=entry.at,
+                            message_id=entry.message_id,
+                            rule=entry.rule,
+                            identifiers=list(entry.identifiers),
+                            other_profile_ids=list(entry.other_profile_ids),
+                            details=dict(entry.details),
+                        )
+                    )
+        except PynamoDBException as exc:
+            raise StoreError("merge log write failed") from exc
+
+    def read_merge_log(self, profile_id: str) -> list[MergeLogEntry]:
+        self.requests["Query"] += 1
+        try:
+            return [
+                MergeLogEntry(
+                    item.profile_id,
+                    item.kind,
+                    item.at,
+                    item.message_id,
+                    item.rule,
+                    tuple(item.identifiers or ()),
+                    tuple(item.other_profile_ids or ()),
+                    item.details or {},
+                )
+                for item in self._models.merge_log.query(profile_id)
+            ]
+        except PynamoDBException as exc:
+            raise StoreError("merge log read failed") from exc
+
+    # --------------------------------------------------------------- scans
+    def scan_profiles(self) -> Iterator[Profile]:
+        try:
+            for item in self._models.profile.scan():
+                yield self._to_profile(item)
+        except PynamoDBException as exc:
+            raise StoreError("profile scan failed") from exc
+
+    def scan_pointers(self) -> Iterator[tuple[str, str]]:
+        try:
+            for item in self._models.identity.scan():
+                yield item.identifier, item.profile_id
+        except PynamoDBException as exc:
+            raise StoreError("identity index scan failed") from exc
+
+    @property
+    def request_count(self) -> int:
+        return sum(self.requests.values())

@@ -1,0 +1,33 @@
+"""Identity resolution and unified profiles.
+
+``resolve_batch`` links the identifiers events carry, merges the profiles they connect and
+applies each event once; ``lookup_profile`` reads a profile by any identifier. Storage is a port
+(:class:`IdentityStore`): :class:`InMemoryIdentityStore` here, ``DynamoIdentityStore`` in
+``cdp.adapters.dynamo_profiles``.
+"""
+
+from cdp.identity.config import IdentifierSpec, IdentityConfig
+from cdp.identity.identifiers import Extracted, extract, make_identifier, parse_identifier
+from cdp.identity.lookup import find_profile, iter_identity_map, iter_profiles, lookup_profile
+from cdp.identity.profile import Profile
+from cdp.identity.resolve import BatchOutcome, resolve_batch
+from cdp.identity.store import IdentityStore, InMemoryIdentityStore, MergeLogEntry
+
+__all__ = [
+    "BatchOutcome",
+    "Extracted",
+    "IdentifierSpec",
+    "IdentityConfig",
+    "IdentityStore",
+    "InMemoryIdentityStore",
+    "MergeLogEntry",
+    "Profile",
+    "extract",
+    "find_profile",
+    "iter_identity_map",
+    "iter_profiles",
+    "lookup_profile",
+    "make_identifier",
+    "parse_identifier",
+    "resolve_batch",
+]

@@ -1,0 +1,192 @@
+"""Configuration of identity resolution: identifier types, protection rules, profile policies.
+
+Everything has a sensible default, so ``IdentityConfig()`` is a working configuration;
+``IdentityConfig.from_dict`` reads the same shape from YAML/JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
+from typing import Any
+
+from cdp.errors import InvalidConfig
+
+NORMALISERS = ("plain", "lower", "email", "phone")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierSpec:
+    """One identifier type and where events carry it (dotted paths into the event)."""
+
+    type: str
+    paths: tuple[str, ...]
+    normaliser: str = "plain"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", self.type):
+            raise InvalidConfig(f"identifier type {self.type!r} must be snake_case")
+        if self.normaliser not in NORMALISERS:
+            raise InvalidConfig(f"identifier type {self.type!r}: unknown normaliser {self.normaliser!r}")
+        if not self.paths:
+            raise InvalidConfig(f"identifier type {self.type!r} needs at least one path")
+
+
+DEFAULT_IDENTIFIERS: tuple[IdentifierSpec, ...] = (
+    IdentifierSpec("user_id", ("userId",)),
+    IdentifierSpec("email", ("traits.email", "context.traits.email"), "email"),
+    IdentifierSpec("phone", ("traits.phone", "context.traits.phone"), "phone"),
+    IdentifierSpec("anonymous_id", ("anonymousId",)),
+)
+
+# Values that many people share by accident: linking on them would glue strangers together.
+DEFAULT_BLOCKED_VALUES: tuple[str, ...] = (
+    r"",
+    r"null",
+    r"nil",
+    r"none",
+    r"undefined",
+    r"nan",
+    r"anonymous",
+    r"unknown",
+    r"n/?a",
+    r"guest",
+    r"test",
+    r"-?0+",
+    r"-1",
+    r"\[object object\]",
+)
+
+DEFAULT_BLOCKED_BY_TYPE: Mapping[str, tuple[str, ...]] = {
+    "email": (
+        r"(test|testing|email|user|noreply|no-reply|donotreply|do-not-reply|example|null|none)@.*",
+        r".*@(test\.com|mailinator\.com|localhost|invalid)",
+    ),
+    "phone": (r"\+?(\d)\1{6,}", r"\+?1234567\d*"),
+}
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    identifiers: tuple[IdentifierSpec, ...] = DEFAULT_IDENTIFIERS
+    # Highest priority first. Types missing here rank after the listed ones, in declaration order.
+    priority: tuple[str, ...] = ("user_id", "email", "phone", "anonymous_id")
+    # Most identifiers of a type one profile may hold; a link that would exceed it is refused.
+    limits: Mapping[str, int] = field(default_factory=lambda: {"user_id": 1})
+    default_limit: int = 5
+    blocked_values: tuple[str, ...] = DEFAULT_BLOCKED_VALUES
+    blocked_by_type: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_BLOCKED_BY_TYPE)
+    )
+    # Region for phone numbers written without a country code (None: such numbers are ignored).
+    default_phone_region: str | None = None
+    # How many applied messageIds a profile remembers to drop redeliveries (kept in the item).
+    dedup_window: int = 200
+    # Bounded optimistic-locking retries per batch before an event is reported as failed.
+    max_attempts: int = 5
+    # Per-trait policy: "latest" (default, latest event time wins) or "first" (earliest wins).
+    trait_policies: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seen = set()
+        for spec in self.identifiers:
+            if spec.type in seen:
+                raise InvalidConfig(f"identifier type {spec.type!r} declared twice")
+            seen.add(spec.type)
+        for name in ("user_id", "anonymous_id"):
+            if name not in seen:
+                raise InvalidConfig(f"identifier type {name!r} is required")
+        for trait, policy in self.trait_policies.items():
+            if policy not in ("latest", "first"):
+                raise InvalidConfig(f"trait {trait!r}: policy must be 'latest' or 'first'")
+        if self.dedup_window < 1:
+            raise InvalidConfig("dedup_window must be at least 1")
+        for pattern in (*self.blocked_values, *(p for ps in self.blocked_by_type.values() for p in ps)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise InvalidConfig(f"blocked value pattern {pattern!r}: {exc}") from exc
+
+    # ------------------------------------------------------------------ derived
+    @cached_property
+    def types(self) -> tuple[str, ...]:
+        return tuple(spec.type for spec in self.identifiers)
+
+    @cached_property
+    def spec_by_type(self) -> dict[str, IdentifierSpec]:
+        return {spec.type: spec for spec in self.identifiers}
+
+    @cached_property
+    def rank(self) -> dict[str, int]:
+        """Priority rank of each type (0 is highest)."""
+        ordered = [t for t in self.priority if t in self.spec_by_type]
+        ordered += [t for t in self.types if t not in ordered and t != "anonymous_id"]
+        if "anonymous_id" not in ordered:
+            ordered.append("anonymous_id")
+        return {t: i for i, t in enumerate(ordered)}
+
+    def limit(self, identifier_type: str) -> int:
+        return int(self.limits.get(identifier_type, self.default_limit))
+
+    @cached_property
+    def _blocked_generic(self) -> re.Pattern[str]:
+        return re.compile("|".join(f"(?:{p})" for p in self.blocked_values) or r"(?!)", re.IGNORECASE)
+
+    @cached_property
+    def _blocked_typed(self) -> dict[str, re.Pattern[str]]:
+        return {
+            t: re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+            for t, patterns in self.blocked_by_type.items()
+            if patterns
+        }
+
+    def blocking_rule(self, identifier_type: str, value: str) -> str | None:
+        """The rule that blocks ``value`` for ``identifier_type``, or None if it may link."""
+        if self._blocked_generic.fullmatch(value.strip()):
+            return "blocked_value"
+        typed = self._blocked_typed.get(identifier_type)
+        if typed is not None and typed.fullmatch(value):
+            return f"blocked_{identifier_type}"
+        return None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IdentityConfig:
+        """Build from a plain mapping (e.g. parsed YAML); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidConfig(f"unknown identity settings: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            if key == "identifiers":
+                values[key] = _identifier_specs(raw)
+            elif key in ("priority", "blocked_values"):
+                values[key] = tuple(str(v) for v in raw)
+            elif key == "blocked_by_type":
+                values[key] = {str(t): tuple(str(p) for p in ps) for t, ps in raw.items()}
+            elif key in ("limits", "trait_policies"):
+                values[key] = dict(raw)
+            else:
+                values[key] = raw
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> IdentityConfig:
+        return replace(self, **changes)
+
+
+def _identifier_specs(raw: Any) -> tuple[IdentifierSpec, ...]:
+    """Custom types are added to the defaults; redeclaring a default type replaces it."""
+    specs = {spec.type: spec for spec in DEFAULT_IDENTIFIERS}
+    for item in raw:
+        try:
+            paths = item["paths"] if "paths" in item else [item["path"]]
+            spec = IdentifierSpec(
+                str(item["type"]), tuple(str(p) for p in paths), str(item.get("normaliser", "plain"))
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidConfig(f"identifier declaration {item!r} needs type and path(s)") from exc
+        specs[spec.type] = spec
+    return tuple(specs.values())

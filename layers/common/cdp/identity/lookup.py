@@ -1,0 +1,58 @@
+"""Reading profiles: by any identifier, and full scans for lake snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cdp.identity.config import IdentityConfig
+from cdp.identity.identifiers import parse_identifier
+from cdp.identity.profile import Profile
+from cdp.identity.store import IdentityStore
+
+_DEFAULT = IdentityConfig()
+_MAX_HOPS = 16
+
+
+def find_profile(
+    identifier: str, store: IdentityStore, *, config: IdentityConfig = _DEFAULT
+) -> Profile | None:
+    """The live profile holding ``identifier`` (normalised first), following tombstones."""
+    identifier = parse_identifier(identifier, config)
+    profile_id = store.get_pointers([identifier]).get(identifier)
+    return follow(profile_id, store) if profile_id else None
+
+
+def follow(profile_id: str, store: IdentityStore) -> Profile | None:
+    for _ in range(_MAX_HOPS):
+        profile = store.get_profiles([profile_id]).get(profile_id)
+        if profile is None or profile.merged_into is None:
+            return profile
+        profile_id = profile.merged_into
+    return None
+
+
+def lookup_profile(
+    identifier: str, store: IdentityStore, *, config: IdentityConfig = _DEFAULT
+) -> dict[str, Any] | None:
+    """JSON-ready profile for ``type:value`` (e.g. ``email:Alice@Example.com``), or None if unknown.
+
+    Raises :class:`cdp.errors.InvalidIdentifier` for a malformed identifier.
+    """
+    profile = find_profile(identifier, store, config=config)
+    return None if profile is None else profile.view()
+
+
+def iter_profiles(store: IdentityStore) -> Iterator[dict[str, Any]]:
+    """Every live profile as its JSON-ready view (tombstones skipped)."""
+    for profile in store.scan_profiles():
+        if profile.merged_into is None:
+            yield profile.view()
+
+
+def iter_identity_map(store: IdentityStore) -> Iterator[tuple[str, str]]:
+    """``(identifier, profile_id)`` for every identifier of every live profile."""
+    for profile in store.scan_profiles():
+        if profile.merged_into is None:
+            for identifier in profile.identifiers:
+                yield identifier, profile.profile_id

@@ -1,0 +1,178 @@
+"""The unified profile and the pure operations on it: apply an event, absorb a merged profile."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cdp.identity.config import IdentityConfig
+from cdp.identity.identifiers import by_type
+
+_EPOCH_STAMP = "0000-00-00T00:00:00.000Z"
+
+
+def format_time(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC with milliseconds, so stamps compare as strings."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def event_time(event: Mapping[str, Any], now: datetime) -> str:
+    """When the event happened: its timestamp, else when it was received, else now."""
+    for key in ("timestamp", "originalTimestamp", "receivedAt"):
+        moment = parse_time(event.get(key))
+        if moment is not None:
+            return format_time(moment)
+    return format_time(now)
+
+
+def stamp(event: Mapping[str, Any], now: datetime) -> str:
+    """Total order of events: time, then messageId to break ties the same way everywhere."""
+    return f"{event_time(event, now)}|{event.get('messageId', '')}"
+
+
+def new_profile_id(seed: str) -> str:
+    """Deterministic id, so a batch retried after a crash finds the profile it already created."""
+    return "p-" + hashlib.sha256(seed.encode()).hexdigest()[:26]
+
+
+@dataclass
+class Profile:
+    profile_id: str
+    identifiers: list[str] = field(default_factory=list)
+    traits: dict[str, Any] = field(default_factory=dict)
+    # Per trait: the stamp ("time|messageId") of the event that set its current value.
+    trait_stamps: dict[str, str] = field(default_factory=dict)
+    first_seen: str | None = None
+    last_seen: str | None = None
+    event_count: int = 0
+    # Recently applied messageIds, oldest first; bounded by config.dedup_window.
+    recent: list[str] = field(default_factory=list)
+    merged_into: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    computed: dict[str, Any] = field(default_factory=dict)
+    lifecycle: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, Any] = field(default_factory=dict)
+    # Optimistic lock: None until stored; the store checks and bumps it on every write.
+    version: int | None = None
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.merged_into is not None
+
+    def clone(self) -> Profile:
+        return copy.deepcopy(self)
+
+    def view(self) -> dict[str, Any]:
+        """JSON-ready view for the profile API and lake snapshots."""
+        return {
+            "profile_id": self.profile_id,
+            "identifiers": by_type(self.identifiers),
+            "traits": dict(self.traits),
+            "computed_traits": dict(self.computed.get("values", {})),
+            "lifecycle_stage": self.lifecycle.get("stage"),
+            "lifecycle_history": list(self.lifecycle.get("history", [])),
+            "consent": dict(self.consent),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "event_count": self.event_count,
+        }
+
+
+def add_identifiers(profile: Profile, identifiers: list[str] | tuple[str, ...] | set[str]) -> bool:
+    """Add identifiers; True if any was new."""
+    known = set(profile.identifiers)
+    fresh = [i for i in identifiers if i not in known]
+    if fresh:
+        profile.identifiers = sorted(known.union(fresh))
+    return bool(fresh)
+
+
+def _wins(policy: str, challenger: str, holder: str | None) -> bool:
+    if holder is None:
+        return True
+    return challenger > holder if policy == "latest" else challenger < holder
+
+
+def _set_traits(
+    profile: Profile, traits: Mapping[str, Any], event_stamp: str, config: IdentityConfig
+) -> None:
+    for name, value in traits.items():
+        policy = config.trait_policies.get(name, "latest")
+        if _wins(policy, event_stamp, profile.trait_stamps.get(name)):
+            profile.traits[name] = copy.deepcopy(value)
+            profile.trait_stamps[name] = event_stamp
+
+
+def event_traits(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Traits an event sets on the person: context.traits, then the identify's own traits."""
+    merged: dict[str, Any] = {}
+    context = event.get("context")
+    if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
+        merged.update(context["traits"])
+    if event.get("type") == "identify" and isinstance(event.get("traits"), Mapping):
+        merged.update(event["traits"])
+    return merged
+
+
+def apply_event(profile: Profile, event: Mapping[str, Any], config: IdentityConfig, now: datetime) -> None:
+    """Fold one event into the profile (the caller has checked it was not applied before)."""
+    event_stamp = stamp(event, now)
+    when = event_stamp.split("|", 1)[0]
+    _set_traits(profile, event_traits(event), event_stamp, config)
+    profile.event_count += 1
+    if profile.first_seen is None or when < profile.first_seen:
+        profile.first_seen = when
+    if profile.last_seen is None or when > profile.last_seen:
+        profile.last_seen = when
+    remember(profile, [str(event["messageId"])], config)
+
+
+def remember(profile: Profile, message_ids: list[str], config: IdentityConfig) -> None:
+    seen = set(profile.recent)
+    for message_id in message_ids:
+        if message_id not in seen:
+            profile.recent.append(message_id)
+            seen.add(message_id)
+    if len(profile.recent) > config.dedup_window:
+        del profile.recent[: len(profile.recent) - config.dedup_window]
+
+
+def absorb(survivor: Profile, other: Profile, config: IdentityConfig) -> None:
+    """Merge ``other`` into ``survivor``: traits per trait by event time, counters add, windows union."""
+    add_identifiers(survivor, other.identifiers)
+    for name, value in other.traits.items():
+        other_stamp = other.trait_stamps.get(name, _EPOCH_STAMP)
+        policy = config.trait_policies.get(name, "latest")
+        if _wins(policy, other_stamp, survivor.trait_stamps.get(name)):
+            survivor.traits[name] = copy.deepcopy(value)
+            survivor.trait_stamps[name] = other_stamp
+    survivor.event_count += other.event_count
+    for attr, pick in (("first_seen", min), ("last_seen", max)):
+        values = [v for v in (getattr(survivor, attr), getattr(other, attr)) if v is not None]
+        setattr(survivor, attr, pick(values) if values else None)
+    merged_recent = other.recent + [m for m in survivor.recent if m not in set(other.recent)]
+    survivor.recent = []
+    remember(survivor, merged_recent, config)
+
+
+def seniority(profile: Profile) -> tuple[str, str]:
+    """Sort key: the oldest first_seen survives a merge; ids break ties."""
+    return (profile.first_seen or "9999", profile.profile_id)

@@ -1,0 +1,454 @@
+"""Identity resolution of a batch of events: link, merge, apply, exactly once.
+
+One pass over a batch:
+
+1. read the index entries of every identifier in the batch (batch read), then the profiles they
+   point to, following tombstones (batch reads);
+2. union-find over identifiers and existing profiles, event by event in event-time order, refusing
+   any link that would break a per-type limit (merge protection);
+3. per connected component: the oldest profile survives, the others are absorbed and become
+   tombstones; the component's events not yet in the profile's window of applied messageIds are
+   applied;
+4. writes, in an order that keeps every crash point recoverable by a plain retry:
+   claim new identifiers (conditional, pointing at the survivor, whose id is deterministic)
+   -> write the profile at its expected version (the merge as one transaction)
+   -> repoint identifiers of absorbed profiles -> append the merge log.
+
+A failed condition (another worker got there first) re-reads and retries only what is pending.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cdp.errors import ConcurrentUpdate, StoreError
+from cdp.identity.config import IdentityConfig
+from cdp.identity.identifiers import Extracted, alias_candidates, extract, split_identifier
+from cdp.identity.profile import (
+    Profile,
+    absorb,
+    add_identifiers,
+    apply_event,
+    format_time,
+    new_profile_id,
+    seniority,
+    stamp,
+)
+from cdp.identity.store import IdentityStore, MergeLogEntry
+
+_MAX_HOPS = 16
+# Merge-log partition for refusals on events that reached no profile at all.
+UNRESOLVED = "unresolved"
+
+
+@dataclass
+class BatchOutcome:
+    """What happened to each event of a batch, by messageId."""
+
+    applied: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    # Transient failures: the event had no effect and should be redelivered.
+    failed: dict[str, str] = field(default_factory=dict)
+    # Permanent problems: redelivery cannot help (e.g. no usable identifier).
+    rejected: dict[str, str] = field(default_factory=dict)
+    # messageId -> the profile the event now belongs to (applied and duplicates).
+    profile_of: dict[str, str] = field(default_factory=dict)
+    log: list[MergeLogEntry] = field(default_factory=list)
+    attempts: int = 0
+
+    @property
+    def merges(self) -> list[MergeLogEntry]:
+        return [e for e in self.log if e.kind == "merge"]
+
+    @property
+    def refusals(self) -> list[MergeLogEntry]:
+        return [e for e in self.log if e.kind == "refused"]
+
+
+@dataclass(eq=False)
+class _Item:
+    message_id: str
+    event: Mapping[str, Any]
+    extracted: Extracted
+    stamp: str
+
+    @property
+    def time(self) -> str:
+        return self.stamp.split("|", 1)[0]
+
+
+# ------------------------------------------------------------------------------ union-find
+class _Components:
+    """Union-find whose components know their identifiers by type and their stored profiles."""
+
+    def __init__(self, config: IdentityConfig) -> None:
+        self.config = config
+        self.parent: dict[str, str] = {}
+        self.by_type: dict[str, dict[str, set[str]]] = {}
+        self.profiles: dict[str, set[str]] = {}
+        self.evidence: dict[str, list[tuple[_Item, tuple[str, ...]]]] = {}
+
+    def add(self, node: str, identifiers: Iterable[str] = (), profile_id: str | None = None) -> None:
+        if node in self.parent:
+            return
+        self.parent[node] = node
+        grouped: dict[str, set[str]] = defaultdict(set)
+        for identifier in identifiers:
+            identifier_type, _ = split_identifier(identifier)
+            grouped[identifier_type].add(identifier)
+        self.by_type[node] = grouped
+        self.profiles[node] = {profile_id} if profile_id else set()
+        self.evidence[node] = []
+
+    def find(self, node: str) -> str:
+        root = node
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[node] != root:
+            self.parent[node], node = root, self.parent[node]
+        return root
+
+    def breach(self, a: str, b: str) -> str | None:
+        """The type whose limit a union of a's and b's components would break, if any."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return None
+        ta, tb = self.by_type[ra], self.by_type[rb]
+        for identifier_type in set(ta) | set(tb):
+            if len(ta.get(identifier_type, set()) | tb.get(identifier_type, set())) > self.config.limit(
+                identifier_type
+            ):
+                return identifier_type
+        return None
+
+    def union(self, a: str, b: str, evidence: tuple[_Item, tuple[str, ...]] | None = None) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        bridging = bool(self.profiles[ra]) and bool(self.profiles[rb])
+        self.parent[rb] = ra
+        for identifier_type, identifiers in self.by_type.pop(rb).items():
+            self.by_type[ra].setdefault(identifier_type, set()).update(identifiers)
+        self.profiles[ra] |= self.profiles.pop(rb)
+        self.evidence[ra] += self.evidence.pop(rb)
+        if bridging and evidence is not None:
+            self.evidence[ra].append(evidence)
+
+
+# ------------------------------------------------------------------------------ entry point
+def resolve_batch(
+    events: list[dict[str, Any]],
+    store: IdentityStore,
+    *,
+    config: IdentityConfig,
+    now: datetime,
+) -> BatchOutcome:
+    """Resolve identities and apply ``events`` to their unified profiles, each at most once.
+
+    Never raises for one bad event or a store failure: every messageId ends in exactly one of
+    ``applied``, ``duplicates``, ``failed`` (retry it) or ``rejected`` (retrying cannot help).
+    """
+    outcome = BatchOutcome()
+    unresolved: list[MergeLogEntry] = []
+    pending: list[_Item] = []
+    seen: set[str] = set()
+    for index, event in enumerate(events):
+        message_id = event.get("messageId") if isinstance(event, Mapping) else None
+        if not isinstance(message_id, str) or not message_id:
+            outcome.rejected[f"#{index}"] = "missing_message_id"
+            continue
+        if message_id in seen:
+            outcome.duplicates.append(message_id)
+            continue
+        seen.add(message_id)
+        extracted = extract(event, config)
+        item = _Item(message_id, event, extracted, stamp(event, now))
+        if not extracted.identifiers and extracted.alias_of is None:
+            outcome.rejected[message_id] = "no_usable_identifier"
+            unresolved.extend(_blocked_entries(item, UNRESOLVED))
+            continue
+        pending.append(item)
+    pending.sort(key=lambda it: it.stamp)
+
+    while pending and outcome.attempts < config.max_attempts:
+        outcome.attempts += 1
+        try:
+            pending = _attempt(pending, store, config, now, outcome)
+        except StoreError as exc:
+            for item in pending:
+                outcome.failed[item.message_id] = exc.code
+            pending = []
+    for item in pending:
+        outcome.failed[item.message_id] = ConcurrentUpdate.code
+    if unresolved:
+        try:
+            store.append_merge_log(unresolved)
+            outcome.log.extend(unresolved)
+        except StoreError as exc:
+            for entry in unresolved:
+                outcome.rejected.pop(entry.message_id or "", None)
+                outcome.failed[entry.message_id or ""] = exc.code
+    # A later attempt may have applied an event an earlier one reported as failed.
+    for message_id in (*outcome.applied, *outcome.duplicates):
+        outcome.failed.pop(message_id, None)
+    return outcome
+
+
+# ------------------------------------------------------------------------------ one attempt
+@dataclass
+class _Plan:
+    survivor: Profile
+    tombstones: list[Profile]
+    items: list[_Item]
+    applied: list[_Item]
+    duplicates: list[_Item]
+    claims: dict[str, str]
+    repoints: dict[str, str]
+    log: list[MergeLogEntry]
+    changed: bool
+
+
+def _read(
+    pending: list[_Item], store: IdentityStore
+) -> tuple[dict[str, str], dict[str, Profile], dict[_Item, list[str]]]:
+    """Index entries and profiles (tombstones followed) of everything the batch mentions."""
+    wanted: set[str] = set()
+    for item in pending:
+        wanted.update(item.extracted.identifiers)
+        if item.extracted.alias_of is not None:
+            wanted.update(alias_candidates(item.extracted.alias_of))
+    pointers = store.get_pointers(wanted)
+
+    links: dict[_Item, list[str]] = {}
+    for item in pending:
+        identifiers = list(item.extracted.identifiers)
+        if item.extracted.alias_of is not None:
+            as_user, as_anonymous = alias_candidates(item.extracted.alias_of)
+            previous = as_user if as_user in pointers else as_anonymous
+            if previous not in identifiers:
+                identifiers.append(previous)
+        links[item] = identifiers
+
+    fresh = {i for ids in links.values() for i in ids if i not in pointers}
+    to_fetch = set(pointers.values()) | {new_profile_id(i) for i in fresh}
+    profiles: dict[str, Profile] = {}
+    missing: set[str] = set()
+    for _ in range(_MAX_HOPS):
+        if not to_fetch:
+            break
+        got = store.get_profiles(to_fetch)
+        profiles.update(got)
+        missing |= to_fetch - set(got)
+        to_fetch = {
+            p.merged_into for p in got.values() if p.merged_into and p.merged_into not in profiles
+        } - missing
+    return pointers, profiles, links
+
+
+def _final(profile_id: str, profiles: Mapping[str, Profile]) -> str:
+    hops = 0
+    while profile_id in profiles and profiles[profile_id].merged_into and hops < _MAX_HOPS:
+        profile_id = profiles[profile_id].merged_into  # type: ignore[assignment]
+        hops += 1
+    return profile_id
+
+
+def _attempt(
+    pending: list[_Item],
+    store: IdentityStore,
+    config: IdentityConfig,
+    now: datetime,
+    outcome: BatchOutcome,
+) -> list[_Item]:
+    """One read-plan-write pass; returns the items to retry after a lost race."""
+    pointers, profiles, links = _read(pending, store)
+
+    comps = _Components(config)
+    for identifier in {i for ids in links.values() for i in ids}:
+        comps.add(identifier, [identifier])
+        if identifier in pointers:
+            profile_id = _final(pointers[identifier], profiles)
+            profile = profiles.get(profile_id)
+            comps.add("§" + profile_id, profile.identifiers if profile else (), profile_id)
+            comps.union(identifier, "§" + profile_id)
+
+    refused: dict[_Item, list[tuple[str, str]]] = defaultdict(list)
+    for item in pending:
+        identifiers = links[item]
+        if not identifiers:
+            continue
+        primary = identifiers[0]
+        for other in identifiers[1:]:
+            breached = comps.breach(primary, other)
+            if breached is not None:
+                refused[item].append((other, f"limit_{breached}"))
+                continue
+            comps.union(primary, other, (item, (primary, other)))
+
+    by_root: dict[str, list[_Item]] = defaultdict(list)
+    for item in pending:
+        by_root[comps.find(links[item][0])].append(item)
+
+    plans = [
+        _plan(root, items, comps, pointers, profiles, links, refused, config, now)
+        for root, items in sorted(by_root.items())
+    ]
+
+    claims = {i: p for plan in plans for i, p in plan.claims.items()}
+    try:
+        store.claim_identifiers(claims)
+    except ConcurrentUpdate:
+        return pending
+
+    retry: list[_Item] = []
+    done: list[_Plan] = []
+    for plan in plans:
+        try:
+            if plan.tombstones:
+                store.put_merge(plan.survivor, plan.tombstones)
+            elif plan.changed:
+                store.put_profile(plan.survivor)
+        except ConcurrentUpdate:
+            retry.extend(plan.items)
+            continue
+        except StoreError as exc:
+            for item in plan.items:
+                outcome.failed[item.message_id] = exc.code
+            continue
+        done.append(plan)
+
+    repoints = {i: p for plan in done for i, p in plan.repoints.items()}
+    entries = [entry for plan in done for entry in plan.log]
+    try:
+        store.set_pointers(repoints)
+        store.append_merge_log(entries)
+    except StoreError as exc:
+        # The profiles are written; redelivery finds the events applied and finishes these writes.
+        for plan in done:
+            for item in plan.items:
+                outcome.failed[item.message_id] = exc.code
+        return retry
+
+    for plan in done:
+        profile_id = plan.survivor.profile_id
+        for item in plan.applied:
+            outcome.applied.append(item.message_id)
+            outcome.profile_of[item.message_id] = profile_id
+        for item in plan.duplicates:
+            outcome.duplicates.append(item.message_id)
+            outcome.profile_of[item.message_id] = profile_id
+    outcome.log.extend(entries)
+    return sorted(retry, key=lambda it: it.stamp)
+
+
+def _plan(
+    root: str,
+    items: list[_Item],
+    comps: _Components,
+    pointers: Mapping[str, str],
+    profiles: Mapping[str, Profile],
+    links: Mapping[_Item, list[str]],
+    refused: Mapping[_Item, list[tuple[str, str]]],
+    config: IdentityConfig,
+    now: datetime,
+) -> _Plan:
+    now_text = format_time(now)
+    identifiers = sorted({i for item in items for i in links[item] if comps.find(i) == root})
+    stored = sorted(comps.profiles[root])
+    live = sorted((profiles[p] for p in stored if p in profiles), key=seniority)
+    absent = [p for p in stored if p not in profiles]
+
+    if live:
+        survivor = live[0].clone()
+    else:
+        if absent:
+            profile_id = absent[0]
+        else:
+            anchor = min(identifiers, key=lambda i: (config.rank.get(split_identifier(i)[0], 99), i))
+            profile_id = new_profile_id(anchor)
+            if profile_id in profiles:  # the deterministic id is taken by an unrelated profile
+                profile_id = new_profile_id(f"{anchor}#{profiles[profile_id].version}")
+        survivor = Profile(profile_id, created_at=now_text)
+    sid = survivor.profile_id
+    absent = [p for p in absent if p != sid]
+
+    tombstones: list[Profile] = []
+    for other in live[1:]:
+        absorb(survivor, other, config)
+        tomb = other.clone()
+        tomb.merged_into = sid
+        tomb.updated_at = now_text
+        tombstones.append(tomb)
+    for profile_id in absent:
+        tombstones.append(Profile(profile_id, merged_into=sid, created_at=now_text, updated_at=now_text))
+
+    known_before = set(survivor.identifiers)
+    changed = survivor.version is None or bool(tombstones)
+    changed |= add_identifiers(survivor, identifiers)
+
+    window = set(survivor.recent)
+    applied: list[_Item] = []
+    duplicates: list[_Item] = []
+    log: list[MergeLogEntry] = []
+    for item in items:
+        if item.message_id in window:
+            duplicates.append(item)
+            continue
+        apply_event(survivor, item.event, config, now)
+        window.add(item.message_id)
+        applied.append(item)
+        linked = tuple(i for i in links[item] if comps.find(i) == root and i not in known_before)
+        if linked:
+            known_before.update(linked)
+            rule = "alias" if item.event.get("type") == "alias" else "same_event"
+            log.append(MergeLogEntry(sid, "link", item.time, item.message_id, rule, linked))
+        for identifier, rule in refused.get(item, ()):
+            log.append(
+                MergeLogEntry(
+                    sid,
+                    "refused",
+                    item.time,
+                    item.message_id,
+                    rule,
+                    (identifier,),
+                    tuple(sorted({_final(pointers[identifier], profiles)} if identifier in pointers else ())),
+                )
+            )
+        log.extend(_blocked_entries(item, sid))
+    changed |= bool(applied)
+    if changed:
+        survivor.updated_at = now_text
+
+    if tombstones:
+        evidence = comps.evidence[root]
+        first = min(evidence, key=lambda ev: ev[0].stamp) if evidence else None
+        log.append(
+            MergeLogEntry(
+                sid,
+                "merge",
+                first[0].time if first else now_text,
+                first[0].message_id if first else None,
+                "shared_identifier",
+                first[1] if first else (),
+                tuple(t.profile_id for t in tombstones),
+                {"message_ids": sorted({ev[0].message_id for ev in evidence})},
+            )
+        )
+
+    claims = {i: sid for i in identifiers if i not in pointers}
+    repoints = {i: sid for i in identifiers if i in pointers and pointers[i] != sid}
+    for tomb in tombstones:
+        for identifier in tomb.identifiers:
+            repoints[identifier] = sid
+    return _Plan(survivor, tombstones, items, applied, duplicates, claims, repoints, log, changed)
+
+
+def _blocked_entries(item: _Item, profile_id: str) -> list[MergeLogEntry]:
+    return [
+        MergeLogEntry(profile_id, "refused", item.time, item.message_id, rule, (identifier,))
+        for identifier, rule in item.extracted.blocked
+    ]

@@ -1,0 +1,136 @@
+"""DynamoIdentityStore against the template's tables on moto."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+from cdp.errors import ConcurrentUpdate, IdentifierTaken
+from cdp.identity import IdentityConfig, iter_identity_map, iter_profiles, lookup_profile, resolve_batch
+from cdp.identity.profile import Profile
+from cdp.settings import Settings
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CONFIG = IdentityConfig()
+
+
+def ev(message_id: str, minute: int = 0, type_: str = "track", **fields: Any) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "type": type_,
+        "timestamp": f"2026-11-20T10:{minute:02d}:00.000Z",
+        **fields,
+    }
+
+
+@pytest.fixture
+def store(stack_settings: Settings) -> DynamoIdentityStore:
+    return DynamoIdentityStore(stack_settings)
+
+
+def test_resolved_profile_is_readable_by_any_of_its_identifiers(store: DynamoIdentityStore) -> None:
+    resolve_batch(
+        [ev("m1", type_="identify", userId="42", anonymousId="a", traits={"email": "A@x.io", "n": 1.5})],
+        store,
+        config=CONFIG,
+        now=NOW,
+    )
+    by_email = lookup_profile("email:a@x.io", store)
+    assert by_email == lookup_profile("anonymous_id:a", store)
+    assert by_email["traits"] == {"email": "A@x.io", "n": 1.5}  # type: ignore[index]
+
+
+def test_redelivered_batch_is_a_duplicate_in_dynamodb(store: DynamoIdentityStore) -> None:
+    batch = [ev("m1", anonymousId="a"), ev("m2", 1, anonymousId="a")]
+    resolve_batch(batch, store, config=CONFIG, now=NOW)
+    outcome = resolve_batch(batch, store, config=CONFIG, now=NOW)
+    assert sorted(outcome.duplicates) == ["m1", "m2"]
+    assert lookup_profile("anonymous_id:a", store)["event_count"] == 2  # type: ignore[index]
+
+
+def test_merge_is_written_as_tombstone_repointed_index_and_log(store: DynamoIdentityStore) -> None:
+    resolve_batch([ev("m1", 1, anonymousId="a")], store, config=CONFIG, now=NOW)
+    resolve_batch([ev("m2", 2, anonymousId="b")], store, config=CONFIG, now=NOW)
+    absorbed = store.get_pointers(["anonymous_id:b"])["anonymous_id:b"]
+    outcome = resolve_batch(
+        [ev("m3", 3, anonymousId="a", userId="42"), ev("m4", 4, anonymousId="b", userId="42")],
+        store,
+        config=CONFIG,
+        now=NOW,
+    )
+    survivor = outcome.profile_of["m3"]
+    assert store.get_profiles([absorbed])[absorbed].merged_into == survivor
+    assert set(store.get_pointers(["anonymous_id:a", "anonymous_id:b", "user_id:42"]).values()) == {survivor}
+    assert [e.kind for e in store.read_merge_log(survivor)].count("merge") == 1
+
+
+def test_profile_write_at_a_stale_version_is_refused(store: DynamoIdentityStore) -> None:
+    resolve_batch([ev("m1", anonymousId="a")], store, config=CONFIG, now=NOW)
+    profile_id = store.get_pointers(["anonymous_id:a"])["anonymous_id:a"]
+    first = store.get_profiles([profile_id])[profile_id]
+    second = store.get_profiles([profile_id])[profile_id]
+    store.put_profile(first)
+    with pytest.raises(ConcurrentUpdate):
+        store.put_profile(second)
+
+
+def test_new_profile_cannot_overwrite_an_existing_one(store: DynamoIdentityStore) -> None:
+    store.put_profile(Profile("p-1"))
+    with pytest.raises(ConcurrentUpdate):
+        store.put_profile(Profile("p-1"))
+
+
+def test_claim_of_an_identifier_owned_by_another_profile_is_refused(store: DynamoIdentityStore) -> None:
+    store.claim_identifiers({"email:e@x.io": "p-1", "anonymous_id:a": "p-1"})
+    with pytest.raises(IdentifierTaken) as caught:
+        store.claim_identifiers({"email:e@x.io": "p-2", "anonymous_id:z": "p-2"})
+    assert caught.value.details["identifiers"] == ["email:e@x.io"]
+
+
+def test_single_claim_of_an_identifier_owned_by_another_profile_is_refused(
+    store: DynamoIdentityStore,
+) -> None:
+    store.claim_identifiers({"email:e@x.io": "p-1"})
+    with pytest.raises(IdentifierTaken):
+        store.claim_identifiers({"email:e@x.io": "p-2"})
+
+
+def test_repeated_claim_by_the_same_profile_succeeds(store: DynamoIdentityStore) -> None:
+    store.claim_identifiers({"email:e@x.io": "p-1", "anonymous_id:a": "p-1"})
+    store.claim_identifiers({"email:e@x.io": "p-1", "anonymous_id:a": "p-1"})
+    assert store.get_pointers(["email:e@x.io"]) == {"email:e@x.io": "p-1"}
+
+
+def test_merge_transaction_fails_whole_when_a_tombstone_changed(store: DynamoIdentityStore) -> None:
+    store.put_profile(Profile("p-old", first_seen="2026-01-01T00:00:00.000Z"))
+    store.put_profile(Profile("p-new"))
+    survivor = store.get_profiles(["p-old"])["p-old"]
+    stale = store.get_profiles(["p-new"])["p-new"]
+    store.put_profile(store.get_profiles(["p-new"])["p-new"])
+    stale.merged_into = "p-old"
+    with pytest.raises(ConcurrentUpdate):
+        store.put_merge(survivor, [stale])
+    assert store.get_profiles(["p-old"])["p-old"].version == 1
+
+
+def test_snapshot_generators_read_the_tables(store: DynamoIdentityStore) -> None:
+    resolve_batch(
+        [ev("m1", userId="42", anonymousId="a"), ev("m2", anonymousId="b")], store, config=CONFIG, now=NOW
+    )
+    assert len(list(iter_profiles(store))) == 2
+    assert {i for i, _ in iter_identity_map(store)} == {"user_id:42", "anonymous_id:a", "anonymous_id:b"}
+
+
+def test_batch_of_hundred_events_from_thirty_people_stays_under_the_request_budget(
+    store: DynamoIdentityStore,
+) -> None:
+    seed = [ev(f"s{i}", type_="identify", userId=f"u{i}", anonymousId=f"a{i}") for i in range(30)]
+    resolve_batch(seed, store, config=CONFIG, now=NOW)
+    store.requests.clear()
+    outcome = resolve_batch(
+        [ev(f"b{n}", n % 60, anonymousId=f"a{n % 30}") for n in range(100)], store, config=CONFIG, now=NOW
+    )
+    assert len(outcome.applied) == 100
+    assert store.request_count / 100 <= 0.6
