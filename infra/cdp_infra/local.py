@@ -141,9 +141,9 @@ class LocalPipeline:
         return self.api.url
 
     def register_write_key(self, name: str, write_key: str) -> None:
-        from cdp.adapters.sources import register_write_key
+        from cdp.adapters.sources import DynamoSourceStore
 
-        register_write_key(self.settings, name, write_key)
+        DynamoSourceStore(self.settings).register_write_key(name, write_key)
 
     def _start_api(self) -> None:
         assert self.stack is not None

@@ -1,0 +1,151 @@
+"""A realistic synthetic customer dataset, as Segment SDKs on web and mobile would send it.
+
+People browse anonymously, some sign up (identify with a user id and an email), some log in
+again from a second device (a new anonymous id, then identify with the same user id), and
+customers buy. Each device's events arrive in batches, as an SDK flushes its queue. A few
+events are broken on purpose (no userId and no anonymousId) to exercise rejection.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+PRODUCTS = [("sku-1", "Trail Shoe", 120.0), ("sku-2", "Rain Jacket", 180.0), ("sku-3", "Wool Socks", 18.0),
+            ("sku-4", "Headlamp", 45.0), ("sku-5", "Water Bottle", 25.0), ("sku-6", "Backpack", 140.0)]
+PAGES = [("Home", "/"), ("Catalog", "/catalog"), ("Product", "/p"), ("Cart", "/cart"), ("Blog", "/blog")]
+FIRST_NAMES = ["Alice", "Bruno", "Chloe", "Dmitri", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Keiko",
+               "Liam", "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara"]
+
+
+@dataclass
+class Dataset:
+    people: int
+    batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    invalid: int = 0
+
+    @property
+    def events(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class _Device:
+    def __init__(self, rng: random.Random, kind: str) -> None:
+        self.anonymous_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        self.kind = kind
+        self.events: list[dict[str, Any]] = []
+
+    def context(self) -> dict[str, Any]:
+        if self.kind == "web":
+            return {"library": {"name": "analytics.js", "version": "5.2.0"},
+                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", "locale": "en-US"}
+        return {"library": {"name": "analytics-ios", "version": "4.1.0"},
+                "device": {"id": self.anonymous_id, "type": "ios"}, "os": {"name": "iOS", "version": "17.5"}}
+
+
+def generate(people: int = 1000, events: int = 20000, *, seed: int = 7, now: datetime | None = None,
+             invalid_ratio: float = 0.005, batch_size: int = 100) -> Dataset:
+    """``people`` people whose devices send at least ``events`` events in all."""
+    rng = random.Random(seed)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    per_person = max(4, events // people)
+    devices: list[_Device] = []
+    for i in range(people):
+        devices.extend(_person(rng, i, per_person, now))
+    dataset = Dataset(people=people)
+    total = sum(len(d.events) for d in devices)
+    # Top up to the requested volume with more browsing on the first device of random people.
+    while total < events:
+        device = rng.choice(devices)
+        device.events.append(_page(rng, device, now - timedelta(minutes=rng.randint(1, 600))))
+        total += 1
+    for device in devices:
+        stream = sorted(device.events, key=lambda e: e["timestamp"])
+        for event in stream:
+            if rng.random() < invalid_ratio:
+                event.pop("anonymousId", None)
+                event.pop("userId", None)
+                dataset.invalid += 1
+        for start in range(0, len(stream), batch_size):
+            dataset.batches.append(stream[start:start + batch_size])
+    rng.shuffle(dataset.batches)
+    return dataset
+
+
+def _base(rng: random.Random, device: _Device, kind: str, at: datetime, user_id: str | None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": kind,
+        "messageId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "anonymousId": device.anonymous_id,
+        "timestamp": _iso(at),
+        "context": device.context(),
+    }
+    if user_id:
+        event["userId"] = user_id
+    return event
+
+
+def _page(rng: random.Random, device: _Device, at: datetime, user_id: str | None = None) -> dict[str, Any]:
+    name, path = rng.choice(PAGES)
+    event = _base(rng, device, "page", at, user_id)
+    event.update(name=name, properties={"path": path, "url": f"https://shop.example.com{path}"})
+    if device.kind != "web":
+        event["type"] = "screen"
+    return event
+
+
+def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> list[_Device]:
+    first = FIRST_NAMES[index % len(FIRST_NAMES)]
+    email = f"{first.lower()}.{index}@example.com"
+    user_id = f"user-{index:05d}"
+    start = now - timedelta(days=rng.randint(5, 45), minutes=rng.randint(0, 1440))
+    web = _Device(rng, "web")
+    devices = [web]
+    clock = start
+    n = max(3, int(rng.gauss(per_person, per_person / 3)))
+    signs_up = rng.random() < 0.65
+    buys = signs_up and rng.random() < 0.55
+    second_device = signs_up and rng.random() < 0.35
+    signup_at = n // 3
+    identified = False
+    current = web
+    for k in range(n):
+        clock = min(now - timedelta(seconds=1), clock + timedelta(minutes=rng.randint(5, 2000)))
+        uid = user_id if identified else None
+        if signs_up and k == signup_at:
+            identify = _base(rng, current, "identify", clock, user_id)
+            identify["traits"] = {"email": email, "first_name": first, "plan": "free", "created_at": _iso(clock)}
+            current.events.append(identify)
+            current.events.append({**_base(rng, current, "track", clock, user_id), "event": "Signed Up",
+                                   "properties": {"method": "email"}})
+            identified = True
+            continue
+        if second_device and identified and k == signup_at + 2:
+            current = _Device(rng, "ios")
+            devices.append(current)
+            login = _base(rng, current, "identify", clock, user_id)
+            login["traits"] = {"email": email}
+            current.events.append(login)
+            continue
+        roll = rng.random()
+        if buys and identified and roll < 0.22:
+            sku, product, price = rng.choice(PRODUCTS)
+            qty = rng.randint(1, 3)
+            current.events.append({**_base(rng, current, "track", clock, uid), "event": "Order Completed",
+                                   "properties": {"order_id": f"o-{index}-{k}", "revenue": price * qty,
+                                                  "currency": "USD",
+                                                  "products": [{"sku": sku, "name": product, "quantity": qty}]}})
+        elif roll < 0.5:
+            sku, product, price = rng.choice(PRODUCTS)
+            current.events.append({**_base(rng, current, "track", clock, uid), "event": "Product Viewed",
+                                   "properties": {"sku": sku, "name": product, "price": price}})
+        else:
+            current.events.append(_page(rng, current, clock, uid))
+    return devices
