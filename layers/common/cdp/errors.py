@@ -102,3 +102,9 @@ class InvalidConfig(CdpError):
     """A configuration file or mapping is not valid (reason names what)."""
 
     code = "invalid_config"
+
+
+class InvalidUnmerge(CdpError):
+    """An unmerge that cannot be done as asked (e.g. the profile was never merged)."""
+
+    code = "invalid_unmerge"

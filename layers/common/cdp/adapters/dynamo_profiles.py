@@ -70,6 +70,7 @@ def bind_models(settings: Settings) -> _Models:
         computed = JSONAttribute(default=dict)
         lifecycle = JSONAttribute(default=dict)
         consent = JSONAttribute(default=dict)
+        do_not_link = ListAttribute(of=UnicodeAttribute, default=list)
         version = VersionAttribute()
 
     class IdentityItem(Model):
@@ -109,6 +110,7 @@ _PROFILE_FIELDS = (
     "computed",
     "lifecycle",
     "consent",
+    "do_not_link",
 )
 
 
@@ -141,6 +143,7 @@ class DynamoIdentityStore:
         values["event_count"] = int(values["event_count"] or 0)
         values["identifiers"] = list(values["identifiers"] or [])
         values["recent"] = list(values["recent"] or [])
+        values["do_not_link"] = list(values["do_not_link"] or [])
         for name in ("traits", "trait_stamps", "computed", "lifecycle", "consent"):
             values[name] = values[name] or {}
         version = item.version

@@ -34,6 +34,53 @@ class IdentifierSpec:
             raise InvalidConfig(f"identifier type {self.type!r} needs at least one path")
 
 
+COMPUTED_KINDS = ("count", "sum", "first_time", "last_time", "last_value")
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedTrait:
+    """A trait computed from events: ``count`` / ``sum`` of a property / ``first_time`` / ``last_time``
+    of an event, or ``last_value`` of a property. ``event`` None matches every event of ``type``."""
+
+    name: str
+    kind: str
+    event: str | None = None
+    property: str | None = None
+    type: str = "track"
+
+    def __post_init__(self) -> None:
+        if self.kind not in COMPUTED_KINDS:
+            raise InvalidConfig(
+                f"computed trait {self.name!r}: kind must be one of {', '.join(COMPUTED_KINDS)}"
+            )
+        if self.kind in ("sum", "last_value") and not self.property:
+            raise InvalidConfig(f"computed trait {self.name!r}: kind {self.kind} needs a property")
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        if event.get("type") != self.type:
+            return False
+        if self.event is None:
+            return True
+        name = event.get("event") if self.type == "track" else event.get("name")
+        return name == self.event
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    """Thresholds of the customer lifecycle (new visitor -> ... -> engaged customer / churned)."""
+
+    purchase_events: tuple[str, ...] = ("Order Completed",)
+    intent_events: tuple[str, ...] = ("Product Added", "Cart Viewed", "Checkout Started")
+    # A visitor seen again this long after their first event is a returning visitor.
+    returning_after_minutes: int = 30
+    # Orders that make an engaged (repeat) customer.
+    engaged_min_orders: int = 2
+    # A customer without an order for this long is churned.
+    churn_after_days: int = 90
+    # Transitions kept per profile (oldest dropped first).
+    history_limit: int = 50
+
+
 DEFAULT_IDENTIFIERS: tuple[IdentifierSpec, ...] = (
     IdentifierSpec("user_id", ("userId",)),
     IdentifierSpec("email", ("traits.email", "context.traits.email"), "email"),
@@ -62,9 +109,9 @@ DEFAULT_BLOCKED_VALUES: tuple[str, ...] = (
 DEFAULT_BLOCKED_BY_TYPE: Mapping[str, tuple[str, ...]] = {
     "email": (
         r"(test|testing|email|user|noreply|no-reply|donotreply|do-not-reply|example|null|none)@.*",
-        r".*@(test\.com|mailinator\.com|localhost|invalid)",
+        r".*@(test\.com|mailinator\.com|localhost(\.localdomain)?|.*\.invalid|.*\.test)",
     ),
-    "phone": (r"\+?(\d)\1{6,}", r"\+?1234567\d*"),
+    "phone": (r".*(\d)\1{6,}.*", r"\+?1234567\d*"),
 }
 
 
@@ -88,6 +135,8 @@ class IdentityConfig:
     max_attempts: int = 5
     # Per-trait policy: "latest" (default, latest event time wins) or "first" (earliest wins).
     trait_policies: Mapping[str, str] = field(default_factory=dict)
+    computed_traits: tuple[ComputedTrait, ...] = ()
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
     def __post_init__(self) -> None:
         seen = set()
@@ -101,6 +150,9 @@ class IdentityConfig:
         for trait, policy in self.trait_policies.items():
             if policy not in ("latest", "first"):
                 raise InvalidConfig(f"trait {trait!r}: policy must be 'latest' or 'first'")
+        names = [c.name for c in self.computed_traits]
+        if len(names) != len(set(names)):
+            raise InvalidConfig("computed trait names must be unique")
         if self.dedup_window < 1:
             raise InvalidConfig("dedup_window must be at least 1")
         for pattern in (*self.blocked_values, *(p for ps in self.blocked_by_type.values() for p in ps)):
@@ -169,6 +221,10 @@ class IdentityConfig:
                 values[key] = {str(t): tuple(str(p) for p in ps) for t, ps in raw.items()}
             elif key in ("limits", "trait_policies"):
                 values[key] = dict(raw)
+            elif key == "computed_traits":
+                values[key] = tuple(_computed_trait(item) for item in raw)
+            elif key == "lifecycle":
+                values[key] = _lifecycle(raw)
             else:
                 values[key] = raw
         return cls(**values)
@@ -190,3 +246,27 @@ def _identifier_specs(raw: Any) -> tuple[IdentifierSpec, ...]:
             raise InvalidConfig(f"identifier declaration {item!r} needs type and path(s)") from exc
         specs[spec.type] = spec
     return tuple(specs.values())
+
+
+def _computed_trait(item: Any) -> ComputedTrait:
+    try:
+        return ComputedTrait(
+            name=str(item["name"]),
+            kind=str(item["kind"]),
+            event=item.get("event"),
+            property=item.get("property"),
+            type=str(item.get("type", "track")),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidConfig(f"computed trait {item!r} needs name and kind") from exc
+
+
+def _lifecycle(raw: Any) -> LifecycleConfig:
+    if not isinstance(raw, Mapping):
+        raise InvalidConfig("lifecycle must be a mapping")
+    known = {f.name for f in fields(LifecycleConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise InvalidConfig(f"unknown lifecycle settings: {sorted(unknown)}")
+    values = {k: tuple(v) if k.endswith("_events") else int(v) for k, v in raw.items()}
+    return LifecycleConfig(**values)

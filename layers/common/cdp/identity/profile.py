@@ -9,8 +9,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.identity.computed import (
+    apply_computed,
+    apply_consent,
+    apply_lifecycle_event,
+    consent_view,
+    merge_computed,
+    merge_consent,
+    merge_lifecycle,
+    record_stage,
+    stage_of,
+)
 from cdp.identity.config import IdentityConfig
-from cdp.identity.identifiers import by_type
+from cdp.identity.identifiers import by_type, split_identifier
 
 _EPOCH_STAMP = "0000-00-00T00:00:00.000Z"
 
@@ -70,6 +81,8 @@ class Profile:
     computed: dict[str, Any] = field(default_factory=dict)
     lifecycle: dict[str, Any] = field(default_factory=dict)
     consent: dict[str, Any] = field(default_factory=dict)
+    # Identifiers that must never join this profile again (set by an unmerge).
+    do_not_link: list[str] = field(default_factory=list)
     # Optimistic lock: None until stored; the store checks and bumps it on every write.
     version: int | None = None
 
@@ -89,7 +102,7 @@ class Profile:
             "computed_traits": dict(self.computed.get("values", {})),
             "lifecycle_stage": self.lifecycle.get("stage"),
             "lifecycle_history": list(self.lifecycle.get("history", [])),
-            "consent": dict(self.consent),
+            "consent": consent_view(self.consent),
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "event_count": self.event_count,
@@ -142,7 +155,17 @@ def apply_event(profile: Profile, event: Mapping[str, Any], config: IdentityConf
         profile.first_seen = when
     if profile.last_seen is None or when > profile.last_seen:
         profile.last_seen = when
+    apply_computed(profile.computed, event, event_stamp, config)
+    apply_consent(profile.consent, event, event_stamp)
+    apply_lifecycle_event(profile.lifecycle, event, when, config.lifecycle)
     remember(profile, [str(event["messageId"])], config)
+
+
+def refresh_stage(profile: Profile, config: IdentityConfig, now: datetime, at: str) -> bool:
+    """Recompute the lifecycle stage; a change is kept in the history at ``at``. True if changed."""
+    types = {split_identifier(i)[0] for i in profile.identifiers}
+    stage = stage_of(profile.lifecycle, types, profile.first_seen, profile.last_seen, config.lifecycle, now)
+    return record_stage(profile.lifecycle, stage, at, config.lifecycle)
 
 
 def remember(profile: Profile, message_ids: list[str], config: IdentityConfig) -> None:
@@ -168,6 +191,10 @@ def absorb(survivor: Profile, other: Profile, config: IdentityConfig) -> None:
     for attr, pick in (("first_seen", min), ("last_seen", max)):
         values = [v for v in (getattr(survivor, attr), getattr(other, attr)) if v is not None]
         setattr(survivor, attr, pick(values) if values else None)
+    merge_computed(survivor.computed, other.computed, config)
+    merge_consent(survivor.consent, other.consent)
+    merge_lifecycle(survivor.lifecycle, other.lifecycle, config.lifecycle)
+    survivor.do_not_link = sorted(set(survivor.do_not_link) | set(other.do_not_link))
     merged_recent = other.recent + [m for m in survivor.recent if m not in set(other.recent)]
     survivor.recent = []
     remember(survivor, merged_recent, config)

@@ -35,6 +35,7 @@ from cdp.identity.profile import (
     apply_event,
     format_time,
     new_profile_id,
+    refresh_stage,
     seniority,
     stamp,
 )
@@ -91,8 +92,15 @@ class _Components:
         self.by_type: dict[str, dict[str, set[str]]] = {}
         self.profiles: dict[str, set[str]] = {}
         self.evidence: dict[str, list[tuple[_Item, tuple[str, ...]]]] = {}
+        self.do_not_link: dict[str, set[str]] = {}
 
-    def add(self, node: str, identifiers: Iterable[str] = (), profile_id: str | None = None) -> None:
+    def add(
+        self,
+        node: str,
+        identifiers: Iterable[str] = (),
+        profile_id: str | None = None,
+        do_not_link: Iterable[str] = (),
+    ) -> None:
         if node in self.parent:
             return
         self.parent[node] = node
@@ -103,6 +111,7 @@ class _Components:
         self.by_type[node] = grouped
         self.profiles[node] = {profile_id} if profile_id else set()
         self.evidence[node] = []
+        self.do_not_link[node] = set(do_not_link)
 
     def find(self, node: str) -> str:
         root = node
@@ -113,16 +122,19 @@ class _Components:
         return root
 
     def breach(self, a: str, b: str) -> str | None:
-        """The type whose limit a union of a's and b's components would break, if any."""
+        """The rule a union of a's and b's components would break (``limit_<type>``, ``unmerged``)."""
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return None
         ta, tb = self.by_type[ra], self.by_type[rb]
+        for mine, forbidden in ((ta, self.do_not_link[rb]), (tb, self.do_not_link[ra])):
+            if forbidden and any(forbidden.intersection(ids) for ids in mine.values()):
+                return "unmerged"
         for identifier_type in set(ta) | set(tb):
             if len(ta.get(identifier_type, set()) | tb.get(identifier_type, set())) > self.config.limit(
                 identifier_type
             ):
-                return identifier_type
+                return f"limit_{identifier_type}"
         return None
 
     def union(self, a: str, b: str, evidence: tuple[_Item, tuple[str, ...]] | None = None) -> None:
@@ -135,6 +147,7 @@ class _Components:
             self.by_type[ra].setdefault(identifier_type, set()).update(identifiers)
         self.profiles[ra] |= self.profiles.pop(rb)
         self.evidence[ra] += self.evidence.pop(rb)
+        self.do_not_link[ra] |= self.do_not_link.pop(rb)
         if bridging and evidence is not None:
             self.evidence[ra].append(evidence)
 
@@ -273,7 +286,12 @@ def _attempt(
         if identifier in pointers:
             profile_id = _final(pointers[identifier], profiles)
             profile = profiles.get(profile_id)
-            comps.add("§" + profile_id, profile.identifiers if profile else (), profile_id)
+            comps.add(
+                "§" + profile_id,
+                profile.identifiers if profile else (),
+                profile_id,
+                profile.do_not_link if profile else (),
+            )
             comps.union(identifier, "§" + profile_id)
 
     refused: dict[_Item, list[tuple[str, str]]] = defaultdict(list)
@@ -285,7 +303,7 @@ def _attempt(
         for other in identifiers[1:]:
             breached = comps.breach(primary, other)
             if breached is not None:
-                refused[item].append((other, f"limit_{breached}"))
+                refused[item].append((other, breached))
                 continue
             comps.union(primary, other, (item, (primary, other)))
 
@@ -388,7 +406,8 @@ def _plan(
 
     known_before = set(survivor.identifiers)
     changed = survivor.version is None or bool(tombstones)
-    changed |= add_identifiers(survivor, identifiers)
+    if tombstones:
+        refresh_stage(survivor, config, now, now_text)
 
     window = set(survivor.recent)
     applied: list[_Item] = []
@@ -403,6 +422,7 @@ def _plan(
         applied.append(item)
         linked = tuple(i for i in links[item] if comps.find(i) == root and i not in known_before)
         if linked:
+            add_identifiers(survivor, linked)
             known_before.update(linked)
             rule = "alias" if item.event.get("type") == "alias" else "same_event"
             log.append(MergeLogEntry(sid, "link", item.time, item.message_id, rule, linked))
@@ -419,6 +439,9 @@ def _plan(
                 )
             )
         log.extend(_blocked_entries(item, sid))
+        # Identifiers count from the event that brought them, so the stage history reads true.
+        refresh_stage(survivor, config, now, item.time)
+    changed |= add_identifiers(survivor, identifiers)
     changed |= bool(applied)
     if changed:
         survivor.updated_at = now_text
