@@ -14,8 +14,14 @@ REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may reach a real AWS account: credentials are fake, endpoints unset."""
+def aws_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """No test may reach a real AWS account: credentials are fake, endpoints unset.
+
+    End-to-end tests run against the local stack, which sets its own fake credentials and
+    points AWS_ENDPOINT_URL at its moto server on loopback: leave those alone.
+    """
+    if request.node.get_closest_marker("e2e"):
+        return
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")

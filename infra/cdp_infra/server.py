@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .runtime import LocalFunction
 
@@ -34,7 +34,12 @@ class Route:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        regex = re.sub(r"\\\{([A-Za-z0-9_]+)\\\+?\\\}", r"(?P<\1>[^/]+)", re.escape(self.resource))
+        parts = re.split(r"\{([A-Za-z0-9_]+)(\+?)\}", self.resource)
+        regex = ""
+        for i in range(0, len(parts), 3):
+            regex += re.escape(parts[i])
+            if i + 1 < len(parts):  # {name} is one path segment, {name+} the rest of the path
+                regex += f"(?P<{parts[i + 1]}>{'.+' if parts[i + 2] else '[^/]+'})"
         return re.compile(f"^{regex}$")
 
 
@@ -135,7 +140,7 @@ class LocalApi:
             if m:
                 path_exists = True
                 if route.method in (method, "ANY"):
-                    return route, m.groupdict(), True
+                    return route, {k: unquote(v) for k, v in m.groupdict().items()}, True
         return None, {}, path_exists
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,128 @@
+"""The local runner delivers events as Lambda's event sources and API Gateway would."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from cdp_infra.pollers import KinesisShardPoller, schedule_seconds, scheduled_event
+from cdp_infra.server import Route, proxy_event
+
+
+class FakeFunction:
+    """Answers each invocation with the next scripted response (an exception is raised)."""
+
+    def __init__(self, *responses: Any) -> None:
+        self.responses = list(responses)
+        self.batches: list[list[str]] = []
+        self.account_id = "123456789012"
+
+        class Spec:
+            logical_id = "Fake"
+
+        self.spec = Spec()
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        self.batches.append([r["kinesis"]["sequenceNumber"] for r in event["Records"]])
+        response = self.responses.pop(0) if self.responses else {"batchItemFailures": []}
+        if isinstance(response, Exception):
+            raise response
+        return response
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def send_message(self, QueueUrl: str, MessageBody: str) -> None:  # noqa: N803 - boto3's names
+        self.messages.append(MessageBody)
+
+
+def _records(n: int) -> list[dict[str, Any]]:
+    return [{"SequenceNumber": str(i), "PartitionKey": "k", "Data": b"{}",
+             "ApproximateArrivalTimestamp": datetime(2026, 1, 1, tzinfo=UTC)} for i in range(n)]
+
+
+def _poller(function: FakeFunction, sqs: FakeSqs, **mapping: Any) -> KinesisShardPoller:
+    return KinesisShardPoller(None, sqs, function, {"FunctionResponseTypes": ["ReportBatchItemFailures"],
+                                                    "MaximumRetryAttempts": 2, **mapping},
+                              stream_name="s", stream_arn="arn:s", shard_id="shardId-0",
+                              failure_queue_url="q")
+
+
+def test_a_reported_failure_retries_from_the_first_failed_record() -> None:
+    function = FakeFunction({"batchItemFailures": [{"itemIdentifier": "2"}]}, {"batchItemFailures": []})
+    poller = _poller(function, FakeSqs())
+    poller._deliver(_records(4), attempt=0)
+    assert function.batches == [["0", "1", "2", "3"], ["2", "3"]]
+    assert poller.processed == 4
+
+
+def test_a_poison_record_goes_to_the_failure_destination_after_bounded_retries_and_the_rest_flows() -> None:
+    poison = {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    function = FakeFunction({"batchItemFailures": [{"itemIdentifier": "1"}]}, poison, poison)
+    sqs = FakeSqs()
+    poller = _poller(function, sqs)
+    poller._deliver(_records(3), attempt=0)
+    assert len(sqs.messages) == 1 and '"startSequenceNumber": "1"' in sqs.messages[0]
+    assert function.batches[-1] == ["2"]
+    assert poller.processed == 3 and poller.sent_to_failure_destination == 1
+
+
+def test_a_crashing_handler_is_bisected_until_the_bad_record_is_isolated() -> None:
+    class Crashy(FakeFunction):
+        def invoke(self, event: dict[str, Any]) -> Any:
+            seqs = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
+            self.batches.append(seqs)
+            if "2" in seqs:
+                raise RuntimeError("boom")
+            return {"batchItemFailures": []}
+
+    function, sqs = Crashy(), FakeSqs()
+    poller = _poller(function, sqs, BisectBatchOnFunctionError=True)
+    poller._deliver(_records(4), attempt=0)
+    assert poller.sent_to_failure_destination == 1 and '"endSequenceNumber": "2"' in sqs.messages[0]
+    assert poller.processed == 4
+
+
+def test_an_unknown_item_identifier_fails_the_whole_batch_as_on_lambda() -> None:
+    function = FakeFunction({"batchItemFailures": [{"itemIdentifier": "nope"}]}, {"batchItemFailures": []})
+    _poller(function, FakeSqs())._deliver(_records(2), attempt=0)
+    assert function.batches == [["0", "1"], ["0", "1"]]
+
+
+def test_kinesis_event_records_carry_base64_data_and_the_shard_in_the_event_id() -> None:
+    event = _poller(FakeFunction(), FakeSqs())._event(_records(1))
+    record = event["Records"][0]
+    assert base64.b64decode(record["kinesis"]["data"]) == b"{}"
+    assert record["eventID"] == "shardId-0:0" and record["eventSource"] == "aws:kinesis"
+
+
+def test_rate_expressions_are_read_and_cron_is_left_to_on_demand_runs() -> None:
+    assert schedule_seconds("rate(15 minutes)") == 900
+    assert schedule_seconds("rate(1 hour)") == 3600
+    assert schedule_seconds("cron(0 12 * * ? *)") is None
+
+
+def test_scheduled_events_have_eventbridges_shape() -> None:
+    event = scheduled_event("arn:rule", "us-east-1", "1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert event["detail-type"] == "Scheduled Event" and event["time"] == "2026-01-02T03:04:05Z"
+
+
+def test_a_route_template_matches_one_path_segment_and_decodes_it() -> None:
+    route = Route("GET", "/v1/profiles/{identifier}", None)  # type: ignore[arg-type]
+    assert route.pattern.match("/v1/profiles/email:a@b.io")
+    assert not route.pattern.match("/v1/profiles/a/b")
+
+
+def test_proxy_events_base64_encode_bodies_as_the_template_binary_media_types_ask() -> None:
+    class Fn:
+        account_id = "1"
+
+    route = Route("POST", "/v1/track", Fn())  # type: ignore[arg-type]
+    event = proxy_event("POST", route, "/v1/track", {}, "a=1", [("Content-Type", "application/json")],
+                        b'{"x":1}', "127.0.0.1", "v1api")
+    assert event["isBase64Encoded"] and base64.b64decode(event["body"]) == b'{"x":1}'
+    assert event["requestContext"]["resourcePath"] == "/v1/track"
+    assert event["queryStringParameters"] == {"a": "1"}
