@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from chalice import Chalice, Response
 
 from cdp.collect import IngestRequest, ingest
-from cdp.collect.http import HttpResponse, error_response, success_response
+from cdp.collect.http import CORS_HEADERS, HttpResponse, error_response, preflight_response, success_response
+from cdp.collect.pixel import PIXEL_GIF, pixel_body
 from cdp.collect.profiles import profile_response
 from cdp.errors import CdpError, WriteKeyRejected
 from cdp.settings import Settings
@@ -21,6 +23,7 @@ from cdp.settings import Settings
 app = Chalice(app_name="cdp-collect")
 
 _ANY_BODY = ["*/*"]
+_TRACKER = Path(__file__).resolve().parent / "static" / "cdp.js"
 
 
 @functools.cache
@@ -56,16 +59,23 @@ def identity_store() -> Any:
     return DynamoIdentityStore(settings())
 
 
-def _respond(response: HttpResponse) -> Response:
-    return Response(body=response.body, status_code=response.status, headers=response.headers)
+@functools.cache
+def tracker_script() -> str:
+    return _TRACKER.read_text(encoding="utf-8")
 
 
-def _collect(route: str) -> Response:
+def _respond(response: HttpResponse, extra: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=response.body, status_code=response.status, headers={**response.headers, **(extra or {})}
+    )
+
+
+def _ingest(route: str, body: bytes) -> HttpResponse:
     request = app.current_request
     headers = request.headers
     ingest_request = IngestRequest(
         route=route,
-        body=request.raw_body or b"",
+        body=body,
         authorization=headers.get("authorization"),
         content_encoding=headers.get("content-encoding"),
         ip=(request.context.get("identity") or {}).get("sourceIp"),
@@ -78,8 +88,12 @@ def _collect(route: str) -> Response:
     except CdpError as exc:
         if isinstance(exc, WriteKeyRejected):
             _count_rejected_key(exc.reason)
-        return _respond(error_response(exc))
-    return _respond(success_response(result))
+        return error_response(exc)
+    return success_response(result)
+
+
+def _collect(route: str) -> Response:
+    return _respond(_ingest(route, app.current_request.raw_body or b""), CORS_HEADERS)
 
 
 def _count_rejected_key(reason: str) -> None:
@@ -87,6 +101,43 @@ def _count_rejected_key(reason: str) -> None:
 
     with single_metric(name="WriteKeyRejected", unit=MetricUnit.Count, value=1) as metric:
         metric.add_dimension(name="reason", value=reason)
+
+
+@app.middleware("http")
+def _pixel_whatever_accept_says(request: Any, get_response: Any) -> Response:
+    # Chalice refuses a binary response unless the Accept header names a binary type, and mail
+    # clients often send no Accept at all: the pixel answers before that check.
+    if request.path == "/v1/pixel" and request.method == "GET":
+        return pixel()
+    return get_response(request)
+
+
+def pixel() -> Response:
+    try:
+        body = pixel_body((app.current_request.query_params or {}).get("data"))
+    except CdpError as exc:
+        outcome = error_response(exc)
+    else:
+        outcome = _ingest("pixel", body)
+    headers = {"Content-Type": "image/gif", "Cache-Control": "no-store, max-age=0", **CORS_HEADERS}
+    if outcome.status != 200:
+        headers["X-CDP-Reason"] = str(outcome.body.get("reason", ""))
+        headers.update({k: v for k, v in outcome.headers.items() if k == "Retry-After"})
+    return Response(body=PIXEL_GIF, status_code=outcome.status, headers=headers)
+
+
+@app.route("/v1/pixel", methods=["GET"])
+def pixel_route() -> Response:
+    return pixel()  # reached only if the middleware did not answer first
+
+
+@app.route("/v1/cdp.js", methods=["GET"])
+def tracker() -> Response:
+    headers = {
+        "Content-Type": "application/javascript; charset=utf-8",
+        "Cache-Control": "public, max-age=300",
+    }
+    return Response(body=tracker_script(), status_code=200, headers={**headers, **CORS_HEADERS})
 
 
 @app.route("/v1/batch", methods=["POST"], content_types=_ANY_BODY)
@@ -122,6 +173,17 @@ def group() -> Response:
 @app.route("/v1/alias", methods=["POST"], content_types=_ANY_BODY)
 def alias() -> Response:
     return _collect("alias")
+
+
+@app.route("/v1/batch", methods=["OPTIONS"], content_types=_ANY_BODY)
+@app.route("/v1/track", methods=["OPTIONS"], content_types=_ANY_BODY)
+@app.route("/v1/identify", methods=["OPTIONS"], content_types=_ANY_BODY)
+@app.route("/v1/page", methods=["OPTIONS"], content_types=_ANY_BODY)
+@app.route("/v1/screen", methods=["OPTIONS"], content_types=_ANY_BODY)
+@app.route("/v1/group", methods=["OPTIONS"], content_types=_ANY_BODY)
+@app.route("/v1/alias", methods=["OPTIONS"], content_types=_ANY_BODY)
+def preflight() -> Response:
+    return _respond(preflight_response())
 
 
 @app.route("/v1/profiles/{identifier}", methods=["GET"])

@@ -6,7 +6,6 @@ import json
 
 import boto3
 import pytest
-from collect_support import quarantine_lines, stream_events
 
 from cdp.adapters.kinesis import KinesisSink
 from cdp.adapters.quarantine import S3Quarantine, entry_from_dict
@@ -14,6 +13,8 @@ from cdp.adapters.sources import DynamoSourceStore, hash_write_key
 from cdp.collect import QuarantineEntry, StreamRecord
 from cdp.errors import NotFound
 from cdp.settings import Settings
+
+from .collect_support import quarantine_lines, stream_events
 
 
 def test_a_created_source_authenticates_with_its_write_key(stack_settings: Settings) -> None:

@@ -13,7 +13,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from collect_support import (
+
+from cdp.adapters.sources import DynamoSourceStore
+from cdp.errors import StreamUnavailable
+from cdp.settings import Settings
+
+from .collect_support import (
     ADMIN_TOKEN,
     WRITE_KEY,
     basic,
@@ -23,10 +28,6 @@ from collect_support import (
     response_json,
     stream_events,
 )
-
-from cdp.adapters.sources import DynamoSourceStore
-from cdp.errors import StreamUnavailable
-from cdp.settings import Settings
 
 
 @pytest.fixture
@@ -193,3 +194,88 @@ def test_a_profile_read_without_the_admin_token_is_401(collector: ModuleType) ->
 @pytest.mark.usefixtures("fake_identity")
 def test_an_unknown_profile_is_404(collector: ModuleType) -> None:
     assert call(collector, profile_event("user:nobody", ADMIN_TOKEN))["statusCode"] == 404
+
+
+def pixel_event(data: str | None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    event = proxy_event("/v1/pixel", method="GET", headers=headers or {})
+    event["queryStringParameters"] = {"data": data} if data is not None else None
+    event["multiValueQueryStringParameters"] = {"data": [data]} if data is not None else None
+    return event
+
+
+def b64(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def test_the_pixel_records_an_email_open_and_answers_a_gif(
+    collector: ModuleType, stack_settings: Settings
+) -> None:
+    data = b64(
+        {"writeKey": WRITE_KEY, "userId": "u1", "event": "Email Opened", "properties": {"campaign": "c1"}}
+    )
+    response = call(collector, pixel_event(data))
+    assert response["statusCode"] == 200
+    assert base64.b64decode(response["body"]).startswith(b"GIF89a")
+    [(_, event)] = stream_events(stack_settings)
+    assert (event["type"], event["event"]) == ("track", "Email Opened")
+
+
+def test_the_pixel_answers_a_mail_client_that_sends_no_accept_header(collector: ModuleType) -> None:
+    response = call(collector, pixel_event(b64({"writeKey": WRITE_KEY, "userId": "u1", "event": "E"}), {}))
+    assert (response["statusCode"], response["headers"]["Content-Type"]) == (200, "image/gif")
+
+
+def test_a_pixel_with_unreadable_data_is_400_naming_the_reason(collector: ModuleType) -> None:
+    response = call(collector, pixel_event("%%%"))
+    assert (response["statusCode"], response["headers"]["X-CDP-Reason"]) == (400, "invalid_pixel_data")
+
+
+def test_a_pixel_with_a_bad_write_key_is_401(collector: ModuleType) -> None:
+    response = call(collector, pixel_event(b64({"writeKey": "nope", "userId": "u1", "event": "E"})))
+    assert response["statusCode"] == 401
+
+
+def test_a_cors_preflight_allows_posts_with_authorization(collector: ModuleType) -> None:
+    response = call(
+        collector, proxy_event("/v1/batch", method="OPTIONS", headers={"Origin": "https://shop.example"})
+    )
+    assert response["statusCode"] == 204
+    assert response["headers"]["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in response["headers"]["Access-Control-Allow-Headers"]
+    assert "POST" in response["headers"]["Access-Control-Allow-Methods"]
+
+
+@pytest.mark.parametrize("key", [WRITE_KEY, "wk_nope"])
+def test_tracking_answers_carry_the_cors_header_whatever_the_outcome(collector: ModuleType, key: str) -> None:
+    response = call(collector, proxy_event("/v1/batch", body=BATCH, headers={"Authorization": basic(key)}))
+    assert response["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+def test_the_browser_tracker_is_served_as_javascript(collector: ModuleType) -> None:
+    response = call(collector, proxy_event("/v1/cdp.js", method="GET", headers={}))
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"].startswith("application/javascript")
+    assert "function" in response["body"]
+
+
+def test_a_request_over_500_kb_is_400_naming_the_limit(
+    collector: ModuleType, stack_settings: Settings
+) -> None:
+    body = {
+        "batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"pad": "x" * 30_000}}] * 20
+    }
+    response = call(collector, proxy_event("/v1/batch", body=body, headers={"Authorization": basic()}))
+    assert response["statusCode"] == 400
+    assert response_json(response)["limit"] == "500 KB per request"
+    assert stream_events(stack_settings) == []
+
+
+def test_an_event_over_32_kb_is_rejected_naming_the_limit(
+    collector: ModuleType, stack_settings: Settings
+) -> None:
+    big = {"type": "track", "userId": "u", "event": "E", "properties": {"pad": "x" * 40_000}}
+    response = call(
+        collector, proxy_event("/v1/batch", body={"batch": [big]}, headers={"Authorization": basic()})
+    )
+    assert response["statusCode"] == 400
+    assert response_json(response)["rejected"] == [{"index": 0, "reason": "event_too_large"}]

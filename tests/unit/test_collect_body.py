@@ -70,7 +70,7 @@ def test_a_deflate_body_is_parsed() -> None:
         (b'{"a": 1e999}', None, "invalid_json"),
         (b"\xff\xfe\xfa", None, "invalid_encoding"),
         (b"\x1f\x8b\x08garbage", None, "invalid_gzip"),
-        (gzip.compress(b'{"a": 1}')[:-12], "gzip", "invalid_gzip"),
+        (gzip.compress(b'{"a": 1}', mtime=0)[:-12], "gzip", "invalid_gzip"),
         (b'{"a": 1}', "br", "unsupported_content_encoding"),
         (b"[" * 100_000 + b"]" * 100_000, None, "invalid_json"),
     ],

@@ -39,10 +39,24 @@ ERROR_STATUS: tuple[tuple[type[CdpError], int], ...] = (
 )
 
 
+#: Browsers may call the tracking routes from any site. No cookies are read, so ``*`` is safe;
+#: Authorization must be listed by name (a wildcard does not cover it).
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Retry-After",
+}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
-    body: dict[str, Any]
+    body: Any  # a JSON object, or str/bytes for non-JSON responses
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,3 +90,8 @@ def success_response(result: IngestResult) -> HttpResponse:
             "rejected": [r.to_dict() for r in result.rejected],
         },
     )
+
+
+def preflight_response() -> HttpResponse:
+    """The answer to a CORS preflight (``OPTIONS``) of a tracking route."""
+    return HttpResponse(204, "", dict(PREFLIGHT_HEADERS))

@@ -13,8 +13,9 @@ from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
 from .events import RequestFacts, StreamRecord, normalise_event
 from .timestamps import format_timestamp
 
-#: Routes of the tracking API, by the last segment of their path.
-ROUTES = ("batch", "identify", "track", "page", "screen", "group", "alias")
+#: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
+#: of any type (``track`` when it names none) in the ``data`` query parameter.
+ROUTES = ("batch", "identify", "track", "page", "screen", "group", "alias", "pixel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ def ingest(
     records: list[StreamRecord] = []
     rejections: list[Rejection] = []
     entries: list[QuarantineEntry] = []
-    route_type = None if request.route == "batch" else request.route
+    route_type = None if request.route in ("batch", "pixel") else request.route
     for index, raw in enumerate(events):
         try:
             records.append(normalise_event(raw, route_type=route_type, facts=facts))
@@ -175,6 +176,8 @@ def _unpack(
         if context is not None and not isinstance(context, dict):
             raise MalformedRequest("invalid_batch_context")
         sent_at = payload.get("sentAt")
+    elif request.route == "pixel":
+        events = [payload if payload.get("type") is not None else {**payload, "type": "track"}]
     else:
         events = [payload]
     facts = RequestFacts(
