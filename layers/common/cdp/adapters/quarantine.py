@@ -100,15 +100,73 @@ class S3Quarantine:
         for entry in entries:
             groups.setdefault((entry.received_at[:10], entry.source_id), []).append(entry)
         for group in groups.values():
-            body = "".join(
-                json.dumps(entry_to_dict(e), separators=(",", ":"), ensure_ascii=False) + "\n" for e in group
-            ).encode("utf-8")
             try:
                 self.client.put_object(
                     Bucket=self._settings.lake_bucket,
                     Key=object_key(group),
-                    Body=body,
+                    Body=_lines(group),
                     ContentType="application/x-ndjson",
                 )
             except (ClientError, BotoCoreError) as exc:
                 raise StoreError("quarantine_unavailable") from exc
+
+    def keys(self, *, day_from: str | None = None, day_to: str | None = None) -> list[str]:
+        """Object keys under ``quarantine/``, oldest day first, days inclusive."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        start_after = f"{PREFIX}dt={day_from}" if day_from else ""
+        found: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._settings.lake_bucket, Prefix=f"{PREFIX}dt=", StartAfter=start_after
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    day = _day_of(obj["Key"])
+                    if day_to and day > day_to:
+                        return found
+                    if not day_from or day >= day_from:
+                        found.append(obj["Key"])
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError("quarantine_unavailable") from exc
+        return found
+
+    def read(self, key: str) -> list[QuarantineEntry]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self._settings.lake_bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError("quarantine_unavailable") from exc
+        return [
+            entry_from_dict(json.loads(line)) for line in body.decode("utf-8").splitlines() if line.strip()
+        ]
+
+    def rewrite(self, key: str, entries: Sequence[QuarantineEntry]) -> None:
+        """Keep only ``entries`` in ``key`` (the bucket is versioned: earlier contents stay readable)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if entries:
+                self.client.put_object(
+                    Bucket=self._settings.lake_bucket,
+                    Key=key,
+                    Body=_lines(entries),
+                    ContentType="application/x-ndjson",
+                )
+            else:
+                self.client.delete_object(Bucket=self._settings.lake_bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError("quarantine_unavailable") from exc
+
+
+def _lines(entries: Sequence[QuarantineEntry]) -> bytes:
+    return "".join(
+        json.dumps(entry_to_dict(e), separators=(",", ":"), ensure_ascii=False) + "\n" for e in entries
+    ).encode("utf-8")
+
+
+def _day_of(key: str) -> str:
+    # quarantine/dt=YYYY-MM-DD/...
+    part = key[len(PREFIX) :].split("/", 1)[0]
+    return part[3:] if part.startswith("dt=") else ""
