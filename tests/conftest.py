@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from cdp.settings import Settings
+from cdp_infra.template import Stack
 
 REGION = "us-east-1"
 
@@ -34,21 +35,26 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequ
 
 
 @pytest.fixture
-def stack_environment() -> Iterator[dict[str, str]]:
-    """Every resource of template.yaml created inside moto; yields the functions' environment."""
+def moto_stack() -> Iterator[Stack]:
+    """Every resource of template.yaml created inside moto, under the template's names."""
     from moto import mock_aws
 
     from cdp_infra.provision import provision
     from cdp_infra.template import new_stack
 
     with mock_aws():
-        stack = provision(new_stack("cdp-test", region=REGION), boto3.Session(region_name=REGION))
-        env: dict[str, str] = {}
-        for spec in stack.functions().values():
-            env.update(spec.environment)
-        env["QUERY_ENGINE"] = "duckdb"
-        env["AWS_DEFAULT_REGION"] = REGION
-        yield env
+        yield provision(new_stack("cdp-test", region=REGION), boto3.Session(region_name=REGION))
+
+
+@pytest.fixture
+def stack_environment(moto_stack: Stack) -> dict[str, str]:
+    """The environment the template gives the functions (DuckDB standing in for Athena)."""
+    env: dict[str, str] = {}
+    for spec in moto_stack.functions().values():
+        env.update(spec.environment)
+    env["QUERY_ENGINE"] = "duckdb"
+    env["AWS_DEFAULT_REGION"] = REGION
+    return env
 
 
 @pytest.fixture

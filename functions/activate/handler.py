@@ -15,7 +15,8 @@ from cdp.segments.membership import MembershipChange
 from cdp.settings import Settings
 
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A failed message is reported, retried by SQS, then redriven to the dead-letter queue.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @cache

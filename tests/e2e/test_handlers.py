@@ -1,0 +1,108 @@
+"""Each Lambda handler, loaded as Lambda loads it, handles its sample event on the local stack.
+
+These run against the moto server (not ``mock_aws``): pyarrow's S3 client is native code that
+only an HTTP endpoint can serve.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdp.settings import Settings
+from cdp_infra.local import LocalConfig, LocalPipeline
+from cdp_infra.runtime import LocalFunction
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Iterator[LocalPipeline]:
+    with LocalPipeline(LocalConfig(run_schedules=False)) as p:
+        yield p
+
+
+@pytest.fixture
+def functions(pipeline: LocalPipeline) -> dict[str, LocalFunction]:
+    return pipeline.functions
+
+
+@pytest.fixture
+def stack_settings(pipeline: LocalPipeline) -> Settings:
+    return pipeline.settings
+
+
+def _sample(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_collect_accepts_the_sample_batch_and_writes_it_to_the_stream(pipeline, functions, stack_settings) -> None:
+    from cdp.adapters.sources import DynamoSourceStore
+
+    DynamoSourceStore(stack_settings).register_write_key("local", "local-write-key")
+    response = functions["CollectFunction"].invoke(_sample("api-gateway-batch.json"))
+    assert response["statusCode"] == 200, response
+    kinesis = pipeline.client("kinesis")
+    count = 0
+    for shard in kinesis.list_shards(StreamName=stack_settings.events_stream)["Shards"]:
+        it = kinesis.get_shard_iterator(StreamName=stack_settings.events_stream, ShardId=shard["ShardId"],
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        count += len(kinesis.get_records(ShardIterator=it)["Records"])
+    assert count == 2
+
+
+def test_unify_builds_one_profile_from_the_sample_batch(functions, stack_settings) -> None:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+    from cdp.identity.lookup import lookup_profile
+
+    response = functions["UnifyFunction"].invoke(_sample("kinesis-batch.json"))
+    assert response == {"batchItemFailures": []}
+    profile = lookup_profile("email:alice@example.com", DynamoIdentityStore(stack_settings))
+    assert profile is not None and profile["event_count"] == 2
+
+
+def test_unify_redelivery_of_the_same_batch_has_no_second_effect(functions, stack_settings) -> None:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+    from cdp.identity.lookup import lookup_profile
+
+    functions["UnifyFunction"].invoke(_sample("kinesis-batch.json"))
+    functions["UnifyFunction"].invoke(_sample("kinesis-batch.json"))
+    profile = lookup_profile("user_id:user-42", DynamoIdentityStore(stack_settings))
+    assert profile is not None and profile["event_count"] == 2
+
+
+def test_archive_writes_the_sample_batch_to_the_lake(pipeline, functions, stack_settings) -> None:
+    response = functions["ArchiveFunction"].invoke(_sample("kinesis-batch.json"))
+    assert response == {"batchItemFailures": []}
+    keys = [o["Key"] for o in pipeline.client("s3").list_objects_v2(
+        Bucket=stack_settings.lake_bucket, Prefix="events/")["Contents"]]
+    assert ("events/dt=2026-11-20/shardId-000000000000-"
+            "49630000000000000000000000000000000000000000000000000000-"
+            "49630000000000000000000000000000000000000000000000000001.parquet") in keys
+
+
+def test_the_segment_job_runs_on_the_schedule_sample_and_reports_each_segment(functions) -> None:
+    functions["UnifyFunction"].invoke(_sample("kinesis-batch.json"))
+    functions["ArchiveFunction"].invoke(_sample("kinesis-batch.json"))
+    report = functions["SegmentFunction"].invoke(_sample("schedule.json"))
+    assert report["failures"] == {}
+    assert report["profiles"] >= 1 and report["run_id"] == "2026-11-20T11:00:00Z"
+    assert {s["segment"] for s in report["segments"]} >= {"repeat-buyers"}
+
+
+def test_activate_skips_an_unknown_profile_without_failing_the_message(functions) -> None:
+    response = functions["ActivateFunction"].invoke(_sample("sqs-activation.json"))
+    assert response == {"batchItemFailures": []}
+
+
+def test_activate_reports_a_malformed_message_as_a_failure_for_redrive(functions) -> None:
+    event = _sample("sqs-activation.json")
+    event["Records"][0]["body"] = "{not json"
+    response = functions["ActivateFunction"].invoke(event)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}

@@ -1,0 +1,49 @@
+"""Every sample in events/ is parsed by the production code, so the samples cannot drift."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, EventBridgeEvent, SQSEvent
+
+from cdp.collect.body import decode_body, write_key_from_authorization
+from cdp.lake import parse_time
+from cdp.segments.membership import MembershipChange
+from cdp.streams import decode, stream_records
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def _load(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_there_is_one_sample_per_trigger_of_the_template() -> None:
+    assert {p.name for p in EVENTS.glob("*.json")} == {
+        "api-gateway-batch.json", "kinesis-batch.json", "schedule.json", "sqs-activation.json"}
+
+
+def test_the_api_gateway_sample_is_a_segment_batch_with_a_write_key() -> None:
+    event = APIGatewayProxyEvent(_load("api-gateway-batch.json"))
+    assert event.request_context.resource_path == "/v1/batch"
+    body = decode_body(event.decoded_body.encode() if isinstance(event.decoded_body, str) else event.decoded_body)
+    assert isinstance(body, dict) and len(body["batch"]) == 2
+    assert write_key_from_authorization(event.headers["Authorization"]) == "local-write-key"
+
+
+def test_the_kinesis_sample_decodes_to_collector_normalised_events() -> None:
+    records = stream_records(_load("kinesis-batch.json"))
+    events = [decode(r) for r in records]
+    assert [e["type"] for e in events if e] == ["identify", "track"]
+    assert records[0].shard_id == "shardId-000000000000"
+
+
+def test_the_schedule_sample_has_a_time_the_segment_job_uses_as_run_id() -> None:
+    tick = EventBridgeEvent(_load("schedule.json"))
+    assert tick.detail_type == "Scheduled Event" and parse_time(tick.time) is not None
+
+
+def test_the_sqs_sample_carries_a_membership_change() -> None:
+    record = next(iter(SQSEvent(_load("sqs-activation.json")).records))
+    assert MembershipChange.from_dict(json.loads(record.body)).change == "entered"
