@@ -5,6 +5,7 @@ from pathlib import Path
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.engines import query_engine
 from cdp.adapters.lake import lake_filesystem

@@ -3,6 +3,7 @@
 from functools import cache
 
 from aws_lambda_powertools import Logger
+
 from cdp.adapters.lake import lake_filesystem
 from cdp.lake.archive import archive_batch
 from cdp.settings import Settings

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from aws_lambda_powertools import Logger
+
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.identity.config import IdentityConfig
 from cdp.jobs.unify_job import unify_records

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.fs as pafs
+
 from cdp.lake.archive import archive_batch
 from cdp.lake.parquet import events_dataset
 from cdp.streams import StreamRecord
