@@ -108,3 +108,56 @@ def quarantine_lines(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
             body = s3.get_object(Bucket=settings.lake_bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
             lines.extend((obj["Key"], json.loads(line)) for line in body.splitlines() if line)
     return lines
+
+
+# ---------------------------------------------------------------- the published contract
+
+SPEC_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+
+
+def load_spec() -> dict[str, Any]:
+    import yaml
+
+    with SPEC_FILE.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _inline(spec: dict[str, Any], node: Any) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _inline(spec, target)
+        return {k: _inline(spec, v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(spec, v) for v in node]
+    return node
+
+
+def check_against_spec(spec: dict[str, Any], resource: str, method: str, response: dict[str, Any]) -> None:
+    """Raise AssertionError unless ``response`` is one the spec documents for ``method resource``."""
+    from openapi_schema_validator import OAS30Validator, validate
+
+    operation = spec["paths"][resource][method.lower()]
+    status = str(response["statusCode"])
+    assert status in operation["responses"], f"{method} {resource} answered {status}, not in the spec"
+    documented = _inline(spec, operation["responses"][status])
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    for name in documented.get("headers", {}):
+        assert name.lower() in headers, f"{method} {resource} {status} lacks header {name}"
+    content = documented.get("content")
+    if not content:
+        return
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip()
+    assert content_type in content, f"{method} {resource} {status} answered {content_type}"
+    if content_type == "application/json":
+        validate(response_json(response), content[content_type]["schema"], cls=OAS30Validator)
+
+
+def event_reasons(spec: dict[str, Any]) -> set[str]:
+    return set(spec["components"]["schemas"]["EventReason"]["enum"])
+
+
+def request_reasons(spec: dict[str, Any]) -> set[str]:
+    return set(spec["components"]["schemas"]["RequestReason"]["enum"])

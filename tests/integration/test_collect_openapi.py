@@ -1,0 +1,139 @@
+"""docs/openapi.yaml is the collector's contract: routes, statuses, bodies and reason codes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from cdp.adapters.sources import DynamoSourceStore
+from cdp.settings import Settings
+from cdp_infra.template import load_template
+
+from .collect_support import (
+    ADMIN_TOKEN,
+    WRITE_KEY,
+    basic,
+    check_against_spec,
+    event_reasons,
+    load_app,
+    load_spec,
+    proxy_event,
+    request_reasons,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = load_spec()
+
+
+def spec_routes() -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in SPEC["paths"].items()
+        for method in item
+        if method in ("get", "post", "options", "put", "delete", "patch")
+    }
+
+
+def test_the_contract_is_a_valid_openapi_document() -> None:
+    validate(SPEC)
+
+
+def test_the_contract_names_exactly_the_routes_the_template_deploys() -> None:
+    events = load_template()["Resources"]["CollectFunction"]["Properties"]["Events"].values()
+    deployed = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"
+    }
+    assert spec_routes() == deployed
+
+
+def test_the_contract_names_exactly_the_routes_the_app_serves() -> None:
+    app = load_app("cdp_contract_app").app
+    served = {(method, path) for path, methods in app.routes.items() for method in methods}
+    assert spec_routes() == served
+
+
+def test_every_reason_code_in_the_code_is_documented() -> None:
+    sources = [
+        *(REPO / "layers/common/cdp/collect").glob("*.py"),
+        REPO / "layers/common/cdp/adapters/kinesis.py",
+    ]
+    sources += [
+        REPO / "layers/common/cdp/adapters/sources.py",
+        REPO / "layers/common/cdp/adapters/quarantine.py",
+    ]
+    pattern = re.compile(
+        r"(?:InvalidEvent|MalformedRequest|PayloadTooLarge|WriteKeyRejected|EventsRejected|StreamUnavailable"
+        r"|StoreError|Unauthorized|NotFound)\(\"([a-z_]+)\""
+    )
+    found = {code for path in sources for code in pattern.findall(path.read_text(encoding="utf-8"))}
+    found |= {f"invalid_{name}" for name in ("properties", "traits", "context", "integrations")}
+    internal = {"write_key_collision", "write_key_vanished", "unknown_source", "unknown_route"}
+    assert found - internal <= event_reasons(SPEC) | request_reasons(SPEC)
+
+
+@pytest.fixture
+def collector(
+    stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ModuleType]:
+    for name, value in stack_environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
+    DynamoSourceStore(stack_settings).register_write_key("tests", WRITE_KEY)
+    yield load_app()
+
+
+GOOD = {"type": "track", "userId": "u1", "event": "E"}
+CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("/v1/batch", "POST", {"body": {"batch": [GOOD]}, "headers": {"Authorization": basic()}}),
+    ("/v1/batch", "POST", {"body": {"batch": [GOOD, {"type": "x"}]}, "headers": {"Authorization": basic()}}),
+    ("/v1/batch", "POST", {"body": {"batch": [{"type": "x"}]}, "headers": {"Authorization": basic()}}),
+    ("/v1/batch", "POST", {"body": b"{", "headers": {"Authorization": basic()}}),
+    ("/v1/batch", "POST", {"body": {"batch": []}, "headers": {"Authorization": basic("nope")}}),
+    ("/v1/batch", "POST", {"body": {"batch": []}, "headers": {"Authorization": "Bearer x"}}),
+    ("/v1/track", "POST", {"body": {"userId": "u", "event": "E", "writeKey": WRITE_KEY}}),
+    ("/v1/identify", "POST", {"body": {"userId": "u"}, "headers": {"Authorization": basic()}}),
+    ("/v1/page", "POST", {"body": {"anonymousId": "a"}, "headers": {"Authorization": basic()}}),
+    ("/v1/screen", "POST", {"body": {"anonymousId": "a"}, "headers": {"Authorization": basic()}}),
+    ("/v1/group", "POST", {"body": {"userId": "u"}, "headers": {"Authorization": basic()}}),
+    (
+        "/v1/alias",
+        "POST",
+        {"body": {"userId": "u", "previousId": "a"}, "headers": {"Authorization": basic()}},
+    ),
+    ("/v1/alias", "OPTIONS", {}),
+    ("/v1/cdp.js", "GET", {}),
+]
+
+
+@pytest.mark.parametrize(("resource", "method", "request_kwargs"), CASES)
+def test_each_answer_is_one_the_contract_documents(
+    collector: ModuleType, resource: str, method: str, request_kwargs: dict[str, Any]
+) -> None:
+    response = collector.app(proxy_event(resource, method=method, **request_kwargs), None)
+    check_against_spec(SPEC, resource, method, response)
+
+
+@pytest.mark.parametrize(("status", "token"), [(401, None), (404, ADMIN_TOKEN)])
+def test_profile_answers_are_ones_the_contract_documents(
+    collector: ModuleType, monkeypatch: pytest.MonkeyPatch, status: int, token: str | None
+) -> None:
+    monkeypatch.setattr(collector, "identity_store", lambda: None)
+    import cdp.identity
+
+    monkeypatch.setattr(cdp.identity, "lookup_profile", lambda identifier, store: None)
+    event = proxy_event(
+        "/v1/profiles/email:a@example.com",
+        method="GET",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+        resource="/v1/profiles/{identifier}",
+        path_parameters={"identifier": "email:a@example.com"},
+    )
+    response = collector.app(event, None)
+    assert response["statusCode"] == status
+    check_against_spec(SPEC, "/v1/profiles/{identifier}", "GET", response)
