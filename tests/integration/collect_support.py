@@ -106,7 +106,7 @@ def quarantine_lines(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     ):
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=settings.lake_bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
-            lines.extend((obj["Key"], json.loads(line)) for line in body.splitlines() if line)
+            lines.extend((obj["Key"], json.loads(line)) for line in body.split("\n") if line)
     return lines
 
 

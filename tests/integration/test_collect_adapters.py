@@ -105,3 +105,14 @@ def test_one_senders_events_stay_in_order_on_their_shard(stack_settings: Setting
     records = [StreamRecord({"n": i}, json.dumps({"n": i}).encode(), "anon-1") for i in range(50)]
     KinesisSink(stack_settings).put(records)
     assert [e["n"] for _, e in stream_events(stack_settings)] == list(range(50))
+
+
+def test_a_payload_with_unicode_line_separators_stays_one_line(stack_settings: Settings) -> None:
+    payload = {"type": "track", "properties": {"note": "a\u2028b\x85c\u2029"}}
+    entry = QuarantineEntry(
+        "missing_identity", "src_1", "2024-05-01T12:00:00.000Z", "batch", index=0, payload=payload
+    )
+    store = S3Quarantine(stack_settings)
+    store.put([entry])
+    [key] = store.keys()
+    assert store.read(key) == [entry]

@@ -1,7 +1,8 @@
 """The quarantine: rejected events and unreadable bodies of known sources, as JSON lines on S3.
 
 Objects live under ``quarantine/dt=YYYY-MM-DD/`` in the lake bucket (partitioned by the day the
-collector received them), one JSON object per line.
+collector received them), one JSON object per line. Lines are ASCII JSON, so no character in a
+payload (U+2028, say) can be taken for a line break by a reader.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class S3Quarantine:
         except (ClientError, BotoCoreError) as exc:
             raise StoreError("quarantine_unavailable") from exc
         return [
-            entry_from_dict(json.loads(line)) for line in body.decode("utf-8").splitlines() if line.strip()
+            entry_from_dict(json.loads(line)) for line in body.decode("utf-8").split("\n") if line.strip()
         ]
 
     def rewrite(self, key: str, entries: Sequence[QuarantineEntry]) -> None:
@@ -161,9 +162,9 @@ class S3Quarantine:
 
 
 def _lines(entries: Sequence[QuarantineEntry]) -> bytes:
-    return "".join(
-        json.dumps(entry_to_dict(e), separators=(",", ":"), ensure_ascii=False) + "\n" for e in entries
-    ).encode("utf-8")
+    return "".join(json.dumps(entry_to_dict(e), separators=(",", ":")) + "\n" for e in entries).encode(
+        "utf-8"
+    )
 
 
 def _day_of(key: str) -> str:
