@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.errors import ConcurrentUpdate, IdentifierTaken
 from cdp.identity import IdentityConfig, iter_identity_map, iter_profiles, lookup_profile, resolve_batch
@@ -82,25 +83,31 @@ def test_new_profile_cannot_overwrite_an_existing_one(store: DynamoIdentityStore
         store.put_profile(Profile("p-1"))
 
 
-def test_claim_of_an_identifier_owned_by_another_profile_is_refused(store: DynamoIdentityStore) -> None:
+@pytest.mark.parametrize("transaction_min", [1, 8], ids=["transaction", "single-puts"])
+def test_claim_of_an_identifier_owned_by_another_profile_is_refused(
+    stack_settings: Settings, transaction_min: int
+) -> None:
+    store = DynamoIdentityStore(stack_settings, claim_transaction_min=transaction_min)
     store.claim_identifiers({"email:e@x.io": "p-1", "anonymous_id:a": "p-1"})
     with pytest.raises(IdentifierTaken) as caught:
         store.claim_identifiers({"email:e@x.io": "p-2", "anonymous_id:z": "p-2"})
     assert caught.value.details["identifiers"] == ["email:e@x.io"]
 
 
-def test_single_claim_of_an_identifier_owned_by_another_profile_is_refused(
-    store: DynamoIdentityStore,
-) -> None:
-    store.claim_identifiers({"email:e@x.io": "p-1"})
-    with pytest.raises(IdentifierTaken):
-        store.claim_identifiers({"email:e@x.io": "p-2"})
-
-
-def test_repeated_claim_by_the_same_profile_succeeds(store: DynamoIdentityStore) -> None:
+@pytest.mark.parametrize("transaction_min", [1, 8], ids=["transaction", "single-puts"])
+def test_repeated_claim_by_the_same_profile_succeeds(stack_settings: Settings, transaction_min: int) -> None:
+    store = DynamoIdentityStore(stack_settings, claim_transaction_min=transaction_min)
     store.claim_identifiers({"email:e@x.io": "p-1", "anonymous_id:a": "p-1"})
     store.claim_identifiers({"email:e@x.io": "p-1", "anonymous_id:a": "p-1"})
     assert store.get_pointers(["email:e@x.io"]) == {"email:e@x.io": "p-1"}
+
+
+def test_refused_claim_transaction_writes_none_of_its_claims(stack_settings: Settings) -> None:
+    store = DynamoIdentityStore(stack_settings, claim_transaction_min=1)
+    store.claim_identifiers({"email:e@x.io": "p-1"})
+    with pytest.raises(IdentifierTaken):
+        store.claim_identifiers({"email:e@x.io": "p-2", "anonymous_id:z": "p-2"})
+    assert store.get_pointers(["anonymous_id:z"]) == {}
 
 
 def test_merge_transaction_fails_whole_when_a_tombstone_changed(store: DynamoIdentityStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cdp.errors import InvalidConfig, InvalidIdentifier
 from cdp.identity import IdentityConfig, extract, parse_identifier
 

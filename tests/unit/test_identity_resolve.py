@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from cdp.errors import StoreError
 from cdp.identity import (
     IdentityConfig,

@@ -117,8 +117,9 @@ _PROFILE_FIELDS = (
 class DynamoIdentityStore:
     """The identity store on the profiles, identity and merge-log tables of ``settings``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, claim_transaction_min: int = 8) -> None:
         self._settings = settings
+        self._claim_transaction_min = claim_transaction_min
         self._bound: _Models | None = None
         self.requests: Counter[str] = Counter()
 
@@ -176,44 +177,55 @@ class DynamoIdentityStore:
 
     # --------------------------------------------------------------- conditional writes
     def claim_identifiers(self, claims: Mapping[str, str]) -> None:
-        model = self._models.identity
+        """Conditional puts when there are few claims, else one transaction per 100.
+
+        A transaction is one request whatever its size, but moto's cost per transaction grows with
+        the table's size, so a handful of claims go as single conditional puts.
+        """
         items = sorted(claims.items())
+        if len(items) <= self._claim_transaction_min:
+            for identifier, profile_id in items:
+                self._claim_one(identifier, profile_id)
+            return
         for start in range(0, len(items), _TRANSACTION_LIMIT):
-            chunk = items[start : start + _TRANSACTION_LIMIT]
-            conditions = [
-                (
-                    model(identifier, profile_id=profile_id),
-                    model.identifier.does_not_exist() | (model.profile_id == profile_id),
-                )
-                for identifier, profile_id in chunk
+            self._claim_many(items[start : start + _TRANSACTION_LIMIT])
+
+    def _claim_condition(self, profile_id: str) -> Any:
+        model = self._models.identity
+        return model.identifier.does_not_exist() | (model.profile_id == profile_id)
+
+    def _claim_one(self, identifier: str, profile_id: str) -> None:
+        self.requests["PutItem"] += 1
+        try:
+            self._models.identity(identifier, profile_id=profile_id).save(
+                condition=self._claim_condition(profile_id)
+            )
+        except PynamoDBException as exc:
+            if exc.cause_response_code == _CONDITION_FAILED:
+                raise IdentifierTaken(
+                    "identifier claimed by another writer", identifiers=[identifier]
+                ) from exc
+            raise StoreError("identifier claim failed") from exc
+
+    def _claim_many(self, chunk: list[tuple[str, str]]) -> None:
+        model = self._models.identity
+        self.requests["TransactWriteItems"] += 1
+        try:
+            with TransactWrite(connection=self._models.connection) as transaction:
+                for identifier, profile_id in chunk:
+                    transaction.save(
+                        model(identifier, profile_id=profile_id), condition=self._claim_condition(profile_id)
+                    )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons
+            taken = [
+                chunk[i][0]
+                for i, r in enumerate(reasons)
+                if r is not None and r.code == "ConditionalCheckFailed"
             ]
-            if len(chunk) == 1:
-                item, condition = conditions[0]
-                self.requests["PutItem"] += 1
-                try:
-                    item.save(condition=condition)
-                except PynamoDBException as exc:
-                    if exc.cause_response_code == _CONDITION_FAILED:
-                        raise IdentifierTaken(
-                            "identifier claimed by another writer", identifiers=[chunk[0][0]]
-                        ) from exc
-                    raise StoreError("identifier claim failed") from exc
-                continue
-            self.requests["TransactWriteItems"] += 1
-            try:
-                with TransactWrite(connection=self._models.connection) as transaction:
-                    for item, condition in conditions:
-                        transaction.save(item, condition=condition)
-            except TransactWriteError as exc:
-                reasons = exc.cancellation_reasons
-                taken = [
-                    chunk[i][0]
-                    for i, r in enumerate(reasons)
-                    if r is not None and r.code == "ConditionalCheckFailed"
-                ]
-                if exc.cause_response_code == _TRANSACTION_CANCELLED and (taken or not reasons):
-                    raise IdentifierTaken("identifier claimed by another writer", identifiers=taken) from exc
-                raise StoreError("identifier claim failed") from exc
+            if exc.cause_response_code == _TRANSACTION_CANCELLED and (taken or not reasons):
+                raise IdentifierTaken("identifier claimed by another writer", identifiers=taken) from exc
+            raise StoreError("identifier claim failed") from exc
 
     def put_profile(self, profile: Profile) -> None:
         item = self._to_item(profile)

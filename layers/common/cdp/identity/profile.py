@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 from collections.abc import Mapping
@@ -58,6 +59,12 @@ def stamp(event: Mapping[str, Any], now: datetime) -> str:
     return f"{event_time(event, now)}|{event.get('messageId', '')}"
 
 
+def message_key(message_id: str) -> str:
+    """72-bit digest of a messageId: 12 characters whatever the id's length, so the window stays
+    small in the item (write units), and a collision within one profile's window is negligible."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(message_id.encode(), digest_size=9).digest()).decode()
+
+
 def new_profile_id(seed: str) -> str:
     """Deterministic id, so a batch retried after a crash finds the profile it already created."""
     return "p-" + hashlib.sha256(seed.encode()).hexdigest()[:26]
@@ -73,7 +80,7 @@ class Profile:
     first_seen: str | None = None
     last_seen: str | None = None
     event_count: int = 0
-    # Recently applied messageIds, oldest first; bounded by config.dedup_window.
+    # Keys (message_key) of recently applied messageIds, oldest first; bounded by config.dedup_window.
     recent: list[str] = field(default_factory=list)
     merged_into: str | None = None
     created_at: str | None = None
@@ -158,7 +165,7 @@ def apply_event(profile: Profile, event: Mapping[str, Any], config: IdentityConf
     apply_computed(profile.computed, event, event_stamp, config)
     apply_consent(profile.consent, event, event_stamp)
     apply_lifecycle_event(profile.lifecycle, event, when, config.lifecycle)
-    remember(profile, [str(event["messageId"])], config)
+    remember(profile, [message_key(str(event["messageId"]))], config)
 
 
 def refresh_stage(profile: Profile, config: IdentityConfig, now: datetime, at: str) -> bool:
@@ -168,12 +175,13 @@ def refresh_stage(profile: Profile, config: IdentityConfig, now: datetime, at: s
     return record_stage(profile.lifecycle, stage, at, config.lifecycle)
 
 
-def remember(profile: Profile, message_ids: list[str], config: IdentityConfig) -> None:
+def remember(profile: Profile, keys: list[str], config: IdentityConfig) -> None:
+    """Add message keys to the window of applied events, dropping the oldest beyond its bound."""
     seen = set(profile.recent)
-    for message_id in message_ids:
-        if message_id not in seen:
-            profile.recent.append(message_id)
-            seen.add(message_id)
+    for key in keys:
+        if key not in seen:
+            profile.recent.append(key)
+            seen.add(key)
     if len(profile.recent) > config.dedup_window:
         del profile.recent[: len(profile.recent) - config.dedup_window]
 
@@ -195,7 +203,8 @@ def absorb(survivor: Profile, other: Profile, config: IdentityConfig) -> None:
     merge_consent(survivor.consent, other.consent)
     merge_lifecycle(survivor.lifecycle, other.lifecycle, config.lifecycle)
     survivor.do_not_link = sorted(set(survivor.do_not_link) | set(other.do_not_link))
-    merged_recent = other.recent + [m for m in survivor.recent if m not in set(other.recent)]
+    theirs = set(other.recent)
+    merged_recent = other.recent + [m for m in survivor.recent if m not in theirs]
     survivor.recent = []
     remember(survivor, merged_recent, config)
 

@@ -34,6 +34,7 @@ from cdp.identity.profile import (
     add_identifiers,
     apply_event,
     format_time,
+    message_key,
     new_profile_id,
     refresh_stage,
     seniority,
@@ -381,7 +382,7 @@ def _plan(
     absent = [p for p in stored if p not in profiles]
 
     if live:
-        survivor = live[0].clone()
+        survivor = live[0]  # a private copy: every attempt reads afresh
     else:
         if absent:
             profile_id = absent[0]
@@ -397,7 +398,7 @@ def _plan(
     tombstones: list[Profile] = []
     for other in live[1:]:
         absorb(survivor, other, config)
-        tomb = other.clone()
+        tomb = other
         tomb.merged_into = sid
         tomb.updated_at = now_text
         tombstones.append(tomb)
@@ -414,11 +415,12 @@ def _plan(
     duplicates: list[_Item] = []
     log: list[MergeLogEntry] = []
     for item in items:
-        if item.message_id in window:
+        key = message_key(item.message_id)
+        if key in window:
             duplicates.append(item)
             continue
         apply_event(survivor, item.event, config, now)
-        window.add(item.message_id)
+        window.add(key)
         applied.append(item)
         linked = tuple(i for i in links[item] if comps.find(i) == root and i not in known_before)
         if linked:
