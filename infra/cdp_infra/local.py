@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,9 @@ class LocalPipeline:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        # moto's state is per process: start from an empty account even if another stack ran here.
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"),
+                               timeout=30).read()
         self._set_env({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": cfg.region,
                        "AWS_ENDPOINT_URL": self.endpoint_url})
         overrides = {"AdminToken": cfg.admin_token} if cfg.admin_token else None
