@@ -212,3 +212,24 @@ def test_lifecycle_thresholds_come_from_configuration() -> None:
 def test_unknown_lifecycle_setting_is_rejected() -> None:
     with pytest.raises(InvalidConfig):
         IdentityConfig.from_dict({"lifecycle": {"churn_days": 30}})
+
+
+def test_scheduled_refresh_churns_a_customer_who_stopped_ordering() -> None:
+    from cdp.identity import refresh_lifecycle_stages
+
+    store = InMemoryIdentityStore()
+    resolve_batch([order("o1", "2026-11-01T10:00", userId="1")], store, config=CONFIG, now=NOW)
+    later = datetime(2027, 3, 1, tzinfo=UTC)
+    assert refresh_lifecycle_stages(store, config=CONFIG, now=later) == 1
+    assert lookup_profile("user_id:1", store)["lifecycle_history"][-1] == {  # type: ignore[index]
+        "stage": "churned",
+        "at": "2027-03-01T00:00:00.000Z",
+    }
+
+
+def test_scheduled_refresh_leaves_unchanged_profiles_alone() -> None:
+    from cdp.identity import refresh_lifecycle_stages
+
+    store = InMemoryIdentityStore()
+    resolve_batch([order("o1", "2026-11-01T10:00", userId="1")], store, config=CONFIG, now=NOW)
+    assert refresh_lifecycle_stages(store, config=CONFIG, now=NOW) == 0

@@ -41,9 +41,10 @@ _TRANSACTION_LIMIT = 100
 
 @dataclass(frozen=True)
 class _Models:
-    profile: type[Model]
-    identity: type[Model]
-    merge_log: type[Model]
+    # Typed as Any: the classes are built at runtime, so their attributes are unknown to mypy.
+    profile: Any
+    identity: Any
+    merge_log: Any
     connection: Connection
 
 
@@ -54,7 +55,7 @@ def bind_models(settings: Settings) -> _Models:
         meta["host"] = settings.aws_endpoint_url
 
     class ProfileItem(Model):
-        Meta = type("Meta", (), {"table_name": settings.profiles_table, **meta})
+        Meta = type("Meta", (), {"table_name": settings.profiles_table, **meta})  # type: ignore[assignment]
 
         profile_id = UnicodeAttribute(hash_key=True)
         identifiers = ListAttribute(of=UnicodeAttribute, default=list)
@@ -74,13 +75,13 @@ def bind_models(settings: Settings) -> _Models:
         version = VersionAttribute()
 
     class IdentityItem(Model):
-        Meta = type("Meta", (), {"table_name": settings.identity_table, **meta})
+        Meta = type("Meta", (), {"table_name": settings.identity_table, **meta})  # type: ignore[assignment]
 
         identifier = UnicodeAttribute(hash_key=True)
         profile_id = UnicodeAttribute()
 
     class MergeLogItem(Model):
-        Meta = type("Meta", (), {"table_name": settings.merge_log_table, **meta})
+        Meta = type("Meta", (), {"table_name": settings.merge_log_table, **meta})  # type: ignore[assignment]
 
         profile_id = UnicodeAttribute(hash_key=True)
         entry_id = UnicodeAttribute(range_key=True)
@@ -130,7 +131,7 @@ class DynamoIdentityStore:
         return self._bound
 
     # --------------------------------------------------------------- conversions
-    def _to_item(self, profile: Profile) -> Model:
+    def _to_item(self, profile: Profile) -> Any:
         item = self._models.profile(profile.profile_id)
         for name in _PROFILE_FIELDS:
             setattr(item, name, getattr(profile, name))

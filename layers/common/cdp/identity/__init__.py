@@ -11,6 +11,7 @@ from cdp.identity.explain import explain
 from cdp.identity.identifiers import Extracted, extract, make_identifier, parse_identifier
 from cdp.identity.lookup import find_profile, iter_identity_map, iter_profiles, lookup_profile
 from cdp.identity.profile import Profile
+from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.identity.resolve import BatchOutcome, resolve_batch
 from cdp.identity.store import IdentityStore, InMemoryIdentityStore, MergeLogEntry
 from cdp.identity.unmerge import UnmergeResult, detach, normalise_archived, undo_merge
@@ -38,5 +39,6 @@ __all__ = [
     "lookup_profile",
     "make_identifier",
     "parse_identifier",
+    "refresh_lifecycle_stages",
     "resolve_batch",
 ]

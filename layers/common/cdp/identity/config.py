@@ -268,5 +268,5 @@ def _lifecycle(raw: Any) -> LifecycleConfig:
     unknown = set(raw) - known
     if unknown:
         raise InvalidConfig(f"unknown lifecycle settings: {sorted(unknown)}")
-    values = {k: tuple(v) if k.endswith("_events") else int(v) for k, v in raw.items()}
+    values: dict[str, Any] = {k: tuple(v) if k.endswith("_events") else int(v) for k, v in raw.items()}
     return LifecycleConfig(**values)

@@ -17,7 +17,8 @@ _MAX_PROFILES = 200
 def profile_history(profile_id: str, store: IdentityStore) -> list[MergeLogEntry]:
     """Log entries of ``profile_id`` and of every profile merged into it, oldest first."""
     entries: dict[tuple[str, str], MergeLogEntry] = {}
-    queue, seen = [profile_id], set()
+    queue: list[str] = [profile_id]
+    seen: set[str] = set()
     while queue and len(seen) < _MAX_PROFILES:
         current = queue.pop()
         if current in seen:

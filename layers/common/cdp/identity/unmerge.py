@@ -126,10 +126,10 @@ def _split(
         candidates = list(extracted.identifiers)
         if extracted.alias_of is not None:
             candidates += list(alias_candidates(extracted.alias_of))
-        index = next((owner[i] for i in candidates if i in owner), None)
-        if index is not None:
+        group = next((owner[i] for i in candidates if i in owner), None)
+        if group is not None:
             seen.add(message_id)
-            assigned[index].append(event)
+            assigned[group].append(event)
 
     rebuilt: list[Profile] = []
     for index, (original, identifiers) in enumerate(groups):
@@ -144,9 +144,9 @@ def _split(
                 | {i for other, (_, ids) in enumerate(groups) if other != index for i in ids}
             ),
         )
-        for event in sorted(assigned[index], key=lambda e: stamp(e, now)):
-            apply_event(profile, event, config, now)
-            refresh_stage(profile, config, now, stamp(event, now).split("|", 1)[0])
+        for replayed in sorted(assigned[index], key=lambda e: stamp(e, now)):
+            apply_event(profile, replayed, config, now)
+            refresh_stage(profile, config, now, stamp(replayed, now).split("|", 1)[0])
         remember(profile, [], config)
         refresh_stage(profile, config, now, now_text)
         rebuilt.append(profile)
