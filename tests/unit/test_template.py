@@ -1,0 +1,77 @@
+"""template.yaml is valid, deployable, and the only source of every name the code reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+
+import pytest
+
+from cdp.settings import Settings
+from cdp_infra.template import REPO_ROOT, TEMPLATE_PATH, FunctionSpec, load_template
+
+
+def test_cfn_lint_passes_clean_on_the_template() -> None:
+    result = subprocess.run([sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())",
+                             str(TEMPLATE_PATH)], capture_output=True,
+                            text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_sam_transform_turns_the_template_into_cloudformation_offline() -> None:
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    template = load_template()
+    for resource in template["Resources"].values():  # what `sam package` does: code goes to S3
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = f"s3://artifacts/{props[key].strip('/')}.zip"
+    try:
+        output = transform(template, {}, NoManagedPolicies())
+    except InvalidDocumentException as exc:  # pragma: no cover - the message is the diagnosis
+        pytest.fail("; ".join(str(c) for c in exc.causes))
+    types = {r["Type"] for r in output["Resources"].values()}
+    assert {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::ApiGateway::RestApi",
+            "AWS::Events::Rule", "AWS::Lambda::LayerVersion"} <= types
+
+
+def test_every_environment_variable_of_the_template_is_a_settings_field_and_back() -> None:
+    env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    names = {f.name.upper() for f in fields(Settings)} - {"AWS_REGION", "AWS_ENDPOINT_URL"}
+    template_names = set(env) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    assert template_names == names
+
+
+def test_every_function_handler_file_exists_where_its_code_uri_says() -> None:
+    for r in load_template()["Resources"].values():
+        if r["Type"] == "AWS::Serverless::Function":
+            p = r["Properties"]
+            spec = FunctionSpec("f", REPO_ROOT / p["CodeUri"], p["Handler"], {}, {}, 3)
+            assert spec.module_file.is_file(), spec.module_file
+
+
+def test_every_kinesis_mapping_reports_partial_failures_and_has_an_on_failure_destination() -> None:
+    for r in load_template()["Resources"].values():
+        for event in r.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "Kinesis":
+                props = event["Properties"]
+                assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+                assert props["BisectBatchOnFunctionError"] is True
+                assert 0 <= props["MaximumRetryAttempts"] <= 10
+                assert props["DestinationConfig"]["OnFailure"]["Destination"]
+
+
+def test_the_layer_requirements_are_pinned_to_the_lock_file() -> None:
+    lock = {line.split("==")[0]: line.strip() for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    for layer in ("common", "analytics"):
+        for line in (REPO_ROOT / "layers" / layer / "requirements.txt").read_text().splitlines():
+            if line and not line.startswith("#"):
+                assert lock[line.split("==")[0]] == line
