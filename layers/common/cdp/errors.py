@@ -108,3 +108,24 @@ class InvalidUnmerge(CdpError):
     """An unmerge that cannot be done as asked (e.g. the profile was never merged)."""
 
     code = "invalid_unmerge"
+
+
+# ---------------------------------------------------------------- segments
+
+
+class QueryFailed(StoreError):
+    """A segment query failed or was cancelled (details: engine, state, query_id); nothing was changed."""
+
+    code = "query_failed"
+
+
+class QueryTimedOut(QueryFailed):
+    """A segment query did not finish in the time allowed; it was asked to stop."""
+
+    code = "query_timed_out"
+
+
+class QueryCancelled(QueryFailed):
+    """A segment query was cancelled: by the Athena work group's bytes-scanned cutoff, or by hand."""
+
+    code = "query_cancelled"

@@ -1,0 +1,1 @@
+"""Segments as code: YAML definitions, one SQL compiler for DuckDB and Athena, membership runs."""

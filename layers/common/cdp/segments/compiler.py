@@ -1,0 +1,347 @@
+"""Compile a segment definition to ONE sqlglot syntax tree, rendered for DuckDB or Athena (Trino).
+
+Shape of the query (CTEs only when needed)::
+
+    WITH ev AS (            -- events of the widest window, only the columns used, resolved to profiles
+      SELECT COALESCE(iu.profile_id, ia.profile_id) AS profile_id, message_id, event, timestamp[, properties]
+      FROM events e LEFT JOIN identity iu ON iu.identifier = 'user_id:' || e.user_id
+                    LEFT JOIN identity ia ON ia.identifier = 'anonymous_id:' || e.anonymous_id
+      WHERE e.dt BETWEEN '<first day>' AND '<today>' AND e.event IN (...) AND e.timestamp in window
+    ), agg AS (             -- one row per profile, one column per behaviour condition
+      SELECT profile_id, COUNT(DISTINCT CASE WHEN <matches> THEN message_id END) AS b0, ...
+      FROM ev WHERE profile_id IS NOT NULL GROUP BY profile_id
+    )
+    SELECT DISTINCT profile_id FROM agg WHERE <condition>                         -- behaviour only, monotone
+    SELECT DISTINCT p.profile_id FROM profiles p LEFT JOIN agg a ... WHERE <cond>  -- otherwise
+
+Every leaf is made two-valued with COALESCE(..., FALSE) so that NOT means "not a member" in SQL as in
+the Python predicate (SQL's NOT NULL would silently drop profiles lacking a trait). Duplicated
+deliveries of one message are counted once (COUNT DISTINCT message_id; sums over distinct rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlglot import exp
+
+from cdp.errors import InvalidSegment
+from cdp.segments.definition import (
+    AllOf,
+    AnyOf,
+    BehaviourCondition,
+    Condition,
+    ConsentCondition,
+    FieldCondition,
+    LifecycleCondition,
+    Not,
+    Predicate,
+    SegmentDefinition,
+)
+
+DIALECTS = ("duckdb", "trino", "athena")
+
+_COMPARE = {
+    "eq": exp.EQ,
+    "ne": exp.NEQ,
+    "gt": exp.GT,
+    "gte": exp.GTE,
+    "lt": exp.LT,
+    "lte": exp.LTE,
+}
+
+
+def compile_segment(defn: SegmentDefinition, *, now: datetime, dialect: str) -> str:
+    """SQL returning one column ``profile_id``: the members of ``defn`` at ``now``."""
+    return render(build_query(defn, now=now), dialect)
+
+
+def render(tree: exp.Expression, dialect: str) -> str:
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+    # Athena engine 3 is Trino; sqlglot's athena dialect routes DML to Trino as well.
+    return tree.sql(dialect="trino" if dialect == "athena" else dialect, identify=True)
+
+
+def build_query(defn: SegmentDefinition, *, now: datetime) -> exp.Select:
+    """The dialect-neutral syntax tree of the segment query."""
+    now = _as_utc(now)
+    behaviours = list(dict.fromkeys(defn.behaviours))  # distinct, in order of appearance
+    metric_names = {b: f"b{i}" for i, b in enumerate(behaviours)}
+    ctx = _Ctx(now=now, metric_names=metric_names)
+
+    needs_profiles = _reads_profile(defn.condition) or _holds_without_events(defn.condition)
+    agg_alias = "a"
+    where = _condition(defn.condition, ctx, agg_alias)
+
+    if not behaviours:
+        return (
+            exp.select(exp.column("profile_id", "p"))
+            .distinct()
+            .from_(exp.table_("profiles", alias="p"))
+            .where(where)
+        )
+
+    query: exp.Select
+    if needs_profiles:
+        query = (
+            exp.select(exp.column("profile_id", "p"))
+            .distinct()
+            .from_(exp.table_("profiles", alias="p"))
+            .join(
+                exp.table_("agg", alias=agg_alias),
+                on=exp.column("profile_id", agg_alias).eq(exp.column("profile_id", "p")),
+                join_type="left",
+            )
+            .where(where)
+        )
+    else:
+        query = (
+            exp.select(exp.column("profile_id", agg_alias))
+            .distinct()
+            .from_(exp.table_("agg", alias=agg_alias))
+            .where(where)
+        )
+    query = query.with_("ev", as_=_events_cte(behaviours, now))
+    return query.with_("agg", as_=_aggregate_cte(behaviours, ctx))
+
+
+# ---------------------------------------------------------------- events and aggregates
+
+
+def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Select:
+    widest = max(b.within_days for b in behaviours)
+    start = now - timedelta(days=widest)
+    uses_properties = any(b.where or b.property for b in behaviours)
+    uses_sum = any(b.measure == "sum" for b in behaviours)
+    columns: list[exp.Expression] = [
+        exp.Coalesce(this=exp.column("profile_id", "iu"), expressions=[exp.column("profile_id", "ia")]).as_(
+            "profile_id"
+        ),
+        exp.column("message_id", "e").as_("message_id"),
+        exp.column("event", "e").as_("event"),
+        exp.column("timestamp", "e").as_("timestamp"),
+    ]
+    if uses_properties:
+        columns.append(exp.column("properties", "e").as_("properties"))
+    events = sorted({b.event for b in behaviours})
+    select = (
+        exp.select(*columns)
+        .from_(exp.table_("events", alias="e"))
+        .join(
+            exp.table_("identity", alias="iu"),
+            on=exp.column("identifier", "iu").eq(
+                exp.DPipe(this=exp.Literal.string("user_id:"), expression=exp.column("user_id", "e"))
+            ),
+            join_type="left",
+        )
+        .join(
+            exp.table_("identity", alias="ia"),
+            on=exp.column("identifier", "ia").eq(
+                exp.DPipe(
+                    this=exp.Literal.string("anonymous_id:"), expression=exp.column("anonymous_id", "e")
+                )
+            ),
+            join_type="left",
+        )
+        .where(
+            exp.and_(
+                # dt is the partition key (a string 'YYYY-MM-DD' from the UTC timestamp): both engines
+                # prune on it, so only the window's days are read.
+                exp.column("dt", "e").between(
+                    exp.Literal.string(start.strftime("%Y-%m-%d")),
+                    exp.Literal.string(now.strftime("%Y-%m-%d")),
+                ),
+                exp.column("event", "e").isin(*[exp.Literal.string(e) for e in events]),
+                exp.GT(this=exp.column("timestamp", "e"), expression=_timestamp(start)),
+                exp.LTE(this=exp.column("timestamp", "e"), expression=_timestamp(now)),
+            )
+        )
+    )
+    if uses_sum:
+        # A redelivered message is the same row twice: summing distinct rows counts it once.
+        select = select.distinct()
+    return select
+
+
+def _aggregate_cte(behaviours: list[BehaviourCondition], ctx: _Ctx) -> exp.Select:
+    columns: list[exp.Expression] = [exp.column("profile_id")]
+    for b in behaviours:
+        matches = exp.and_(
+            exp.column("event").eq(exp.Literal.string(b.event)),
+            exp.GT(
+                this=exp.column("timestamp"), expression=_timestamp(ctx.now - timedelta(days=b.within_days))
+            ),
+            *[_leaf(_json(exp.column("properties"), f.path), p) for f in b.where for p in f.predicates],
+        )
+        metric: exp.Expression
+        if b.measure == "count":
+            metric = exp.Count(this=exp.Distinct(expressions=[_case(matches, exp.column("message_id"))]))
+        elif b.measure == "sum":
+            assert b.property is not None
+            metric = exp.Sum(this=_case(matches, _number(_json(exp.column("properties"), b.property))))
+        elif b.measure == "first":
+            metric = exp.Min(this=_case(matches, exp.column("timestamp")))
+        else:
+            metric = exp.Max(this=_case(matches, exp.column("timestamp")))
+        columns.append(metric.as_(ctx.metric_names[b]))
+    return (
+        exp.select(*columns)
+        .from_(exp.to_table("ev"))
+        .where(exp.column("profile_id").is_(exp.null()).not_())
+        .group_by(exp.column("profile_id"))
+    )
+
+
+# ---------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    now: datetime
+    metric_names: dict[BehaviourCondition, str]
+
+
+def _condition(cond: Condition, ctx: _Ctx, agg: str) -> exp.Expression:
+    if isinstance(cond, AllOf):
+        return exp.and_(*[_condition(c, ctx, agg) for c in cond.conditions])
+    if isinstance(cond, AnyOf):
+        return exp.or_(*[_condition(c, ctx, agg) for c in cond.conditions])
+    if isinstance(cond, Not):
+        return exp.not_(_condition(cond.condition, ctx, agg))
+    if isinstance(cond, FieldCondition):
+        column = "traits" if cond.source == "trait" else "computed"
+        value = _json(exp.column(column, "p"), cond.path)
+        return _two_valued(exp.and_(*[_leaf(value, p) for p in cond.predicates]))
+    if isinstance(cond, LifecycleCondition):
+        return _two_valued(
+            exp.column("lifecycle_stage", "p").isin(*[exp.Literal.string(s) for s in cond.stages])
+        )
+    if isinstance(cond, ConsentCondition):
+        granted = _json(exp.column("consent", "p"), (cond.purpose,)).eq(exp.Literal.string("true"))
+        return _two_valued(granted)
+    if isinstance(cond, BehaviourCondition):
+        metric = exp.column(ctx.metric_names[cond], agg)
+        if cond.measure in ("count", "sum"):
+            value = exp.Coalesce(this=metric, expressions=[exp.Literal.number(0)])
+            return _two_valued(exp.and_(*[_numeric_leaf(value, p) for p in cond.predicates]))
+        parts = []
+        for p in cond.predicates:
+            bound = _timestamp(ctx.now - timedelta(days=p.value))
+            parts.append(
+                exp.GT(this=metric, expression=bound)
+                if p.op == "within_days"
+                else exp.LTE(this=metric, expression=bound)
+            )
+        return _two_valued(exp.and_(*parts))
+    raise InvalidSegment(f"cannot compile condition {cond!r}")
+
+
+def _leaf(value: exp.Expression, p: Predicate) -> exp.Expression:
+    """A comparison of a JSON scalar (text) with a literal, typed by the literal."""
+    if p.op == "exists":
+        is_null = value.is_(exp.null())
+        return is_null.not_() if p.value else is_null
+    if p.op == "contains":
+        return exp.GT(
+            this=exp.StrPosition(this=value, substr=exp.Literal.string(p.value)),
+            expression=exp.Literal.number(0),
+        )
+    if p.op in ("in", "not_in"):
+        numeric = all(_is_number(v) for v in p.value)
+        subject = _number(value) if numeric else value
+        test = subject.isin(*[_literal(v) for v in p.value])
+        return exp.not_(test) if p.op == "not_in" else test
+    if _is_number(p.value):
+        return _COMPARE[p.op](this=_number(value), expression=_literal(p.value))
+    return _COMPARE[p.op](this=value, expression=_literal(p.value))
+
+
+def _numeric_leaf(value: exp.Expression, p: Predicate) -> exp.Expression:
+    if p.op in ("in", "not_in"):
+        test = value.isin(*[_literal(v) for v in p.value])
+        return exp.not_(test) if p.op == "not_in" else test
+    return _COMPARE[p.op](this=value, expression=_literal(p.value))
+
+
+def _two_valued(e: exp.Expression) -> exp.Expression:
+    return exp.Coalesce(this=exp.Paren(this=e), expressions=[exp.false()])
+
+
+def _json(column: exp.Expression, path: tuple[str, ...]) -> exp.Expression:
+    return exp.JSONExtractScalar(this=column, expression=exp.Literal.string("$." + ".".join(path)))
+
+
+def _number(e: exp.Expression) -> exp.Expression:
+    return exp.TryCast(this=e, to=exp.DataType.build("double"))
+
+
+def _case(when: exp.Expression, then: exp.Expression) -> exp.Expression:
+    return exp.Case(ifs=[exp.If(this=when, true=then)])
+
+
+def _literal(value: object) -> exp.Expression:
+    if isinstance(value, bool):
+        return exp.Literal.string("true" if value else "false")
+    if isinstance(value, int | float):
+        return exp.Literal.number(value)
+    return exp.Literal.string(str(value))
+
+
+def _timestamp(moment: datetime) -> exp.Expression:
+    text = _as_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def _reads_profile(cond: Condition) -> bool:
+    if isinstance(cond, AllOf | AnyOf):
+        return any(_reads_profile(c) for c in cond.conditions)
+    if isinstance(cond, Not):
+        return _reads_profile(cond.condition)
+    return not isinstance(cond, BehaviourCondition)
+
+
+def _holds_without_events(cond: Condition) -> bool:
+    """Whether a profile with no matching event can satisfy the condition (then every profile is a
+    candidate and the query must start from the profiles table, not from the events)."""
+    if isinstance(cond, AllOf):
+        return all(_holds_without_events(c) for c in cond.conditions)
+    if isinstance(cond, AnyOf):
+        return any(_holds_without_events(c) for c in cond.conditions)
+    if isinstance(cond, Not):
+        # conservative: a negation may hold for a profile that has no event at all
+        return True
+    if isinstance(cond, BehaviourCondition):
+        if cond.measure in ("first", "last"):
+            return False
+        return all(_numeric_holds(0, p) for p in cond.predicates)
+    return True
+
+
+def _numeric_holds(value: float, p: Predicate) -> bool:
+    if p.op == "in":
+        return value in p.value
+    if p.op == "not_in":
+        return value not in p.value
+    return {
+        "eq": value == p.value,
+        "ne": value != p.value,
+        "gt": value > p.value,
+        "gte": value >= p.value,
+        "lt": value < p.value,
+        "lte": value <= p.value,
+    }[p.op]

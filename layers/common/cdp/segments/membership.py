@@ -1,0 +1,111 @@
+"""Segment membership: who is in, since which run; the changes a run hands to activation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member of a segment and the run at which it entered (the id activation dedupes on)."""
+
+    profile_id: str
+    entered_run: str
+    entered_at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """``entered`` or ``exited`` for one profile, decided by run ``run_id``.
+
+    For ``entered``, ``run_id`` is the member's entry run: a re-sent entry (a retried run) carries the
+    same id, so activation dedupes on ``(segment, profile_id, run_id)``.
+    """
+
+    segment: str
+    profile_id: str
+    change: Literal["entered", "exited"]
+    run_id: str
+    at: str  # ISO 8601, UTC
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MembershipChange:
+        change = data["change"]
+        if change not in ("entered", "exited"):
+            raise ValueError(f"change must be 'entered' or 'exited', got {change!r}")
+        return cls(
+            segment=str(data["segment"]),
+            profile_id=str(data["profile_id"]),
+            change=change,
+            run_id=str(data["run_id"]),
+            at=str(data["at"]),
+        )
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.segment}|{self.profile_id}|{self.change}|{self.run_id}"
+
+
+class MembershipStore(Protocol):
+    """Stored membership of every segment, and the record of completed runs."""
+
+    def members(self, segment: str) -> dict[str, Member]:
+        """The current members of ``segment`` by profile id."""
+        ...
+
+    def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
+        """Add ``entered`` members and remove the ``exited`` profile ids."""
+        ...
+
+    def completed_run(self, segment: str, run_id: str) -> dict[str, Any] | None:
+        """The report of run ``run_id`` of ``segment`` if it completed, else None."""
+        ...
+
+    def record_run(self, segment: str, run_id: str, report: dict[str, Any]) -> None:
+        """Mark run ``run_id`` of ``segment`` as completed, keeping its report."""
+        ...
+
+    def last_run(self, segment: str) -> dict[str, Any] | None:
+        """The report of the most recently completed run of ``segment`` (by ``at``), else None."""
+        ...
+
+
+class InMemoryMembershipStore:
+    """A MembershipStore in memory: for tests and one-off local runs."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, Member]] = {}
+        self._runs: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def members(self, segment: str) -> dict[str, Member]:
+        return dict(self._members.get(segment, {}))
+
+    def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
+        current = self._members.setdefault(segment, {})
+        for member in entered:
+            current[member.profile_id] = member
+        for profile_id in exited:
+            current.pop(profile_id, None)
+
+    def completed_run(self, segment: str, run_id: str) -> dict[str, Any] | None:
+        report = self._runs.get(segment, {}).get(run_id)
+        return dict(report) if report is not None else None
+
+    def record_run(self, segment: str, run_id: str, report: dict[str, Any]) -> None:
+        self._runs.setdefault(segment, {})[run_id] = dict(report)
+
+    def last_run(self, segment: str) -> dict[str, Any] | None:
+        runs = self._runs.get(segment, {})
+        if not runs:
+            return None
+        return dict(max(runs.values(), key=lambda r: str(r.get("at", ""))))
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,108 @@
+"""One segment run: query the members, diff with the stored membership, publish, then store.
+
+Order matters. Changes are published FIRST and the membership stored after: a run that crashes
+between the two is retried with the same run id, recomputes the same diff against the unchanged
+stored membership and re-publishes the same changes with the same ids, which activation dedupes
+on ``(segment, profile_id, run_id)``. A run that completed is recorded under its run id, so a
+retry of a completed run publishes nothing and returns the first report. A failed query raises
+before anything is published or stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cdp.segments.compiler import compile_segment
+from cdp.segments.definition import SegmentDefinition
+from cdp.segments.engines import QueryEngine
+from cdp.segments.membership import Member, MembershipChange, MembershipStore, iso
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRunReport:
+    segment: str
+    run_id: str
+    at: str
+    members: int
+    entered: int
+    exited: int
+    bytes_scanned: int
+    replayed: bool = False  # True when this run id had already completed: nothing was redone
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentRunReport:
+        return cls(
+            segment=str(data["segment"]),
+            run_id=str(data["run_id"]),
+            at=str(data["at"]),
+            members=int(data["members"]),
+            entered=int(data["entered"]),
+            exited=int(data["exited"]),
+            bytes_scanned=int(data["bytes_scanned"]),
+            replayed=bool(data.get("replayed", False)),
+        )
+
+
+def query_members(defn: SegmentDefinition, *, engine: QueryEngine, now: datetime) -> tuple[set[str], int]:
+    """The profile ids in ``defn`` at ``now`` and the bytes the query scanned."""
+    result = engine.run(compile_segment(defn, now=now, dialect=engine.dialect))
+    members = {str(row["profile_id"]) for row in result.rows if row.get("profile_id") is not None}
+    return members, result.bytes_scanned
+
+
+def diff_membership(
+    segment: str, previous: dict[str, Member], current: set[str], *, run_id: str, at: str
+) -> tuple[list[Member], list[str], list[MembershipChange]]:
+    """Entered members, exited profile ids and the changes to publish (entries first, sorted)."""
+    entered = [
+        Member(profile_id=p, entered_run=run_id, entered_at=at) for p in sorted(current - previous.keys())
+    ]
+    exited = sorted(previous.keys() - current)
+    changes = [MembershipChange(segment, m.profile_id, "entered", run_id, at) for m in entered]
+    changes += [MembershipChange(segment, p, "exited", run_id, at) for p in exited]
+    return entered, exited, changes
+
+
+def run_segment(
+    defn: SegmentDefinition,
+    *,
+    engine: QueryEngine,
+    membership: MembershipStore,
+    publish: Callable[[list[MembershipChange]], None],
+    run_id: str,
+    now: datetime,
+) -> SegmentRunReport:
+    """Recompute ``defn`` at ``now`` and hand who entered and who exited to ``publish``.
+
+    Idempotent by ``run_id``: pass the same id (e.g. the scheduler's event id) and the same ``now``
+    when retrying. Raises ``QueryFailed`` (membership untouched) when the query fails.
+    """
+    done = membership.completed_run(defn.name, run_id)
+    if done is not None:
+        return SegmentRunReport.from_dict({**done, "replayed": True})
+
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    at = iso(now)
+    current, bytes_scanned = query_members(defn, engine=engine, now=now)
+    previous = membership.members(defn.name)
+    entered, exited, changes = diff_membership(defn.name, previous, current, run_id=run_id, at=at)
+    if changes:
+        publish(changes)
+    membership.apply(defn.name, entered, exited)
+    report = SegmentRunReport(
+        segment=defn.name,
+        run_id=run_id,
+        at=at,
+        members=len(current),
+        entered=len(entered),
+        exited=len(exited),
+        bytes_scanned=bytes_scanned,
+    )
+    membership.record_run(defn.name, run_id, report.to_dict())
+    return report

@@ -1,0 +1,185 @@
+"""A segment run: diff, publish first, store after; idempotent by run id; a failed query changes nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from cdp.errors import QueryFailed
+from cdp.segments.definition import parse_segment
+from cdp.segments.engines import QueryResult
+from cdp.segments.membership import InMemoryMembershipStore, Member, MembershipChange
+from cdp.segments.run import SegmentRunReport, run_segment
+
+NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
+DEFN = parse_segment("name: rb\ncondition: {event: Order Completed, within_days: 30, min_count: 2}\n")
+
+
+class FakeEngine:
+    """Answers every query with the profile ids it is told; records the SQL it ran."""
+
+    dialect = "duckdb"
+
+    def __init__(self, *members: str, error: Exception | None = None, bytes_scanned: int = 1234) -> None:
+        self.members = list(members)
+        self.error = error
+        self.bytes_scanned = bytes_scanned
+        self.queries: list[str] = []
+
+    def run(self, sql: str) -> QueryResult:
+        self.queries.append(sql)
+        if self.error:
+            raise self.error
+        return QueryResult([{"profile_id": p} for p in self.members], self.bytes_scanned)
+
+
+class Outbox:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[MembershipChange] = []
+        self.fail = fail
+
+    def __call__(self, changes: list[MembershipChange]) -> None:
+        if self.fail:
+            raise ConnectionError("queue unavailable")
+        self.sent.extend(changes)
+
+
+def run(engine, store, outbox, run_id="r1", now=NOW) -> SegmentRunReport:
+    return run_segment(DEFN, engine=engine, membership=store, publish=outbox, run_id=run_id, now=now)
+
+
+def test_a_first_run_publishes_every_member_as_entered():
+    store, outbox = InMemoryMembershipStore(), Outbox()
+
+    report = run(FakeEngine("p1", "p2"), store, outbox)
+
+    assert [(c.profile_id, c.change, c.run_id) for c in outbox.sent] == [
+        ("p1", "entered", "r1"),
+        ("p2", "entered", "r1"),
+    ]
+    assert (report.members, report.entered, report.exited, report.bytes_scanned) == (2, 2, 0, 1234)
+
+
+def test_a_run_stores_members_with_the_run_they_entered_at():
+    store = InMemoryMembershipStore()
+
+    run(FakeEngine("p1"), store, Outbox(), run_id="r1")
+    run(FakeEngine("p1", "p2"), store, Outbox(), run_id="r2")
+
+    assert {p: m.entered_run for p, m in store.members("rb").items()} == {"p1": "r1", "p2": "r2"}
+
+
+def test_a_later_run_publishes_only_who_entered_and_who_exited():
+    store, outbox = InMemoryMembershipStore(), Outbox()
+    run(FakeEngine("p1", "p2"), store, Outbox(), run_id="r1")
+
+    report = run(FakeEngine("p2", "p3"), store, outbox, run_id="r2")
+
+    assert [(c.profile_id, c.change) for c in outbox.sent] == [("p3", "entered"), ("p1", "exited")]
+    assert set(store.members("rb")) == {"p2", "p3"}
+    assert (report.entered, report.exited, report.members) == (1, 1, 2)
+
+
+def test_an_unchanged_segment_publishes_nothing():
+    store, outbox = InMemoryMembershipStore(), Outbox()
+    run(FakeEngine("p1"), store, Outbox(), run_id="r1")
+
+    run(FakeEngine("p1"), store, outbox, run_id="r2")
+
+    assert outbox.sent == []
+
+
+def test_a_completed_run_retried_with_its_id_publishes_nothing_and_returns_its_report():
+    store, outbox = InMemoryMembershipStore(), Outbox()
+    first = run(FakeEngine("p1"), store, Outbox(), run_id="r1")
+    engine = FakeEngine("p1", "p2")
+
+    again = run(engine, store, outbox, run_id="r1")
+
+    assert outbox.sent == []
+    assert engine.queries == []
+    assert again == SegmentRunReport(**{**first.to_dict(), "replayed": True})
+
+
+def test_a_run_that_failed_to_publish_leaves_membership_unchanged():
+    store = InMemoryMembershipStore()
+    run(FakeEngine("p1"), store, Outbox(), run_id="r1")
+
+    with pytest.raises(ConnectionError):
+        run(FakeEngine("p2"), store, Outbox(fail=True), run_id="r2")
+
+    assert set(store.members("rb")) == {"p1"}
+    assert store.completed_run("rb", "r2") is None
+
+
+def test_a_retry_after_a_crash_republishes_the_same_changes_with_the_same_ids():
+    store = InMemoryMembershipStore()
+    run(FakeEngine("p1"), store, Outbox(), run_id="r1")
+    lost = Outbox(fail=True)
+    with pytest.raises(ConnectionError):
+        run(FakeEngine("p2"), store, lost, run_id="r2")
+    outbox = Outbox()
+
+    run(FakeEngine("p2"), store, outbox, run_id="r2")
+
+    assert [c.dedupe_key for c in outbox.sent] == ["rb|p2|entered|r2", "rb|p1|exited|r2"]
+
+
+def test_a_failed_query_publishes_nothing_and_keeps_the_membership():
+    store, outbox = InMemoryMembershipStore(), Outbox()
+    run(FakeEngine("p1"), store, Outbox(), run_id="r1")
+
+    with pytest.raises(QueryFailed):
+        run(FakeEngine(error=QueryFailed("scan limit exceeded")), store, outbox, run_id="r2")
+
+    assert outbox.sent == []
+    assert set(store.members("rb")) == {"p1"}
+    assert store.completed_run("rb", "r2") is None
+
+
+def test_the_engine_receives_sql_in_its_dialect():
+    engine = FakeEngine()
+    engine.dialect = "trino"
+
+    run(engine, InMemoryMembershipStore(), Outbox())
+
+    assert "CAST('2024-03-31 12:00:00.000' AS TIMESTAMP)" in engine.queries[0]
+
+
+def test_changes_carry_the_run_time_in_utc():
+    outbox = Outbox()
+
+    run(FakeEngine("p1"), InMemoryMembershipStore(), outbox, now=datetime(2024, 3, 31, 12, 0))
+
+    assert outbox.sent[0].at == "2024-03-31T12:00:00Z"
+
+
+def test_a_change_round_trips_through_a_dict():
+    change = MembershipChange("rb", "p1", "entered", "r1", "2024-03-31T12:00:00Z")
+
+    assert MembershipChange.from_dict(change.to_dict()) == change
+
+
+def test_a_change_of_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="entered"):
+        MembershipChange.from_dict(
+            {"segment": "s", "profile_id": "p", "change": "moved", "run_id": "r", "at": "t"}
+        )
+
+
+def test_the_last_run_is_the_latest_completed_one():
+    store = InMemoryMembershipStore()
+    run(FakeEngine("p1"), store, Outbox(), run_id="r1", now=datetime(2024, 3, 30, tzinfo=UTC))
+    run(FakeEngine("p1"), store, Outbox(), run_id="r2", now=datetime(2024, 3, 31, tzinfo=UTC))
+
+    assert store.last_run("rb")["run_id"] == "r2"
+
+
+def test_in_memory_members_are_copies():
+    store = InMemoryMembershipStore()
+    store.apply("s", [Member("p1", "r1", "t")], [])
+
+    store.members("s").clear()
+
+    assert set(store.members("s")) == {"p1"}
