@@ -161,3 +161,33 @@ def event_reasons(spec: dict[str, Any]) -> set[str]:
 
 def request_reasons(spec: dict[str, Any]) -> set[str]:
     return set(spec["components"]["schemas"]["RequestReason"]["enum"])
+
+
+# ---------------------------------------------------------------- a real HTTP server
+
+
+class AppFunction:
+    """What the local API server needs of a function: an account id and ``invoke(event)``."""
+
+    account_id = "123456789012"
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        return self.module.app(event, None)
+
+
+def serve_collector(module: ModuleType) -> Any:
+    """The collector behind the runner's local API Gateway on a free port (call ``.stop()``)."""
+    from cdp_infra.server import LocalApi, Route
+    from cdp_infra.template import load_template
+
+    function = AppFunction(module)
+    events = load_template()["Resources"]["CollectFunction"]["Properties"]["Events"].values()
+    routes = [
+        Route(method=e["Properties"]["Method"].upper(), resource=e["Properties"]["Path"], function=function)  # type: ignore[arg-type]
+        for e in events
+        if e["Type"] == "Api"
+    ]
+    return LocalApi(routes).start()

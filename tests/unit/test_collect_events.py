@@ -200,3 +200,16 @@ def test_the_partition_key_is_the_user_id_without_an_anonymous_id() -> None:
 def test_a_partition_key_over_256_characters_is_hashed_stably() -> None:
     key = partition_key({"userId": "u" * 300})
     assert len(key) == 64 and key == partition_key({"userId": "u" * 300})
+
+
+def test_identify_traits_sent_only_in_the_context_are_also_set_as_traits() -> None:
+    event = normalised(
+        {"userId": "u", "context": {"traits": {"email": "a@example.com"}}}, route_type="identify"
+    )
+    assert event["traits"] == {"email": "a@example.com"}
+    assert event["context"]["traits"] == {"email": "a@example.com"}
+
+
+def test_identify_traits_at_the_root_win_over_the_context_ones() -> None:
+    raw = {"userId": "u", "traits": {"plan": "pro"}, "context": {"traits": {"plan": "free"}}}
+    assert normalised(raw, route_type="identify")["traits"] == {"plan": "pro"}

@@ -44,7 +44,13 @@ def test_each_typed_error_maps_to_its_status(error: CdpError, status: int) -> No
 
 def test_an_error_body_names_the_code_and_the_reason() -> None:
     response = error_response(MalformedRequest("invalid_json"))
-    assert response.body == {"success": False, "error": "malformed_request", "reason": "invalid_json"}
+    assert response.body == {
+        "success": False,
+        "error": "malformed_request",
+        "reason": "invalid_json",
+        "code": "invalid_json",
+        "message": "malformed_request: invalid_json",
+    }
 
 
 def test_a_limit_error_names_the_limit() -> None:

@@ -76,6 +76,13 @@ def normalise_event(raw: object, *, route_type: str | None, facts: RequestFacts)
     _set_timestamps(event, raw, facts)
     event["messageId"] = _message_id(raw, facts.source_id)
     event["context"] = _context(event.get("context"), facts)
+    if (
+        event["type"] == "identify"
+        and "traits" not in event
+        and isinstance(event["context"].get("traits"), dict)
+    ):
+        # RudderStack's SDKs send identify traits in context.traits only; downstream reads traits.
+        event["traits"] = dict(event["context"]["traits"])
     event["sourceId"] = facts.source_id
     data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(data) > MAX_STORED_EVENT_BYTES:

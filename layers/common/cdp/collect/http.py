@@ -68,9 +68,18 @@ def status_for(exc: CdpError) -> int:
 
 
 def error_response(exc: CdpError) -> HttpResponse:
-    """``{"success": false, "error": code, "reason": reason, ...details}`` with the mapped status."""
+    """``{"success": false, "error": code, "reason": reason, ...details}`` with the mapped status.
+
+    ``code`` and ``message`` repeat the reason in the shape Segment's SDKs log for a refusal.
+    """
     status = status_for(exc)
-    body: dict[str, Any] = {"success": False, "error": exc.code, "reason": exc.reason}
+    body: dict[str, Any] = {
+        "success": False,
+        "error": exc.code,
+        "reason": exc.reason,
+        "code": exc.reason,
+        "message": f"{exc.code}: {exc.reason}",
+    }
     for key in ("rejected", "limit", "limit_bytes"):
         if key in exc.details:
             body[key] = exc.details[key]
