@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+import botocore.client
+import pytest
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.identity import BatchOutcome, IdentityConfig, iter_profiles, lookup_profile, resolve_batch
@@ -23,6 +26,30 @@ def ev(message_id: str, minute: int = 0, type_: str = "track", **fields: Any) ->
         "timestamp": f"2026-11-20T10:{minute:02d}:00.000Z",
         **fields,
     }
+
+
+@pytest.fixture(autouse=True)
+def atomic_requests() -> Iterator[None]:
+    """One DynamoDB request at a time, as a real table isolates them.
+
+    In-process moto rolls a failed transaction back by restoring a copy of the whole table taken
+    when the transaction began, which would also erase another thread's write made meanwhile.
+    Serialising requests keeps that artefact out while the workers still interleave between
+    requests, which is where the races under test happen."""
+    lock = threading.Lock()
+    original = botocore.client.BaseClient._make_api_call
+
+    def atomic(client: Any, operation: str, params: Any) -> Any:
+        if client.meta.service_model.service_name != "dynamodb":
+            return original(client, operation, params)
+        with lock:
+            return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = atomic  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
 class LockstepStore(DynamoIdentityStore):
