@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +33,42 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_SESSION_TOKEN": "local",
 }
+
+
+class EmulatorServer:
+    """moto in server mode, in this process, on loopback, answering one request at a time.
+
+    moto's backends are not thread-safe (a TransactWriteItems copies tables that a concurrent
+    request may be changing), so requests are serialised; under the GIL they would mostly be anyway.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def serialised(environ: dict[str, Any], start_response: Any) -> Any:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(host, port, serialised, threaded=True, request_handler=MotoRequestHandler)
+        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+
+    def start(self) -> EmulatorServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
 
 
 class DrainTimeout(Exception):
@@ -67,12 +104,9 @@ class LocalPipeline:
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> LocalPipeline:
-        from moto.server import ThreadedMotoServer
-
         cfg = self.config
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
+        self._moto = EmulatorServer().start()
+        host, port = self._moto.host, self._moto.port
         self.endpoint_url = f"http://{host}:{port}"
         # moto's state is per process: start from an empty account even if another stack ran here.
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"),
