@@ -178,7 +178,7 @@ class AppFunction:
         return self.module.app(event, None)
 
 
-def serve_collector(module: ModuleType) -> Any:
+def serve_collector(module: ModuleType, throttle: Any = None) -> Any:
     """The collector behind the runner's local API Gateway on a free port (call ``.stop()``)."""
     from cdp_infra.server import LocalApi, Route
     from cdp_infra.template import load_template
@@ -190,4 +190,4 @@ def serve_collector(module: ModuleType) -> Any:
         for e in events
         if e["Type"] == "Api"
     ]
-    return LocalApi(routes).start()
+    return LocalApi(routes, throttle=throttle).start()
