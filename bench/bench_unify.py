@@ -27,6 +27,8 @@ POPULATION = int(os.environ.get("BENCH_PEOPLE", "300"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "20"))
 BATCH_SIZE = 100
 PEOPLE_PER_BATCH = 30
+# Claims of new identifiers above this count go as one transaction instead of single puts.
+CLAIM_TX_MIN = int(os.environ.get("BENCH_CLAIM_TX_MIN", "8"))
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CONFIG = IdentityConfig()
 
@@ -165,7 +167,9 @@ def main() -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        store = DynamoIdentityStore(stack_settings(f"http://127.0.0.1:{port}"))
+        store = DynamoIdentityStore(
+            stack_settings(f"http://127.0.0.1:{port}"), claim_transaction_min=CLAIM_TX_MIN
+        )
         per_batch: list[int] = []
         outcomes = Counter[str]()
         with RequestCounter() as counter:
@@ -199,7 +203,7 @@ def main() -> None:
         f"workload                        {events:,} events in {len(batches)} batches of {BATCH_SIZE}, "
         f"{PEOPLE_PER_BATCH} people per batch from {POPULATION}"
     )
-    print(f"outcome                         {dict(outcomes)}")
+    print(f"outcome                         {dict(outcomes)}; claims in a transaction above {CLAIM_TX_MIN}")
     print(
         f"DynamoDB requests per event     {sum(counter.calls.values()) / events:>8.3f}   "
         f"(steady state, 2nd half: {steady:.3f}; first batch {per_batch[0] / BATCH_SIZE:.2f})"
