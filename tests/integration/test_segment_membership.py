@@ -92,3 +92,10 @@ def test_a_missing_table_raises_a_store_error(stack_settings):
         missing.members("a")
     with pytest.raises(StoreError):
         missing.apply("a", [Member("p1", "r1", "t")], [])
+
+
+def test_one_membership_is_read_by_profile(store: DynamoMembershipStore):
+    store.apply("vip", [Member("p1", "rt:m1", "t")], [])
+
+    assert store.member("vip", "p1") == Member("p1", "rt:m1", "t")
+    assert store.member("vip", "p2") is None

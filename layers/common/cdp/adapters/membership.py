@@ -54,6 +54,19 @@ class DynamoMembershipStore:
             )
         return result
 
+    def member(self, segment: str, profile_id: str) -> Member | None:
+        try:
+            item = self.table.get_item(
+                Key={"segment": segment, "profile_id": profile_id}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(
+                f"could not read the membership of segment {segment!r}", segment=segment
+            ) from exc
+        if not item:
+            return None
+        return Member(profile_id, str(item.get("entered_run", "")), str(item.get("entered_at", "")))
+
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
         try:
             with self.table.batch_writer(overwrite_by_pkeys=["segment", "profile_id"]) as batch:

@@ -60,8 +60,22 @@ def compile_segment(defn: SegmentDefinition, *, now: datetime, dialect: str) -> 
 def render(tree: exp.Expression, dialect: str) -> str:
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+    if dialect == "duckdb":
+        tree = tree.transform(_duckdb_json_scalar)
     # Athena engine 3 is Trino; sqlglot's athena dialect routes DML to Trino as well.
     return tree.sql(dialect="trino" if dialect == "athena" else dialect, identify=True)
+
+
+def _duckdb_json_scalar(node: exp.Expression) -> exp.Expression:
+    """Trino's JSON_EXTRACT_SCALAR is NULL for an object or array; DuckDB's ``->>`` gives its JSON
+    text. Guard it so both engines (and the Python predicate) read non-scalars as missing."""
+    if not isinstance(node, exp.JSONExtractScalar):
+        return node
+    kind = exp.Anonymous(this="JSON_TYPE", expressions=[node.this.copy(), node.expression.copy()])
+    return exp.Case(
+        ifs=[exp.If(this=kind.isin(exp.Literal.string("OBJECT"), exp.Literal.string("ARRAY")), true=exp.null())],
+        default=node.copy(),
+    )
 
 
 def build_query(defn: SegmentDefinition, *, now: datetime) -> exp.Select:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from cdp.errors import InvalidSegment
+from cdp.segments.schedule import ScheduleError, validate_schedule
 
 LIFECYCLE_STAGES: tuple[str, ...] = (
     "new_visitor",
@@ -55,7 +56,6 @@ MAX_WINDOW_DAYS = 3660
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PATH_SEGMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
-_CRON_RE = re.compile(r"^cron\((\S+ ){5}\S+\)$")
 
 Scalar = str | int | float | bool
 
@@ -330,7 +330,11 @@ def _parse_schedule(value: Any, ctx: _Ctx) -> str:
         if (amount == 1) != (not unit.endswith("s")):
             raise ctx.fail(f"write 'rate(1 {unit.rstrip('s')})' for one unit and plural units otherwise")
         return value
-    if _CRON_RE.match(value):
+    if value.startswith("cron("):
+        try:
+            validate_schedule(value)
+        except ScheduleError as exc:
+            raise ctx.fail(str(exc)) from exc
         return value
     raise ctx.fail(
         f"must be an EventBridge expression such as 'rate(1 hour)' or 'cron(0 6 * * ? *)', got {value!r}"

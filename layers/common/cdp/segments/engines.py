@@ -105,24 +105,34 @@ class DuckDBEngine:
         self.filesystem = filesystem
         self.counter = ByteCounter()
         self.count_bytes = count_bytes
+        self._con: Any = None
 
     def run(self, sql: str) -> QueryResult:
         import duckdb  # heavy: imported only by the functions that query
 
-        con = duckdb.connect()
+        con = self._connection()
+        for name, relation in self.tables().items():
+            con.register(name, relation)
+        self.counter.take()
         try:
+            table = con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryFailed(f"DuckDB query failed: {exc}", engine="duckdb") from exc
+        return QueryResult(rows=table.to_pylist(), bytes_scanned=self.counter.take())
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _connection(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect()
             # Timestamps in the lake are UTC; literals in the SQL are UTC too.
-            con.execute("SET TimeZone = 'UTC'")
-            for name, relation in self.tables().items():
-                con.register(name, relation)
-            self.counter.take()
-            try:
-                table = con.sql(sql).to_arrow_table()
-            except duckdb.Error as exc:
-                raise QueryFailed(f"DuckDB query failed: {exc}", engine="duckdb") from exc
-            return QueryResult(rows=table.to_pylist(), bytes_scanned=self.counter.take())
-        finally:
-            con.close()
+            self._con.execute("SET TimeZone = 'UTC'")
+        return self._con
 
     def tables(self) -> dict[str, ds.Dataset | pa.Table]:
         return {

@@ -59,6 +59,10 @@ class MembershipStore(Protocol):
         """The current members of ``segment`` by profile id."""
         ...
 
+    def member(self, segment: str, profile_id: str) -> Member | None:
+        """One profile's membership of ``segment``, or None (for real-time evaluation)."""
+        ...
+
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
         """Add ``entered`` members and remove the ``exited`` profile ids."""
         ...
@@ -85,6 +89,9 @@ class InMemoryMembershipStore:
 
     def members(self, segment: str) -> dict[str, Member]:
         return dict(self._members.get(segment, {}))
+
+    def member(self, segment: str, profile_id: str) -> Member | None:
+        return self._members.get(segment, {}).get(profile_id)
 
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
         current = self._members.setdefault(segment, {})

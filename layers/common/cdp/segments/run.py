@@ -10,15 +10,17 @@ before anything is published or stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.errors import CdpError
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.engines import QueryEngine
 from cdp.segments.membership import Member, MembershipChange, MembershipStore, iso
+from cdp.segments.schedule import is_due
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +108,84 @@ def run_segment(
     )
     membership.record_run(defn.name, run_id, report.to_dict())
     return report
+
+
+# ---------------------------------------------------------------- preview and scheduled ticks
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a run would find, without storing or publishing anything."""
+
+    segment: str
+    count: int
+    sample: list[str]
+    bytes_scanned: int
+    sql: str = ""
+
+
+def preview_segment(
+    defn: SegmentDefinition, engine: QueryEngine, now: datetime, *, sample_size: int = 10
+) -> Preview:
+    """The members' count, a sample of them (sorted) and the bytes the query scanned."""
+    sql = compile_segment(defn, now=now, dialect=engine.dialect)
+    result = engine.run(sql)
+    found = sorted({str(r["profile_id"]) for r in result.rows if r.get("profile_id") is not None})
+    return Preview(
+        segment=defn.name,
+        count=len(found),
+        sample=found[:sample_size],
+        bytes_scanned=result.bytes_scanned,
+        sql=sql,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TickSummary:
+    reports: list[SegmentRunReport]
+    skipped: list[str]  # not due on this tick
+    failures: dict[str, CdpError]  # segment name -> typed error; the others still ran
+
+
+def run_due_segments(
+    defns: Iterable[SegmentDefinition],
+    *,
+    engine: QueryEngine,
+    membership: MembershipStore,
+    publish: Callable[[list[MembershipChange]], None],
+    run_id: str,
+    now: datetime,
+) -> TickSummary:
+    """Run every definition due at ``now`` (see cdp.segments.schedule); one failing segment does not
+    stop the others. Retrying the tick with the same ``run_id`` redoes only what did not complete."""
+    reports: list[SegmentRunReport] = []
+    skipped: list[str] = []
+    failures: dict[str, CdpError] = {}
+    for defn in defns:
+        last = membership.last_run(defn.name)
+        retry_of_last = last is not None and last.get("run_id") == run_id
+        if (
+            last
+            and not retry_of_last
+            and not is_due(defn.schedule, now=now, last_run_at=_parse_at(last.get("at")))
+        ):
+            skipped.append(defn.name)
+            continue
+        try:
+            reports.append(
+                run_segment(
+                    defn, engine=engine, membership=membership, publish=publish, run_id=run_id, now=now
+                )
+            )
+        except CdpError as exc:
+            failures[defn.name] = exc
+    return TickSummary(reports=reports, skipped=skipped, failures=failures)
+
+
+def _parse_at(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
