@@ -98,7 +98,7 @@ class KinesisShardPoller:
     def poll_once(self) -> None:
         self._fill()
         if not self.buffer:
-            self._stop.wait(0.2)
+            self._stop.wait(0.5)  # Lambda polls an idle shard about once a second
             return
         self.caught_up = False
         batch = self.buffer[: self.batch_size]

@@ -44,7 +44,7 @@ def test_the_sam_transform_turns_the_template_into_cloudformation_offline() -> N
 
 def test_every_environment_variable_of_the_template_is_a_settings_field_and_back() -> None:
     env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
-    names = {f.name.upper() for f in fields(Settings)} - {"AWS_REGION", "AWS_ENDPOINT_URL"}
+    names = {f.name.upper() for f in fields(Settings)} - {"AWS_REGION", "AWS_ENDPOINT_URL", "CLAIM_TRANSACTION_MIN"}
     template_names = set(env) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
     assert template_names == names
 
@@ -75,3 +75,8 @@ def test_the_layer_requirements_are_pinned_to_the_lock_file() -> None:
         for line in (REPO_ROOT / "layers" / layer / "requirements.txt").read_text().splitlines():
             if line and not line.startswith("#"):
                 assert lock[line.split("==")[0]] == line
+
+
+def test_settings_convert_numeric_fields_and_ignore_empty_values() -> None:
+    settings = Settings.from_env({"CLAIM_TRANSACTION_MIN": "100", "LAKE_BUCKET": "", "PROFILES_TABLE": "p"})
+    assert settings.claim_transaction_min == 100 and settings.lake_bucket == "" and settings.profiles_table == "p"

@@ -28,15 +28,19 @@ class Settings:
     aws_region: str = "us-east-1"
     # Set only when talking to an emulator (moto server, LocalStack); None on AWS.
     aws_endpoint_url: str | None = None
+    # New identifiers of a batch are claimed with single conditional puts up to this many, in a
+    # transaction above it (fewer requests on AWS; the local emulator copies whole tables per
+    # transaction, so the local stack raises it).
+    claim_transaction_min: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, str | None] = {}
+        values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = raw
+                values[f.name] = int(raw) if f.type == "int" else raw
         if "aws_region" not in values and env.get("AWS_DEFAULT_REGION"):
             values["aws_region"] = env["AWS_DEFAULT_REGION"]
         return cls(**values)  # type: ignore[arg-type]

@@ -118,9 +118,10 @@ _PROFILE_FIELDS = (
 class DynamoIdentityStore:
     """The identity store on the profiles, identity and merge-log tables of ``settings``."""
 
-    def __init__(self, settings: Settings, *, claim_transaction_min: int = 8) -> None:
+    def __init__(self, settings: Settings, *, claim_transaction_min: int | None = None) -> None:
         self._settings = settings
-        self._claim_transaction_min = claim_transaction_min
+        self._claim_transaction_min = (settings.claim_transaction_min if claim_transaction_min is None
+                                       else claim_transaction_min)
         self._bound: _Models | None = None
         self.requests: Counter[str] = Counter()
 
