@@ -26,8 +26,12 @@ def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: 
     """Create every resource of ``stack`` and fill its refs and attributes. Returns ``stack``."""
     session = session or boto3.Session(region_name=stack.region)
 
+    clients: dict[str, Any] = {}
+
     def client(service: str) -> Any:
-        return session.client(service, region_name=stack.region, endpoint_url=endpoint_url)
+        if service not in clients:
+            clients[service] = session.client(service, region_name=stack.region, endpoint_url=endpoint_url)
+        return clients[service]
 
     creators: dict[str, Callable[[str, dict[str, Any]], None]] = {
         "AWS::Kinesis::Stream": lambda lid, p: _stream(stack, client("kinesis"), lid, p),

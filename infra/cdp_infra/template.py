@@ -7,6 +7,8 @@ intrinsic functions the template uses are evaluated: Ref, Fn::Sub, Fn::GetAtt.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,8 +25,8 @@ class TemplateError(Exception):
     """The template uses something the local runner cannot evaluate."""
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that turns CloudFormation short-form tags into their long form."""
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML loader that turns CloudFormation short-form tags into their long form (libyaml when present)."""
 
 
 def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -44,6 +46,13 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path | str = TEMPLATE_PATH) -> dict[str, Any]:
+    """The parsed template (a fresh copy: callers may change it)."""
+    resolved = Path(path).resolve()
+    return copy.deepcopy(_parse(resolved, resolved.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(path: Path, _mtime_ns: int) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - our own loader, SafeLoader based
 
