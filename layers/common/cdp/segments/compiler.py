@@ -6,12 +6,13 @@ Shape of the query (CTEs only when needed)::
       SELECT COALESCE(iu.profile_id, ia.profile_id) AS profile_id, message_id, event, timestamp[, properties]
       FROM events e LEFT JOIN identity iu ON iu.identifier = 'user_id:' || e.user_id
                     LEFT JOIN identity ia ON ia.identifier = 'anonymous_id:' || e.anonymous_id
-      WHERE e.dt BETWEEN '<first day>' AND '<today>' AND e.event IN (...) AND e.timestamp in window
+      WHERE e.dt BETWEEN '<first day>' AND '<today>' AND e.event = / IN (...) AND e.timestamp in window
+            [AND the property filters, when there is one behaviour]
     ), agg AS (             -- one row per profile, one column per behaviour condition
-      SELECT profile_id, COUNT(DISTINCT CASE WHEN <matches> THEN message_id END) AS b0, ...
+      SELECT profile_id, COUNT(DISTINCT [CASE WHEN <what ev does not guarantee> THEN] message_id) AS b0, ...
       FROM ev WHERE profile_id IS NOT NULL GROUP BY profile_id
     )
-    SELECT DISTINCT profile_id FROM agg WHERE <condition>                         -- behaviour only, monotone
+    SELECT profile_id FROM agg WHERE <condition>                                  -- behaviour only, monotone
     SELECT DISTINCT p.profile_id FROM profiles p LEFT JOIN agg a ... WHERE <cond>  -- otherwise
 
 Every leaf is made two-valued with COALESCE(..., FALSE) so that NOT means "not a member" in SQL as in
@@ -73,7 +74,9 @@ def _duckdb_json_scalar(node: exp.Expression) -> exp.Expression:
         return node
     kind = exp.Anonymous(this="JSON_TYPE", expressions=[node.this.copy(), node.expression.copy()])
     return exp.Case(
-        ifs=[exp.If(this=kind.isin(exp.Literal.string("OBJECT"), exp.Literal.string("ARRAY")), true=exp.null())],
+        ifs=[
+            exp.If(this=kind.isin(exp.Literal.string("OBJECT"), exp.Literal.string("ARRAY")), true=exp.null())
+        ],
         default=node.copy(),
     )
 
@@ -113,7 +116,6 @@ def build_query(defn: SegmentDefinition, *, now: datetime) -> exp.Select:
     else:
         query = (
             exp.select(exp.column("profile_id", agg_alias))
-            .distinct()
             .from_(exp.table_("agg", alias=agg_alias))
             .where(where)
         )
@@ -127,7 +129,18 @@ def build_query(defn: SegmentDefinition, *, now: datetime) -> exp.Select:
 def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Select:
     widest = max(b.within_days for b in behaviours)
     start = now - timedelta(days=widest)
-    uses_properties = any(b.where or b.property for b in behaviours)
+    single = len(behaviours) == 1
+    # With one behaviour its property filters go to the WHERE clause (the aggregate needs no CASE).
+    pushed = (
+        [
+            _leaf(_json(exp.column("properties", "e"), f.path), p)
+            for f in behaviours[0].where
+            for p in f.predicates
+        ]
+        if single
+        else []
+    )
+    uses_properties = any(b.property for b in behaviours) or (not single and any(b.where for b in behaviours))
     uses_sum = any(b.measure == "sum" for b in behaviours)
     columns: list[exp.Expression] = [
         exp.Coalesce(this=exp.column("profile_id", "iu"), expressions=[exp.column("profile_id", "ia")]).as_(
@@ -167,9 +180,13 @@ def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Sele
                     exp.Literal.string(start.strftime("%Y-%m-%d")),
                     exp.Literal.string(now.strftime("%Y-%m-%d")),
                 ),
-                exp.column("event", "e").isin(*[exp.Literal.string(e) for e in events]),
+                # one event: '=' (pushed down and evaluated faster than a one-element IN)
+                exp.column("event", "e").eq(exp.Literal.string(events[0]))
+                if len(events) == 1
+                else exp.column("event", "e").isin(*[exp.Literal.string(e) for e in events]),
                 exp.GT(this=exp.column("timestamp", "e"), expression=_timestamp(start)),
                 exp.LTE(this=exp.column("timestamp", "e"), expression=_timestamp(now)),
+                *pushed,
             )
         )
     )
@@ -181,24 +198,35 @@ def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Sele
 
 def _aggregate_cte(behaviours: list[BehaviourCondition], ctx: _Ctx) -> exp.Select:
     columns: list[exp.Expression] = [exp.column("profile_id")]
+    widest = max(b.within_days for b in behaviours)
+    several_events = len({b.event for b in behaviours}) > 1
     for b in behaviours:
-        matches = exp.and_(
-            exp.column("event").eq(exp.Literal.string(b.event)),
-            exp.GT(
-                this=exp.column("timestamp"), expression=_timestamp(ctx.now - timedelta(days=b.within_days))
-            ),
-            *[_leaf(_json(exp.column("properties"), f.path), p) for f in b.where for p in f.predicates],
-        )
+        # Only what the events CTE's WHERE does not already guarantee: a bare aggregate is faster.
+        parts: list[exp.Expression] = []
+        if several_events:
+            parts.append(exp.column("event").eq(exp.Literal.string(b.event)))
+        if b.within_days < widest:
+            start = _timestamp(ctx.now - timedelta(days=b.within_days))
+            parts.append(exp.GT(this=exp.column("timestamp"), expression=start))
+        if len(behaviours) > 1:
+            parts += [
+                _leaf(_json(exp.column("properties"), f.path), p) for f in b.where for p in f.predicates
+            ]
+        matches = exp.and_(*parts) if parts else None
+
+        def only_matching(value: exp.Expression, matches: exp.Expression | None = matches) -> exp.Expression:
+            return _case(matches, value) if matches is not None else value
+
         metric: exp.Expression
         if b.measure == "count":
-            metric = exp.Count(this=exp.Distinct(expressions=[_case(matches, exp.column("message_id"))]))
+            metric = exp.Count(this=exp.Distinct(expressions=[only_matching(exp.column("message_id"))]))
         elif b.measure == "sum":
             assert b.property is not None
-            metric = exp.Sum(this=_case(matches, _number(_json(exp.column("properties"), b.property))))
+            metric = exp.Sum(this=only_matching(_number(_json(exp.column("properties"), b.property))))
         elif b.measure == "first":
-            metric = exp.Min(this=_case(matches, exp.column("timestamp")))
+            metric = exp.Min(this=only_matching(exp.column("timestamp")))
         else:
-            metric = exp.Max(this=_case(matches, exp.column("timestamp")))
+            metric = exp.Max(this=only_matching(exp.column("timestamp")))
         columns.append(metric.as_(ctx.metric_names[b]))
     return (
         exp.select(*columns)
