@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
@@ -40,6 +41,10 @@ from cdp.segments.definition import (
     Predicate,
     SegmentDefinition,
 )
+
+if TYPE_CHECKING:
+    # sqlglot's base node class (annotations only: older sqlglot releases name it differently)
+    from sqlglot.expressions import Expr
 
 DIALECTS = ("duckdb", "trino", "athena")
 
@@ -58,7 +63,7 @@ def compile_segment(defn: SegmentDefinition, *, now: datetime, dialect: str) -> 
     return render(build_query(defn, now=now), dialect)
 
 
-def render(tree: exp.Expression, dialect: str) -> str:
+def render(tree: Expr, dialect: str) -> str:
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
     if dialect == "duckdb":
@@ -67,7 +72,7 @@ def render(tree: exp.Expression, dialect: str) -> str:
     return tree.sql(dialect="trino" if dialect == "athena" else dialect, identify=True)
 
 
-def _duckdb_json_scalar(node: exp.Expression) -> exp.Expression:
+def _duckdb_json_scalar(node: Expr) -> Expr:
     """Trino's JSON_EXTRACT_SCALAR is NULL for an object or array; DuckDB's ``->>`` gives its JSON
     text. Guard it so both engines (and the Python predicate) read non-scalars as missing."""
     if not isinstance(node, exp.JSONExtractScalar):
@@ -142,7 +147,7 @@ def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Sele
     )
     uses_properties = any(b.property for b in behaviours) or (not single and any(b.where for b in behaviours))
     uses_sum = any(b.measure == "sum" for b in behaviours)
-    columns: list[exp.Expression] = [
+    columns: list[Expr] = [
         exp.Coalesce(this=exp.column("profile_id", "iu"), expressions=[exp.column("profile_id", "ia")]).as_(
             "profile_id"
         ),
@@ -197,12 +202,12 @@ def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Sele
 
 
 def _aggregate_cte(behaviours: list[BehaviourCondition], ctx: _Ctx) -> exp.Select:
-    columns: list[exp.Expression] = [exp.column("profile_id")]
+    columns: list[Expr] = [exp.column("profile_id")]
     widest = max(b.within_days for b in behaviours)
     several_events = len({b.event for b in behaviours}) > 1
     for b in behaviours:
         # Only what the events CTE's WHERE does not already guarantee: a bare aggregate is faster.
-        parts: list[exp.Expression] = []
+        parts: list[Expr] = []
         if several_events:
             parts.append(exp.column("event").eq(exp.Literal.string(b.event)))
         if b.within_days < widest:
@@ -214,10 +219,10 @@ def _aggregate_cte(behaviours: list[BehaviourCondition], ctx: _Ctx) -> exp.Selec
             ]
         matches = exp.and_(*parts) if parts else None
 
-        def only_matching(value: exp.Expression, matches: exp.Expression | None = matches) -> exp.Expression:
+        def only_matching(value: Expr, matches: Expr | None = matches) -> Expr:
             return _case(matches, value) if matches is not None else value
 
-        metric: exp.Expression
+        metric: Expr
         if b.measure == "count":
             metric = exp.Count(this=exp.Distinct(expressions=[only_matching(exp.column("message_id"))]))
         elif b.measure == "sum":
@@ -245,7 +250,7 @@ class _Ctx:
     metric_names: dict[BehaviourCondition, str]
 
 
-def _condition(cond: Condition, ctx: _Ctx, agg: str) -> exp.Expression:
+def _condition(cond: Condition, ctx: _Ctx, agg: str) -> Expr:
     if isinstance(cond, AllOf):
         return exp.and_(*[_condition(c, ctx, agg) for c in cond.conditions])
     if isinstance(cond, AnyOf):
@@ -280,7 +285,7 @@ def _condition(cond: Condition, ctx: _Ctx, agg: str) -> exp.Expression:
     raise InvalidSegment(f"cannot compile condition {cond!r}")
 
 
-def _leaf(value: exp.Expression, p: Predicate) -> exp.Expression:
+def _leaf(value: Expr, p: Predicate) -> Expr:
     """A comparison of a JSON scalar (text) with a literal, typed by the literal."""
     if p.op == "exists":
         is_null = value.is_(exp.null())
@@ -300,30 +305,30 @@ def _leaf(value: exp.Expression, p: Predicate) -> exp.Expression:
     return _COMPARE[p.op](this=value, expression=_literal(p.value))
 
 
-def _numeric_leaf(value: exp.Expression, p: Predicate) -> exp.Expression:
+def _numeric_leaf(value: Expr, p: Predicate) -> Expr:
     if p.op in ("in", "not_in"):
         test = value.isin(*[_literal(v) for v in p.value])
         return exp.not_(test) if p.op == "not_in" else test
     return _COMPARE[p.op](this=value, expression=_literal(p.value))
 
 
-def _two_valued(e: exp.Expression) -> exp.Expression:
+def _two_valued(e: Expr) -> Expr:
     return exp.Coalesce(this=exp.Paren(this=e), expressions=[exp.false()])
 
 
-def _json(column: exp.Expression, path: tuple[str, ...]) -> exp.Expression:
+def _json(column: Expr, path: tuple[str, ...]) -> Expr:
     return exp.JSONExtractScalar(this=column, expression=exp.Literal.string("$." + ".".join(path)))
 
 
-def _number(e: exp.Expression) -> exp.Expression:
+def _number(e: Expr) -> Expr:
     return exp.TryCast(this=e, to=exp.DataType.build("double"))
 
 
-def _case(when: exp.Expression, then: exp.Expression) -> exp.Expression:
+def _case(when: Expr, then: Expr) -> Expr:
     return exp.Case(ifs=[exp.If(this=when, true=then)])
 
 
-def _literal(value: object) -> exp.Expression:
+def _literal(value: object) -> Expr:
     if isinstance(value, bool):
         return exp.Literal.string("true" if value else "false")
     if isinstance(value, int | float):
@@ -331,7 +336,7 @@ def _literal(value: object) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def _timestamp(moment: datetime) -> exp.Expression:
+def _timestamp(moment: datetime) -> Expr:
     text = _as_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
 

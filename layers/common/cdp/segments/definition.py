@@ -419,11 +419,12 @@ def _parse_behaviour(node: dict, ctx: _Ctx) -> BehaviourCondition:
     if len(measures) > 1 and not set(measures) <= {"min_count", "max_count"}:
         raise ctx.fail(f"use one measure of {', '.join(_MEASURES)} (found {', '.join(measures)})")
     if measures[0] in ("min_count", "max_count"):
-        preds = []
-        for key, op in (("min_count", "gte"), ("max_count", "lte")):
-            if key in node:
-                preds.append(Predicate(op, _non_negative_int(node[key], ctx.child(node, key))))
-        return BehaviourCondition(event=event, within_days=window, predicates=tuple(preds), where=where)
+        bounds = tuple(
+            Predicate(op, _non_negative_int(node[key], ctx.child(node, key)))
+            for key, op in (("min_count", "gte"), ("max_count", "lte"))
+            if key in node
+        )
+        return BehaviourCondition(event=event, within_days=window, predicates=bounds, where=where)
     measure = measures[0]
     mctx = ctx.child(node, measure)
     spec = node[measure]
@@ -456,9 +457,9 @@ def _parse_behaviour(node: dict, ctx: _Ctx) -> BehaviourCondition:
     return BehaviourCondition(
         event=event,
         within_days=window,
-        measure=measure,
+        measure="first" if measure == "first" else "last",
         predicates=tuple(time_preds),
-        where=where,  # type: ignore[arg-type]
+        where=where,
     )
 
 

@@ -111,7 +111,8 @@ class InMemoryMembershipStore:
         runs = self._runs.get(segment, {})
         if not runs:
             return None
-        return dict(max(runs.values(), key=lambda r: str(r.get("at", ""))))
+        latest = max(runs.values(), key=lambda r: str(r.get("at", "")))
+        return dict(latest)
 
 
 def iso(moment: datetime) -> str:
