@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from cdp.errors import QueryFailed
 from cdp.lake.parquet import write_events, write_identity_snapshot
+from cdp.segments.catalog import all_segments
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import parse_segment
 from cdp.segments.engines import PROFILES_SCHEMA, DuckDBEngine
@@ -338,3 +339,16 @@ def test_profiles_written_without_consent_read_as_no_consent(tmp_path: Path):
 def test_invalid_sql_raises_query_failed(lake: DuckDBEngine):
     with pytest.raises(QueryFailed):
         lake.run("SELECT nope FROM nowhere")
+
+
+SHIPPED = all_segments(Path(__file__).resolve().parents[2] / "segments")
+
+
+@pytest.mark.parametrize("defn", SHIPPED, ids=[d.name for d in SHIPPED])
+def test_every_shipped_segment_runs_on_duckdb_and_parses_as_trino(lake: DuckDBEngine, defn):
+    trino = compile_segment(defn, now=NOW, dialect="athena")
+
+    duckdb_rows = lake.run(compile_segment(defn, now=NOW, dialect="duckdb")).rows
+    round_trip = lake.run(sqlglot.transpile(trino, read="trino", write="duckdb")[0]).rows
+
+    assert sorted(r["profile_id"] for r in duckdb_rows) == sorted(r["profile_id"] for r in round_trip)
