@@ -186,14 +186,31 @@ def preflight() -> Response:
     return _respond(preflight_response())
 
 
+@functools.cache
+def identity_config() -> Any:
+    from cdp.identity.config import load_identity_config
+
+    return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
+
+
+def _admin_read(identifier: str, lookup: Any) -> Response:
+    return _respond(profile_response(
+        identifier,
+        authorization=app.current_request.headers.get("authorization"),
+        admin_token=settings().admin_token,
+        lookup=lambda ident: lookup(ident, identity_store(), config=identity_config()),
+    ))
+
+
 @app.route("/v1/profiles/{identifier}", methods=["GET"])
 def profile(identifier: str) -> Response:
     from cdp.identity import lookup_profile
 
-    response = profile_response(
-        identifier,
-        authorization=app.current_request.headers.get("authorization"),
-        admin_token=settings().admin_token,
-        lookup=lambda ident: lookup_profile(ident, identity_store()),
-    )
-    return _respond(response)
+    return _admin_read(identifier, lookup_profile)
+
+
+@app.route("/v1/profiles/{identifier}/explain", methods=["GET"])
+def explain_profile(identifier: str) -> Response:
+    from cdp.identity import explain
+
+    return _admin_read(identifier, explain)

@@ -11,6 +11,8 @@ from cdp.adapters.engines import query_engine
 from cdp.adapters.lake import lake_filesystem
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.sqs import SqsChangePublisher
+from cdp.identity.config import IdentityConfig, load_identity_config
+from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.jobs.segment_job import run_segment_job, write_snapshots
 from cdp.lake import parse_time
 from cdp.segments.definition import load_segments
@@ -25,12 +27,19 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+@cache
+def identity_config() -> IdentityConfig:
+    return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
-    s, tick = settings(), EventBridgeEvent(event)
+    s, tick, store = settings(), EventBridgeEvent(event), DynamoIdentityStore(settings())
+    now = parse_time(tick.time)
     report = run_segment_job(
         load_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s.membership_table),
-        publish=SqsChangePublisher(s), run_id=tick.time, now=parse_time(tick.time),
-        snapshot=lambda: write_snapshots(DynamoIdentityStore(s), lake_filesystem(s), s.lake_bucket))
+        publish=SqsChangePublisher(s), run_id=tick.time, now=now,
+        refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
+        snapshot=lambda: write_snapshots(store, lake_filesystem(s), s.lake_bucket))
     logger.info("segments run", extra=report.to_dict())
     return report.to_dict()

@@ -7,11 +7,12 @@ failures the same way (batchItemFailures by sequence number).
 
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 
 from aws_lambda_powertools import Logger
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
-from cdp.identity.config import IdentityConfig
+from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.jobs.unify_job import unify_records
 from cdp.settings import Settings
 from cdp.streams import stream_records
@@ -24,9 +25,14 @@ def store() -> DynamoIdentityStore:
     return DynamoIdentityStore(Settings.from_env())
 
 
+@cache
+def config() -> IdentityConfig:
+    return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
-    result = unify_records(stream_records(event), store(), config=IdentityConfig(), now=datetime.now(UTC))
+    result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC))
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
                                   "rejected": o.rejected, "merges": len(o.merges), "retry": len(result.retry)})

@@ -10,10 +10,19 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
 from urllib.parse import quote
+
+from cdp.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_WRITE_KEY = "local-write-key"
+# Written by `cdp dev` while it runs: the environment of its stack, so that other `cdp` commands
+# (sources, quarantine, segments, profile unmerge) started in this folder talk to it.
+DEV_STACK_FILE = Path(".cdp") / "dev-stack.json"
+_STACK_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_DEFAULT_REGION", "CLAIM_TRANSACTION_MIN")
 
 
 def _admin_token(args: argparse.Namespace) -> str:
@@ -36,6 +45,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"write key:   {args.write_key}")
     print(f"admin token: {token}")
     print(f"emulated AWS (moto) on {pipeline.endpoint_url}; Ctrl-C to stop", flush=True)
+    names = {f.name.upper() for f in fields(Settings)}
+    DEV_STACK_FILE.parent.mkdir(exist_ok=True)
+    DEV_STACK_FILE.write_text(json.dumps({k: v for k, v in os.environ.items()
+                                          if k in names or k in _STACK_VARIABLES}, indent=2))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -43,8 +56,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        DEV_STACK_FILE.unlink(missing_ok=True)
         pipeline.stop()
     return 0
+
+
+def use_dev_stack() -> bool:
+    """Take the running `cdp dev` stack's environment, unless a stack is named already."""
+    if os.environ.get("LAKE_BUCKET") or not DEV_STACK_FILE.exists():
+        return False
+    for name, value in json.loads(DEV_STACK_FILE.read_text()).items():
+        os.environ.setdefault(name, value)
+    return True
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -62,6 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from .client import TrackingClient
 
+    if args.action == "unmerge":
+        return cmd_unmerge(args)
     client = TrackingClient(args.url, "")
     path = f"/v1/profiles/{quote(args.identifier, safe=':@+')}"
     if args.action == "explain":
@@ -73,6 +98,36 @@ def cmd_profile(args: argparse.Namespace) -> int:
     except ValueError:
         print(body.decode("utf-8", "replace"))
     return 0 if status == 200 else 1
+
+
+def cmd_unmerge(args: argparse.Namespace) -> int:
+    """Detach an identifier (or undo a merge) and rebuild both profiles from the lake."""
+    from datetime import UTC, datetime
+
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+    from cdp.adapters.engines import query_engine
+    from cdp.errors import CdpError
+    from cdp.identity.config import load_identity_config
+    from cdp.jobs.unmerge_job import detach_identifier, undo_profile_merge
+
+    from .template import REPO_ROOT
+
+    settings = Settings.from_env()
+    if not settings.profiles_table:
+        print("cdp: no stack: run `cdp dev` in this folder, or set the stack's environment", file=sys.stderr)
+        return 2
+    config = load_identity_config(REPO_ROOT / "config" / "identity.yaml")
+    store, engine, now = DynamoIdentityStore(settings), query_engine(settings), datetime.now(UTC)
+    try:
+        if args.undo_merge:
+            result = undo_profile_merge(args.identifier, store, engine, config=config, now=now, reason=args.reason)
+        else:
+            result = detach_identifier(args.identifier, store, engine, config=config, now=now, reason=args.reason)
+    except CdpError as exc:
+        print(json.dumps({"error": exc.code, "reason": exc.reason, **exc.details}, default=str), file=sys.stderr)
+        return 1
+    print(json.dumps({"profiles": result.profiles, "events_replayed": result.replayed}, indent=2))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,9 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(func=cmd_demo)
 
-    profile = sub.add_parser("profile", help="read a unified profile from a running collector")
-    profile.add_argument("action", choices=["get", "explain"])
-    profile.add_argument("identifier", help="type:value, e.g. email:alice@example.com or user_id:42")
+    profile = sub.add_parser("profile", help="read (get, explain) or repair (unmerge) a unified profile")
+    profile.add_argument("action", choices=["get", "explain", "unmerge"])
+    profile.add_argument("identifier", help="type:value, e.g. email:alice@example.com or user_id:42 "
+                                            "(with unmerge --undo-merge: the absorbed profile id)")
+    profile.add_argument("--undo-merge", action="store_true",
+                         help="unmerge: bring back the absorbed profile IDENTIFIER instead of detaching")
+    profile.add_argument("--reason", default="manual", help="unmerge: recorded in the merge log")
     profile.add_argument("--url", default=os.environ.get("CDP_URL", DEFAULT_URL))
     profile.add_argument("--token", default=None, help="admin token (or CDP_ADMIN_TOKEN)")
     profile.set_defaults(func=cmd_profile)
@@ -119,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if args.command not in ("dev", "demo"):
+        use_dev_stack()
     return int(args.func(args) or 0)
 
 

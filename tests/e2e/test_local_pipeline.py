@@ -122,3 +122,41 @@ def test_an_event_without_any_id_is_rejected_with_a_reason(pipeline: LocalPipeli
 def test_an_unknown_route_is_refused_like_api_gateway(pipeline: LocalPipeline) -> None:
     status, _ = _get(pipeline, "/v1/nowhere")
     assert status == 403
+
+
+def test_explain_shows_the_evidence_that_linked_an_identifier(pipeline: LocalPipeline, delivered: dict) -> None:
+    status, body = _get(pipeline, "/v1/profiles/user_id:user-00001/explain")
+    if status == 404:
+        status, body = _get(pipeline, "/v1/profiles/user_id:user-00002/explain")
+    assert status == 200
+    assert "messageId" in json.dumps(body) or "message_id" in json.dumps(body)
+
+
+def test_a_wrong_merge_is_undone_by_detaching_and_both_sides_are_rebuilt_from_the_lake(
+        pipeline: LocalPipeline, delivered: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from cdp_infra.cli import main
+
+    # Given two devices that a shared (wrong) email merged into one profile
+    client = TrackingClient(pipeline.url, WRITE_KEY)
+    result = client.batch([
+        {"type": "identify", "anonymousId": "kiosk-1", "traits": {"email": "front-desk@example.com"}},
+        {"type": "track", "anonymousId": "kiosk-1", "event": "Viewed"},
+        {"type": "identify", "anonymousId": "kiosk-2", "traits": {"email": "front-desk@example.com"}},
+        {"type": "track", "anonymousId": "kiosk-2", "event": "Viewed"},
+        {"type": "track", "anonymousId": "kiosk-2", "event": "Viewed"},
+    ])
+    client.close()
+    assert result.accepted == 5
+    pipeline.wait_drained(timeout_s=120)
+    _, merged = _get(pipeline, "/v1/profiles/anonymous_id:kiosk-2")
+    _, other = _get(pipeline, "/v1/profiles/anonymous_id:kiosk-1")
+    assert merged["profile_id"] == other["profile_id"] and merged["event_count"] == 5
+    # When the second device is detached with the CLI
+    assert main(["profile", "unmerge", "anonymous_id:kiosk-2", "--reason", "shared email"]) == 0
+    capsys.readouterr()
+    # Then it has a profile of its own, rebuilt from its archived events, and the other lost them
+    _, detached = _get(pipeline, "/v1/profiles/anonymous_id:kiosk-2")
+    _, rest = _get(pipeline, "/v1/profiles/anonymous_id:kiosk-1")
+    assert detached["profile_id"] != rest["profile_id"]
+    assert detached["event_count"] + rest["event_count"] == 5
+    assert detached["event_count"] >= 2

@@ -175,9 +175,10 @@ def profile_event(identifier: str, token: str | None) -> dict[str, Any]:
 def fake_identity(monkeypatch: pytest.MonkeyPatch, collector: ModuleType) -> None:
     module = types.ModuleType("cdp.identity")
     profiles = {"user:u1": {"profile_id": "p1", "traits": {"plan": "pro"}}}
-    module.lookup_profile = lambda identifier, store: profiles.get(identifier)  # type: ignore[attr-defined]
+    module.lookup_profile = lambda identifier, store, config: profiles.get(identifier)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cdp.identity", module)
     monkeypatch.setattr(collector, "identity_store", lambda: object())
+    monkeypatch.setattr(collector, "identity_config", lambda: object())
 
 
 @pytest.mark.usefixtures("fake_identity")

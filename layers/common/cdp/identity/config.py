@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from cdp.errors import InvalidConfig
@@ -270,3 +271,22 @@ def _lifecycle(raw: Any) -> LifecycleConfig:
         raise InvalidConfig(f"unknown lifecycle settings: {sorted(unknown)}")
     values: dict[str, Any] = {k: tuple(v) if k.endswith("_events") else int(v) for k, v in raw.items()}
     return LifecycleConfig(**values)
+
+
+def load_identity_config(path: str | Path) -> IdentityConfig:
+    """The configuration in a YAML file; a missing file gives the defaults."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        return IdentityConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"{path.name}: not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise InvalidConfig(f"{path.name}: the top level must be a mapping")
+    try:
+        return IdentityConfig.from_dict(data)
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"{path.name}: {exc.reason}") from exc

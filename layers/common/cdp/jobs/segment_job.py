@@ -27,11 +27,13 @@ class SegmentJobReport:
     run_id: str
     identities: int = 0
     profiles: int = 0
+    lifecycle_changes: int = 0
     segments: list[SegmentRunReport] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "identities": self.identities, "profiles": self.profiles,
+                "lifecycle_changes": self.lifecycle_changes,
                 "segments": [r.to_dict() for r in self.segments], "failures": self.failures}
 
 
@@ -44,8 +46,12 @@ def write_snapshots(store: Any, fs: pafs.FileSystem, root: str) -> tuple[int, in
 
 def run_segment_job(definitions: list[SegmentDefinition], *, engine: QueryEngine, membership: MembershipStore,
                     publish: Callable[[list[MembershipChange]], None], run_id: str, now: datetime,
-                    snapshot: Callable[[], tuple[int, int]] | None = None) -> SegmentJobReport:
+                    snapshot: Callable[[], tuple[int, int]] | None = None,
+                    refresh: Callable[[], int] | None = None) -> SegmentJobReport:
+    """Refresh time-based state (e.g. churn), snapshot profiles to the lake, then run each segment."""
     report = SegmentJobReport(run_id=run_id)
+    if refresh is not None:
+        report.lifecycle_changes = refresh()
     if snapshot is not None:
         report.identities, report.profiles = snapshot()
     for defn in definitions:

@@ -22,7 +22,7 @@ IDENTITY_SCHEMA = pa.schema([("identifier", pa.string()), ("profile_id", pa.stri
 PROFILES_SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("email", pa.string()), ("first_seen", _TS), ("last_seen", _TS),
     ("event_count", pa.int64()), ("lifecycle_stage", pa.string()), ("traits", pa.string()),
-    ("computed", pa.string()),
+    ("computed", pa.string()), ("consent", pa.string()),
 ])
 
 
@@ -81,6 +81,7 @@ def write_profiles_snapshot(profiles: Iterable[dict[str, Any]], fs: pafs.FileSys
             "lifecycle_stage": p.get("lifecycle_stage"),
             "traits": json.dumps(p.get("traits") or {}, default=str, sort_keys=True),
             "computed": json.dumps(p.get("computed_traits") or {}, default=str, sort_keys=True),
+            "consent": json.dumps(p.get("consent") or {}, default=str, sort_keys=True),
         }
 
     return write_snapshot((row(p) for p in profiles), PROFILES_SCHEMA, fs,
