@@ -15,7 +15,7 @@ from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.jobs.segment_job import run_segment_job, write_snapshots
 from cdp.lake import parse_time
-from cdp.segments.definition import load_segments
+from cdp.segments.catalog import all_segments
 from cdp.settings import Settings
 
 logger = Logger()
@@ -37,7 +37,7 @@ def handler(event: dict, context: object) -> dict:
     s, tick, store = settings(), EventBridgeEvent(event), DynamoIdentityStore(settings())
     now = parse_time(tick.time)
     report = run_segment_job(
-        load_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s.membership_table),
+        all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s.membership_table),
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,
         refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
         snapshot=lambda: write_snapshots(store, lake_filesystem(s), s.lake_bucket))

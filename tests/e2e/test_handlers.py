@@ -106,3 +106,18 @@ def test_activate_reports_a_malformed_message_as_a_failure_for_redrive(functions
     event["Records"][0]["body"] = "{not json"
     response = functions["ActivateFunction"].invoke(event)
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+
+def test_compaction_merges_the_days_files_and_keeps_every_event_once(pipeline, functions) -> None:
+    import json as _json
+
+    day = _sample("kinesis-batch.json")
+    functions["ArchiveFunction"].invoke(day)
+    other = _json.loads(_json.dumps(day))
+    for record in other["Records"]:  # the same events again, delivered under other sequence numbers
+        record["kinesis"]["sequenceNumber"] = "7" + record["kinesis"]["sequenceNumber"][1:]
+    functions["ArchiveFunction"].invoke(other)
+    tick = {**_sample("schedule.json"), "detail": {"dt": "2026-11-20"}}
+    report = functions["CompactFunction"].invoke(tick)
+    assert report["files_before"] >= 2 and report["files_after"] == 1
+    assert report["rows_after"] == 2 and report["duplicates_removed"] == report["rows_before"] - 2

@@ -44,3 +44,10 @@ def test_an_unreadable_record_is_reported_and_nothing_after_it_is_written(tmp_pa
 
 def test_an_empty_lake_reads_as_an_empty_dataset(tmp_path) -> None:
     assert events_dataset(pafs.LocalFileSystem(), str(tmp_path)).to_table().num_rows == 0
+
+
+def test_files_still_being_written_are_not_read(tmp_path) -> None:
+    fs = pafs.LocalFileSystem()
+    archive_batch(_records(3), fs, str(tmp_path))
+    (tmp_path / "events" / "dt=2026-11-20" / "_compacting.parquet").write_bytes(b"partial")
+    assert events_dataset(fs, str(tmp_path)).to_table().num_rows == 3

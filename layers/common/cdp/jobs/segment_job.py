@@ -14,12 +14,11 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from cdp.errors import CdpError
 from cdp.lake.parquet import write_identity_snapshot, write_profiles_snapshot
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.engines import QueryEngine
 from cdp.segments.membership import MembershipChange, MembershipStore
-from cdp.segments.run import SegmentRunReport, run_segment
+from cdp.segments.run import SegmentRunReport, run_due_segments
 
 
 @dataclass
@@ -29,12 +28,14 @@ class SegmentJobReport:
     profiles: int = 0
     lifecycle_changes: int = 0
     segments: list[SegmentRunReport] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not due at this tick (their own schedule)
     failures: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "identities": self.identities, "profiles": self.profiles,
                 "lifecycle_changes": self.lifecycle_changes,
-                "segments": [r.to_dict() for r in self.segments], "failures": self.failures}
+                "segments": [r.to_dict() for r in self.segments], "skipped": self.skipped,
+                "failures": self.failures}
 
 
 def write_snapshots(store: Any, fs: pafs.FileSystem, root: str) -> tuple[int, int]:
@@ -48,16 +49,15 @@ def run_segment_job(definitions: list[SegmentDefinition], *, engine: QueryEngine
                     publish: Callable[[list[MembershipChange]], None], run_id: str, now: datetime,
                     snapshot: Callable[[], tuple[int, int]] | None = None,
                     refresh: Callable[[], int] | None = None) -> SegmentJobReport:
-    """Refresh time-based state (e.g. churn), snapshot profiles to the lake, then run each segment."""
+    """Refresh time-based state (e.g. churn), snapshot profiles to the lake, then run each due segment."""
     report = SegmentJobReport(run_id=run_id)
     if refresh is not None:
         report.lifecycle_changes = refresh()
     if snapshot is not None:
         report.identities, report.profiles = snapshot()
-    for defn in definitions:
-        try:
-            report.segments.append(run_segment(defn, engine=engine, membership=membership, publish=publish,
-                                               run_id=run_id, now=now))
-        except CdpError as exc:
-            report.failures[defn.name] = f"{exc.code}: {exc.reason}"
+    tick = run_due_segments(definitions, engine=engine, membership=membership, publish=publish,
+                            run_id=run_id, now=now)
+    report.segments = tick.reports
+    report.skipped = tick.skipped
+    report.failures = {name: f"{exc.code}: {exc.reason}" for name, exc in tick.failures.items()}
     return report

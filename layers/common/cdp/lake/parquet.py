@@ -98,7 +98,9 @@ def events_dataset(fs: pafs.FileSystem, root: str) -> ds.Dataset:
     """The events of the lake as a dataset with ``dt`` read as a string, as Glue declares it."""
     partitioning = ds.partitioning(pa.schema([("dt", pa.string())]), flavor="hive")
     selector = pafs.FileSelector(f"{root}/{EVENTS_PREFIX}", recursive=True, allow_not_found=True)
+    # Names starting with "_" or "." are work in progress (e.g. a compaction's output before it is
+    # published): readers skip them, as Hive, Athena and DuckDB's dataset readers do.
     files = [f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File
-             and f.path.endswith(".parquet")]
+             and f.path.endswith(".parquet") and not f.base_name.startswith(("_", "."))]
     return ds.dataset(files, schema=EVENTS_SCHEMA.append(pa.field("dt", pa.string())), filesystem=fs, format="parquet",
                       partitioning=partitioning, partition_base_dir=f"{root}/{EVENTS_PREFIX}")

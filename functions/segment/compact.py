@@ -1,0 +1,31 @@
+"""EventBridge schedule (daily) -> merge the previous day's small Parquet files into few large ones."""
+
+from dataclasses import asdict
+from datetime import timedelta
+from functools import cache
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
+from cdp.adapters.lake import lake_filesystem
+from cdp.lake import parse_time
+from cdp.segments.compaction import compact_partition
+from cdp.settings import Settings
+
+logger = Logger()
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    tick = EventBridgeEvent(event)
+    # A manual run may name the day: {"detail": {"dt": "2026-11-20"}}; the schedule compacts yesterday.
+    dt = (tick.detail or {}).get("dt") or (parse_time(tick.time) - timedelta(days=1)).strftime("%Y-%m-%d")
+    report = compact_partition(lake_filesystem(settings()), settings().lake_bucket, dt)
+    result = {**asdict(report), "duplicates_removed": report.duplicates_removed}
+    logger.info("compacted", extra=result)
+    return result
