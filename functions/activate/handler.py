@@ -2,12 +2,13 @@
 
 import json
 from functools import cache
+from pathlib import Path
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from cdp.activation import ProfileContacts, activate_change
+from cdp.activation import ProfileContacts, activate_change, load_email_templates
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.ses import SesEmailSender
@@ -23,7 +24,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def deps() -> dict:
     settings = Settings.from_env()
     return {"contacts": ProfileContacts(DynamoIdentityStore(settings)), "ledger": DynamoEffectLedger(settings),
-            "sender": SesEmailSender(settings), "templates": {}}
+            "sender": SesEmailSender(settings),
+            "templates": load_email_templates(Path(__file__).parent / "config" / "activation.yaml")}
 
 
 def record_handler(record: SQSRecord) -> None:

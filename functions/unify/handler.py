@@ -12,8 +12,12 @@ from pathlib import Path
 from aws_lambda_powertools import Logger
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+from cdp.adapters.membership import DynamoMembershipStore
+from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
-from cdp.jobs.unify_job import unify_records
+from cdp.jobs.unify_job import RealtimeSegments, unify_records
+from cdp.segments.catalog import all_segments
+from cdp.segments.realtime import realtime_segments
 from cdp.settings import Settings
 from cdp.streams import stream_records
 
@@ -30,10 +34,19 @@ def config() -> IdentityConfig:
     return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
 
 
+@cache
+def realtime() -> RealtimeSegments:
+    settings = Settings.from_env()
+    return RealtimeSegments(realtime_segments(all_segments(Path(__file__).parent / "segments")),
+                            DynamoMembershipStore(settings.membership_table), SqsChangePublisher(settings))
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
-    result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC))
+    result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC),
+                           realtime=realtime())
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
-                                  "rejected": o.rejected, "merges": len(o.merges), "retry": len(result.retry)})
+                                  "rejected": o.rejected, "merges": len(o.merges), "retry": len(result.retry),
+                                  "segment_changes": len(result.changes)})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.retry]}

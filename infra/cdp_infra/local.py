@@ -277,10 +277,11 @@ class LocalPipeline:
             stable = stable + 1 if self.idle else 0
             time.sleep(0.3)
 
-    def run_schedules(self, at: datetime | None = None) -> list[Any]:
-        """Fire every scheduled rule once, now (what EventBridge would do at its next tick)."""
+    def run_schedules(self, function: str | None = None, at: datetime | None = None) -> list[Any]:
+        """Fire the scheduled rules (of one function, by logical id) once, now, as EventBridge would."""
         assert self.scheduler is not None
-        return self.scheduler.fire_all(at)
+        return [self.scheduler.fire(fn, rule, at) for fn, rule, _ in self.scheduler.jobs
+                if function is None or fn.spec.logical_id == function]
 
     def stream_consumers_processed(self) -> dict[str, int]:
         totals: dict[str, int] = {}

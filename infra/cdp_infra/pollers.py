@@ -344,9 +344,6 @@ class Scheduler:
         arn = f"arn:aws:events:{self.region}:{self.account_id}:rule/{rule}"
         return function.invoke(scheduled_event(arn, self.region, self.account_id, at))
 
-    def fire_all(self, at: datetime | None = None) -> list[Any]:
-        return [self.fire(fn, rule, at) for fn, rule, _ in self.jobs]
-
     def start(self) -> Scheduler:
         for function, rule, expression in self.jobs:
             period = schedule_seconds(expression)

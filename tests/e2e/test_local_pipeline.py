@@ -10,7 +10,14 @@ import pytest
 
 from cdp_infra.client import TrackingClient
 from cdp_infra.dataset import generate
-from cdp_infra.demo import count_lake_events, count_profiles, count_quarantined, emails_sent, send_dataset
+from cdp_infra.demo import (
+    count_lake_events,
+    count_profiles,
+    count_quarantined,
+    email_entries,
+    emails_sent,
+    send_dataset,
+)
 from cdp_infra.local import LocalConfig, LocalPipeline
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +37,7 @@ def delivered(pipeline: LocalPipeline) -> dict[str, int]:
     dataset = generate(people=40, events=800, seed=3)
     accepted, rejected = send_dataset(pipeline.url, WRITE_KEY, dataset.batches, workers=2)
     pipeline.wait_drained(timeout_s=300)
-    reports = pipeline.run_schedules()
+    reports = pipeline.run_schedules("SegmentFunction")
     pipeline.wait_drained(timeout_s=120)
     entered = sum(s["entered"] for r in reports for s in r["segments"])
     return {"sent": dataset.events, "invalid": dataset.invalid, "accepted": accepted, "rejected": rejected,
@@ -65,13 +72,14 @@ def test_identities_resolve_into_at_most_one_profile_per_person(pipeline: LocalP
 
 def test_segment_entries_each_get_exactly_one_email(pipeline: LocalPipeline, delivered: dict) -> None:
     assert delivered["entered"] > 0
-    assert emails_sent(pipeline) == delivered["entered"]
+    assert emails_sent(pipeline) == email_entries(pipeline) > 0
 
 
 def test_running_the_schedule_again_sends_no_second_email(pipeline: LocalPipeline, delivered: dict) -> None:
-    pipeline.run_schedules()
+    before = emails_sent(pipeline)
+    pipeline.run_schedules("SegmentFunction")
     pipeline.wait_drained(timeout_s=120)
-    assert emails_sent(pipeline) == delivered["entered"]
+    assert emails_sent(pipeline) == before
 
 
 def test_a_profile_is_found_by_email_over_http_with_the_admin_token(pipeline: LocalPipeline,
@@ -160,3 +168,23 @@ def test_a_wrong_merge_is_undone_by_detaching_and_both_sides_are_rebuilt_from_th
     assert detached["profile_id"] != rest["profile_id"]
     assert detached["event_count"] + rest["event_count"] == 5
     assert detached["event_count"] >= 2
+
+
+def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
+        pipeline: LocalPipeline, delivered: dict) -> None:
+    from cdp.adapters.membership import DynamoMembershipStore
+
+    before = emails_sent(pipeline)
+    client = TrackingClient(pipeline.url, WRITE_KEY)
+    result = client.batch([
+        {"type": "identify", "userId": "rt-1", "traits": {"email": "rt@example.com", "plan": "pro"}},
+        {"type": "track", "userId": "rt-1", "event": "Order Completed", "properties": {"revenue": 10}},
+    ])
+    client.close()
+    assert result.accepted == 2
+    pipeline.wait_drained(timeout_s=120)
+    _, profile = _get(pipeline, "/v1/profiles/user_id:rt-1")
+    members = DynamoMembershipStore(pipeline.settings.membership_table, dynamodb=pipeline.session().resource(
+        "dynamodb", endpoint_url=pipeline.endpoint_url)).members("pro-plan-engaged")
+    assert profile["profile_id"] in members
+    assert emails_sent(pipeline) == before + 1

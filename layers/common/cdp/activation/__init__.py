@@ -10,8 +10,10 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from cdp.errors import InvalidConfig
 from cdp.segments.membership import MembershipChange
 
 
@@ -50,8 +52,18 @@ class EmailTemplate:
         return self.subject.format(name=name), text, f"<p>{html.escape(text)}</p>"
 
 
-DEFAULT_TEMPLATE = EmailTemplate(subject="Something for you, {name}",
-                                 text="Hi {name}, thanks for being with us.")
+def load_email_templates(path: Path) -> dict[str, EmailTemplate]:
+    """Segment name -> email template, from the ``email`` section of the activation config."""
+    import yaml
+
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return {str(segment): EmailTemplate(subject=str(spec["subject"]), text=str(spec["text"]))
+                for segment, spec in (data.get("email") or {}).items()}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidConfig(f"{path.name}: each email entry needs a subject and a text ({exc})") from exc
 
 
 @dataclass
@@ -74,6 +86,10 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
     if change.change != "entered":
         report.skipped[key] = "exited"
         return report
+    template = templates.get(change.segment)
+    if template is None:
+        report.skipped[key] = "no_channel"
+        return report
     contact = contacts.contacts([change.profile_id]).get(change.profile_id)
     if contact is None or not contact.email:
         report.skipped[key] = "no_email"
@@ -84,7 +100,7 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
     if not ledger.claim(key):
         report.duplicates.append(key)
         return report
-    subject, text, html_body = templates.get(change.segment, DEFAULT_TEMPLATE).render(contact)
+    subject, text, html_body = template.render(contact)
     try:
         sender.send(to=contact.email, subject=subject, text=text, html_body=html_body,
                     tags={"segment": change.segment, "run": change.run_id})

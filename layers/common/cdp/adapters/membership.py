@@ -67,6 +67,26 @@ class DynamoMembershipStore:
             return None
         return Member(profile_id, str(item.get("entered_run", "")), str(item.get("entered_at", "")))
 
+    def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
+        """The stored memberships among ``(segment, profile_id)`` keys, in BatchGetItem calls of 100."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str], Member] = {}
+        _ = self.table  # binds the service resource
+        for start in range(0, len(wanted), 100):
+            request: dict[str, Any] = {self.table_name: {
+                "Keys": [{"segment": s, "profile_id": p} for s, p in wanted[start:start + 100]],
+                "ConsistentRead": True}}
+            while request:
+                try:
+                    out = self._dynamodb.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise StoreError("could not read segment memberships") from exc
+                for item in out.get("Responses", {}).get(self.table_name, []):
+                    key = (str(item["segment"]), str(item["profile_id"]))
+                    found[key] = Member(key[1], str(item.get("entered_run", "")), str(item.get("entered_at", "")))
+                request = out.get("UnprocessedKeys") or {}
+        return found
+
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
         try:
             with self.table.batch_writer(overwrite_by_pkeys=["segment", "profile_id"]) as batch:

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cdp.errors import CdpError
 from cdp.identity.config import IdentityConfig
 from cdp.identity.resolve import BatchOutcome, resolve_batch
+from cdp.segments.definition import SegmentDefinition
+from cdp.segments.membership import MembershipChange
+from cdp.segments.realtime import evaluate_batch
 from cdp.streams import StreamRecord, decode
 
 
 @dataclass
 class UnifyResult:
     outcome: BatchOutcome
+    # Real-time segment entries and exits of the profiles this batch changed.
+    changes: list[MembershipChange] = field(default_factory=list)
     # Sequence numbers to report as batchItemFailures: the mapping retries from the lowest.
     retry: list[str] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
 
 
-def unify_records(records: list[StreamRecord], store: Any, *, config: IdentityConfig, now: datetime) -> UnifyResult:
+@dataclass(frozen=True)
+class RealtimeSegments:
+    """What real-time segment evaluation needs: the definitions and where membership goes."""
+
+    definitions: list[SegmentDefinition]
+    membership: Any  # a MembershipStore with members_of(keys)
+    publish: Callable[[list[MembershipChange]], None]
+
+
+def unify_records(records: list[StreamRecord], store: Any, *, config: IdentityConfig, now: datetime,
+                  realtime: RealtimeSegments | None = None) -> UnifyResult:
     events: list[dict[str, Any]] = []
     sequence_of: dict[str, str] = {}
     undecodable: list[str] = []
@@ -32,6 +49,24 @@ def unify_records(records: list[StreamRecord], store: Any, *, config: IdentityCo
         sequence_of.setdefault(str(event.get("messageId")), record.sequence_number)
     outcome = resolve_batch(events, store, config=config, now=now)
     retry = [sequence_of[mid] for mid in outcome.failed if mid in sequence_of]
+    changes: list[MembershipChange] = []
+    if realtime is not None and outcome.applied:
+        try:
+            changes = _evaluate_realtime(outcome, store, realtime, now)
+        except CdpError:
+            # The profile updates are done; a redelivery dedupes them and evaluates again.
+            retry = [sequence_of[mid] for mid in outcome.applied if mid in sequence_of] + retry
     # An undecodable record cannot succeed: reporting it lets bounded retries hand it to the
     # on-failure destination instead of dropping it.
-    return UnifyResult(outcome=outcome, retry=sorted([*retry, *undecodable], key=int), undecodable=undecodable)
+    return UnifyResult(outcome=outcome, changes=changes, retry=sorted({*retry, *undecodable}, key=int),
+                       undecodable=undecodable)
+
+
+def _evaluate_realtime(outcome: BatchOutcome, store: Any, realtime: RealtimeSegments,
+                       now: datetime) -> list[MembershipChange]:
+    run_ids: dict[str, str] = {}
+    for message_id in outcome.applied:  # the first event of the batch that changed the profile
+        run_ids.setdefault(outcome.profile_of[message_id], f"rt:{message_id}")
+    profiles = [p.view() for p in store.get_profiles(list(run_ids)).values() if not p.is_tombstone]
+    return evaluate_batch(realtime.definitions, profiles, membership=realtime.membership,
+                          publish=realtime.publish, run_ids=run_ids, now=now)

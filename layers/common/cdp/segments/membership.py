@@ -93,6 +93,9 @@ class InMemoryMembershipStore:
     def member(self, segment: str, profile_id: str) -> Member | None:
         return self._members.get(segment, {}).get(profile_id)
 
+    def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
+        return {(seg, pid): m for seg, pid in keys if (m := self.member(seg, pid)) is not None}
+
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
         current = self._members.setdefault(segment, {})
         for member in entered:

@@ -33,22 +33,49 @@ def evaluate_changes(
     now: datetime,
 ) -> list[MembershipChange]:
     """Entered/exited changes of ``profile`` for every real-time definition; published, then stored."""
-    profile_id = str(profile["profile_id"])
+    return evaluate_batch(defns, [profile], membership=membership, publish=publish,
+                          run_ids={str(profile["profile_id"]): run_id}, now=now)
+
+
+def evaluate_batch(
+    defns: Iterable[SegmentDefinition],
+    profiles: Iterable[Mapping[str, Any]],
+    *,
+    membership: Any,
+    publish: Callable[[list[MembershipChange]], None],
+    run_ids: Mapping[str, str],
+    now: datetime,
+) -> list[MembershipChange]:
+    """The same for many profiles at once: one batched membership read, one publish, batched writes.
+
+    ``membership`` needs ``members_of(keys)`` (a batch read) besides the MembershipStore methods.
+    """
+    realtime = realtime_segments(defns)
+    profiles = list(profiles)
+    if not realtime or not profiles:
+        return []
     at = iso(now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC))
+    keys = [(d.name, str(p["profile_id"])) for d in realtime for p in profiles]
+    stored = membership.members_of(keys)
     changes: list[MembershipChange] = []
-    for defn in realtime_segments(defns):
-        is_member = evaluate_profile(defn, profile)
-        stored = membership.member(defn.name, profile_id)
-        if is_member and stored is None:
-            changes.append(MembershipChange(defn.name, profile_id, "entered", run_id, at))
-        elif not is_member and stored is not None:
-            changes.append(MembershipChange(defn.name, profile_id, "exited", run_id, at))
+    for profile in profiles:
+        profile_id = str(profile["profile_id"])
+        for defn in realtime:
+            is_member = evaluate_profile(defn, profile)
+            was_member = (defn.name, profile_id) in stored
+            if is_member != was_member:
+                kind = "entered" if is_member else "exited"
+                changes.append(MembershipChange(defn.name, profile_id, kind, run_ids[profile_id], at))
     if not changes:
         return []
     publish(changes)
+    by_segment: dict[str, tuple[list[Member], list[str]]] = {}
     for change in changes:
+        entered, exited = by_segment.setdefault(change.segment, ([], []))
         if change.change == "entered":
-            membership.apply(change.segment, [Member(profile_id, run_id, at)], [])
+            entered.append(Member(change.profile_id, change.run_id, at))
         else:
-            membership.apply(change.segment, [], [profile_id])
+            exited.append(change.profile_id)
+    for segment, (entered, exited) in by_segment.items():
+        membership.apply(segment, entered, exited)
     return changes
