@@ -204,9 +204,9 @@ def format_summary(s: DemoSummary) -> str:
     ]
     for name, seg in s.segments.items():
         if "error" in seg:
-            lines.append(f"  segment {name:<17} FAILED: {seg['error']}")
+            lines.append(f"  segment {name:<26} FAILED: {seg['error']}")
         else:
-            lines.append(f"  segment {name:<17} {seg['members']:>10,} members "
+            lines.append(f"  segment {name:<26} {seg['members']:>6,} members "
                          f"({seg['entered']:,} entered, {seg['bytes_scanned']:,} bytes scanned)")
     lines += [
         f"  entries to email          {s.email_entries:>10,}",
