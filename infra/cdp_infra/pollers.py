@@ -27,7 +27,38 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class KinesisShardPoller:
+class _Poller:
+    """A background thread that polls until stopped and survives its own errors, as Lambda's pollers do."""
+
+    function: LocalFunction
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def _thread_name(self) -> str:
+        raise NotImplementedError
+
+    def poll_once(self) -> None:
+        raise NotImplementedError
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self._thread_name())
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep polling, like Lambda's poller
+                log.exception("poller %s failed; retrying", self._thread_name())
+                time.sleep(0.5)
+
+
+class KinesisShardPoller(_Poller):
     """One Lambda poller for one shard, as Lambda runs one per shard (ParallelizationFactor 1)."""
 
     def __init__(self, kinesis: Any, sqs: Any, function: LocalFunction, mapping: dict[str, Any], *,
@@ -56,27 +87,15 @@ class KinesisShardPoller:
         self._iterator = self.kinesis.get_shard_iterator(
             StreamName=self.stream_name, ShardId=self.shard_id,
             ShardIteratorType=self.starting_position)["ShardIterator"]
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"esm-{self.function.spec.logical_id}-{self.shard_id}")
-        self._thread.start()
+        self._start_thread()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
+    def _thread_name(self) -> str:
+        return f"esm-{self.function.spec.logical_id}-{self.shard_id}"
 
     @property
     def idle(self) -> bool:
         return self.caught_up and not self.buffer
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # keep the shard alive, like Lambda's poller
-                log.exception("poller %s/%s failed; retrying", self.function.spec.logical_id, self.shard_id)
-                time.sleep(0.5)
 
     # ------------------------------------------------------------------ polling
     def _fill(self) -> None:
@@ -204,7 +223,7 @@ class KinesisShardPoller:
         log.error("sent %d records of %s to the on-failure destination", len(records), self.shard_id)
 
 
-class SqsPoller:
+class SqsPoller(_Poller):
     """Lambda's SQS event source: receive, invoke, delete what succeeded (ReportBatchItemFailures)."""
 
     def __init__(self, sqs: Any, function: LocalFunction, mapping: dict[str, Any], *,
@@ -222,15 +241,11 @@ class SqsPoller:
         self._thread: threading.Thread | None = None
 
     def start(self) -> SqsPoller:
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"esm-{self.function.spec.logical_id}-sqs")
-        self._thread.start()
+        self._start_thread()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
+    def _thread_name(self) -> str:
+        return f"esm-{self.function.spec.logical_id}-sqs"
 
     @property
     def idle(self) -> bool:
@@ -240,14 +255,6 @@ class SqsPoller:
             QueueUrl=self.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                log.exception("SQS poller %s failed; retrying", self.function.spec.logical_id)
-                time.sleep(0.5)
 
     def poll_once(self) -> None:
         out = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 import pytest
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.errors import ConcurrentUpdate, IdentifierTaken
-from cdp.identity import IdentityConfig, iter_identity_map, iter_profiles, lookup_profile, resolve_batch
+from cdp.identity import iter_identity_map, iter_profiles, lookup_profile, resolve_batch
 from cdp.identity.profile import Profile
 from cdp.settings import Settings
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-CONFIG = IdentityConfig()
-
-
-def ev(message_id: str, minute: int = 0, type_: str = "track", **fields: Any) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "type": type_,
-        "timestamp": f"2026-11-20T10:{minute:02d}:00.000Z",
-        **fields,
-    }
+from tests.identity_support import CONFIG, NOW, ev
 
 
 @pytest.fixture

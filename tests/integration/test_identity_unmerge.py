@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
-from cdp.identity import IdentityConfig, explain, lookup_profile, resolve_batch, undo_merge
+from cdp.identity import explain, lookup_profile, resolve_batch, undo_merge
 from cdp.identity.unmerge import detach
 from cdp.settings import Settings
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-CONFIG = IdentityConfig()
-
-
-def ev(message_id: str, minute: int = 0, type_: str = "track", **fields: Any) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "type": type_,
-        "timestamp": f"2026-11-20T10:{minute:02d}:00.000Z",
-        **fields,
-    }
+from tests.identity_support import CONFIG, NOW, ev
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,18 +18,7 @@ from cdp.identity import (
     resolve_batch,
 )
 from cdp.identity.profile import Profile
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-CONFIG = IdentityConfig()
-
-
-def ev(message_id: str, minute: int = 0, type_: str = "track", **fields: Any) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "type": type_,
-        "timestamp": f"2026-11-20T10:{minute:02d}:00.000Z",
-        **fields,
-    }
+from tests.identity_support import CONFIG, NOW, ev
 
 
 def resolve(events: list[dict[str, Any]], store: InMemoryIdentityStore, config: IdentityConfig = CONFIG):

@@ -9,7 +9,6 @@ import pytest
 
 from cdp.errors import InvalidIdentifier, InvalidUnmerge, NotFound
 from cdp.identity import (
-    IdentityConfig,
     InMemoryIdentityStore,
     detach,
     explain,
@@ -19,18 +18,7 @@ from cdp.identity import (
     resolve_batch,
     undo_merge,
 )
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-CONFIG = IdentityConfig()
-
-
-def ev(message_id: str, minute: int = 0, type_: str = "track", **fields: Any) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "type": type_,
-        "timestamp": f"2026-11-20T10:{minute:02d}:00.000Z",
-        **fields,
-    }
+from tests.identity_support import CONFIG, NOW, ev
 
 
 def run(store: InMemoryIdentityStore, *batches: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -68,15 +68,17 @@ def compact_partition(
         key=lambda i: i.path,
     )
     bytes_before = sum(i.size or 0 for i in files)
-    if len(files) < min_files:
-        rows = sum(pq.ParquetFile(i.path, filesystem=fs).metadata.num_rows for i in files)
-        return CompactionReport(dt, len(files), len(files), rows, rows, bytes_before, bytes_before)
+    if not files:
+        return CompactionReport(dt, 0, 0, 0, 0, 0, 0)
 
     table = ds.dataset(
         [i.path for i in files], schema=EVENTS_SCHEMA, filesystem=fs, format="parquet"
     ).to_table()
     rows_before = table.num_rows
     distinct = _distinct_rows(table)
+    if len(files) < min_files and distinct.num_rows == rows_before:
+        # Nothing to merge and nothing duplicated (one batch can carry the same event twice).
+        return CompactionReport(dt, len(files), len(files), rows_before, rows_before, bytes_before, bytes_before)
     ordered = distinct.sort_by([("timestamp", "ascending"), ("message_id", "ascending")])
 
     token = uuid.uuid4().hex

@@ -36,17 +36,10 @@ from typing import Any, Literal
 import yaml
 
 from cdp.errors import InvalidSegment
+from cdp.identity.computed import STAGES
 from cdp.segments.schedule import ScheduleError, validate_schedule
 
-LIFECYCLE_STAGES: tuple[str, ...] = (
-    "new_visitor",
-    "returning_visitor",
-    "lead",
-    "prospect",
-    "new_customer",
-    "engaged_customer",
-    "churned",
-)
+LIFECYCLE_STAGES: tuple[str, ...] = STAGES  # one list of stages: the identity package owns it
 
 COMPARISON_OPS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "exists")
 NUMERIC_ONLY_OPS = frozenset({"gt", "gte", "lt", "lte"})
