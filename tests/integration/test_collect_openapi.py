@@ -126,7 +126,7 @@ def test_profile_answers_are_ones_the_contract_documents(
     monkeypatch.setattr(collector, "identity_store", lambda: None)
     import cdp.identity
 
-    monkeypatch.setattr(cdp.identity, "lookup_profile", lambda identifier, store: None)
+    monkeypatch.setattr(cdp.identity, "lookup_profile", lambda identifier, store, config=None: None)
     event = proxy_event(
         "/v1/profiles/email:a@example.com",
         method="GET",
