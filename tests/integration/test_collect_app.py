@@ -8,13 +8,11 @@ import json
 import re
 import sys
 import types
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from cdp.adapters.sources import DynamoSourceStore
 from cdp.errors import StreamUnavailable
 from cdp.settings import Settings
 
@@ -22,23 +20,11 @@ from .collect_support import (
     ADMIN_TOKEN,
     WRITE_KEY,
     basic,
-    load_app,
     proxy_event,
     quarantine_lines,
     response_json,
     stream_events,
 )
-
-
-@pytest.fixture
-def collector(
-    stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ModuleType]:
-    for name, value in stack_environment.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
-    DynamoSourceStore(stack_settings).register_write_key("tests", WRITE_KEY)
-    yield load_app()
 
 
 def call(collector: ModuleType, event: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from cdp.adapters.sources import DynamoSourceStore
-from cdp.settings import Settings
 from cdp_infra.template import load_template
 
 from .collect_support import (
@@ -75,17 +72,6 @@ def test_every_reason_code_in_the_code_is_documented() -> None:
     found |= {f"invalid_{name}" for name in ("properties", "traits", "context", "integrations")}
     internal = {"write_key_collision", "write_key_vanished", "unknown_source", "unknown_route"}
     assert found - internal <= event_reasons(SPEC) | request_reasons(SPEC)
-
-
-@pytest.fixture
-def collector(
-    stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ModuleType]:
-    for name, value in stack_environment.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
-    DynamoSourceStore(stack_settings).register_write_key("tests", WRITE_KEY)
-    yield load_app()
 
 
 GOOD = {"type": "track", "userId": "u1", "event": "E"}

@@ -6,30 +6,14 @@ import json
 import shutil
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from cdp.adapters.sources import DynamoSourceStore
 from cdp.settings import Settings
 
-from .collect_support import WRITE_KEY, load_app, serve_collector, stream_events
-
-
-@pytest.fixture
-def collector_url(
-    stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    for name, value in stack_environment.items():
-        monkeypatch.setenv(name, value)
-    DynamoSourceStore(stack_settings).register_write_key("sdk", WRITE_KEY)
-    server = serve_collector(load_app("cdp_sdk_collect_app"))
-    try:
-        yield server.url
-    finally:
-        server.stop()
+from .collect_support import WRITE_KEY, stream_events
 
 
 def by_type(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from cdp.adapters.sources import DynamoSourceStore
 from cdp.settings import Settings
 
-from .collect_support import WRITE_KEY, load_app, serve_collector, stream_events
+from .collect_support import WRITE_KEY, stream_events
 
 HERE = Path(__file__).resolve().parent
 TRACKER = HERE.parents[1] / "functions" / "collect" / "static" / "cdp.js"
@@ -38,20 +36,6 @@ CHROMIUM = next(
     ),
     None,
 )
-
-
-@pytest.fixture
-def collector_url(
-    stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    for name, value in stack_environment.items():
-        monkeypatch.setenv(name, value)
-    DynamoSourceStore(stack_settings).register_write_key("browser", WRITE_KEY)
-    server = serve_collector(load_app("cdp_tracker_collect_app"))
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def run_harness(scenario: str, url: str) -> dict[str, Any]:
