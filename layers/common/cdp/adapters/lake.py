@@ -12,8 +12,12 @@ from cdp.settings import Settings
 
 @lru_cache(maxsize=4)
 def lake_filesystem(settings: Settings) -> pafs.FileSystem:
-    """pyarrow's S3 filesystem. pyarrow does not read AWS_ENDPOINT_URL: pass it explicitly."""
-    kwargs: dict[str, object] = {"region": settings.aws_region}
+    """pyarrow's S3 filesystem. pyarrow does not read AWS_ENDPOINT_URL: pass it explicitly.
+
+    ``allow_delayed_open`` lets a small file go up as one PutObject instead of a three-request
+    multipart upload (create, part, complete): a third of the requests for each archived batch.
+    """
+    kwargs: dict[str, object] = {"region": settings.aws_region, "allow_delayed_open": True}
     if settings.aws_endpoint_url:
         url = urlsplit(settings.aws_endpoint_url)
         kwargs.update(endpoint_override=url.netloc, scheme=url.scheme or "http",
