@@ -355,7 +355,7 @@ class Scheduler:
         for function, rule, expression in self.jobs:
             period = schedule_seconds(expression)
             if period is None:
-                log.warning("schedule %s (%s) fires only on demand locally", rule, expression)
+                log.info("schedule %s (%s) fires only on demand locally", rule, expression)
                 continue
             thread = threading.Thread(target=self._loop, args=(function, rule, period), daemon=True,
                                       name=f"schedule-{rule}")
