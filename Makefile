@@ -32,6 +32,7 @@ test: install node-deps  ## the whole test suite (unit, integration on moto, end
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 
 bench: install ## figures only, no pass/fail

@@ -63,9 +63,10 @@ def evaluate_batch(
         for defn in realtime:
             is_member = evaluate_profile(defn, profile)
             was_member = (defn.name, profile_id) in stored
-            if is_member != was_member:
-                kind = "entered" if is_member else "exited"
-                changes.append(MembershipChange(defn.name, profile_id, kind, run_ids[profile_id], at))
+            if is_member and not was_member:
+                changes.append(MembershipChange(defn.name, profile_id, "entered", run_ids[profile_id], at))
+            elif was_member and not is_member:
+                changes.append(MembershipChange(defn.name, profile_id, "exited", run_ids[profile_id], at))
     if not changes:
         return []
     publish(changes)
