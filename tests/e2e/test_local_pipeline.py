@@ -188,3 +188,11 @@ def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
         "dynamodb", endpoint_url=pipeline.endpoint_url)).members("pro-plan-engaged")
     assert profile["profile_id"] in members
     assert emails_sent(pipeline) == before + 1
+
+
+def test_unmerging_an_unknown_identifier_fails_with_a_reason(pipeline: LocalPipeline,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from cdp_infra.cli import main
+
+    assert main(["profile", "unmerge", "email:nobody@nowhere.example"]) == 1
+    assert "not_found" in capsys.readouterr().err
