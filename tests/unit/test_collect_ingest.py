@@ -201,3 +201,21 @@ def test_a_stream_failure_propagates_after_the_rejects_are_quarantined() -> None
 def test_the_request_ip_and_user_agent_reach_the_stored_event() -> None:
     _, sink, _ = run({"batch": [GOOD]}, authorization=auth(), ip="192.0.2.1", user_agent="analytics-python/2")
     assert sink.records[0].event["context"] == {"ip": "192.0.2.1", "userAgent": "analytics-python/2"}
+
+
+def test_a_write_key_in_a_refused_body_is_never_stored_in_the_quarantine() -> None:
+    # Given a body that authenticates with its own writeKey but is not a valid batch
+    error, quarantine = attempt({"writeKey": KEY, "batch": {"type": "track"}})
+    assert isinstance(error, MalformedRequest) and error.reason == "batch_not_a_list"
+    [entry] = quarantine.entries
+    # Then the quarantined body keeps everything but the key
+    assert KEY.encode() not in entry.raw_body
+    assert json.loads(entry.raw_body) == {"batch": {"type": "track"}}
+
+
+def test_the_header_write_key_is_redacted_from_an_unreadable_body() -> None:
+    body = b'{"writeKey": "' + KEY.encode() + b'", oops'
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, MalformedRequest)
+    [entry] = quarantine.entries
+    assert KEY.encode() not in entry.raw_body and b"[redacted write key]" in entry.raw_body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,14 +107,18 @@ def ingest(
     received_at = format_timestamp(now)
     header_key = write_key_from_authorization(request.authorization)
     source = _authenticate(sources, header_key) if header_key else None
+    payload: object = None
+    body_key: str | None = None
     try:
         payload = _read(request, max_request_bytes)
         if source is None:
-            source = _authenticate(sources, _body_write_key(payload))
+            body_key = _body_write_key(payload)
+            source = _authenticate(sources, body_key)
         events, facts = _unpack(request, payload, source, now)
     except (MalformedRequest, PayloadTooLarge) as exc:
         if source is not None:
-            quarantine.put([_raw_entry(request, source, received_at, exc.reason)])
+            quarantine.put([_raw_entry(request, source, received_at, exc.reason,
+                                       secrets=[k for k in (header_key, body_key) if k], parsed=payload)])
         raise
     records: list[StreamRecord] = []
     rejections: list[Rejection] = []
@@ -191,14 +196,26 @@ def _unpack(
     return events, facts
 
 
-def _raw_entry(request: IngestRequest, source: Source, received_at: str, reason: str) -> QuarantineEntry:
+def _raw_entry(request: IngestRequest, source: Source, received_at: str, reason: str, *,
+               secrets: list[str], parsed: object) -> QuarantineEntry:
+    """The request body as received, minus the write key: a secret never goes to the lake.
+
+    When the key came from a body that parsed, the parsed body is stored (uncompressed) without its
+    ``writeKey``; otherwise every literal occurrence of the key in the raw bytes is redacted.
+    """
+    body, encoding = request.body, request.content_encoding
+    if isinstance(parsed, dict) and "writeKey" in parsed:
+        body = json.dumps({k: v for k, v in parsed.items() if k != "writeKey"}).encode()
+        encoding = None
+    for secret in secrets:
+        body = body.replace(secret.encode(), b"[redacted write key]")
     return QuarantineEntry(
         reason=reason,
         source_id=source.source_id,
         received_at=received_at,
         route=request.route,
-        raw_body=request.body,
-        content_encoding=request.content_encoding,
+        raw_body=body,
+        content_encoding=encoding,
         ip=request.ip,
         user_agent=request.user_agent,
     )
