@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from cdp.collect import IngestRequest, QuarantineEntry, Source, StreamRecord, ingest
+from cdp.collect import IngestRequest, QuarantineEntry, Source, ingest
 from cdp.errors import EventsRejected, MalformedRequest, PayloadTooLarge, StreamUnavailable, WriteKeyRejected
+from tests.unit.collect_fakes import ListSink
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KEY = "wk_good"
@@ -25,16 +26,6 @@ class FakeSources:
     def authenticate(self, write_key: str) -> Source | None:
         return self.sources.get(write_key)
 
-
-class ListSink:
-    def __init__(self, fail: bool = False) -> None:
-        self.records: list[StreamRecord] = []
-        self.fail = fail
-
-    def put(self, records: Sequence[StreamRecord]) -> None:
-        if self.fail:
-            raise StreamUnavailable("stream_write_failed")
-        self.records.extend(records)
 
 
 class ListQuarantine:

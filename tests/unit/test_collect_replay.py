@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from cdp.collect import QuarantineEntry, StreamRecord
+from cdp.collect import QuarantineEntry
 from cdp.collect.replay import list_quarantine, replay_quarantine
 from cdp.errors import StreamUnavailable
+from tests.unit.collect_fakes import ListSink
 
 RECEIVED = "2024-05-01T12:00:00.000Z"
 
@@ -37,16 +38,6 @@ class MemoryQuarantine:
         else:
             del self.objects[key]
 
-
-class ListSink:
-    def __init__(self, fail: bool = False) -> None:
-        self.records: list[StreamRecord] = []
-        self.fail = fail
-
-    def put(self, records: Sequence[StreamRecord]) -> None:
-        if self.fail:
-            raise StreamUnavailable("stream_write_failed")
-        self.records.extend(records)
 
 
 def event_entry(
