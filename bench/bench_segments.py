@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from cdp.adapters.duckdb import DuckDBEngine
 from cdp.lake.parquet import EVENTS_SCHEMA, IDENTITY_SCHEMA
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import parse_segment
-from cdp.segments.engines import DuckDBEngine
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 EVENT_NAMES = ["Page Viewed", "Product Viewed", "Added to Cart", "Order Completed", "Signed Up"]

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from cdp.adapters.lake import lake_filesystem
 from cdp.lake import parse_time
-from cdp.segments.compaction import compact_partition
+from cdp.lake.compaction import compact_partition
 from cdp.settings import Settings
 
 logger = Logger()

@@ -91,7 +91,7 @@ def _engine(args: argparse.Namespace) -> Any:
     if args.lake:
         import pyarrow.fs as pafs
 
-        from cdp.segments.engines import DuckDBEngine
+        from cdp.adapters.duckdb import DuckDBEngine
 
         return DuckDBEngine(pafs.LocalFileSystem(), str(args.lake))
     from cdp.adapters.engines import query_engine
@@ -205,7 +205,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from cdp.segments.compaction import compact_partition
+    from cdp.lake.compaction import compact_partition
 
     if args.lake:
         import pyarrow.fs as pafs

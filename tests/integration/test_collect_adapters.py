@@ -10,7 +10,7 @@ import pytest
 from cdp.adapters.kinesis import KinesisSink
 from cdp.adapters.quarantine import S3Quarantine, entry_from_dict
 from cdp.adapters.sources import DynamoSourceStore, hash_write_key
-from cdp.collect import QuarantineEntry, StreamRecord
+from cdp.collect import OutgoingRecord, QuarantineEntry
 from cdp.errors import NotFound
 from cdp.settings import Settings
 
@@ -94,7 +94,7 @@ def test_a_retried_quarantine_write_overwrites_its_own_object(stack_settings: Se
 
 
 def test_the_sink_writes_every_record_with_its_partition_key(stack_settings: Settings) -> None:
-    records = [StreamRecord({"n": i}, json.dumps({"n": i}).encode(), f"anon-{i % 3}") for i in range(1200)]
+    records = [OutgoingRecord({"n": i}, json.dumps({"n": i}).encode(), f"anon-{i % 3}") for i in range(1200)]
     KinesisSink(stack_settings).put(records)
     found = stream_events(stack_settings)
     assert sorted(e["n"] for _, e in found) == list(range(1200))
@@ -102,7 +102,7 @@ def test_the_sink_writes_every_record_with_its_partition_key(stack_settings: Set
 
 
 def test_one_senders_events_stay_in_order_on_their_shard(stack_settings: Settings) -> None:
-    records = [StreamRecord({"n": i}, json.dumps({"n": i}).encode(), "anon-1") for i in range(50)]
+    records = [OutgoingRecord({"n": i}, json.dumps({"n": i}).encode(), "anon-1") for i in range(50)]
     KinesisSink(stack_settings).put(records)
     assert [e["n"] for _, e in stream_events(stack_settings)] == list(range(50))
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from cdp.adapters.kinesis import KinesisSink
 from cdp.adapters.quarantine import S3Quarantine, entry_to_dict
 from cdp.adapters.sources import DynamoSourceStore
-from cdp.collect import QuarantineEntry, StreamRecord
+from cdp.collect import OutgoingRecord, QuarantineEntry
 from cdp.settings import Settings
 
 from .collect_support import (
@@ -60,7 +60,7 @@ class CountingSink:
         self.inner = inner
         self.message_ids: list[str] = []
 
-    def put(self, records: Sequence[StreamRecord]) -> None:
+    def put(self, records: Sequence[OutgoingRecord]) -> None:
         self.inner.put(records)
         self.message_ids.extend(r.event["messageId"] for r in records)
 

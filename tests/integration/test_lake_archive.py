@@ -8,11 +8,11 @@ import pyarrow.fs as pafs
 
 from cdp.lake.archive import archive_batch
 from cdp.lake.parquet import events_dataset
-from cdp.streams import StreamRecord
+from cdp.streams import DeliveredRecord
 
 
-def _records(n: int, day: str = "2026-11-20") -> list[StreamRecord]:
-    return [StreamRecord("shardId-000000000000", f"{1000 + i}", json.dumps({
+def _records(n: int, day: str = "2026-11-20") -> list[DeliveredRecord]:
+    return [DeliveredRecord("shardId-000000000000", f"{1000 + i}", json.dumps({
         "messageId": f"m{i}", "type": "track", "event": "Viewed", "anonymousId": f"a{i % 3}",
         "timestamp": f"{day}T10:00:0{i % 10}.000Z"}).encode()) for i in range(n)]
 
@@ -36,7 +36,7 @@ def test_a_redelivered_batch_overwrites_its_own_file_instead_of_duplicating(tmp_
 def test_an_unreadable_record_is_reported_and_nothing_after_it_is_written(tmp_path) -> None:
     fs = pafs.LocalFileSystem()
     records = _records(4)
-    records.insert(2, StreamRecord("shardId-000000000000", "1002x", b"not json"))
+    records.insert(2, DeliveredRecord("shardId-000000000000", "1002x", b"not json"))
     result = archive_batch(records, fs, str(tmp_path))
     assert result.unreadable == ["1002x"]
     assert events_dataset(fs, str(tmp_path)).to_table().num_rows == 2

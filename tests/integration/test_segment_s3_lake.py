@@ -10,10 +10,10 @@ import boto3
 import pyarrow.fs as pafs
 import pytest
 
+from cdp.adapters.duckdb import DuckDBEngine
+from cdp.lake.compaction import compact_partition
 from cdp.lake.parquet import write_events, write_identity_snapshot
-from cdp.segments.compaction import compact_partition
 from cdp.segments.definition import parse_segment
-from cdp.segments.engines import DuckDBEngine
 from cdp.segments.run import preview_segment
 
 NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)

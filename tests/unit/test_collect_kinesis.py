@@ -8,15 +8,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cdp.adapters.kinesis import KinesisSink, chunk_records
-from cdp.collect import StreamRecord
+from cdp.collect import OutgoingRecord
 from cdp.errors import StreamUnavailable
 from cdp.settings import Settings
 
 SETTINGS = Settings(events_stream="events")
 
 
-def record(n: int, size: int = 10) -> StreamRecord:
-    return StreamRecord(event={"n": n}, data=b"x" * size, partition_key=f"k{n}")
+def record(n: int, size: int = 10) -> OutgoingRecord:
+    return OutgoingRecord(event={"n": n}, data=b"x" * size, partition_key=f"k{n}")
 
 
 class FakeKinesis:
@@ -72,13 +72,13 @@ def test_every_record_is_written_in_one_call_when_kinesis_accepts_all() -> None:
 
 def test_the_partition_key_and_data_of_each_record_are_sent() -> None:
     client = FakeKinesis()
-    sink(client).put([StreamRecord(event={}, data=b'{"a":1}', partition_key="anon-1")])
+    sink(client).put([OutgoingRecord(event={}, data=b'{"a":1}', partition_key="anon-1")])
     assert client.calls[0] == [{"Data": b'{"a":1}', "PartitionKey": "anon-1"}]
 
 
 def test_only_the_refused_records_are_retried() -> None:
     client = FakeKinesis(refuse={b"bb"}, times=1)
-    sink(client).put([StreamRecord({}, b"a", "k"), StreamRecord({}, b"bb", "k"), StreamRecord({}, b"c", "k")])
+    sink(client).put([OutgoingRecord({}, b"a", "k"), OutgoingRecord({}, b"bb", "k"), OutgoingRecord({}, b"c", "k")])
     assert [r["Data"] for r in client.calls[1]] == [b"bb"]
     assert sorted(client.stored) == [b"a", b"bb", b"c"]
 
@@ -86,7 +86,7 @@ def test_only_the_refused_records_are_retried() -> None:
 def test_records_still_refused_after_every_attempt_raise_stream_unavailable() -> None:
     client = FakeKinesis(refuse={b"bb"}, times=99)
     with pytest.raises(StreamUnavailable) as raised:
-        sink(client, attempts=3).put([StreamRecord({}, b"a", "k"), StreamRecord({}, b"bb", "k")])
+        sink(client, attempts=3).put([OutgoingRecord({}, b"a", "k"), OutgoingRecord({}, b"bb", "k")])
     assert raised.value.details["failed"] == 1
     assert len(client.calls) == 3
 

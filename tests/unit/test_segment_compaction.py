@@ -10,8 +10,8 @@ import pyarrow.fs as pafs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdp.lake.compaction import compact_partition
 from cdp.lake.parquet import EVENTS_SCHEMA, write_events
-from cdp.segments.compaction import compact_partition
 
 DAY = datetime(2024, 3, 30, tzinfo=UTC)
 DT = "2024-03-30"

@@ -13,12 +13,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from cdp.adapters.duckdb import DuckDBEngine
 from cdp.errors import QueryFailed
-from cdp.lake.parquet import write_events, write_identity_snapshot
+from cdp.lake.parquet import PROFILES_SCHEMA, write_events, write_identity_snapshot
 from cdp.segments.catalog import all_segments
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import parse_segment
-from cdp.segments.engines import PROFILES_SCHEMA, DuckDBEngine
 
 NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
 

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdp.adapters.duckdb import DuckDBEngine
 from cdp.errors import InvalidSegment
+from cdp.lake.parquet import PROFILES_SCHEMA
 from cdp.segments.catalog import lifecycle_segments
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import LIFECYCLE_STAGES, parse_segment
-from cdp.segments.engines import PROFILES_SCHEMA, DuckDBEngine
 from cdp.segments.predicate import evaluate_profile
 
 NOW = datetime(2024, 3, 31, tzinfo=UTC)

@@ -10,15 +10,15 @@ from cdp.identity.store import InMemoryIdentityStore
 from cdp.jobs.unify_job import RealtimeSegments, unify_records
 from cdp.segments.definition import parse_segment
 from cdp.segments.membership import InMemoryMembershipStore, MembershipChange
-from cdp.streams import StreamRecord
+from cdp.streams import DeliveredRecord
 
 PRO = parse_segment("name: pro\ncondition:\n  trait: plan\n  in: [pro]\n", "pro.yaml")
 BUYERS = parse_segment("name: buyers\ncondition:\n  event: Order Completed\n  within_days: 30\n", "b.yaml")
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
-def _records(*events: dict) -> list[StreamRecord]:
-    return [StreamRecord("shardId-0", str(i + 1), json.dumps({"timestamp": "2026-11-20T10:00:00.000Z", **e}).encode())
+def _records(*events: dict) -> list[DeliveredRecord]:
+    return [DeliveredRecord("shardId-0", str(i + 1), json.dumps({"timestamp": "2026-11-20T10:00:00.000Z", **e}).encode())
             for i, e in enumerate(events)]
 
 

@@ -31,15 +31,30 @@ class NotFound(CdpError):
 
 
 class StoreError(CdpError):
-    """A data store failed; the operation may be retried."""
+    """A data store or AWS service failed.
+
+    ``retryable`` says whether the same call may succeed later (a timeout, a 5xx, throttling, a lost
+    race) or not (validation, access denied, a missing resource). ``cdp.adapters.errors`` decides it.
+    """
 
     code = "store_error"
+    retryable_by_default = True
+
+    def __init__(self, reason: str = "", *, retryable: bool | None = None, **details: object) -> None:
+        super().__init__(reason, **details)
+        self.retryable = self.retryable_by_default if retryable is None else retryable
 
 
 class ConcurrentUpdate(StoreError):
     """An optimistic-locking condition failed; re-read and retry."""
 
     code = "concurrent_update"
+
+
+class ServiceThrottled(StoreError):
+    """An AWS service throttled us (DynamoDB, Kinesis, SES ...); retry after a pause."""
+
+    code = "service_throttled"
 
 
 class MergeBlocked(CdpError):

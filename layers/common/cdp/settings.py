@@ -6,6 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+_CONVERT = {"int": int, "float": float}
+
+#: Fields the template does not set (they have working defaults); every other field is a
+#: resource name or option that template.yaml's Globals give every function.
+TUNING_FIELDS = frozenset({
+    "aws_region", "aws_endpoint_url", "claim_transaction_min",
+    "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts",
+})
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -32,6 +41,11 @@ class Settings:
     # transaction above it (fewer requests on AWS; the local emulator copies whole tables per
     # transaction, so the local stack raises it).
     claim_transaction_min: int = 8
+    # Every AWS client (cdp.adapters.aws): seconds to connect and to wait for an answer, and the
+    # attempts of botocore's "standard" retry mode (first call included).
+    aws_connect_timeout: float = 2.0
+    aws_read_timeout: float = 10.0
+    aws_max_attempts: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,7 +54,7 @@ class Settings:
         for f in fields(cls):
             raw = env.get(f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = int(raw) if f.type == "int" else raw
+                values[f.name] = _CONVERT.get(str(f.type), str)(raw)
         if "aws_region" not in values and env.get("AWS_DEFAULT_REGION"):
             values["aws_region"] = env["AWS_DEFAULT_REGION"]
         return cls(**values)  # type: ignore[arg-type]

@@ -10,13 +10,15 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class StreamRecord:
+class DeliveredRecord:
+    """One record as the Kinesis event source mapping hands it to Lambda (the collector's OutgoingRecord, read back)."""
+
     shard_id: str
     sequence_number: str
     data: bytes
 
 
-def stream_records(event: dict[str, Any]) -> list[StreamRecord]:
+def stream_records(event: dict[str, Any]) -> list[DeliveredRecord]:
     """The records of a Lambda Kinesis event (``eventID`` is ``<shard id>:<sequence number>``)."""
     records = []
     for r in event.get("Records", []):
@@ -25,11 +27,11 @@ def stream_records(event: dict[str, Any]) -> list[StreamRecord]:
             data = base64.b64decode(kinesis["data"], validate=True)
         except (binascii.Error, ValueError):
             data = b""
-        records.append(StreamRecord(r["eventID"].split(":", 1)[0], kinesis["sequenceNumber"], data))
+        records.append(DeliveredRecord(r["eventID"].split(":", 1)[0], kinesis["sequenceNumber"], data))
     return records
 
 
-def decode(record: StreamRecord) -> dict[str, Any] | None:
+def decode(record: DeliveredRecord) -> dict[str, Any] | None:
     """The event a record carries, or None when it is not a JSON object."""
     try:
         value = json.loads(record.data)

@@ -8,8 +8,8 @@ from cdp.settings import Settings
 
 def query_engine(settings: Settings) -> QueryEngine:
     if settings.query_engine == "duckdb":
+        from cdp.adapters.duckdb import DuckDBEngine
         from cdp.adapters.lake import lake_filesystem
-        from cdp.segments.engines import DuckDBEngine
 
         return DuckDBEngine(lake_filesystem(settings), settings.lake_bucket)
     if settings.query_engine == "athena":

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cdp.collect.events import StreamRecord
+from cdp.collect.events import OutgoingRecord
 from cdp.errors import StreamUnavailable
 from cdp.settings import Settings
 
@@ -17,14 +17,14 @@ MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 
 
 def chunk_records(
-    records: Sequence[StreamRecord],
+    records: Sequence[OutgoingRecord],
     *,
     max_records: int = MAX_RECORDS_PER_CALL,
     max_bytes: int = MAX_BYTES_PER_CALL,
-) -> list[list[StreamRecord]]:
+) -> list[list[OutgoingRecord]]:
     """Consecutive chunks, each within both PutRecords limits, in the original order."""
-    chunks: list[list[StreamRecord]] = []
-    current: list[StreamRecord] = []
+    chunks: list[list[OutgoingRecord]] = []
+    current: list[OutgoingRecord] = []
     size = 0
     for record in records:
         record_size = len(record.data) + len(record.partition_key.encode("utf-8"))
@@ -74,11 +74,11 @@ class KinesisSink:
             )
         return self._client
 
-    def put(self, records: Sequence[StreamRecord]) -> None:
+    def put(self, records: Sequence[OutgoingRecord]) -> None:
         for chunk in chunk_records(records):
             self._put_chunk(chunk)
 
-    def _put_chunk(self, chunk: list[StreamRecord]) -> None:
+    def _put_chunk(self, chunk: list[OutgoingRecord]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         pending = chunk

@@ -5,7 +5,7 @@ known source sent wrong and hands the rest to an :class:`EventSink`.
 """
 
 from .body import MAX_EVENT_BYTES, MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
-from .events import EVENT_TYPES, RequestFacts, StreamRecord, normalise_event, partition_key
+from .events import EVENT_TYPES, OutgoingRecord, RequestFacts, normalise_event, partition_key
 from .ingest import (
     ROUTES,
     EventSink,
@@ -35,7 +35,7 @@ __all__ = [
     "RequestFacts",
     "Source",
     "SourceStore",
-    "StreamRecord",
+    "OutgoingRecord",
     "decode_body",
     "format_timestamp",
     "ingest",

@@ -41,7 +41,7 @@ class RequestFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamRecord:
+class OutgoingRecord:
     """One accepted event, serialised once: what goes to the stream."""
 
     event: dict[str, Any]
@@ -49,7 +49,7 @@ class StreamRecord:
     partition_key: str
 
 
-def normalise_event(raw: object, *, route_type: str | None, facts: RequestFacts) -> StreamRecord:
+def normalise_event(raw: object, *, route_type: str | None, facts: RequestFacts) -> OutgoingRecord:
     """The stored form of ``raw``, or :class:`InvalidEvent` whose reason is a stable code.
 
     ``route_type`` is the type the route implies (``/v1/track`` → ``track``); None for batches,
@@ -87,7 +87,7 @@ def normalise_event(raw: object, *, route_type: str | None, facts: RequestFacts)
     data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(data) > MAX_STORED_EVENT_BYTES:
         raise InvalidEvent("event_too_large", limit="32 KB per event", limit_bytes=MAX_EVENT_BYTES)
-    return StreamRecord(event=event, data=data, partition_key=partition_key(event))
+    return OutgoingRecord(event=event, data=data, partition_key=partition_key(event))
 
 
 def partition_key(event: Mapping[str, Any]) -> str:

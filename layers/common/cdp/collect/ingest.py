@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from cdp.errors import EventsRejected, InvalidEvent, MalformedRequest, PayloadTooLarge, WriteKeyRejected
 
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
-from .events import RequestFacts, StreamRecord, normalise_event
+from .events import OutgoingRecord, RequestFacts, normalise_event
 from .timestamps import format_timestamp
 
 #: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
@@ -79,7 +79,7 @@ class SourceStore(Protocol):
 
 
 class EventSink(Protocol):
-    def put(self, records: Sequence[StreamRecord]) -> None:
+    def put(self, records: Sequence[OutgoingRecord]) -> None:
         """Write every record or raise :class:`cdp.errors.StreamUnavailable`."""
 
 
@@ -120,7 +120,7 @@ def ingest(
             quarantine.put([_raw_entry(request, source, received_at, exc.reason,
                                        secrets=[k for k in (header_key, body_key) if k], parsed=payload)])
         raise
-    records: list[StreamRecord] = []
+    records: list[OutgoingRecord] = []
     rejections: list[Rejection] = []
     entries: list[QuarantineEntry] = []
     route_type = None if request.route in ("batch", "pixel") else request.route

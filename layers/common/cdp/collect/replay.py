@@ -10,7 +10,7 @@ from typing import Protocol
 from cdp.errors import InvalidEvent, MalformedRequest, PayloadTooLarge
 
 from .body import MAX_REQUEST_BYTES, decode_body
-from .events import RequestFacts, StreamRecord, normalise_event
+from .events import OutgoingRecord, RequestFacts, normalise_event
 from .ingest import EventSink, IngestRequest, QuarantineEntry, Source, _event_entry, _unpack
 from .timestamps import parse_timestamp
 
@@ -82,7 +82,7 @@ def replay_quarantine(
     report = ReplayReport(dry_run=dry_run)
     for key in store.keys(day_from=day_from, day_to=day_to):
         entries = store.read(key)
-        records: list[StreamRecord] = []
+        records: list[OutgoingRecord] = []
         remaining: list[QuarantineEntry] = []
         for entry in entries:
             if source_id is not None and entry.source_id != source_id:
@@ -105,7 +105,7 @@ def replay_quarantine(
 
 def _revalidate(
     entry: QuarantineEntry, max_request_bytes: int
-) -> tuple[list[StreamRecord], list[QuarantineEntry]]:
+) -> tuple[list[OutgoingRecord], list[QuarantineEntry]]:
     received_at = parse_timestamp(entry.received_at)
     request = IngestRequest(
         route=entry.route,
@@ -135,7 +135,7 @@ def _revalidate(
             context=entry.context if isinstance(entry.context, dict) else None,
         )
     route_type = None if entry.route in ("batch", "pixel") else entry.route
-    passed: list[StreamRecord] = []
+    passed: list[OutgoingRecord] = []
     failed: list[QuarantineEntry] = []
     for index, raw in zip(indexes, events, strict=True):
         try:

@@ -13,7 +13,7 @@ from cdp.identity.resolve import BatchOutcome, resolve_batch
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.membership import MembershipChange
 from cdp.segments.realtime import evaluate_batch
-from cdp.streams import StreamRecord, decode
+from cdp.streams import DeliveredRecord, decode
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RealtimeSegments:
     publish: Callable[[list[MembershipChange]], None]
 
 
-def unify_records(records: list[StreamRecord], store: Any, *, config: IdentityConfig, now: datetime,
+def unify_records(records: list[DeliveredRecord], store: Any, *, config: IdentityConfig, now: datetime,
                   realtime: RealtimeSegments | None = None) -> UnifyResult:
     events: list[dict[str, Any]] = []
     sequence_of: dict[str, str] = {}

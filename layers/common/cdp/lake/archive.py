@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
-from cdp.streams import StreamRecord, decode
+from cdp.streams import DeliveredRecord, decode
 
 from .parquet import write_events
 
@@ -20,7 +20,7 @@ class ArchiveResult:
     unreadable: list[str] = field(default_factory=list)
 
 
-def archive_batch(records: list[StreamRecord], fs: pafs.FileSystem, root: str) -> ArchiveResult:
+def archive_batch(records: list[DeliveredRecord], fs: pafs.FileSystem, root: str) -> ArchiveResult:
     """Write the batch's events as Parquet, one file per date partition.
 
     The file name is the shard and the batch's first and last sequence numbers, so a redelivered

@@ -1,0 +1,101 @@
+"""One way to talk to AWS: every client is configured from :class:`Settings` and made once per process.
+
+Every adapter gets its boto3 clients from :func:`aws_client` and its PynamoDB settings from
+:func:`pynamodb_meta` / :func:`pynamodb_connection`, so region, endpoint (the local emulator),
+timeouts and retry mode are decided in one place. Clients are created on first use, never at import,
+so tests and the local runner can set the environment (or start moto) first.
+
+boto3 clients are thread-safe once made, but making them from a shared session is not: creation
+holds a lock, on a session of our own.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+from cdp.settings import Settings
+
+
+class AwsClients:
+    """The boto3 clients of one :class:`Settings`, each made on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._session: Any = None
+
+    def client(self, service: str) -> Any:
+        found = self._clients.get(service)
+        if found is not None:
+            return found
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._make(service)
+            return self._clients[service]
+
+    def _make(self, service: str) -> Any:
+        import boto3.session
+
+        if self._session is None:
+            self._session = boto3.session.Session()
+        return self._session.client(
+            service,
+            region_name=self.settings.aws_region,
+            endpoint_url=self.settings.aws_endpoint_url or None,
+            config=botocore_config(self.settings),
+        )
+
+
+def botocore_config(settings: Settings) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=settings.aws_connect_timeout,
+        read_timeout=settings.aws_read_timeout,
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+    )
+
+
+@lru_cache(maxsize=8)
+def aws_clients(settings: Settings) -> AwsClients:
+    return AwsClients(settings)
+
+
+def aws_client(settings: Settings, service: str) -> Any:
+    """The process's boto3 client for ``service`` under ``settings``."""
+    return aws_clients(settings).client(service)
+
+
+def pynamodb_meta(settings: Settings, table_name: str) -> dict[str, Any]:
+    """A PynamoDB model ``Meta`` for ``table_name``: same region, endpoint, timeouts and retries."""
+    meta: dict[str, Any] = {
+        "table_name": table_name,
+        "region": settings.aws_region,
+        "connect_timeout_seconds": settings.aws_connect_timeout,
+        "read_timeout_seconds": settings.aws_read_timeout,
+        "max_retry_attempts": settings.aws_max_attempts,
+    }
+    if settings.aws_endpoint_url:
+        meta["host"] = settings.aws_endpoint_url
+    return meta
+
+
+def pynamodb_connection(settings: Settings) -> Any:
+    """A PynamoDB connection (for transactions) configured like :func:`pynamodb_meta`."""
+    from pynamodb.connection import Connection
+
+    return Connection(
+        region=settings.aws_region,
+        host=settings.aws_endpoint_url or None,
+        connect_timeout_seconds=settings.aws_connect_timeout,
+        read_timeout_seconds=settings.aws_read_timeout,
+        max_retry_attempts=settings.aws_max_attempts,
+    )
+
+
+def reset_clients() -> None:
+    """Forget every client (tests that start and stop moto between cases)."""
+    aws_clients.cache_clear()
