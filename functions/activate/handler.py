@@ -13,7 +13,7 @@ from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.ses import SesEmailSender
 from cdp.segments.membership import MembershipChange
-from cdp.settings import Settings
+from cdp.settings import FUNCTION_FIELDS, Settings
 
 logger = Logger()
 # A failed message is reported, retried by SQS, then redriven to the dead-letter queue.
@@ -22,7 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @cache
 def deps() -> dict:
-    settings = Settings.from_env()
+    settings = Settings.from_env(require=FUNCTION_FIELDS)
     return {"contacts": ProfileContacts(DynamoIdentityStore(settings)), "ledger": DynamoEffectLedger(settings),
             "sender": SesEmailSender(settings),
             "templates": load_email_templates(Path(__file__).parent / "config" / "activation.yaml")}

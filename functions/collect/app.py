@@ -18,7 +18,7 @@ from cdp.collect.http import CORS_HEADERS, HttpResponse, error_response, preflig
 from cdp.collect.pixel import PIXEL_GIF, pixel_body
 from cdp.collect.profiles import profile_response
 from cdp.errors import CdpError, WriteKeyRejected
-from cdp.settings import Settings
+from cdp.settings import FUNCTION_FIELDS, Settings
 
 app = Chalice(app_name="cdp-collect")
 
@@ -28,7 +28,7 @@ _TRACKER = Path(__file__).resolve().parent / "static" / "cdp.js"
 
 @functools.cache
 def settings() -> Settings:
-    return Settings.from_env()
+    return Settings.from_env(require=FUNCTION_FIELDS)
 
 
 @functools.cache

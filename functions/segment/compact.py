@@ -10,14 +10,14 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from cdp.adapters.lake import lake_filesystem
 from cdp.lake import parse_time
 from cdp.lake.compaction import compact_partition
-from cdp.settings import Settings
+from cdp.settings import FUNCTION_FIELDS, Settings
 
 logger = Logger()
 
 
 @cache
 def settings() -> Settings:
-    return Settings.from_env()
+    return Settings.from_env(require=FUNCTION_FIELDS)
 
 
 @logger.inject_lambda_context

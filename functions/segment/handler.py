@@ -16,7 +16,7 @@ from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.jobs.segment_job import run_segment_job, write_snapshots
 from cdp.lake import parse_time
 from cdp.segments.catalog import all_segments
-from cdp.settings import Settings
+from cdp.settings import FUNCTION_FIELDS, Settings
 
 logger = Logger()
 SEGMENTS_DIR = Path(__file__).parent / "segments"
@@ -24,7 +24,7 @@ SEGMENTS_DIR = Path(__file__).parent / "segments"
 
 @cache
 def settings() -> Settings:
-    return Settings.from_env()
+    return Settings.from_env(require=FUNCTION_FIELDS)
 
 
 @cache

@@ -6,7 +6,7 @@ from aws_lambda_powertools import Logger
 
 from cdp.adapters.lake import lake_filesystem
 from cdp.lake.archive import archive_batch
-from cdp.settings import Settings
+from cdp.settings import FUNCTION_FIELDS, Settings
 from cdp.streams import stream_records
 
 logger = Logger()
@@ -14,7 +14,7 @@ logger = Logger()
 
 @cache
 def settings() -> Settings:
-    return Settings.from_env()
+    return Settings.from_env(require=FUNCTION_FIELDS)
 
 
 @logger.inject_lambda_context

@@ -18,7 +18,7 @@ from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.jobs.unify_job import RealtimeSegments, unify_records
 from cdp.segments.catalog import all_segments
 from cdp.segments.realtime import realtime_segments
-from cdp.settings import Settings
+from cdp.settings import FUNCTION_FIELDS, Settings
 from cdp.streams import stream_records
 
 logger = Logger()
@@ -26,7 +26,7 @@ logger = Logger()
 
 @cache
 def store() -> DynamoIdentityStore:
-    return DynamoIdentityStore(Settings.from_env())
+    return DynamoIdentityStore(Settings.from_env(require=FUNCTION_FIELDS))
 
 
 @cache
@@ -36,7 +36,7 @@ def config() -> IdentityConfig:
 
 @cache
 def realtime() -> RealtimeSegments:
-    settings = Settings.from_env()
+    settings = Settings.from_env(require=FUNCTION_FIELDS)
     return RealtimeSegments(realtime_segments(all_segments(Path(__file__).parent / "segments")),
                             DynamoMembershipStore(settings.membership_table), SqsChangePublisher(settings))
 

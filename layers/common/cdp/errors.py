@@ -119,6 +119,18 @@ class InvalidConfig(CdpError):
     code = "invalid_config"
 
 
+class MissingSetting(InvalidConfig):
+    """A required environment variable is absent or empty (details: name)."""
+
+    code = "missing_setting"
+
+
+class MalformedSetting(InvalidConfig):
+    """An environment variable does not parse as its setting's type (details: name, expected)."""
+
+    code = "malformed_setting"
+
+
 class InvalidUnmerge(CdpError):
     """An unmerge that cannot be done as asked (e.g. the profile was never merged)."""
 

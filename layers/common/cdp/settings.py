@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
+
+from cdp.errors import MalformedSetting, MissingSetting
 
 _CONVERT = {"int": int, "float": float}
 
@@ -48,13 +50,39 @@ class Settings:
     aws_max_attempts: int = 3
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require: Collection[str] = ()) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); an empty variable counts as unset.
+
+        Every field named in ``require`` must be set, else :class:`MissingSetting` names its variable;
+        a number that does not parse raises :class:`MalformedSetting`. Handlers require
+        :data:`FUNCTION_FIELDS` so a broken deployment fails at cold start, not at first use; the
+        CLI and the local runner require nothing and keep the defaults.
+        """
         env = os.environ if env is None else env
+        known = {f.name: str(f.type) for f in fields(cls)}
+        unknown = set(require) - set(known)
+        if unknown:
+            raise ValueError(f"not settings fields: {sorted(unknown)}")
         values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = _CONVERT.get(str(f.type), str)(raw)
+        for name, kind in known.items():
+            raw = env.get(name.upper())
+            if raw is None or raw.strip() == "":
+                if name in require and not (name == "aws_region" and env.get("AWS_DEFAULT_REGION")):
+                    raise MissingSetting(f"environment variable {name.upper()} is not set", name=name.upper())
+                continue
+            convert = _CONVERT.get(kind)
+            if convert is None:
+                values[name] = raw
+                continue
+            try:
+                values[name] = convert(raw)
+            except ValueError as exc:
+                raise MalformedSetting(f"environment variable {name.upper()} is not a valid {kind}: {raw!r}",
+                                       name=name.upper(), expected=kind) from exc
         if "aws_region" not in values and env.get("AWS_DEFAULT_REGION"):
             values["aws_region"] = env["AWS_DEFAULT_REGION"]
         return cls(**values)  # type: ignore[arg-type]
+
+
+#: What template.yaml's Globals give every function: a handler requires all of them at cold start.
+FUNCTION_FIELDS = frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS
