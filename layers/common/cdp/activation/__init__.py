@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cdp.errors import InvalidConfig
+from cdp.identity.store import IdentityStore
 from cdp.segments.membership import MembershipChange
 
 
@@ -133,9 +134,9 @@ def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
 
 
 class ProfileContacts:
-    """Contacts read from the unified profiles (any store with ``get_profiles(ids)``)."""
+    """Contacts read from the unified profiles."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: IdentityStore) -> None:
         self.store = store
 
     def contacts(self, profile_ids: list[str]) -> dict[str, Contact]:

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cdp.errors import ConcurrentUpdate, IdentifierTaken
 from cdp.identity.profile import Profile
@@ -208,3 +208,8 @@ class InMemoryIdentityStore:
     @property
     def request_count(self) -> int:
         return sum(self.requests.values())
+
+
+if TYPE_CHECKING:
+    # mypy proves the twin keeps up with the port.
+    _twin: IdentityStore = InMemoryIdentityStore()

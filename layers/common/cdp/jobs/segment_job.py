@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from cdp.identity.store import IdentityStore
 from cdp.lake.parquet import write_identity_snapshot, write_profiles_snapshot
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.engines import QueryEngine
@@ -38,7 +39,7 @@ class SegmentJobReport:
                 "failures": self.failures}
 
 
-def write_snapshots(store: Any, fs: pafs.FileSystem, root: str) -> tuple[int, int]:
+def write_snapshots(store: IdentityStore, fs: pafs.FileSystem, root: str) -> tuple[int, int]:
     """Identifier -> live profile, and the live profiles, from one scan of the profiles."""
     live = [p for p in store.scan_profiles() if not p.is_tombstone]
     pairs = ((identifier, p.profile_id) for p in live for identifier in p.identifiers)

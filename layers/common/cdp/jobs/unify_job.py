@@ -10,8 +10,9 @@ from typing import Any
 from cdp.errors import CdpError
 from cdp.identity.config import IdentityConfig
 from cdp.identity.resolve import BatchOutcome, resolve_batch
+from cdp.identity.store import IdentityStore
 from cdp.segments.definition import SegmentDefinition
-from cdp.segments.membership import MembershipChange
+from cdp.segments.membership import MembershipChange, MembershipStore
 from cdp.segments.realtime import evaluate_batch
 from cdp.streams import DeliveredRecord, decode
 
@@ -31,11 +32,11 @@ class RealtimeSegments:
     """What real-time segment evaluation needs: the definitions and where membership goes."""
 
     definitions: list[SegmentDefinition]
-    membership: Any  # a MembershipStore with members_of(keys)
+    membership: MembershipStore
     publish: Callable[[list[MembershipChange]], None]
 
 
-def unify_records(records: list[DeliveredRecord], store: Any, *, config: IdentityConfig, now: datetime,
+def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, config: IdentityConfig, now: datetime,
                   realtime: RealtimeSegments | None = None) -> UnifyResult:
     events: list[dict[str, Any]] = []
     sequence_of: dict[str, str] = {}
@@ -62,7 +63,7 @@ def unify_records(records: list[DeliveredRecord], store: Any, *, config: Identit
                        undecodable=undecodable)
 
 
-def _evaluate_realtime(outcome: BatchOutcome, store: Any, realtime: RealtimeSegments,
+def _evaluate_realtime(outcome: BatchOutcome, store: IdentityStore, realtime: RealtimeSegments,
                        now: datetime) -> list[MembershipChange]:
     run_ids: dict[str, str] = {}
     for message_id in outcome.applied:  # the first event of the batch that changed the profile

@@ -15,6 +15,7 @@ from cdp.errors import NotFound
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import parse_identifier, split_identifier
 from cdp.identity.lookup import find_profile
+from cdp.identity.store import IdentityStore
 from cdp.identity.unmerge import UnmergeResult, detach, normalise_archived, undo_merge
 from cdp.lake import EVENT_COLUMNS
 from cdp.segments.engines import QueryEngine
@@ -51,7 +52,7 @@ def archived_events(identifiers: list[str], engine: QueryEngine) -> list[dict[st
     return list(events.values())
 
 
-def detach_identifier(identifier: str, store: Any, engine: QueryEngine, *, config: IdentityConfig,
+def detach_identifier(identifier: str, store: IdentityStore, engine: QueryEngine, *, config: IdentityConfig,
                       now: datetime, reason: str = "manual") -> UnmergeResult:
     """Move ``identifier`` out of its profile; both sides rebuilt from the lake."""
     identifier = parse_identifier(identifier, config)
@@ -62,7 +63,7 @@ def detach_identifier(identifier: str, store: Any, engine: QueryEngine, *, confi
     return detach(identifier, store, events=events, config=config, now=now, reason=reason)
 
 
-def undo_profile_merge(absorbed_profile_id: str, store: Any, engine: QueryEngine, *, config: IdentityConfig,
+def undo_profile_merge(absorbed_profile_id: str, store: IdentityStore, engine: QueryEngine, *, config: IdentityConfig,
                        now: datetime, reason: str = "manual") -> UnmergeResult:
     """Bring back a profile that a merge absorbed; it and its survivor rebuilt from the lake."""
     absorbed = store.get_profiles([absorbed_profile_id]).get(absorbed_profile_id)

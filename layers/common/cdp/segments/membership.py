@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,10 @@ class MembershipStore(Protocol):
         """One profile's membership of ``segment``, or None (for real-time evaluation)."""
         ...
 
+    def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
+        """The memberships among ``(segment, profile_id)`` keys, in one batch read."""
+        ...
+
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
         """Add ``entered`` members and remove the ``exited`` profile ids."""
         ...
@@ -116,6 +120,11 @@ class InMemoryMembershipStore:
             return None
         latest = max(runs.values(), key=lambda r: str(r.get("at", "")))
         return dict(latest)
+
+
+if TYPE_CHECKING:
+    # mypy proves the twin keeps up with the port.
+    _twin: MembershipStore = InMemoryMembershipStore()
 
 
 def iso(moment: datetime) -> str:

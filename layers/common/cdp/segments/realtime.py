@@ -41,15 +41,12 @@ def evaluate_batch(
     defns: Iterable[SegmentDefinition],
     profiles: Iterable[Mapping[str, Any]],
     *,
-    membership: Any,
+    membership: MembershipStore,
     publish: Callable[[list[MembershipChange]], None],
     run_ids: Mapping[str, str],
     now: datetime,
 ) -> list[MembershipChange]:
-    """The same for many profiles at once: one batched membership read, one publish, batched writes.
-
-    ``membership`` needs ``members_of(keys)`` (a batch read) besides the MembershipStore methods.
-    """
+    """The same for many profiles at once: one batched membership read, one publish, batched writes."""
     realtime = realtime_segments(defns)
     profiles = list(profiles)
     if not realtime or not profiles:
