@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from cdp.errors import QueryFailed
 from cdp.segments.definition import parse_segment
 from cdp.segments.engines import QueryResult
-from cdp.segments.membership import InMemoryMembershipStore, Member, MembershipChange
+from cdp.segments.membership import Change, InMemoryMembershipStore, Member, MembershipChange
 from cdp.segments.run import SegmentRunReport, run_segment
 
 NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
@@ -159,6 +160,18 @@ def test_a_change_round_trips_through_a_dict():
     change = MembershipChange("rb", "p1", "entered", "r1", "2024-03-31T12:00:00Z")
 
     assert MembershipChange.from_dict(change.to_dict()) == change
+
+
+def test_a_queued_message_reads_as_a_typed_change_and_writes_back_byte_for_byte():
+    # Given a message as the segment job has always put it on the activation queue
+    wire = '{"segment": "rb", "profile_id": "p1", "change": "exited", "run_id": "r1", "at": "2024-03-31T12:00:00Z"}'
+
+    # When it is read and written again
+    change = MembershipChange.from_dict(json.loads(wire))
+
+    # Then the change is the enum member and the message is unchanged
+    assert change.change is Change.EXITED
+    assert json.dumps(change.to_dict()) == wire
 
 
 def test_a_change_of_unknown_kind_is_refused():

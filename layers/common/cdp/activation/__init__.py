@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from cdp.errors import InvalidConfig
 from cdp.identity.store import IdentityStore
-from cdp.segments.membership import MembershipChange
+from cdp.segments.membership import Change, MembershipChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
     """Send the entry's email once; exits and unreachable or unconsenting contacts send nothing."""
     report = report if report is not None else ActivationReport()
     key = effect_key(change)
-    if change.change != "entered":
+    if change.change is not Change.ENTERED:
         report.skipped[key] = "exited"
         return report
     template = templates.get(change.segment)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,13 @@ class Member:
     profile_id: str
     entered_run: str
     entered_at: str  # ISO 8601, UTC
+
+
+class Change(StrEnum):
+    """What a run decided for one profile; the value is the wire form."""
+
+    ENTERED = "entered"
+    EXITED = "exited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,29 +35,36 @@ class MembershipChange:
 
     segment: str
     profile_id: str
-    change: Literal["entered", "exited"]
+    change: Change
     run_id: str
     at: str  # ISO 8601, UTC
 
+    def __post_init__(self) -> None:
+        # Callers may pass the wire text; anything but a Change value is refused here.
+        if not isinstance(self.change, Change):
+            try:
+                object.__setattr__(self, "change", Change(self.change))
+            except ValueError:
+                raise ValueError(f"change must be 'entered' or 'exited', got {self.change!r}") from None
+
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        """The queue message: plain strings, as every version of this class has written it."""
+        return {"segment": self.segment, "profile_id": self.profile_id, "change": self.change.value,
+                "run_id": self.run_id, "at": self.at}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MembershipChange:
-        change = data["change"]
-        if change not in ("entered", "exited"):
-            raise ValueError(f"change must be 'entered' or 'exited', got {change!r}")
         return cls(
             segment=str(data["segment"]),
             profile_id=str(data["profile_id"]),
-            change=change,
+            change=data["change"],
             run_id=str(data["run_id"]),
             at=str(data["at"]),
         )
 
     @property
     def dedupe_key(self) -> str:
-        return f"{self.segment}|{self.profile_id}|{self.change}|{self.run_id}"
+        return f"{self.segment}|{self.profile_id}|{self.change.value}|{self.run_id}"
 
 
 class MembershipStore(Protocol):

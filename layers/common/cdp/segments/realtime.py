@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdp.segments.definition import SegmentDefinition
-from cdp.segments.membership import Member, MembershipChange, MembershipStore, iso
+from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, iso
 from cdp.segments.predicate import evaluate_profile
 
 
@@ -61,16 +61,16 @@ def evaluate_batch(
             is_member = evaluate_profile(defn, profile)
             was_member = (defn.name, profile_id) in stored
             if is_member and not was_member:
-                changes.append(MembershipChange(defn.name, profile_id, "entered", run_ids[profile_id], at))
+                changes.append(MembershipChange(defn.name, profile_id, Change.ENTERED, run_ids[profile_id], at))
             elif was_member and not is_member:
-                changes.append(MembershipChange(defn.name, profile_id, "exited", run_ids[profile_id], at))
+                changes.append(MembershipChange(defn.name, profile_id, Change.EXITED, run_ids[profile_id], at))
     if not changes:
         return []
     publish(changes)
     by_segment: dict[str, tuple[list[Member], list[str]]] = {}
     for change in changes:
         entered, exited = by_segment.setdefault(change.segment, ([], []))
-        if change.change == "entered":
+        if change.change is Change.ENTERED:
             entered.append(Member(change.profile_id, change.run_id, at))
         else:
             exited.append(change.profile_id)

@@ -19,7 +19,7 @@ from cdp.errors import CdpError
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.engines import QueryEngine
-from cdp.segments.membership import Member, MembershipChange, MembershipStore, iso
+from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, iso
 from cdp.segments.schedule import is_due
 
 
@@ -66,8 +66,8 @@ def diff_membership(
         Member(profile_id=p, entered_run=run_id, entered_at=at) for p in sorted(current - previous.keys())
     ]
     exited = sorted(previous.keys() - current)
-    changes = [MembershipChange(segment, m.profile_id, "entered", run_id, at) for m in entered]
-    changes += [MembershipChange(segment, p, "exited", run_id, at) for p in exited]
+    changes = [MembershipChange(segment, m.profile_id, Change.ENTERED, run_id, at) for m in entered]
+    changes += [MembershipChange(segment, p, Change.EXITED, run_id, at) for p in exited]
     return entered, exited, changes
 
 
