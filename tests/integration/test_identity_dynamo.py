@@ -127,3 +127,34 @@ def test_batch_of_hundred_events_from_thirty_people_stays_under_the_request_budg
     )
     assert len(outcome.applied) == 100
     assert store.request_count / 100 <= 0.6
+
+
+def test_an_item_stored_before_sub_states_were_typed_reads_and_writes_back_unchanged(
+    store: DynamoIdentityStore, stack_settings: Settings
+) -> None:
+    import json
+
+    import boto3
+
+    # Given a profile item as the previous code wrote it (JSON attributes are strings)
+    client = boto3.client("dynamodb", region_name=stack_settings.aws_region)
+    lifecycle = {"orders": 1, "last_order_at": "2024-01-02T00:00:00.000Z", "stage": "new_customer",
+                 "history": [{"stage": "new_customer", "at": "2024-01-02T00:00:00.000Z"}]}
+    consent = {"email": {"granted": False, "stamp": "2024-01-02T00:00:00.000Z|m1"}}
+    computed = {"values": {"orders": 1}, "stamps": {}}
+    client.put_item(TableName=stack_settings.profiles_table, Item={
+        "profile_id": {"S": "p-old"}, "identifiers": {"L": [{"S": "user_id:7"}]}, "event_count": {"N": "1"},
+        "traits": {"S": "{}"}, "trait_stamps": {"S": "{}"}, "computed": {"S": json.dumps(computed)},
+        "lifecycle": {"S": json.dumps(lifecycle)}, "consent": {"S": json.dumps(consent)}, "version": {"N": "1"},
+    })
+
+    # When the store reads it and writes it back
+    profile = store.get_profiles(["p-old"])["p-old"]
+    store.put_profile(profile)
+
+    # Then the typed states hold its values and the stored JSON is the same
+    assert profile.lifecycle.stage == "new_customer" and profile.consent.granted("email") is False
+    item = client.get_item(TableName=stack_settings.profiles_table, Key={"profile_id": {"S": "p-old"}})["Item"]
+    assert json.loads(item["lifecycle"]["S"]) == lifecycle
+    assert json.loads(item["consent"]["S"]) == consent
+    assert json.loads(item["computed"]["S"]) == computed

@@ -328,9 +328,11 @@ def test_an_empty_lake_answers_with_no_members(tmp_path: Path):
 def test_profiles_written_without_consent_read_as_no_consent(tmp_path: Path):
     fs = pafs.LocalFileSystem()
     root = str(tmp_path)
+    from cdp.identity.computed import Lifecycle
+    from cdp.identity.profile import Profile
     from cdp.lake.parquet import write_profiles_snapshot
 
-    write_profiles_snapshot([{"profile_id": "p9", "lifecycle_stage": "lead", "traits": {}}], fs, root)
+    write_profiles_snapshot([Profile("p9", lifecycle=Lifecycle(stage="lead")).view()], fs, root)
     engine = DuckDBEngine(fs, root)
 
     assert members(engine, "name: x\ncondition: {not: {consent: email}}\n") == {"p9"}

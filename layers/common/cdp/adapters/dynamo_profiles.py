@@ -30,6 +30,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from cdp.errors import ConcurrentUpdate, IdentifierTaken, StoreError
+from cdp.identity.computed import ComputedTraits, Consent, Lifecycle
 from cdp.identity.profile import Profile
 from cdp.identity.store import MergeLogEntry
 from cdp.settings import Settings
@@ -108,9 +109,6 @@ _PROFILE_FIELDS = (
     "merged_into",
     "created_at",
     "updated_at",
-    "computed",
-    "lifecycle",
-    "consent",
     "do_not_link",
 )
 
@@ -136,6 +134,9 @@ class DynamoIdentityStore:
         item = self._models.profile(profile.profile_id)
         for name in _PROFILE_FIELDS:
             setattr(item, name, getattr(profile, name))
+        item.computed = profile.computed.to_dict()
+        item.lifecycle = profile.lifecycle.to_dict()
+        item.consent = profile.consent.to_dict()
         if profile.version is not None:
             item.version = profile.version
         return item
@@ -147,10 +148,12 @@ class DynamoIdentityStore:
         values["identifiers"] = list(values["identifiers"] or [])
         values["recent"] = list(values["recent"] or [])
         values["do_not_link"] = list(values["do_not_link"] or [])
-        for name in ("traits", "trait_stamps", "computed", "lifecycle", "consent"):
+        for name in ("traits", "trait_stamps"):
             values[name] = values[name] or {}
         version = item.version
-        return Profile(item.profile_id, version=None if version is None else int(version), **values)
+        return Profile(item.profile_id, version=None if version is None else int(version),
+                       computed=ComputedTraits.from_dict(item.computed), lifecycle=Lifecycle.from_dict(item.lifecycle),
+                       consent=Consent.from_dict(item.consent), **values)
 
     # --------------------------------------------------------------- reads
     def get_pointers(self, identifiers: Collection[str]) -> dict[str, str]:

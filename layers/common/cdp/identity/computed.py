@@ -1,12 +1,16 @@
-"""Computed traits, consent and the customer lifecycle: pure functions over a profile's state dicts.
+"""Computed traits, consent and the customer lifecycle: typed sub-states of a profile, and the pure
+functions over them.
 
-Each piece has an ``apply`` (one event) and a ``merge`` (two profiles) so that a merged profile
-equals the profile built from both event histories, with no double counting.
+Each piece has an ``apply`` (one event) and a ``merge`` (two profiles) that return a new state, so
+that a merged profile equals the profile built from both event histories, with no double counting.
+The states are stored as JSON (``to_dict``/``from_dict``); the stored shape is the one these
+sub-states have always had, so older items read back unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,15 +38,129 @@ def _number(value: Any) -> int | float | None:
     return value
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+# ------------------------------------------------------------------------------ typed sub-states
+@dataclass(frozen=True, slots=True)
+class ComputedTraits:
+    """Computed trait values by name; ``stamps`` keeps the event stamp of each ``last_value``."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    stamps: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.values and not self.stamps:
+            return {}
+        return {"values": dict(self.values), "stamps": dict(self.stamps)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ComputedTraits:
+        data = _mapping(data)
+        return cls(dict(_mapping(data.get("values"))), {str(k): str(v) for k, v in _mapping(data.get("stamps")).items()})
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentStatement:
+    """One purpose granted or denied, by the event stamped ``stamp``."""
+
+    granted: bool
+    stamp: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"granted": self.granted, "stamp": self.stamp}
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The standing consent statement per purpose."""
+
+    purposes: Mapping[str, ConsentStatement] = field(default_factory=dict)
+
+    def granted(self, purpose: str) -> bool | None:
+        """True or False if the person said so for ``purpose``; None if they never did."""
+        held = self.purposes.get(purpose)
+        return None if held is None else held.granted
+
+    def view(self) -> dict[str, bool]:
+        return {purpose: held.granted for purpose, held in sorted(self.purposes.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {purpose: held.to_dict() for purpose, held in self.purposes.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Consent:
+        purposes = {
+            str(purpose): ConsentStatement(bool(held.get("granted")), str(held.get("stamp", "")))
+            for purpose, held in _mapping(data).items()
+            if isinstance(held, Mapping)
+        }
+        return cls(purposes)
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    stage: str
+    at: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"stage": self.stage, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """Lifecycle stage and the counters it is decided from; ``history`` holds the latest changes."""
+
+    stage: str | None = None
+    orders: int = 0
+    intent: int = 0
+    last_order_at: str | None = None
+    history: tuple[StageChange, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        # Only what is set, as the stored items have always had it.
+        data: dict[str, Any] = {}
+        if self.orders:
+            data["orders"] = self.orders
+        if self.intent:
+            data["intent"] = self.intent
+        if self.last_order_at:
+            data["last_order_at"] = self.last_order_at
+        if self.stage is not None:
+            data["stage"] = self.stage
+        if self.history:
+            data["history"] = [h.to_dict() for h in self.history]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Lifecycle:
+        data = _mapping(data)
+        stage = data.get("stage")
+        last = data.get("last_order_at")
+        history = tuple(
+            StageChange(str(h["stage"]), str(h["at"]))
+            for h in data.get("history") or ()
+            if isinstance(h, Mapping) and "stage" in h and "at" in h
+        )
+        return cls(
+            stage=str(stage) if stage is not None else None,
+            orders=int(data.get("orders") or 0),
+            intent=int(data.get("intent") or 0),
+            last_order_at=str(last) if last else None,
+            history=history,
+        )
+
+
 # ------------------------------------------------------------------------------ computed traits
 def apply_computed(
-    state: dict[str, Any], event: Mapping[str, Any], event_stamp: str, config: IdentityConfig
-) -> None:
-    """``state`` is ``{"values": {name: value}, "stamps": {name: stamp}}``."""
+    state: ComputedTraits, event: Mapping[str, Any], event_stamp: str, config: IdentityConfig
+) -> ComputedTraits:
+    """``state`` with one event counted in every computed trait it matches."""
     if not config.computed_traits:
-        return
-    values: dict[str, Any] = state.setdefault("values", {})
-    stamps: dict[str, str] = state.setdefault("stamps", {})
+        return state
+    values = dict(state.values)
+    stamps = dict(state.stamps)
     when = event_stamp.split("|", 1)[0]
     properties = event.get("properties") if isinstance(event.get("properties"), Mapping) else {}
     for trait in config.computed_traits:
@@ -66,14 +184,15 @@ def apply_computed(
             if value is not None and event_stamp > stamps.get(name, ""):
                 values[name] = value
                 stamps[name] = event_stamp
+    return ComputedTraits(values, stamps)
 
 
-def merge_computed(into: dict[str, Any], other: Mapping[str, Any], config: IdentityConfig) -> None:
+def merge_computed(into: ComputedTraits, other: ComputedTraits, config: IdentityConfig) -> ComputedTraits:
     kinds = {t.name: t.kind for t in config.computed_traits}
-    values: dict[str, Any] = into.setdefault("values", {})
-    stamps: dict[str, str] = into.setdefault("stamps", {})
-    other_stamps = other.get("stamps", {})
-    for name, value in other.get("values", {}).items():
+    values = dict(into.values)
+    stamps = dict(into.stamps)
+    other_stamps = other.stamps
+    for name, value in other.values.items():
         kind = kinds.get(name)
         if name not in values:
             values[name] = value
@@ -88,6 +207,7 @@ def merge_computed(into: dict[str, Any], other: Mapping[str, Any], config: Ident
         elif kind == "last_value" and other_stamps.get(name, "") > stamps.get(name, ""):
             values[name] = value
             stamps[name] = other_stamps[name]
+    return ComputedTraits(values, stamps)
 
 
 # ------------------------------------------------------------------------------ consent
@@ -112,28 +232,31 @@ def event_consent(event: Mapping[str, Any]) -> dict[str, bool]:
     return found
 
 
-def apply_consent(consent: dict[str, Any], event: Mapping[str, Any], event_stamp: str) -> None:
+def apply_consent(consent: Consent, event: Mapping[str, Any], event_stamp: str) -> Consent:
     """Within one person's history the latest statement per purpose wins."""
-    for purpose, granted in event_consent(event).items():
-        held = consent.get(purpose)
-        if held is None or event_stamp > held["stamp"]:
-            consent[purpose] = {"granted": granted, "stamp": event_stamp}
+    stated = event_consent(event)
+    if not stated:
+        return consent
+    purposes = dict(consent.purposes)
+    for purpose, granted in stated.items():
+        held = purposes.get(purpose)
+        if held is None or event_stamp > held.stamp:
+            purposes[purpose] = ConsentStatement(granted, event_stamp)
+    return Consent(purposes)
 
 
-def merge_consent(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+def merge_consent(into: Consent, other: Consent) -> Consent:
     """Two people's profiles merged: the most restrictive statement per purpose wins."""
-    for purpose, theirs in other.items():
-        ours = into.get(purpose)
+    purposes = dict(into.purposes)
+    for purpose, theirs in other.purposes.items():
+        ours = purposes.get(purpose)
         if ours is None:
-            into[purpose] = dict(theirs)
-        elif ours["granted"] != theirs["granted"]:
-            into[purpose] = dict(ours if not ours["granted"] else theirs)
-        elif theirs["stamp"] > ours["stamp"]:
-            into[purpose] = dict(theirs)
-
-
-def consent_view(consent: Mapping[str, Any]) -> dict[str, bool]:
-    return {purpose: bool(held["granted"]) for purpose, held in sorted(consent.items())}
+            purposes[purpose] = theirs
+        elif ours.granted != theirs.granted:
+            purposes[purpose] = ours if not ours.granted else theirs
+        elif theirs.stamp > ours.stamp:
+            purposes[purpose] = theirs
+    return Consent(purposes)
 
 
 # ------------------------------------------------------------------------------ lifecycle
@@ -149,48 +272,47 @@ STAGES = (
 
 
 def apply_lifecycle_event(
-    state: dict[str, Any], event: Mapping[str, Any], when: str, config: LifecycleConfig
-) -> None:
+    state: Lifecycle, event: Mapping[str, Any], when: str, config: LifecycleConfig
+) -> Lifecycle:
     if event.get("type") != "track":
-        return
+        return state
     name = event.get("event")
     if name in config.purchase_events:
-        state["orders"] = state.get("orders", 0) + 1
-        if when > (state.get("last_order_at") or ""):
-            state["last_order_at"] = when
+        last = when if when > (state.last_order_at or "") else state.last_order_at
+        state = replace(state, orders=state.orders + 1, last_order_at=last)
     if name in config.intent_events:
-        state["intent"] = state.get("intent", 0) + 1
+        state = replace(state, intent=state.intent + 1)
+    return state
 
 
-def merge_lifecycle(into: dict[str, Any], other: Mapping[str, Any], config: LifecycleConfig) -> None:
-    into["orders"] = into.get("orders", 0) + other.get("orders", 0)
-    into["intent"] = into.get("intent", 0) + other.get("intent", 0)
-    last = max(into.get("last_order_at") or "", other.get("last_order_at") or "")
-    if last:
-        into["last_order_at"] = last
-    history = sorted({(h["at"], h["stage"]) for h in [*into.get("history", []), *other.get("history", [])]})[
-        -config.history_limit :
-    ]
-    into["history"] = [{"stage": stage, "at": at} for at, stage in history]
+def merge_lifecycle(into: Lifecycle, other: Lifecycle, config: LifecycleConfig) -> Lifecycle:
+    last = max(into.last_order_at or "", other.last_order_at or "")
+    history = sorted({(h.at, h.stage) for h in (*into.history, *other.history)})[-config.history_limit :]
+    return replace(
+        into,
+        orders=into.orders + other.orders,
+        intent=into.intent + other.intent,
+        last_order_at=last or None,
+        history=tuple(StageChange(stage, at) for at, stage in history),
+    )
 
 
 def stage_of(
-    state: Mapping[str, Any],
+    state: Lifecycle,
     identifier_types: Iterable[str],
     first_seen: str | None,
     last_seen: str | None,
     config: LifecycleConfig,
     now: datetime,
 ) -> str:
-    orders = state.get("orders", 0)
-    if orders:
-        last_order = datetime.fromisoformat(state["last_order_at"].replace("Z", "+00:00"))
+    if state.orders and state.last_order_at:
+        last_order = datetime.fromisoformat(state.last_order_at.replace("Z", "+00:00"))
         if now - last_order > timedelta(days=config.churn_after_days):
             return "churned"
-        return "engaged_customer" if orders >= config.engaged_min_orders else "new_customer"
+        return "engaged_customer" if state.orders >= config.engaged_min_orders else "new_customer"
     identified = any(t != "anonymous_id" for t in identifier_types)
     if identified:
-        return "prospect" if state.get("intent", 0) else "lead"
+        return "prospect" if state.intent else "lead"
     if first_seen and last_seen:
         first = datetime.fromisoformat(first_seen.replace("Z", "+00:00"))
         last = datetime.fromisoformat(last_seen.replace("Z", "+00:00"))
@@ -199,12 +321,9 @@ def stage_of(
     return "new_visitor"
 
 
-def record_stage(state: dict[str, Any], stage: str, at: str, config: LifecycleConfig) -> bool:
-    """Set the stage; a change is appended to the history with its time. True if it changed."""
-    if state.get("stage") == stage:
-        return False
-    state["stage"] = stage
-    history = state.setdefault("history", [])
-    history.append({"stage": stage, "at": at})
-    del history[: max(0, len(history) - config.history_limit)]
-    return True
+def record_stage(state: Lifecycle, stage: str, at: str, config: LifecycleConfig) -> Lifecycle:
+    """The state at ``stage``; a change is appended to the history with its time (same state if none)."""
+    if state.stage == stage:
+        return state
+    history = (*state.history, StageChange(stage, at))
+    return replace(state, stage=stage, history=history[max(0, len(history) - config.history_limit) :])

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import parse_identifier
-from cdp.identity.profile import Profile
+from cdp.identity.profile import Profile, ProfileView
 from cdp.identity.store import IdentityStore
 
 _DEFAULT = IdentityConfig()
@@ -34,7 +33,7 @@ def follow(profile_id: str, store: IdentityStore) -> Profile | None:
 
 def lookup_profile(
     identifier: str, store: IdentityStore, *, config: IdentityConfig = _DEFAULT
-) -> dict[str, Any] | None:
+) -> ProfileView | None:
     """JSON-ready profile for ``type:value`` (e.g. ``email:Alice@Example.com``), or None if unknown.
 
     Raises :class:`cdp.errors.InvalidIdentifier` for a malformed identifier.
@@ -43,7 +42,7 @@ def lookup_profile(
     return None if profile is None else profile.view()
 
 
-def iter_profiles(store: IdentityStore) -> Iterator[dict[str, Any]]:
+def iter_profiles(store: IdentityStore) -> Iterator[ProfileView]:
     """Every live profile as its JSON-ready view (tombstones skipped)."""
     for profile in store.scan_profiles():
         if profile.merged_into is None:

@@ -8,13 +8,15 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from cdp.identity.computed import (
+    ComputedTraits,
+    Consent,
+    Lifecycle,
     apply_computed,
     apply_consent,
     apply_lifecycle_event,
-    consent_view,
     merge_computed,
     merge_consent,
     merge_lifecycle,
@@ -70,6 +72,21 @@ def new_profile_id(seed: str) -> str:
     return "p-" + hashlib.sha256(seed.encode()).hexdigest()[:26]
 
 
+class ProfileView(TypedDict):
+    """A profile as the profile API returns it, the lake snapshots it and segments read it."""
+
+    profile_id: str
+    identifiers: dict[str, list[str]]  # by type, values sorted
+    traits: dict[str, Any]
+    computed_traits: dict[str, Any]
+    lifecycle_stage: str | None
+    lifecycle_history: list[dict[str, str]]  # {"stage", "at"}, oldest first
+    consent: dict[str, bool]  # purpose -> granted
+    first_seen: str | None
+    last_seen: str | None
+    event_count: int
+
+
 @dataclass
 class Profile:
     profile_id: str
@@ -85,9 +102,9 @@ class Profile:
     merged_into: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
-    computed: dict[str, Any] = field(default_factory=dict)
-    lifecycle: dict[str, Any] = field(default_factory=dict)
-    consent: dict[str, Any] = field(default_factory=dict)
+    computed: ComputedTraits = field(default_factory=ComputedTraits)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    consent: Consent = field(default_factory=Consent)
     # Identifiers that must never join this profile again (set by an unmerge).
     do_not_link: list[str] = field(default_factory=list)
     # Optimistic lock: None until stored; the store checks and bumps it on every write.
@@ -100,16 +117,16 @@ class Profile:
     def clone(self) -> Profile:
         return copy.deepcopy(self)
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> ProfileView:
         """JSON-ready view for the profile API and lake snapshots."""
         return {
             "profile_id": self.profile_id,
             "identifiers": by_type(self.identifiers),
             "traits": dict(self.traits),
-            "computed_traits": dict(self.computed.get("values", {})),
-            "lifecycle_stage": self.lifecycle.get("stage"),
-            "lifecycle_history": list(self.lifecycle.get("history", [])),
-            "consent": consent_view(self.consent),
+            "computed_traits": dict(self.computed.values),
+            "lifecycle_stage": self.lifecycle.stage,
+            "lifecycle_history": [change.to_dict() for change in self.lifecycle.history],
+            "consent": self.consent.view(),
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "event_count": self.event_count,
@@ -162,9 +179,9 @@ def apply_event(profile: Profile, event: Mapping[str, Any], config: IdentityConf
         profile.first_seen = when
     if profile.last_seen is None or when > profile.last_seen:
         profile.last_seen = when
-    apply_computed(profile.computed, event, event_stamp, config)
-    apply_consent(profile.consent, event, event_stamp)
-    apply_lifecycle_event(profile.lifecycle, event, when, config.lifecycle)
+    profile.computed = apply_computed(profile.computed, event, event_stamp, config)
+    profile.consent = apply_consent(profile.consent, event, event_stamp)
+    profile.lifecycle = apply_lifecycle_event(profile.lifecycle, event, when, config.lifecycle)
     remember(profile, [message_key(str(event["messageId"]))], config)
 
 
@@ -172,7 +189,9 @@ def refresh_stage(profile: Profile, config: IdentityConfig, now: datetime, at: s
     """Recompute the lifecycle stage; a change is kept in the history at ``at``. True if changed."""
     types = {split_identifier(i)[0] for i in profile.identifiers}
     stage = stage_of(profile.lifecycle, types, profile.first_seen, profile.last_seen, config.lifecycle, now)
-    return record_stage(profile.lifecycle, stage, at, config.lifecycle)
+    before = profile.lifecycle
+    profile.lifecycle = record_stage(before, stage, at, config.lifecycle)
+    return profile.lifecycle is not before
 
 
 def remember(profile: Profile, keys: list[str], config: IdentityConfig) -> None:
@@ -199,9 +218,9 @@ def absorb(survivor: Profile, other: Profile, config: IdentityConfig) -> None:
     for attr, pick in (("first_seen", min), ("last_seen", max)):
         values = [v for v in (getattr(survivor, attr), getattr(other, attr)) if v is not None]
         setattr(survivor, attr, pick(values) if values else None)
-    merge_computed(survivor.computed, other.computed, config)
-    merge_consent(survivor.consent, other.consent)
-    merge_lifecycle(survivor.lifecycle, other.lifecycle, config.lifecycle)
+    survivor.computed = merge_computed(survivor.computed, other.computed, config)
+    survivor.consent = merge_consent(survivor.consent, other.consent)
+    survivor.lifecycle = merge_lifecycle(survivor.lifecycle, other.lifecycle, config.lifecycle)
     survivor.do_not_link = sorted(set(survivor.do_not_link) | set(other.do_not_link))
     theirs = set(other.recent)
     merged_recent = other.recent + [m for m in survivor.recent if m not in theirs]

@@ -12,6 +12,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from cdp.identity.profile import ProfileView
+
 from . import EVENT_COLUMNS, EVENTS_PREFIX, IDENTITY_PREFIX, PROFILES_PREFIX, event_to_row, partition_of
 
 _TS = pa.timestamp("ms", tz="UTC")
@@ -68,20 +70,20 @@ def write_identity_snapshot(pairs: Iterable[tuple[str, str]], fs: pafs.FileSyste
     return write_snapshot(rows, IDENTITY_SCHEMA, fs, f"{root}/{IDENTITY_PREFIX}/identity.parquet")
 
 
-def write_profiles_snapshot(profiles: Iterable[dict[str, Any]], fs: pafs.FileSystem, root: str) -> int:
+def write_profiles_snapshot(profiles: Iterable[ProfileView], fs: pafs.FileSystem, root: str) -> int:
     from . import parse_time
 
-    def row(p: dict[str, Any]) -> dict[str, Any]:
+    def row(p: ProfileView) -> dict[str, Any]:
         return {
             "profile_id": p["profile_id"],
-            "email": (p.get("traits") or {}).get("email") or _first(p.get("identifiers", {}).get("email")),
-            "first_seen": parse_time(p.get("first_seen")),
-            "last_seen": parse_time(p.get("last_seen")),
-            "event_count": int(p.get("event_count") or 0),
-            "lifecycle_stage": p.get("lifecycle_stage"),
-            "traits": json.dumps(p.get("traits") or {}, default=str, sort_keys=True),
-            "computed": json.dumps(p.get("computed_traits") or {}, default=str, sort_keys=True),
-            "consent": json.dumps(p.get("consent") or {}, default=str, sort_keys=True),
+            "email": p["traits"].get("email") or _first(p["identifiers"].get("email")),
+            "first_seen": parse_time(p["first_seen"]),
+            "last_seen": parse_time(p["last_seen"]),
+            "event_count": p["event_count"],
+            "lifecycle_stage": p["lifecycle_stage"],
+            "traits": json.dumps(p["traits"], default=str, sort_keys=True),
+            "computed": json.dumps(p["computed_traits"], default=str, sort_keys=True),
+            "consent": json.dumps(p["consent"], default=str, sort_keys=True),
         }
 
     return write_snapshot((row(p) for p in profiles), PROFILES_SCHEMA, fs,
