@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from cdp.errors import NotFound
 from cdp.identity.config import IdentityConfig
@@ -12,6 +12,20 @@ from cdp.identity.store import IdentityStore, MergeLogEntry
 
 _DEFAULT = IdentityConfig()
 _MAX_PROFILES = 200
+
+
+class Explanation(TypedDict):
+    """The ``/explain`` response: a profile's identifiers and the evidence that joined them."""
+
+    identifier: str
+    profile_id: str
+    identifiers: dict[str, list[str]]
+    why: dict[str, list[dict[str, Any]]]  # identifier -> evidence entries
+    merges: list[dict[str, Any]]  # MergeLogEntry.view()
+    refusals: list[dict[str, Any]]
+    unmerges: list[dict[str, Any]]
+    absorbed_profiles: list[str]
+    log: list[dict[str, Any]]
 
 
 def profile_history(profile_id: str, store: IdentityStore) -> list[MergeLogEntry]:
@@ -31,7 +45,7 @@ def profile_history(profile_id: str, store: IdentityStore) -> list[MergeLogEntry
     return sorted(entries.values(), key=lambda e: (e.at, e.entry_id))
 
 
-def explain(identifier: str, store: IdentityStore, *, config: IdentityConfig = _DEFAULT) -> dict[str, Any]:
+def explain(identifier: str, store: IdentityStore, *, config: IdentityConfig = _DEFAULT) -> Explanation:
     """JSON-ready account of the profile holding ``identifier``: for each of its identifiers, the
     evidence that linked it (event messageId, rule, time), the merges, refusals and unmerges.
 
