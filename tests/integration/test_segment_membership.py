@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 
 from cdp.adapters.membership import DynamoMembershipStore
@@ -17,7 +17,7 @@ from cdp.segments.run import run_segment
 
 @pytest.fixture
 def store(stack_settings) -> DynamoMembershipStore:
-    return DynamoMembershipStore(stack_settings.membership_table)
+    return DynamoMembershipStore(stack_settings)
 
 
 def test_members_written_are_read_back_with_their_entry_run(store: DynamoMembershipStore):
@@ -86,7 +86,7 @@ def test_a_run_over_dynamodb_is_idempotent_by_run_id(store: DynamoMembershipStor
 
 
 def test_a_missing_table_raises_a_store_error(stack_settings):
-    missing = DynamoMembershipStore("no-such-table", dynamodb=boto3.resource("dynamodb"))
+    missing = DynamoMembershipStore(replace(stack_settings, membership_table="no-such-table"))
 
     with pytest.raises(StoreError):
         missing.members("a")
