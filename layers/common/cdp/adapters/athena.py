@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from cdp.adapters.errors import aws_errors
+from cdp.adapters.errors import aws_errors, query_errors
 from cdp.errors import QueryCancelled, QueryFailed, QueryTimedOut, StoreError
 from cdp.segments.engines import QueryResult
 
@@ -130,16 +130,8 @@ class AthenaEngine:
         return rows
 
 
-@contextlib.contextmanager
-def _athena_errors(reason: str, **details: Any) -> Iterator[None]:
-    """An Athena call: SDK errors leave as QueryFailed, keeping the translator's ``retryable``."""
-    try:
-        with aws_errors(reason, engine="athena", **details):
-            yield
-    except QueryFailed:
-        raise
-    except StoreError as exc:
-        raise QueryFailed(f"{reason}: {exc.__cause__}", retryable=exc.retryable, **exc.details) from exc.__cause__
+def _athena_errors(reason: str, **details: Any) -> contextlib.AbstractContextManager[None]:
+    return query_errors(reason, engine="athena", **details)
 
 
 def _convert(value: str | None, kind: str) -> Any:
