@@ -34,6 +34,17 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequ
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
 
 
+@pytest.fixture(autouse=True)
+def fresh_aws_clients() -> Iterator[None]:
+    """Clients are cached per process (cdp.adapters.aws): each test starts and ends without them,
+    so none made inside one test's moto reaches the next."""
+    from cdp.adapters.aws import reset_clients
+
+    reset_clients()
+    yield
+    reset_clients()
+
+
 @pytest.fixture
 def moto_stack() -> Iterator[Stack]:
     """Every resource of template.yaml created inside moto, under the template's names."""

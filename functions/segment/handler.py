@@ -37,7 +37,7 @@ def handler(event: dict, context: object) -> dict:
     s, tick, store = settings(), EventBridgeEvent(event), DynamoIdentityStore(settings())
     now = parse_time(tick.time)
     report = run_segment_job(
-        all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s.membership_table),
+        all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s),
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,
         refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
         snapshot=lambda: write_snapshots(store, lake_filesystem(s), s.lake_bucket))

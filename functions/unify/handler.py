@@ -38,7 +38,7 @@ def config() -> IdentityConfig:
 def realtime() -> RealtimeSegments:
     settings = Settings.from_env(require=FUNCTION_FIELDS)
     return RealtimeSegments(realtime_segments(all_segments(Path(__file__).parent / "segments")),
-                            DynamoMembershipStore(settings.membership_table), SqsChangePublisher(settings))
+                            DynamoMembershipStore(settings), SqsChangePublisher(settings))
 
 
 @logger.inject_lambda_context

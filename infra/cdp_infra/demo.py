@@ -115,8 +115,7 @@ def email_entries(pipeline: LocalPipeline) -> int:
 
     from .template import REPO_ROOT
 
-    store = DynamoMembershipStore(pipeline.settings.membership_table, dynamodb=pipeline.session().resource(
-        "dynamodb", endpoint_url=pipeline.endpoint_url))
+    store = DynamoMembershipStore(pipeline.settings)
     templates = load_email_templates(REPO_ROOT / "config" / "activation.yaml")
     return sum(len(store.members(segment)) for segment in templates)
 

@@ -175,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = run_segment(
             _segment(args),
             engine=_engine(args),
-            membership=DynamoMembershipStore(settings.membership_table),
+            membership=DynamoMembershipStore(settings),
             publish=SqsChangePublisher(settings),
             run_id=run_id,
             now=now,

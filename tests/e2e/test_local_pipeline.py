@@ -184,8 +184,7 @@ def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
     assert result.accepted == 2
     pipeline.wait_drained(timeout_s=120)
     _, profile = _get(pipeline, "/v1/profiles/user_id:rt-1")
-    members = DynamoMembershipStore(pipeline.settings.membership_table, dynamodb=pipeline.session().resource(
-        "dynamodb", endpoint_url=pipeline.endpoint_url)).members("pro-plan-engaged")
+    members = DynamoMembershipStore(pipeline.settings).members("pro-plan-engaged")
     assert profile["profile_id"] in members
     assert emails_sent(pipeline) == before + 1
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 
 from cdp.adapters.membership import DynamoMembershipStore
@@ -17,7 +17,7 @@ from cdp.segments.run import run_segment
 
 @pytest.fixture
 def store(stack_settings) -> DynamoMembershipStore:
-    return DynamoMembershipStore(stack_settings.membership_table)
+    return DynamoMembershipStore(stack_settings)
 
 
 def test_members_written_are_read_back_with_their_entry_run(store: DynamoMembershipStore):
@@ -86,7 +86,7 @@ def test_a_run_over_dynamodb_is_idempotent_by_run_id(store: DynamoMembershipStor
 
 
 def test_a_missing_table_raises_a_store_error(stack_settings):
-    missing = DynamoMembershipStore("no-such-table", dynamodb=boto3.resource("dynamodb"))
+    missing = DynamoMembershipStore(replace(stack_settings, membership_table="no-such-table"))
 
     with pytest.raises(StoreError):
         missing.members("a")
@@ -99,3 +99,20 @@ def test_one_membership_is_read_by_profile(store: DynamoMembershipStore):
 
     assert store.member("vip", "p1") == Member("p1", "rt:m1", "t")
     assert store.member("vip", "p2") is None
+
+
+def test_memberships_are_read_by_key_across_batches_of_a_hundred(store: DynamoMembershipStore):
+    store.apply("vip", [Member(f"p{i:03d}", "r1", "t") for i in range(150)], [])
+    store.apply("new", [Member("p000", "r2", "t2")], [])
+    keys = [("vip", f"p{i:03d}") for i in range(0, 150, 2)] + [("new", "p000"), ("new", "p001"), ("gone", "x")]
+
+    found = store.members_of(keys)
+
+    assert set(found) == {("vip", f"p{i:03d}") for i in range(0, 150, 2)} | {("new", "p000")}
+    assert found[("new", "p000")] == Member("p000", "r2", "t2")
+
+
+def test_a_profile_entered_and_exited_in_one_apply_ends_up_out(store: DynamoMembershipStore):
+    store.apply("vip", [Member("p1", "r1", "t"), Member("p2", "r1", "t")], ["p1"])
+
+    assert set(store.members("vip")) == {"p2"}

@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from pynamodb.exceptions import PutError
 
-from cdp.adapters.aws import aws_client, pynamodb_meta, reset_clients
+from cdp.adapters.aws import aws_client, pynamodb_connection, pynamodb_meta, reset_clients
 from cdp.adapters.errors import aws_errors, translate
 from cdp.errors import ConcurrentUpdate, ServiceThrottled, StoreError
 from cdp.settings import Settings
@@ -39,6 +39,13 @@ def test_pynamodb_models_get_the_same_endpoint_and_timeouts() -> None:
     meta = pynamodb_meta(Settings(aws_endpoint_url="http://127.0.0.1:1", aws_read_timeout=7.0), "t")
     assert meta["host"] == "http://127.0.0.1:1" and meta["read_timeout_seconds"] == 7.0
     assert meta["table_name"] == "t" and "host" not in pynamodb_meta(Settings(), "t")
+
+
+def test_pynamodb_makes_as_many_attempts_as_every_other_client() -> None:
+    settings = Settings(aws_max_attempts=3)
+    client = pynamodb_connection(settings).client
+    assert client.meta.config.retries["total_max_attempts"] == 3
+    assert pynamodb_meta(settings, "t")["max_retry_attempts"] == 2
 
 
 @pytest.mark.parametrize("exc", [

@@ -11,10 +11,14 @@ from cdp.collect.http import error_response, status_for, success_response
 from cdp.collect.profiles import profile_response, require_bearer
 from cdp.errors import (
     CdpError,
+    ConcurrentUpdate,
     EventsRejected,
+    IdentifierTaken,
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
+    QueryFailed,
+    ServiceThrottled,
     StoreError,
     StreamUnavailable,
     Throttled,
@@ -128,3 +132,11 @@ def test_a_wrong_token_is_401_without_a_lookup() -> None:
         "u1", authorization="Bearer nope", admin_token="admin-token-0123456789", lookup=lookup
     )
     assert response.status == 401
+
+
+@pytest.mark.parametrize("error", [ServiceThrottled("sources_unavailable"), ConcurrentUpdate("x"),
+                                   IdentifierTaken("x"), QueryFailed("x"), StoreError("x", retryable=False)])
+def test_every_store_failure_is_503_with_retry_after_under_the_documented_code(error: StoreError) -> None:
+    response = error_response(error)
+    assert response.status == 503 and int(response.headers["Retry-After"]) > 0
+    assert response.body["error"] == "store_error" and response.body["reason"] == error.reason

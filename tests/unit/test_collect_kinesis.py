@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from cdp.adapters.kinesis import KinesisSink, chunk_records
 from cdp.collect import OutgoingRecord
-from cdp.errors import StreamUnavailable
+from cdp.errors import ServiceThrottled, StreamUnavailable
 from cdp.settings import Settings
 
 SETTINGS = Settings(events_stream="events")
@@ -91,14 +91,17 @@ def test_records_still_refused_after_every_attempt_raise_stream_unavailable() ->
     assert len(client.calls) == 3
 
 
-def test_a_failed_call_is_retried_whole() -> None:
+def test_a_failed_call_is_left_to_the_clients_retry_policy_not_repeated() -> None:
     client = FakeKinesis(errors=1)
-    sink(client).put([record(1)])
-    assert len(client.stored) == 1
+    with pytest.raises(StreamUnavailable):
+        sink(client).put([record(1)])
+    assert len(client.calls) == 1 and client.stored == []
 
 
-def test_a_call_that_keeps_failing_raises_stream_unavailable_from_the_client_error() -> None:
+def test_a_failed_call_raises_stream_unavailable_with_the_translated_error_as_cause() -> None:
     client = FakeKinesis(errors=99)
     with pytest.raises(StreamUnavailable) as raised:
         sink(client, attempts=2).put([record(1)])
-    assert isinstance(raised.value.__cause__, ClientError)
+    translated = raised.value.__cause__
+    assert isinstance(translated, ServiceThrottled) and isinstance(translated.__cause__, ClientError)
+    assert raised.value.retryable and raised.value.reason == "stream_write_failed"

@@ -7,9 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cdp.errors import QueryCancelled, QueryFailed, QueryTimedOut
+from cdp.adapters.errors import aws_errors, query_errors
+from cdp.errors import QueryCancelled, QueryFailed, QueryTimedOut, StoreError
 from cdp.segments.engines import QueryResult
 
 _NUMERIC = {"tinyint", "smallint", "integer", "bigint"}
@@ -63,21 +62,17 @@ class AthenaEngine:
         }
         if self.output_location:
             kwargs["ResultConfiguration"] = {"OutputLocation": self.output_location}
-        try:
+        with _athena_errors("Athena refused the query"):
             return str(self.client.start_query_execution(**kwargs)["QueryExecutionId"])
-        except (ClientError, BotoCoreError) as exc:
-            raise QueryFailed(f"Athena refused the query: {exc}", engine="athena") from exc
 
     def _wait(self, query_id: str) -> dict[str, Any]:
         deadline = self._clock() + self.timeout_seconds
         delay = self.first_delay
         while True:
-            try:
+            with _athena_errors(f"could not read Athena query {query_id}", query_id=query_id):
                 execution: dict[str, Any] = self.client.get_query_execution(QueryExecutionId=query_id)[
                     "QueryExecution"
                 ]
-            except (ClientError, BotoCoreError) as exc:
-                raise QueryFailed(f"could not read Athena query {query_id}: {exc}", engine="athena") from exc
             status = execution.get("Status", {})
             state = status.get("State")
             if state == "SUCCEEDED":
@@ -109,13 +104,13 @@ class AthenaEngine:
 
     def _stop(self, query_id: str) -> None:
         # Best effort: the timeout is what we report; the work group cutoff still bounds the cost.
-        with contextlib.suppress(ClientError, BotoCoreError):
+        with contextlib.suppress(StoreError), aws_errors("could not stop an Athena query"):
             self.client.stop_query_execution(QueryExecutionId=query_id)
 
     def _results(self, query_id: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         columns: list[tuple[str, str]] | None = None
-        try:
+        with _athena_errors(f"could not read the results of Athena query {query_id}", query_id=query_id):
             for page in self.client.get_paginator("get_query_results").paginate(QueryExecutionId=query_id):
                 result_set = page["ResultSet"]
                 data = result_set.get("Rows", [])
@@ -132,11 +127,11 @@ class AthenaEngine:
                             for (name, kind), value in zip(columns, values, strict=False)
                         }
                     )
-        except (ClientError, BotoCoreError) as exc:
-            raise QueryFailed(
-                f"could not read the results of Athena query {query_id}: {exc}", engine="athena"
-            ) from exc
         return rows
+
+
+def _athena_errors(reason: str, **details: Any) -> contextlib.AbstractContextManager[None]:
+    return query_errors(reason, engine="athena", **details)
 
 
 def _convert(value: str | None, kind: str) -> Any:

@@ -76,7 +76,7 @@ def pynamodb_meta(settings: Settings, table_name: str) -> dict[str, Any]:
         "region": settings.aws_region,
         "connect_timeout_seconds": settings.aws_connect_timeout,
         "read_timeout_seconds": settings.aws_read_timeout,
-        "max_retry_attempts": settings.aws_max_attempts,
+        "max_retry_attempts": pynamodb_retries(settings),
     }
     if settings.aws_endpoint_url:
         meta["host"] = settings.aws_endpoint_url
@@ -92,8 +92,13 @@ def pynamodb_connection(settings: Settings) -> Any:
         host=settings.aws_endpoint_url or None,
         connect_timeout_seconds=settings.aws_connect_timeout,
         read_timeout_seconds=settings.aws_read_timeout,
-        max_retry_attempts=settings.aws_max_attempts,
+        max_retry_attempts=pynamodb_retries(settings),
     )
+
+
+def pynamodb_retries(settings: Settings) -> int:
+    """PynamoDB counts retries after the first call (botocore's ``total_max_attempts`` is this + 1)."""
+    return max(settings.aws_max_attempts - 1, 0)
 
 
 def reset_clients() -> None:

@@ -14,5 +14,5 @@ if TYPE_CHECKING:
     def _identity(settings: Settings) -> IdentityStore:
         return DynamoIdentityStore(settings)
 
-    def _membership(table: str) -> MembershipStore:
-        return DynamoMembershipStore(table)
+    def _membership(settings: Settings) -> MembershipStore:
+        return DynamoMembershipStore(settings)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from cdp.adapters.errors import query_errors
 from cdp.errors import QueryFailed
 from cdp.lake import EVENTS_PREFIX, IDENTITY_PREFIX, PROFILES_PREFIX
 from cdp.lake.parquet import EVENTS_SCHEMA, IDENTITY_SCHEMA, PROFILES_SCHEMA
@@ -92,13 +93,15 @@ class DuckDBEngine:
         import duckdb  # heavy: imported only by the functions that query
 
         con = self._connection()
-        for name, relation in self.tables().items():
-            con.register(name, relation)
-        self.counter.take()
-        try:
-            table = con.sql(sql).to_arrow_table()
-        except duckdb.Error as exc:
-            raise QueryFailed(f"DuckDB query failed: {exc}", engine="duckdb") from exc
+        # The lake may be S3: a listing or a read that fails is a (retryable) QueryFailed too.
+        with query_errors("DuckDB could not read the lake", engine="duckdb"):
+            for name, relation in self.tables().items():
+                con.register(name, relation)
+            self.counter.take()
+            try:
+                table = con.sql(sql).to_arrow_table()
+            except duckdb.Error as exc:
+                raise QueryFailed(f"DuckDB query failed: {exc}", engine="duckdb") from exc
         return QueryResult(rows=table.to_pylist(), bytes_scanned=self.counter.take())
 
     def close(self) -> None:

@@ -25,18 +25,17 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from cdp.errors import ConcurrentUpdate, IdentifierTaken, StoreError
+from cdp.adapters.aws import pynamodb_connection, pynamodb_meta
+from cdp.adapters.errors import aws_errors
+from cdp.errors import ConcurrentUpdate, IdentifierTaken
 from cdp.identity.computed import ComputedTraits, Consent, Lifecycle
 from cdp.identity.profile import Profile
 from cdp.identity.store import MergeLogEntry
 from cdp.settings import Settings
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-_TRANSACTION_CANCELLED = "TransactionCanceledException"
 _TRANSACTION_LIMIT = 100
 
 
@@ -50,13 +49,10 @@ class _Models:
 
 
 def bind_models(settings: Settings) -> _Models:
-    """PynamoDB model classes bound to the tables, region and endpoint of ``settings``."""
-    meta: dict[str, Any] = {"region": settings.aws_region}
-    if settings.aws_endpoint_url:
-        meta["host"] = settings.aws_endpoint_url
+    """PynamoDB model classes bound to the tables, region, endpoint and timeouts of ``settings``."""
 
     class ProfileItem(Model):
-        Meta = type("Meta", (), {"table_name": settings.profiles_table, **meta})  # type: ignore[assignment]
+        Meta = type("Meta", (), pynamodb_meta(settings, settings.profiles_table))  # type: ignore[assignment]
 
         profile_id = UnicodeAttribute(hash_key=True)
         identifiers = ListAttribute(of=UnicodeAttribute, default=list)
@@ -76,13 +72,13 @@ def bind_models(settings: Settings) -> _Models:
         version = VersionAttribute()
 
     class IdentityItem(Model):
-        Meta = type("Meta", (), {"table_name": settings.identity_table, **meta})  # type: ignore[assignment]
+        Meta = type("Meta", (), pynamodb_meta(settings, settings.identity_table))  # type: ignore[assignment]
 
         identifier = UnicodeAttribute(hash_key=True)
         profile_id = UnicodeAttribute()
 
     class MergeLogItem(Model):
-        Meta = type("Meta", (), {"table_name": settings.merge_log_table, **meta})  # type: ignore[assignment]
+        Meta = type("Meta", (), pynamodb_meta(settings, settings.merge_log_table))  # type: ignore[assignment]
 
         profile_id = UnicodeAttribute(hash_key=True)
         entry_id = UnicodeAttribute(range_key=True)
@@ -94,8 +90,7 @@ def bind_models(settings: Settings) -> _Models:
         other_profile_ids = ListAttribute(of=UnicodeAttribute, default=list)
         details = JSONAttribute(default=dict)
 
-    connection = Connection(region=settings.aws_region, host=settings.aws_endpoint_url or None)
-    return _Models(ProfileItem, IdentityItem, MergeLogItem, connection)
+    return _Models(ProfileItem, IdentityItem, MergeLogItem, pynamodb_connection(settings))
 
 
 _PROFILE_FIELDS = (
@@ -161,23 +156,19 @@ class DynamoIdentityStore:
         if not keys:
             return {}
         self.requests["BatchGetItem"] += -(-len(keys) // 100)
-        try:
+        with aws_errors("identity index read failed"):
             return {
                 item.identifier: item.profile_id
                 for item in self._models.identity.batch_get(keys, consistent_read=True)
             }
-        except PynamoDBException as exc:
-            raise StoreError("identity index read failed") from exc
 
     def get_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         keys = list(dict.fromkeys(profile_ids))
         if not keys:
             return {}
         self.requests["BatchGetItem"] += -(-len(keys) // 100)
-        try:
+        with aws_errors("profile read failed"):
             items = list(self._models.profile.batch_get(keys, consistent_read=True))
-        except PynamoDBException as exc:
-            raise StoreError("profile read failed") from exc
         return {item.profile_id: self._to_profile(item) for item in items}
 
     # --------------------------------------------------------------- conditional writes
@@ -202,47 +193,49 @@ class DynamoIdentityStore:
     def _claim_one(self, identifier: str, profile_id: str) -> None:
         self.requests["PutItem"] += 1
         try:
-            self._models.identity(identifier, profile_id=profile_id).save(
-                condition=self._claim_condition(profile_id)
-            )
-        except PynamoDBException as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
-                raise IdentifierTaken(
-                    "identifier claimed by another writer", identifiers=[identifier]
-                ) from exc
-            raise StoreError("identifier claim failed") from exc
+            with aws_errors("identifier claim failed"):
+                self._models.identity(identifier, profile_id=profile_id).save(
+                    condition=self._claim_condition(profile_id)
+                )
+        except ConcurrentUpdate as exc:
+            raise IdentifierTaken(
+                "identifier claimed by another writer", identifiers=[identifier]
+            ) from exc.__cause__
 
     def _claim_many(self, chunk: list[tuple[str, str]]) -> None:
         model = self._models.identity
         self.requests["TransactWriteItems"] += 1
         try:
-            with TransactWrite(connection=self._models.connection) as transaction:
+            with aws_errors("identifier claim failed"), TransactWrite(
+                connection=self._models.connection
+            ) as transaction:
                 for identifier, profile_id in chunk:
                     transaction.save(
                         model(identifier, profile_id=profile_id), condition=self._claim_condition(profile_id)
                     )
-        except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons
+        except ConcurrentUpdate as exc:
+            # Cancelled: name the identifiers whose condition failed (all of them if DynamoDB
+            # gave no reasons). Cancelled for another reason (a conflict) stays a ConcurrentUpdate.
+            reasons = getattr(exc.__cause__, "cancellation_reasons", None) or []
             taken = [
                 chunk[i][0]
                 for i, r in enumerate(reasons)
                 if r is not None and r.code == "ConditionalCheckFailed"
             ]
-            if exc.cause_response_code == _TRANSACTION_CANCELLED and (taken or not reasons):
-                raise IdentifierTaken("identifier claimed by another writer", identifiers=taken) from exc
-            raise StoreError("identifier claim failed") from exc
+            if taken or not reasons:
+                raise IdentifierTaken("identifier claimed by another writer", identifiers=taken) from exc.__cause__
+            raise
 
     def put_profile(self, profile: Profile) -> None:
         item = self._to_item(profile)
         self.requests["PutItem"] += 1
         try:
-            item.save()
-        except PynamoDBException as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
-                raise ConcurrentUpdate(
-                    "profile changed since it was read", profile_id=profile.profile_id
-                ) from exc
-            raise StoreError("profile write failed") from exc
+            with aws_errors("profile write failed", profile_id=profile.profile_id):
+                item.save()
+        except ConcurrentUpdate as exc:
+            raise ConcurrentUpdate(
+                "profile changed since it was read", profile_id=profile.profile_id
+            ) from exc.__cause__
         profile.version = int(item.version)
 
     def put_merge(self, survivor: Profile, tombstones: Sequence[Profile]) -> None:
@@ -250,15 +243,15 @@ class DynamoIdentityStore:
         items = [self._to_item(p) for p in profiles]
         self.requests["TransactWriteItems"] += 1
         try:
-            with TransactWrite(connection=self._models.connection) as transaction:
+            with aws_errors("merge write failed", profile_id=survivor.profile_id), TransactWrite(
+                connection=self._models.connection
+            ) as transaction:
                 for item in items:
                     transaction.save(item)
-        except TransactWriteError as exc:
-            if exc.cause_response_code == _TRANSACTION_CANCELLED:
-                raise ConcurrentUpdate(
-                    "a merged profile changed since it was read", profile_id=survivor.profile_id
-                ) from exc
-            raise StoreError("merge write failed") from exc
+        except ConcurrentUpdate as exc:
+            raise ConcurrentUpdate(
+                "a merged profile changed since it was read", profile_id=survivor.profile_id
+            ) from exc.__cause__
         for profile, item in zip(profiles, items, strict=True):
             profile.version = int(item.version)
 
@@ -268,24 +261,18 @@ class DynamoIdentityStore:
             return
         model = self._models.identity
         self.requests["BatchWriteItem"] += -(-len(pointers) // 25)
-        try:
-            with model.batch_write() as batch:
-                for identifier, profile_id in sorted(pointers.items()):
-                    batch.save(model(identifier, profile_id=profile_id))
-        except PynamoDBException as exc:
-            raise StoreError("identity index write failed") from exc
+        with aws_errors("identity index write failed"), model.batch_write() as batch:
+            for identifier, profile_id in sorted(pointers.items()):
+                batch.save(model(identifier, profile_id=profile_id))
 
     def delete_pointers(self, identifiers: Collection[str]) -> None:
         if not identifiers:
             return
         model = self._models.identity
         self.requests["BatchWriteItem"] += -(-len(identifiers) // 25)
-        try:
-            with model.batch_write() as batch:
-                for identifier in sorted(set(identifiers)):
-                    batch.delete(model(identifier))
-        except PynamoDBException as exc:
-            raise StoreError("identity index delete failed") from exc
+        with aws_errors("identity index delete failed"), model.batch_write() as batch:
+            for identifier in sorted(set(identifiers)):
+                batch.delete(model(identifier))
 
     def append_merge_log(self, entries: Sequence[MergeLogEntry]) -> None:
         if not entries:
@@ -293,28 +280,25 @@ class DynamoIdentityStore:
         model = self._models.merge_log
         unique = {(e.profile_id, e.entry_id): e for e in entries}
         self.requests["BatchWriteItem"] += -(-len(unique) // 25)
-        try:
-            with model.batch_write() as batch:
-                for (profile_id, entry_id), entry in sorted(unique.items()):
-                    batch.save(
-                        model(
-                            profile_id,
-                            entry_id,
-                            kind=entry.kind,
-                            at=entry.at,
-                            message_id=entry.message_id,
-                            rule=entry.rule,
-                            identifiers=list(entry.identifiers),
-                            other_profile_ids=list(entry.other_profile_ids),
-                            details=dict(entry.details),
-                        )
+        with aws_errors("merge log write failed"), model.batch_write() as batch:
+            for (profile_id, entry_id), entry in sorted(unique.items()):
+                batch.save(
+                    model(
+                        profile_id,
+                        entry_id,
+                        kind=entry.kind,
+                        at=entry.at,
+                        message_id=entry.message_id,
+                        rule=entry.rule,
+                        identifiers=list(entry.identifiers),
+                        other_profile_ids=list(entry.other_profile_ids),
+                        details=dict(entry.details),
                     )
-        except PynamoDBException as exc:
-            raise StoreError("merge log write failed") from exc
+                )
 
     def read_merge_log(self, profile_id: str) -> list[MergeLogEntry]:
         self.requests["Query"] += 1
-        try:
+        with aws_errors("merge log read failed", profile_id=profile_id):
             return [
                 MergeLogEntry(
                     item.profile_id,
@@ -328,23 +312,17 @@ class DynamoIdentityStore:
                 )
                 for item in self._models.merge_log.query(profile_id)
             ]
-        except PynamoDBException as exc:
-            raise StoreError("merge log read failed") from exc
 
     # --------------------------------------------------------------- scans
     def scan_profiles(self) -> Iterator[Profile]:
-        try:
+        with aws_errors("profile scan failed"):
             for item in self._models.profile.scan():
                 yield self._to_profile(item)
-        except PynamoDBException as exc:
-            raise StoreError("profile scan failed") from exc
 
     def scan_pointers(self) -> Iterator[tuple[str, str]]:
-        try:
+        with aws_errors("identity index scan failed"):
             for item in self._models.identity.scan():
                 yield item.identifier, item.profile_id
-        except PynamoDBException as exc:
-            raise StoreError("identity index scan failed") from exc
 
     @property
     def request_count(self) -> int:

@@ -13,10 +13,9 @@ def query_engine(settings: Settings) -> QueryEngine:
 
         return DuckDBEngine(lake_filesystem(settings), settings.lake_bucket)
     if settings.query_engine == "athena":
-        import boto3
-
         from cdp.adapters.athena import AthenaEngine
+        from cdp.adapters.aws import aws_client
 
-        return AthenaEngine(boto3.client("athena", region_name=settings.aws_region),
+        return AthenaEngine(aws_client(settings, "athena"),
                             workgroup=settings.athena_workgroup, database=settings.glue_database)
     raise ValueError(f"unknown QUERY_ENGINE {settings.query_engine!r} (athena or duckdb)")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cdp.errors import ConcurrentUpdate, ServiceThrottled, StoreError
+from cdp.errors import ConcurrentUpdate, QueryFailed, ServiceThrottled, StoreError
 
 CONDITION_CODES = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 THROTTLING_CODES = frozenset({
@@ -98,3 +98,16 @@ def aws_errors(reason: str, **details: Any) -> Iterator[None]:
         if not is_sdk_error(exc):
             raise
         raise translate(exc, reason, **details) from exc
+
+
+@contextmanager
+def query_errors(reason: str, *, engine: str, **details: Any) -> Iterator[None]:
+    """:func:`aws_errors` for a query engine: SDK errors leave as ``QueryFailed`` (same ``retryable``),
+    the one error a segment run expects from its engine."""
+    try:
+        with aws_errors(reason, engine=engine, **details):
+            yield
+    except QueryFailed:
+        raise
+    except StoreError as exc:
+        raise QueryFailed(f"{reason}: {exc.__cause__}", retryable=exc.retryable, **exc.details) from exc.__cause__

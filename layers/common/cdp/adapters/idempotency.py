@@ -3,40 +3,52 @@
 from __future__ import annotations
 
 import time
-from functools import cached_property
+from collections.abc import Callable
 from typing import Any
 
-import boto3
-from botocore.exceptions import ClientError
-
-from cdp.errors import StoreError
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
+from cdp.errors import ConcurrentUpdate
 from cdp.settings import Settings
 
 
 class DynamoEffectLedger:
-    def __init__(self, settings: Settings, *, ttl_days: int = 400) -> None:
+    """``claim(key)`` is True once per key (until its TTL): the caller then produces the effect."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Any = None,
+        ttl_days: int = 400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.table = settings.idempotency_table
         self.settings = settings
         self.ttl_s = ttl_days * 86400
+        self._client = client
+        self._clock = clock
 
-    @cached_property
+    @property
     def client(self) -> Any:
-        return boto3.client("dynamodb", region_name=self.settings.aws_region)
+        if self._client is None:
+            self._client = aws_client(self.settings, "dynamodb")
+        return self._client
 
     def claim(self, key: str) -> bool:
+        """True if this call claimed ``key``; False if it was claimed before. Raises StoreError."""
         try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={"id": {"S": key}, "expires_at": {"N": str(int(time.time()) + self.ttl_s)}},
-                ConditionExpression="attribute_not_exists(id)")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise StoreError("cannot claim effect", key=key) from exc
+            with aws_errors("cannot claim effect", key=key):
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={"id": {"S": key}, "expires_at": {"N": str(int(self._clock()) + self.ttl_s)}},
+                    ConditionExpression="attribute_not_exists(id)",
+                )
+        except ConcurrentUpdate:
+            return False
         return True
 
     def release(self, key: str) -> None:
-        try:
+        """Forget ``key`` (its effect failed), so a retry may claim it again."""
+        with aws_errors("cannot release effect", key=key):
             self.client.delete_item(TableName=self.table, Key={"id": {"S": key}})
-        except ClientError as exc:
-            raise StoreError("cannot release effect", key=key) from exc

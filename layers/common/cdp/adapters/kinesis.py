@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
 from cdp.collect.events import OutgoingRecord
-from cdp.errors import StreamUnavailable
+from cdp.errors import StoreError, StreamUnavailable
 from cdp.settings import Settings
 
 #: PutRecords limits (AWS): 500 records and 5 MiB (data plus partition keys) per call.
@@ -42,7 +44,10 @@ class KinesisSink:
     """Writes records to the events stream, retrying only the records Kinesis refused.
 
     After ``max_attempts`` calls some records may still be refused: :class:`StreamUnavailable`
-    is raised (the collector answers 503), never a silent partial write.
+    is raised (the collector answers 503), never a silent partial write. A call that fails as a
+    whole (no answer, throttled, refused) is not repeated here: the client's own retry policy
+    (``Settings.aws_max_attempts``) already did, and repeating it again would multiply the
+    attempts past API Gateway's 29 s.
     """
 
     def __init__(
@@ -63,15 +68,7 @@ class KinesisSink:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "kinesis",
-                region_name=self._settings.aws_region,
-                endpoint_url=self._settings.aws_endpoint_url,
-                config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}),
-            )
+            self._client = aws_client(self._settings, "kinesis")
         return self._client
 
     def put(self, records: Sequence[OutgoingRecord]) -> None:
@@ -79,23 +76,22 @@ class KinesisSink:
             self._put_chunk(chunk)
 
     def _put_chunk(self, chunk: list[OutgoingRecord]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         pending = chunk
-        last_error: Exception | None = None
         for attempt in range(self._max_attempts):
             if attempt:
                 self._sleep(self._base_delay * (2 ** (attempt - 1)) * (1 + random.random()))
             try:
-                response = self.client.put_records(
-                    StreamName=self._settings.events_stream,
-                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
-                )
-            except (ClientError, BotoCoreError) as exc:
-                last_error = exc
-                continue
+                with aws_errors("stream_write_failed", stream=self._settings.events_stream):
+                    response = self.client.put_records(
+                        StreamName=self._settings.events_stream,
+                        Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+                    )
+            except StoreError as exc:
+                raise StreamUnavailable(
+                    "stream_write_failed", retryable=exc.retryable, failed=len(pending), **exc.details
+                ) from exc
             results = response.get("Records", [])
             pending = [r for r, result in zip(pending, results, strict=True) if result.get("ErrorCode")]
             if not pending:
                 return
-        raise StreamUnavailable("stream_write_failed", failed=len(pending)) from last_error
+        raise StreamUnavailable("stream_write_failed", failed=len(pending))

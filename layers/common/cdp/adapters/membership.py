@@ -7,105 +7,105 @@ Items:
 * the latest completed run of a segment: ``segment=#last-run``, ``profile_id=<name>``, same fields.
 
 Segment names never start with ``#`` (the definition's validation forbids it), so run records never
-mix with members.
+mix with members. Every attribute is a string, so items are written in the low-level client's
+``{"S": ...}`` form directly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cdp.errors import StoreError
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
+from cdp.errors import ServiceThrottled
 from cdp.segments.membership import Member
+from cdp.settings import Settings
 
 _RUN_PREFIX = "#run:"
 _LAST_RUN = "#last-run"
+#: BatchWriteItem takes 25 requests, BatchGetItem 100 keys.
+WRITE_BATCH = 25
+READ_BATCH = 100
+#: Rounds of resending what DynamoDB left unprocessed (throttled) before giving up.
+UNPROCESSED_ROUNDS = 8
 
 
 class DynamoMembershipStore:
-    """MembershipStore over the MembershipTable; writes go through BatchWriteItem (25 per call)."""
+    """MembershipStore over the MembershipTable of ``settings``; writes go through BatchWriteItem."""
 
-    def __init__(self, table_name: str, *, dynamodb: Any = None) -> None:
-        self.table_name = table_name
-        self._dynamodb = dynamodb
-        self._table: Any = None
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Any = None,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.table_name = settings.membership_table
+        self._client = client
+        self._base_delay = base_delay
+        self._sleep = sleep
 
     @property
-    def table(self) -> Any:
-        if self._table is None:
-            if self._dynamodb is None:
-                import boto3
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client(self.settings, "dynamodb")
+        return self._client
 
-                self._dynamodb = boto3.resource("dynamodb")
-            self._table = self._dynamodb.Table(self.table_name)
-        return self._table
-
+    # --------------------------------------------------------------- members
     def members(self, segment: str) -> dict[str, Member]:
         result: dict[str, Member] = {}
         for item in self._query(segment):
-            pid = str(item["profile_id"])
-            result[pid] = Member(
-                profile_id=pid,
-                entered_run=str(item.get("entered_run", "")),
-                entered_at=str(item.get("entered_at", "")),
-            )
+            member = _member(item)
+            result[member.profile_id] = member
         return result
 
     def member(self, segment: str, profile_id: str) -> Member | None:
-        try:
-            item = self.table.get_item(
-                Key={"segment": segment, "profile_id": profile_id}, ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(
-                f"could not read the membership of segment {segment!r}", segment=segment
-            ) from exc
-        if not item:
-            return None
-        return Member(profile_id, str(item.get("entered_run", "")), str(item.get("entered_at", "")))
+        item = self._get(segment, profile_id, f"could not read the membership of segment {segment!r}")
+        return _member(item) if item else None
 
     def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
         """The stored memberships among ``(segment, profile_id)`` keys, in BatchGetItem calls of 100."""
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], Member] = {}
-        _ = self.table  # binds the service resource
-        for start in range(0, len(wanted), 100):
+        for start in range(0, len(wanted), READ_BATCH):
             request: dict[str, Any] = {self.table_name: {
-                "Keys": [{"segment": s, "profile_id": p} for s, p in wanted[start:start + 100]],
+                "Keys": [_key(s, p) for s, p in wanted[start:start + READ_BATCH]],
                 "ConsistentRead": True}}
-            while request:
-                try:
-                    out = self._dynamodb.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreError("could not read segment memberships") from exc
+            for round_ in range(UNPROCESSED_ROUNDS + 1):
+                if round_:
+                    self._backoff(round_)
+                with aws_errors("could not read segment memberships", table=self.table_name):
+                    out = self.client.batch_get_item(RequestItems=request)
                 for item in out.get("Responses", {}).get(self.table_name, []):
-                    key = (str(item["segment"]), str(item["profile_id"]))
-                    found[key] = Member(key[1], str(item.get("entered_run", "")), str(item.get("entered_at", "")))
+                    found[(item["segment"]["S"], item["profile_id"]["S"])] = _member(item)
                 request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise ServiceThrottled("could not read segment memberships", table=self.table_name)
         return found
 
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
-        try:
-            with self.table.batch_writer(overwrite_by_pkeys=["segment", "profile_id"]) as batch:
-                for member in entered:
-                    batch.put_item(
-                        Item={
-                            "segment": segment,
-                            "profile_id": member.profile_id,
-                            "entered_run": member.entered_run,
-                            "entered_at": member.entered_at,
-                        }
-                    )
-                for profile_id in exited:
-                    batch.delete_item(Key={"segment": segment, "profile_id": profile_id})
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(
-                f"could not write the membership of segment {segment!r}", segment=segment
-            ) from exc
+        # One request per key: BatchWriteItem refuses a batch naming a key twice, and an exit
+        # listed after an entry of the same profile wins (as it would written one by one).
+        requests: dict[str, dict[str, Any]] = {}
+        for member in entered:
+            requests[member.profile_id] = {"PutRequest": {"Item": {
+                **_key(segment, member.profile_id),
+                "entered_run": {"S": member.entered_run},
+                "entered_at": {"S": member.entered_at},
+            }}}
+        for profile_id in exited:
+            requests[profile_id] = {"DeleteRequest": {"Key": _key(segment, profile_id)}}
+        self._write(list(requests.values()), f"could not write the membership of segment {segment!r}",
+                    segment=segment)
 
+    # --------------------------------------------------------------- runs
     def completed_run(self, segment: str, run_id: str) -> dict[str, Any] | None:
         return self._get_report(_RUN_PREFIX + segment, run_id)
 
@@ -113,46 +113,70 @@ class DynamoMembershipStore:
         return self._get_report(_LAST_RUN, segment)
 
     def record_run(self, segment: str, run_id: str, report: dict[str, Any]) -> None:
-        body = json.dumps(report, sort_keys=True, default=str)
-        at = str(report.get("at", ""))
-        try:
-            with self.table.batch_writer() as batch:
-                batch.put_item(
-                    Item={"segment": _RUN_PREFIX + segment, "profile_id": run_id, "at": at, "report": body}
-                )
-                batch.put_item(Item={"segment": _LAST_RUN, "profile_id": segment, "at": at, "report": body})
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(
-                f"could not record run {run_id!r} of segment {segment!r}", segment=segment
-            ) from exc
+        fields = {"at": {"S": str(report.get("at", ""))},
+                  "report": {"S": json.dumps(report, sort_keys=True, default=str)}}
+        self._write(
+            [{"PutRequest": {"Item": {**_key(_RUN_PREFIX + segment, run_id), **fields}}},
+             {"PutRequest": {"Item": {**_key(_LAST_RUN, segment), **fields}}}],
+            f"could not record run {run_id!r} of segment {segment!r}", segment=segment)
 
     def _get_report(self, key: str, sort: str) -> dict[str, Any] | None:
-        try:
-            item = self.table.get_item(Key={"segment": key, "profile_id": sort}, ConsistentRead=True).get(
-                "Item"
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"could not read run record {key}/{sort}") from exc
+        item = self._get(key, sort, f"could not read run record {key}/{sort}")
         if not item:
             return None
-        report: dict[str, Any] = json.loads(str(item["report"]))
+        report: dict[str, Any] = json.loads(item["report"]["S"])
         return report
 
-    def _query(self, segment: str) -> Iterable[dict[str, Any]]:
-        from boto3.dynamodb.conditions import Key
+    # --------------------------------------------------------------- calls
+    def _get(self, segment: str, profile_id: str, reason: str) -> dict[str, Any] | None:
+        with aws_errors(reason, table=self.table_name):
+            item: dict[str, Any] | None = self.client.get_item(
+                TableName=self.table_name, Key=_key(segment, profile_id), ConsistentRead=True
+            ).get("Item")
+        return item
 
+    def _write(self, requests: list[dict[str, Any]], reason: str, **details: Any) -> None:
+        for start in range(0, len(requests), WRITE_BATCH):
+            pending: dict[str, Any] = {self.table_name: requests[start:start + WRITE_BATCH]}
+            for round_ in range(UNPROCESSED_ROUNDS + 1):
+                if round_:
+                    self._backoff(round_)
+                with aws_errors(reason, table=self.table_name, **details):
+                    out = self.client.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise ServiceThrottled(reason, table=self.table_name, **details)
+
+    def _query(self, segment: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("segment").eq(segment),
+            "TableName": self.table_name,
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "segment"},
+            "ExpressionAttributeValues": {":s": {"S": segment}},
             "ConsistentRead": True,
         }
-        try:
-            while True:
-                page = self.table.query(**kwargs)
-                yield from page.get("Items", [])
-                if "LastEvaluatedKey" not in page:
-                    return
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(
-                f"could not read the membership of segment {segment!r}", segment=segment
-            ) from exc
+        while True:
+            with aws_errors(f"could not read the membership of segment {segment!r}",
+                            table=self.table_name, segment=segment):
+                page = self.client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _backoff(self, round_: int) -> None:
+        self._sleep(min(self._base_delay * 2 ** (round_ - 1), 2.0))
+
+
+def _key(segment: str, profile_id: str) -> dict[str, Any]:
+    return {"segment": {"S": segment}, "profile_id": {"S": profile_id}}
+
+
+def _member(item: dict[str, Any]) -> Member:
+    return Member(
+        profile_id=item["profile_id"]["S"],
+        entered_run=item.get("entered_run", {}).get("S", ""),
+        entered_at=item.get("entered_at", {}).get("S", ""),
+    )

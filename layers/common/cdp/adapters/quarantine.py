@@ -13,11 +13,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
 from cdp.collect.ingest import QuarantineEntry
-from cdp.errors import StoreError
 from cdp.settings import Settings
 
 PREFIX = "quarantine/"
+#: The reason every failure of the quarantine gives (the collector's documented reason code).
+_UNAVAILABLE = "quarantine_unavailable"
 
 
 def entry_to_dict(entry: QuarantineEntry) -> dict[str, Any]:
@@ -82,42 +85,28 @@ class S3Quarantine:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                region_name=self._settings.aws_region,
-                endpoint_url=self._settings.aws_endpoint_url,
-                config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}),
-            )
+            self._client = aws_client(self._settings, "s3")
         return self._client
 
     def put(self, entries: Sequence[QuarantineEntry]) -> None:
         """Store ``entries`` as one object per (day, source). Raises :class:`StoreError`."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         groups: dict[tuple[str, str], list[QuarantineEntry]] = {}
         for entry in entries:
             groups.setdefault((entry.received_at[:10], entry.source_id), []).append(entry)
         for group in groups.values():
-            try:
+            with aws_errors(_UNAVAILABLE):
                 self.client.put_object(
                     Bucket=self._settings.lake_bucket,
                     Key=object_key(group),
                     Body=_lines(group),
                     ContentType="application/x-ndjson",
                 )
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError("quarantine_unavailable") from exc
 
     def keys(self, *, day_from: str | None = None, day_to: str | None = None) -> list[str]:
         """Object keys under ``quarantine/``, oldest day first, days inclusive."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         start_after = f"{PREFIX}dt={day_from}" if day_from else ""
         found: list[str] = []
-        try:
+        with aws_errors(_UNAVAILABLE):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self._settings.lake_bucket, Prefix=f"{PREFIX}dt=", StartAfter=start_after
             )
@@ -128,26 +117,18 @@ class S3Quarantine:
                         return found
                     if not day_from or day >= day_from:
                         found.append(obj["Key"])
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError("quarantine_unavailable") from exc
         return found
 
     def read(self, key: str) -> list[QuarantineEntry]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(_UNAVAILABLE, key=key):
             body = self.client.get_object(Bucket=self._settings.lake_bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError("quarantine_unavailable") from exc
         return [
             entry_from_dict(json.loads(line)) for line in body.decode("utf-8").split("\n") if line.strip()
         ]
 
     def rewrite(self, key: str, entries: Sequence[QuarantineEntry]) -> None:
         """Keep only ``entries`` in ``key`` (the bucket is versioned: earlier contents stay readable)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(_UNAVAILABLE, key=key):
             if entries:
                 self.client.put_object(
                     Bucket=self._settings.lake_bucket,
@@ -157,8 +138,6 @@ class S3Quarantine:
                 )
             else:
                 self.client.delete_object(Bucket=self._settings.lake_bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError("quarantine_unavailable") from exc
 
 
 def _lines(entries: Sequence[QuarantineEntry]) -> bytes:

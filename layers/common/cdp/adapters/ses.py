@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any
 
-import boto3
-from botocore.exceptions import ClientError
-
-from cdp.errors import StoreError
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
 from cdp.settings import Settings
 
 
 class SesEmailSender:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
         self.settings = settings
+        self._client = client
 
-    @cached_property
+    @property
     def client(self) -> Any:
-        return boto3.client("ses", region_name=self.settings.aws_region)
+        if self._client is None:
+            self._client = aws_client(self.settings, "ses")
+        return self._client
 
     def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str:
-        try:
+        """The SES message id. Raises StoreError (not retryable when SES refused the message)."""
+        with aws_errors("SES refused the email"):
             out = self.client.send_email(
                 Source=self.settings.email_sender,
                 Destination={"ToAddresses": [to]},
@@ -30,8 +31,6 @@ class SesEmailSender:
                          "Body": {"Text": {"Data": text, "Charset": "UTF-8"},
                                   "Html": {"Data": html_body, "Charset": "UTF-8"}}},
                 Tags=[{"Name": k, "Value": _tag(v)} for k, v in tags.items()])
-        except ClientError as exc:
-            raise StoreError("SES refused the email", code=exc.response["Error"]["Code"]) from exc
         return str(out["MessageId"])
 
 

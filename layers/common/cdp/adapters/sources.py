@@ -9,9 +9,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
 from cdp.collect.ingest import Source
-from cdp.errors import NotFound, StoreError
+from cdp.errors import ConcurrentUpdate, NotFound, StoreError
 from cdp.settings import Settings
+
+#: The reason every failure of the sources table gives (the collector's documented reason code).
+_UNAVAILABLE = "sources_unavailable"
 
 
 def hash_write_key(write_key: str) -> str:
@@ -47,15 +52,7 @@ class DynamoSourceStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "dynamodb",
-                region_name=self._settings.aws_region,
-                endpoint_url=self._settings.aws_endpoint_url,
-                config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}),
-            )
+            self._client = aws_client(self._settings, "dynamodb")
         return self._client
 
     @property
@@ -101,65 +98,50 @@ class DynamoSourceStore:
 
     def disable(self, source_id: str) -> Source:
         """Disable every write key of ``source_id``. Raises :class:`NotFound`."""
-        from botocore.exceptions import ClientError
-
         matches = [(key_hash, s) for key_hash, s in self._scan() if s.source_id == source_id]
         if not matches:
             raise NotFound("unknown_source", source_id=source_id)
         for key_hash, _ in matches:
-            try:
+            with aws_errors(_UNAVAILABLE):
                 self.client.update_item(
                     TableName=self._table,
                     Key={"key_hash": {"S": key_hash}},
                     UpdateExpression="SET enabled = :false",
                     ExpressionAttributeValues={":false": {"BOOL": False}},
                 )
-            except ClientError as exc:
-                raise StoreError("sources_unavailable") from exc
             self._cache.pop(key_hash, None)
         _, source = matches[0]
         return Source(source.source_id, source.name, False, source.created_at)
 
     def _put(self, name: str, write_key: str, *, source_id: str) -> Source | None:
-        from botocore.exceptions import ClientError
-
         source = Source(source_id, name, True, datetime.now(UTC).isoformat(timespec="seconds"))
         try:
-            self.client.put_item(
-                TableName=self._table,
-                Item={
-                    "key_hash": {"S": hash_write_key(write_key)},
-                    "source_id": {"S": source.source_id},
-                    "name": {"S": source.name},
-                    "enabled": {"BOOL": True},
-                    "created_at": {"S": source.created_at},
-                },
-                ConditionExpression="attribute_not_exists(key_hash)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise StoreError("sources_unavailable") from exc
+            with aws_errors(_UNAVAILABLE):
+                self.client.put_item(
+                    TableName=self._table,
+                    Item={
+                        "key_hash": {"S": hash_write_key(write_key)},
+                        "source_id": {"S": source.source_id},
+                        "name": {"S": source.name},
+                        "enabled": {"BOOL": True},
+                        "created_at": {"S": source.created_at},
+                    },
+                    ConditionExpression="attribute_not_exists(key_hash)",
+                )
+        except ConcurrentUpdate:  # the key is already registered
+            return None
         return source
 
     def _get(self, key_hash: str) -> Source | None:
-        from botocore.exceptions import ClientError
-
-        try:
+        with aws_errors(_UNAVAILABLE):
             item = self.client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
-        except ClientError as exc:
-            raise StoreError("sources_unavailable") from exc
         return _source(item) if item else None
 
     def _scan(self) -> list[tuple[str, Source]]:
-        from botocore.exceptions import ClientError
-
         found: list[tuple[str, Source]] = []
-        try:
+        with aws_errors(_UNAVAILABLE):
             for page in self.client.get_paginator("scan").paginate(TableName=self._table):
                 found.extend((item["key_hash"]["S"], _source(item)) for item in page.get("Items", []))
-        except ClientError as exc:
-            raise StoreError("sources_unavailable") from exc
         return found
 
 

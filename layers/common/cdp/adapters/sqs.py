@@ -3,33 +3,35 @@
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import Any
 
-import boto3
-from botocore.exceptions import ClientError
-
+from cdp.adapters.aws import aws_client
+from cdp.adapters.errors import aws_errors
 from cdp.errors import StoreError
 from cdp.segments.membership import MembershipChange
 from cdp.settings import Settings
 
+#: SendMessageBatch takes at most 10 entries.
+BATCH_SIZE = 10
+
 
 class SqsChangePublisher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
         self.settings = settings
+        self._client = client
 
-    @cached_property
+    @property
     def client(self) -> Any:
-        return boto3.client("sqs", region_name=self.settings.aws_region)
+        if self._client is None:
+            self._client = aws_client(self.settings, "sqs")
+        return self._client
 
     def __call__(self, changes: list[MembershipChange]) -> None:
-        for start in range(0, len(changes), 10):  # SendMessageBatch takes 10 entries
-            chunk = changes[start:start + 10]
-            try:
+        for start in range(0, len(changes), BATCH_SIZE):
+            chunk = changes[start:start + BATCH_SIZE]
+            with aws_errors("cannot publish membership changes"):
                 out = self.client.send_message_batch(
                     QueueUrl=self.settings.activation_queue_url,
                     Entries=[{"Id": str(i), "MessageBody": json.dumps(c.to_dict())} for i, c in enumerate(chunk)])
-            except ClientError as exc:
-                raise StoreError("cannot publish membership changes") from exc
             if out.get("Failed"):
                 raise StoreError("some membership changes were not published", failed=out["Failed"])

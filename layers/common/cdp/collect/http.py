@@ -67,18 +67,27 @@ def status_for(exc: CdpError) -> int:
     return 500
 
 
+def public_code(exc: CdpError) -> str:
+    """The ``error`` a client sees. Every store failure but the stream's is ``store_error``: how a
+    store failed (throttled, a lost race) is ours to know; the client only needs 503 and when to retry."""
+    if isinstance(exc, StoreError) and not isinstance(exc, StreamUnavailable):
+        return StoreError.code
+    return exc.code
+
+
 def error_response(exc: CdpError) -> HttpResponse:
     """``{"success": false, "error": code, "reason": reason, ...details}`` with the mapped status.
 
     ``code`` and ``message`` repeat the reason in the shape Segment's SDKs log for a refusal.
     """
     status = status_for(exc)
+    code = public_code(exc)
     body: dict[str, Any] = {
         "success": False,
-        "error": exc.code,
+        "error": code,
         "reason": exc.reason,
         "code": exc.reason,
-        "message": f"{exc.code}: {exc.reason}",
+        "message": f"{code}: {exc.reason}",
     }
     for key in ("rejected", "limit", "limit_bytes"):
         if key in exc.details:

@@ -1,0 +1,196 @@
+"""When AWS does not answer: every adapter raises a retryable StoreError, and the collector says 503.
+
+"AWS" here is a loopback port bound but never listening, so every connection is refused at once;
+one attempt, short timeouts. Nothing answers, so the resource names are never looked up.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from cdp.collect import OutgoingRecord, QuarantineEntry
+from cdp.collect.ingest import Source
+from cdp.errors import StoreError
+from cdp.segments.membership import MembershipChange
+from cdp.settings import Settings
+
+from .collect_support import ADMIN_TOKEN, WRITE_KEY, basic, load_app, proxy_event, response_json
+
+NAMES = {
+    "EVENTS_STREAM": "outage-events",
+    "PROFILES_TABLE": "outage-profiles",
+    "IDENTITY_TABLE": "outage-identity",
+    "MERGE_LOG_TABLE": "outage-merge-log",
+    "IDEMPOTENCY_TABLE": "outage-idempotency",
+    "SOURCES_TABLE": "outage-sources",
+    "MEMBERSHIP_TABLE": "outage-membership",
+    "LAKE_BUCKET": "outage-lake",
+    "ACTIVATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-activation",
+    "GLUE_DATABASE": "outage",
+    "ATHENA_WORKGROUP": "outage",
+}
+
+
+@pytest.fixture
+def outage_env() -> Iterator[dict[str, str]]:
+    """The environment of a function whose AWS endpoint refuses every connection."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = closed.getsockname()[1]
+        yield {
+            **NAMES,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_CONNECT_TIMEOUT": "0.5",
+            "AWS_READ_TIMEOUT": "0.5",
+            "AWS_MAX_ATTEMPTS": "1",
+        }
+
+
+@pytest.fixture
+def outage(outage_env: dict[str, str]) -> Settings:
+    return Settings.from_env(outage_env)
+
+
+# ---------------------------------------------------------------- every adapter
+
+
+def _sources(s: Settings) -> Any:
+    from cdp.adapters.sources import DynamoSourceStore
+
+    return DynamoSourceStore(s).authenticate(WRITE_KEY)
+
+
+def _kinesis(s: Settings) -> Any:
+    from cdp.adapters.kinesis import KinesisSink
+
+    return KinesisSink(s, sleep=lambda _: None).put([OutgoingRecord({}, b"{}", "k")])
+
+
+def _quarantine(s: Settings) -> Any:
+    from cdp.adapters.quarantine import S3Quarantine
+
+    return S3Quarantine(s).put([QuarantineEntry("invalid_type", "src_1", "2024-05-01T12:00:00Z", "batch", 0, {})])
+
+
+def _ledger(s: Settings) -> Any:
+    from cdp.adapters.idempotency import DynamoEffectLedger
+
+    return DynamoEffectLedger(s).claim("email:vip:p1:r1")
+
+
+def _ses(s: Settings) -> Any:
+    from cdp.adapters.ses import SesEmailSender
+
+    return SesEmailSender(s).send(to="a@example.com", subject="s", text="t", html_body="<p>t</p>", tags={})
+
+
+def _sqs(s: Settings) -> Any:
+    from cdp.adapters.sqs import SqsChangePublisher
+
+    return SqsChangePublisher(s)([MembershipChange("vip", "p1", "entered", "r1", "2024-05-01T12:00:00Z")])
+
+
+def _membership(s: Settings) -> Any:
+    from cdp.adapters.membership import DynamoMembershipStore
+
+    return DynamoMembershipStore(s).members("vip")
+
+
+def _identity(s: Settings) -> Any:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+
+    return DynamoIdentityStore(s).get_pointers(["user_id:u1"])
+
+
+def _athena(s: Settings) -> Any:
+    from cdp.adapters.engines import query_engine
+
+    return query_engine(replace(s, query_engine="athena")).run("SELECT 1")
+
+
+def _duckdb_on_s3(s: Settings) -> Any:
+    from cdp.adapters.engines import query_engine
+
+    return query_engine(replace(s, query_engine="duckdb")).run("SELECT count(*) FROM events")
+
+
+@pytest.mark.parametrize("call", [_sources, _kinesis, _quarantine, _ledger, _ses, _sqs, _membership, _identity,
+                                  _athena, _duckdb_on_s3])
+def test_a_refused_connection_is_a_retryable_store_error(outage: Settings, call: Callable[[Settings], Any]) -> None:
+    with pytest.raises(StoreError) as raised:
+        call(outage)
+    assert raised.value.retryable
+
+
+# ---------------------------------------------------------------- the collector
+
+
+class KnownSource:
+    """Authenticates WRITE_KEY, so a request gets past the sources table to the next store."""
+
+    def authenticate(self, write_key: str) -> Source | None:
+        return Source("src_outage", "outage") if write_key == WRITE_KEY else None
+
+
+class NoWrite:
+    def put(self, items: object) -> None:
+        return None
+
+
+@pytest.fixture
+def collector(outage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    for name, value in {**outage_env, "ADMIN_TOKEN": ADMIN_TOKEN}.items():
+        monkeypatch.setenv(name, value)
+    return load_app("cdp_outage_collect_app")
+
+
+VALID = {"batch": [{"type": "track", "anonymousId": "a1", "event": "Viewed"}]}
+INVALID = {"batch": [{"type": "nope", "anonymousId": "a1"}]}
+
+
+def _batch(body: dict[str, Any]) -> dict[str, Any]:
+    return proxy_event("/v1/batch", body=body, headers={"Authorization": basic()})
+
+
+def _profile() -> dict[str, Any]:
+    return proxy_event("/v1/profiles/user_id:u1", method="GET", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                       resource="/v1/profiles/{identifier}", path_parameters={"identifier": "user_id:u1"})
+
+
+@pytest.mark.parametrize(
+    ("store_down", "working", "event", "error", "reason"),
+    [
+        ("sources", {}, _batch(VALID), "store_error", "sources_unavailable"),
+        ("stream", {"sources": KnownSource}, _batch(VALID), "stream_unavailable", "stream_write_failed"),
+        ("quarantine", {"sources": KnownSource, "sink": NoWrite}, _batch(INVALID), "store_error",
+         "quarantine_unavailable"),
+        ("identity store", {}, _profile(), "store_error", "identity index read failed"),
+    ],
+)
+def test_a_store_that_does_not_answer_makes_the_collector_answer_503_with_retry_after(
+    collector: ModuleType, monkeypatch: pytest.MonkeyPatch, store_down: str, working: dict[str, type],
+    event: dict[str, Any], error: str, reason: str,
+) -> None:
+    for getter, fake in working.items():
+        monkeypatch.setattr(collector, getter, fake)
+    response = collector.app(event, None)
+    assert response["statusCode"] == 503, (store_down, response)
+    assert int(response["headers"]["Retry-After"]) > 0
+    assert (response_json(response)["error"], response_json(response)["reason"]) == (error, reason)
+
+
+def test_the_pixel_says_503_with_retry_after_when_the_sources_table_does_not_answer(collector: ModuleType) -> None:
+    data = base64.b64encode(json.dumps({"writeKey": WRITE_KEY, **VALID["batch"][0]}).encode()).decode()
+    event = proxy_event("/v1/pixel", method="GET", body=None)
+    event["queryStringParameters"] = {"data": data}
+    event["multiValueQueryStringParameters"] = {"data": [data]}
+    response = collector.app(event, None)
+    assert response["statusCode"] == 503 and int(response["headers"]["Retry-After"]) > 0
