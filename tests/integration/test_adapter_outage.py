@@ -25,6 +25,9 @@ from cdp.settings import Settings
 from .collect_support import ADMIN_TOKEN, WRITE_KEY, basic, load_app, proxy_event, response_json
 
 NAMES = {
+    # Every variable the template gives a function (the handlers refuse to start without one).
+    "QUERY_ENGINE": "duckdb",
+    "EMAIL_SENDER": "cdp@example.com",
     "EVENTS_STREAM": "outage-events",
     "PROFILES_TABLE": "outage-profiles",
     "IDENTITY_TABLE": "outage-identity",
