@@ -52,7 +52,7 @@ def handler(event: dict, context: object) -> dict:
     record_unify(result)
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
-                                  "rejected": o.rejected, "created": len(o.created), "merges": len(o.merges),
+                                  "rejected": o.rejected, "profiles_created": len(o.created), "merges": len(o.merges),
                                   "refused": len(o.refusals), "retry": len(result.retry),
                                   "segment_changes": len(result.changes)})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.retry]}
