@@ -8,11 +8,11 @@ once, so tests and the local runner can point the environment at moto first.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from chalice import Chalice, Response
 
 from cdp.collect import IngestRequest, ingest
@@ -24,7 +24,6 @@ from cdp.observability import metrics, record_ingest, record_ingest_error
 from cdp.settings import Settings
 
 app = Chalice(app_name="cdp-collect")
-tracer = Tracer()  # patches botocore: Kinesis, DynamoDB and S3 calls are subsegments
 
 _ANY_BODY = ["*/*"]
 _TRACKER = Path(__file__).resolve().parent / "static" / "cdp.js"
@@ -213,7 +212,20 @@ def explain_profile(identifier: str) -> Response:
     return _admin_read(identifier, explain)
 
 
-@tracer.capture_lambda_handler
+def _run_app(event: dict[str, Any], context: Any) -> Any:
+    return app(event, context)
+
+
+@functools.cache
+def _traced() -> Callable[[dict[str, Any], Any], Any]:
+    # Tracer imports the X-Ray SDK and botocore, several times this module's own import: it is
+    # made on the first invocation, which still precedes every AWS client (all are lazy), so it
+    # patches botocore and every Kinesis, DynamoDB and S3 call is a subsegment.
+    from aws_lambda_powertools import Tracer
+
+    return Tracer().capture_lambda_handler(_run_app)  # type: ignore[no-any-return]
+
+
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> Any:
-    return app(event, context)
+    return _traced()(event, context)
