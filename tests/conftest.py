@@ -45,6 +45,16 @@ def fresh_aws_clients() -> Iterator[None]:
     reset_clients()
 
 
+@pytest.fixture(autouse=True)
+def clean_metrics() -> Iterator[None]:
+    """Powertools keeps metrics in class-level state: no test sees another's."""
+    from cdp.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
 @pytest.fixture
 def moto_stack() -> Iterator[Stack]:
     """Every resource of template.yaml created inside moto, under the template's names."""
@@ -91,3 +101,6 @@ def lambda_context() -> object:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    # Powertools Metrics reads these when cdp.observability is imported, before any fixture runs.
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CDPTest")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "cdp")

@@ -1,12 +1,14 @@
 """Segment-compatible tracking API: API Gateway REST proxy events → Chalice → ``cdp.collect``.
 
-The Lambda handler is ``app.app``. Adapters are built lazily on first use from settings read
+The Lambda handler is ``app.handler``: Powertools (tracing, metrics) around the Chalice app
+``app.app``, which tests and benchmarks call directly. Adapters are built lazily on first use from settings read
 once, so tests and the local runner can point the environment at moto first.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from cdp.collect import IngestRequest, ingest
 from cdp.collect.http import CORS_HEADERS, HttpResponse, error_response, preflight_response, success_response
 from cdp.collect.pixel import PIXEL_GIF, pixel_body
 from cdp.collect.profiles import profile_response
-from cdp.errors import CdpError, WriteKeyRejected
+from cdp.errors import CdpError
+from cdp.observability import metrics, record_ingest, record_ingest_error
 from cdp.settings import FUNCTION_FIELDS, Settings
 
 app = Chalice(app_name="cdp-collect")
@@ -86,21 +89,14 @@ def _ingest(route: str, body: bytes) -> HttpResponse:
             ingest_request, sources=sources(), sink=sink(), quarantine=quarantine(), now=datetime.now(UTC)
         )
     except CdpError as exc:
-        if isinstance(exc, WriteKeyRejected):
-            _count_rejected_key(exc.reason)
+        record_ingest_error(exc)
         return error_response(exc)
+    record_ingest(result)
     return success_response(result)
 
 
 def _collect(route: str) -> Response:
     return _respond(_ingest(route, app.current_request.raw_body or b""), CORS_HEADERS)
-
-
-def _count_rejected_key(reason: str) -> None:
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
-    with single_metric(name="WriteKeyRejected", unit=MetricUnit.Count, value=1) as metric:
-        metric.add_dimension(name="reason", value=reason)
 
 
 @app.middleware("http")
@@ -214,3 +210,22 @@ def explain_profile(identifier: str) -> Response:
     from cdp.identity import explain
 
     return _admin_read(identifier, explain)
+
+
+def _run_app(event: dict[str, Any], context: Any) -> Any:
+    return app(event, context)
+
+
+@functools.cache
+def _traced() -> Callable[[dict[str, Any], Any], Any]:
+    # Tracer imports the X-Ray SDK and botocore, several times this module's own import: it is
+    # made on the first invocation, which still precedes every AWS client (all are lazy), so it
+    # patches botocore and every Kinesis, DynamoDB and S3 call is a subsegment.
+    from aws_lambda_powertools import Tracer
+
+    return Tracer().capture_lambda_handler(_run_app)  # type: ignore[no-any-return]
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> Any:
+    return _traced()(event, context)

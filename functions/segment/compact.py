@@ -4,7 +4,7 @@ from dataclasses import asdict
 from datetime import timedelta
 from functools import cache
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from cdp.adapters.lake import lake_filesystem
@@ -13,6 +13,7 @@ from cdp.lake.compaction import compact_partition
 from cdp.settings import FUNCTION_FIELDS, Settings
 
 logger = Logger()
+tracer = Tracer()  # patches botocore: S3 calls are subsegments
 
 
 @cache
@@ -20,6 +21,7 @@ def settings() -> Settings:
     return Settings.from_env(require=FUNCTION_FIELDS)
 
 
+@tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     tick = EventBridgeEvent(event)

@@ -3,7 +3,7 @@
 from functools import cache
 from pathlib import Path
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
@@ -15,10 +15,12 @@ from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.jobs.segment_job import run_segment_job, write_snapshots
 from cdp.lake import parse_time
+from cdp.observability import metrics, record_segment_job
 from cdp.segments.catalog import all_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
 
 logger = Logger()
+tracer = Tracer()  # patches botocore: Athena, DynamoDB, S3 and SQS calls are subsegments
 SEGMENTS_DIR = Path(__file__).parent / "segments"
 
 
@@ -32,6 +34,8 @@ def identity_config() -> IdentityConfig:
     return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
 
 
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     s, tick, store = settings(), EventBridgeEvent(event), DynamoIdentityStore(settings())
@@ -41,5 +45,6 @@ def handler(event: dict, context: object) -> dict:
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,
         refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
         snapshot=lambda: write_snapshots(store, lake_filesystem(s), s.lake_bucket))
+    record_segment_job(report)
     logger.info("segments run", extra=report.to_dict())
     return report.to_dict()

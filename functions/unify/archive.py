@@ -2,14 +2,16 @@
 
 from functools import cache
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 
 from cdp.adapters.lake import lake_filesystem
 from cdp.lake.archive import archive_batch
+from cdp.observability import metrics, record_archive
 from cdp.settings import FUNCTION_FIELDS, Settings
 from cdp.streams import stream_records
 
 logger = Logger()
+tracer = Tracer()  # patches botocore: S3 calls are subsegments
 
 
 @cache
@@ -17,8 +19,11 @@ def settings() -> Settings:
     return Settings.from_env(require=FUNCTION_FIELDS)
 
 
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     result = archive_batch(stream_records(event), lake_filesystem(settings()), settings().lake_bucket)
+    record_archive(result)
     logger.info("archived", extra={"events": result.events, "files": result.written})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.unreadable]}

@@ -9,19 +9,21 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.jobs.unify_job import RealtimeSegments, unify_records
+from cdp.observability import metrics, record_unify
 from cdp.segments.catalog import all_segments
 from cdp.segments.realtime import realtime_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
 from cdp.streams import stream_records
 
 logger = Logger()
+tracer = Tracer()  # patches botocore: every DynamoDB and SQS call is a subsegment
 
 
 @cache
@@ -41,12 +43,16 @@ def realtime() -> RealtimeSegments:
                             DynamoMembershipStore(settings), SqsChangePublisher(settings))
 
 
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC),
                            realtime=realtime())
+    record_unify(result)
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
-                                  "rejected": o.rejected, "merges": len(o.merges), "retry": len(result.retry),
+                                  "rejected": o.rejected, "profiles_created": len(o.created), "merges": len(o.merges),
+                                  "refused": len(o.refusals), "retry": len(result.retry),
                                   "segment_changes": len(result.changes)})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.retry]}

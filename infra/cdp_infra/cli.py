@@ -44,6 +44,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"collector:   {pipeline.url}  (point an SDK's host here)")
     print(f"write key:   {args.write_key}")
     print(f"admin token: {token}")
+    print(f"metrics:     {pipeline.url}/v1/metrics  (admin token; what CloudWatch would show)")
     print(f"emulated AWS (moto) on {pipeline.endpoint_url}; Ctrl-C to stop", flush=True)
     names = {f.name.upper() for f in fields(Settings)}
     DEV_STACK_FILE.parent.mkdir(exist_ok=True)

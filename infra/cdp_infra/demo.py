@@ -32,6 +32,8 @@ class DemoSummary:
     email_entries: int = 0
     emails_sent: int = 0
     failure_destination: int = 0
+    # The functions' business metrics as CloudWatch would sum them (name -> total).
+    metrics: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
 
@@ -160,6 +162,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.emails_sent = emails_sent(pipeline)
         summary.email_entries = email_entries(pipeline)
         summary.failure_destination = sum(p.sent_to_failure_destination for p in pipeline.kinesis_pollers)
+        summary.metrics = pipeline.metrics.totals()
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
     summary.checks = {
         "every event answered": summary.events_accepted + summary.events_rejected == summary.events_sent,
@@ -168,6 +171,8 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         "profiles <= people": 0 < summary.profiles <= people,
         "emails sent = entries of segments with an email channel": summary.emails_sent == summary.email_entries,
         "no segment failed": all("error" not in s for s in summary.segments.values()),
+        "metrics agree: events accepted": summary.metrics.get("EventsAccepted") == summary.events_accepted,
+        "metrics agree: emails sent": summary.metrics.get("EmailsSent", 0) == summary.emails_sent,
         "nothing sent to the failure destination": summary.failure_destination == 0,
     }
     return summary
@@ -210,6 +215,8 @@ def format_summary(s: DemoSummary) -> str:
     lines += [
         f"  entries to email          {s.email_entries:>10,}",
         f"  emails sent (SES)         {s.emails_sent:>10,}",
+        "  metrics (as on CloudWatch; GET /v1/metrics under `cdp dev`):",
+        *[f"    {name:<24}{value:>10,.0f}" for name, value in sorted(s.metrics.items()) if name != "ColdStart"],
         f"  time: send {s.seconds.get('send', 0)}s, drain {s.seconds.get('drain', 0)}s, "
         f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, total {s.seconds.get('total', 0)}s",
         "",

@@ -22,8 +22,8 @@ import boto3
 
 from .pollers import KinesisShardPoller, Scheduler, SqsPoller
 from .provision import provision
-from .runtime import LocalFunction
-from .server import LocalApi, Route, TokenBucket
+from .runtime import LocalFunction, MetricsRecorder, capture_emf
+from .server import AdminRoutes, LocalApi, Route, TokenBucket
 from .template import Stack, new_stack
 
 log = logging.getLogger("cdp.local")
@@ -121,6 +121,8 @@ class LocalPipeline:
         self.endpoint_url = ""
         self._moto: Any = None
         self._saved_env: dict[str, str | None] = {}
+        # What the functions' Powertools metrics would publish on AWS (GET /v1/metrics, admin token).
+        self.metrics = MetricsRecorder()
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> LocalPipeline:
@@ -145,9 +147,9 @@ class LocalPipeline:
         # moto copies whole tables for each transaction: claim new identifiers with single puts.
         env["CLAIM_TRANSACTION_MIN"] = "100"
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
-        env["POWERTOOLS_METRICS_DISABLED"] = "1"
         self._set_env(env)
-        self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id)
+        capture_emf()
+        self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id, self.metrics)
                           for lid, spec in specs.items()}
         if cfg.write_key:
             self.register_write_key("local", cfg.write_key)
@@ -226,7 +228,7 @@ class LocalPipeline:
         # Longest literal prefix first, so /v1/profiles/{id}/explain wins over /v1/profiles/{id}.
         routes.sort(key=lambda r: (-len(r.resource.split("{")[0]), r.resource))
         self.api = LocalApi(routes, host=self.config.host, port=self.config.port, stage=stage,
-                            throttle=throttle).start()
+                            throttle=throttle, admin=AdminRoutes(self.settings.admin_token, self.metrics_view)).start()
 
     def _queue_url_for_arn(self, arn: str) -> str:
         assert self.stack is not None
@@ -282,6 +284,12 @@ class LocalPipeline:
         assert self.scheduler is not None
         return [self.scheduler.fire(fn, rule, at) for fn, rule, _ in self.scheduler.jobs
                 if function is None or fn.spec.logical_id == function]
+
+    def metrics_view(self) -> dict[str, Any]:
+        """The metrics the functions flushed so far, summed per function (served at GET /v1/metrics)."""
+        env = self.stack.functions() if self.stack else {}
+        namespace = next((s.environment.get("POWERTOOLS_METRICS_NAMESPACE") for s in env.values()), None)
+        return {"namespace": namespace, "functions": self.metrics.snapshot(), "totals": self.metrics.totals()}
 
     def stream_consumers_processed(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -2,7 +2,8 @@
 
 Resources are created in dependency order: a resource whose properties refer to one not
 yet created waits for the next pass. Lambda functions, layers, the API and log groups are
-not created: the local runner invokes the handlers in-process instead.
+not created: the local runner invokes the handlers in-process instead. Alarms, their topic
+and the dashboard are not created either (see ``_MONITORING``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ _SKIPPED = {
     "AWS::Serverless::Api": None,
     "AWS::Logs::LogGroup": "LogGroupName",
 }
+# Monitoring that exists only on AWS: skipped without evaluating their properties, which may use
+# intrinsics the local runner does not (``!Ref Api.Stage``, conditions). Locally, metrics are
+# captured from the functions' output instead (``runtime.MetricsRecorder``).
+_MONITORING = {"AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"}
 
 
 def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: str | None = None) -> Stack:
@@ -48,6 +53,11 @@ def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: 
         progressed = False
         for logical, resource in list(pending.items()):
             rtype = resource["Type"]
+            if rtype in _MONITORING:
+                stack.refs[logical] = stack.attrs.setdefault(logical, {})["Arn"] = _arn(stack, "local", logical)
+                del pending[logical]
+                progressed = True
+                continue
             try:
                 props = stack.properties(logical)
             except TemplateError:

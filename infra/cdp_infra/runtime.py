@@ -3,16 +3,22 @@
 Each function's module is loaded from its CodeUri under a module name of its own (two
 functions may both have a ``handler.py``), once, after the environment is set, so that
 handler modules behave as on a cold start.
+
+Metrics: on Lambda, Powertools prints each metric set as an EMF JSON line and CloudWatch Logs
+turns it into metrics. Here :func:`capture_emf` routes those lines, when printed during an
+invocation, to the :class:`MetricsRecorder` of the invoked function instead of stdout.
 """
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
+import json
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +52,78 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class MetricsRecorder:
+    """Sums of the metrics each function flushed, by function, metric name and dimensions.
+
+    Keys read ``EventsRejected{reason=invalid_type}``; the ``service`` dimension, the same for
+    every metric, is left out.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[str, dict[str, float]] = {}
+
+    def record(self, function: str, blob: Mapping[str, object]) -> None:
+        """Add one EMF metric set (one printed line) flushed by ``function``."""
+        aws = blob.get("_aws")
+        directives = aws.get("CloudWatchMetrics", []) if isinstance(aws, dict) else []
+        with self._lock:
+            totals = self._totals.setdefault(function, {})
+            for directive in directives:
+                names = sorted({d for dims in directive.get("Dimensions", []) for d in dims} - {"service"})
+                labels = ",".join(f"{d}={blob.get(d)}" for d in names)
+                for metric in directive.get("Metrics", []):
+                    values = blob.get(metric["Name"], 0)
+                    total = sum(values) if isinstance(values, list) else float(values)  # type: ignore[arg-type]
+                    key = f"{metric['Name']}{{{labels}}}" if labels else metric["Name"]
+                    totals[key] = totals.get(key, 0.0) + total
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {fn: dict(sorted(metrics.items())) for fn, metrics in sorted(self._totals.items())}
+
+    def totals(self) -> dict[str, float]:
+        """Each metric name summed over functions and dimensions."""
+        out: dict[str, float] = {}
+        for metrics in self.snapshot().values():
+            for key, value in metrics.items():
+                name = key.split("{", 1)[0]
+                out[name] = out.get(name, 0.0) + value
+        return out
+
+
+_invocation = threading.local()
+
+
+def _print_or_record(*args: object, **kwargs: object) -> None:
+    """``print`` for Powertools' metrics modules: EMF lines of an invocation go to its recorder."""
+    target = getattr(_invocation, "target", None)
+    if target is not None and len(args) == 1 and not kwargs and isinstance(args[0], str):
+        try:
+            blob = json.loads(args[0])
+        except ValueError:
+            blob = None
+        if isinstance(blob, dict) and "_aws" in blob:
+            recorder, function = target
+            recorder.record(function, blob)
+            return
+    builtins.print(*args, **kwargs)  # type: ignore[call-overload]
+
+
+def capture_emf() -> None:
+    """Make Powertools' EMF output reach the invoked function's recorder (idempotent).
+
+    Powertools prints metric sets with the builtin ``print`` from two modules; a module-level
+    ``print`` in those modules shadows the builtin. Lines printed outside an invocation, or by
+    a function without a recorder, still go to stdout.
+    """
+    from aws_lambda_powertools.metrics import base
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf import cloudwatch
+
+    for module in (base, cloudwatch):
+        module.print = _print_or_record  # type: ignore[attr-defined]
+
+
 @dataclass
 class InvocationStats:
     invocations: int = 0
@@ -56,8 +134,10 @@ class InvocationStats:
 class LocalFunction:
     """One Lambda function of the template, loadable and invocable in-process."""
 
-    def __init__(self, spec: FunctionSpec, function_name: str, region: str, account_id: str) -> None:
+    def __init__(self, spec: FunctionSpec, function_name: str, region: str, account_id: str,
+                 metrics: MetricsRecorder | None = None) -> None:
         self.spec = spec
+        self.metrics = metrics
         self.function_name = function_name
         self.region = region
         self.account_id = account_id
@@ -85,10 +165,12 @@ class LocalFunction:
                                 region=self.region, account_id=self.account_id)
         started = time.perf_counter()
         self.stats.invocations += 1
+        _invocation.target = (self.metrics, self.spec.logical_id) if self.metrics is not None else None
         try:
             return handler(event, context)
         except Exception:
             self.stats.errors += 1
             raise
         finally:
+            _invocation.target = None
             self.stats.seconds += time.perf_counter() - started

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -108,10 +109,32 @@ def proxy_event(method: str, route: Route, path: str, params: dict[str, str], qu
     }
 
 
+@dataclass(frozen=True)
+class AdminRoutes:
+    """Routes only the local API has: ``GET /v1/metrics`` (admin token), the metrics the functions
+    flushed, which on AWS are in CloudWatch."""
+
+    admin_token: str
+    metrics: Callable[[], dict[str, Any]]
+    path: str = "/v1/metrics"
+
+    def answer(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        from cdp.collect.profiles import require_bearer
+        from cdp.errors import Unauthorized
+
+        try:
+            require_bearer(authorization, self.admin_token)
+        except Unauthorized as exc:
+            return 401, {"success": False, "error": exc.code, "reason": exc.reason}
+        return 200, self.metrics()
+
+
 class LocalApi:
     def __init__(self, routes: list[Route], *, host: str = "127.0.0.1", port: int = 0,
-                 stage: str = "v1api", throttle: TokenBucket | None = None) -> None:
+                 stage: str = "v1api", throttle: TokenBucket | None = None,
+                 admin: AdminRoutes | None = None) -> None:
         self.routes = routes
+        self.admin = admin
         self.stage = stage
         self.throttle = throttle
         self.httpd = ThreadingHTTPServer((host, port), self._handler_class())
@@ -178,6 +201,9 @@ class LocalApi:
                 path = split.path
                 if path.startswith(f"/{api.stage}/"):
                     path = path[len(api.stage) + 1:]
+                if api.admin is not None and path == api.admin.path and self.command == "GET":
+                    self._json(*api.admin.answer(self.headers.get("Authorization")))
+                    return
                 route, params, path_exists = api.match(self.command, path)
                 if route is None:
                     # API Gateway answers unknown routes with 403 "Missing Authentication Token".

@@ -2,7 +2,7 @@
 
 The local runner and the tests use this module to create the same resources the SAM
 deployment creates, and to compute the environment each function gets. Only the
-intrinsic functions the template uses are evaluated: Ref, Fn::Sub, Fn::GetAtt.
+intrinsic functions the template uses are evaluated: Ref, Fn::Sub, Fn::GetAtt, Fn::FindInMap.
 """
 
 from __future__ import annotations
@@ -149,6 +149,9 @@ class Stack:
                 if key == "Fn::GetAtt":
                     logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
                     return self._getatt(logical, attribute)
+                if key == "Fn::FindInMap":
+                    name, top, second = (self.resolve(part) for part in arg)
+                    return str(self.template["Mappings"][name][top][second])
                 if key.startswith("Fn::"):
                     raise TemplateError(f"intrinsic {key} is not supported by the local runner")
             return {k: self.resolve(v) for k, v in value.items()}

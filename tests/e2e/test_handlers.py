@@ -108,6 +108,17 @@ def test_activate_reports_a_malformed_message_as_a_failure_for_redrive(functions
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
 
 
+def test_a_failed_activation_message_is_counted_for_the_activation_failures_alarm(pipeline, functions) -> None:
+    def failures() -> float:
+        return pipeline.metrics.snapshot().get("ActivateFunction", {}).get("ActivationFailures", 0.0)
+
+    before = failures()
+    event = _sample("sqs-activation.json")
+    event["Records"][0]["body"] = "{not json"
+    functions["ActivateFunction"].invoke(event)
+    assert failures() == before + 1
+
+
 def test_compaction_merges_the_days_files_and_keeps_every_event_once(pipeline, functions) -> None:
     import json as _json
 

@@ -101,6 +101,26 @@ def test_an_unknown_profile_is_404(pipeline: LocalPipeline) -> None:
     assert status == 404
 
 
+def test_the_local_metrics_count_what_the_collector_answered_and_the_lake_and_ses_hold(
+    pipeline: LocalPipeline, delivered: dict
+) -> None:
+    status, body = _get(pipeline, "/v1/metrics")
+    assert status == 200
+    totals, functions = body["totals"], body["functions"]
+    assert totals["EventsAccepted"] == delivered["accepted"]
+    assert totals.get("EventsRejected", 0) == delivered["rejected"]
+    assert totals["EventsArchived"] == count_lake_events(pipeline)
+    assert totals.get("EmailsSent", 0) == emails_sent(pipeline)
+    assert totals["ProfilesCreated"] - totals.get("ProfilesMerged", 0) == count_profiles(pipeline)[0]
+    assert "EventsAccepted" in functions["CollectFunction"] and "EventsUnified" in functions["UnifyFunction"]
+    assert body["namespace"]
+
+
+def test_the_local_metrics_route_refuses_a_missing_token(pipeline: LocalPipeline) -> None:
+    status, body = _get(pipeline, "/v1/metrics", token=None)
+    assert status == 401 and body["error"] == "unauthorized"
+
+
 def test_malformed_json_gets_400_with_a_reason_and_the_server_keeps_serving(pipeline: LocalPipeline) -> None:
     client = TrackingClient(pipeline.url, WRITE_KEY)
     auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()

@@ -123,6 +123,20 @@ def test_a_mixed_batch_accepts_the_valid_and_names_the_rejected_by_index() -> No
     assert len(sink.records) == 2
 
 
+def test_the_result_counts_the_quarantine_entries_it_wrote() -> None:
+    result, _, quarantine = run({"batch": [BAD, GOOD, BAD]}, authorization=auth())
+    assert result.quarantined == len(quarantine.entries) == 2
+
+
+def test_a_refusal_says_how_many_entries_it_quarantined() -> None:
+    all_bad, quarantine = attempt({"batch": [BAD, BAD]}, authorization=auth())
+    assert all_bad.details["quarantined"] == len(quarantine.entries) == 2  # type: ignore[attr-defined]
+    unreadable, quarantine = attempt(b"{not json", authorization=auth())
+    assert unreadable.details["quarantined"] == len(quarantine.entries) == 1  # type: ignore[attr-defined]
+    anonymous, quarantine = attempt(b"{not json")
+    assert "quarantined" not in anonymous.details and quarantine.entries == []  # type: ignore[attr-defined]
+
+
 def test_every_rejected_event_of_a_known_source_is_quarantined_with_its_reason() -> None:
     _, _, quarantine = run({"batch": [GOOD, BAD], "sentAt": "2024-05-01T12:00:00Z"}, authorization=auth())
     [entry] = quarantine.entries

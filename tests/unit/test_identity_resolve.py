@@ -93,6 +93,15 @@ def test_batch_connecting_two_profiles_merges_them_into_the_oldest() -> None:
     assert [p.profile_id for p in live_profiles(store)] == [old.profile_id]  # type: ignore[union-attr]
 
 
+def test_the_outcome_names_only_the_profiles_the_batch_created() -> None:
+    store = InMemoryIdentityStore()
+    first = resolve([ev("m1", anonymousId="a1"), ev("m2", anonymousId="b1")], store)
+    again = resolve([ev("m3", 1, anonymousId="a1"), ev("m4", 1, anonymousId="c1")], store)
+    assert sorted(first.created) == sorted(find_profile(i, store).profile_id  # type: ignore[union-attr]
+                                           for i in ("anonymous_id:a1", "anonymous_id:b1"))
+    assert again.created == [find_profile("anonymous_id:c1", store).profile_id]  # type: ignore[union-attr]
+
+
 def test_absorbed_profile_becomes_a_tombstone_pointing_to_the_survivor() -> None:
     store = InMemoryIdentityStore()
     resolve([ev("m1", 1, anonymousId="a")], store)

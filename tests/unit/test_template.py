@@ -80,3 +80,93 @@ def test_the_layer_requirements_are_pinned_to_the_lock_file() -> None:
 def test_settings_convert_numeric_fields_and_ignore_empty_values() -> None:
     settings = Settings.from_env({"CLAIM_TRANSACTION_MIN": "100", "LAKE_BUCKET": "", "PROFILES_TABLE": "p"})
     assert settings.claim_transaction_min == 100 and settings.lake_bucket == "" and settings.profiles_table == "p"
+
+
+# ---------------------------------------------------------------- observability
+def _alarms() -> dict[str, dict]:
+    return {k: r["Properties"] for k, r in load_template()["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def _arn_target(value: object) -> str | None:
+    """The logical id of ``!GetAtt X.Arn``."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical, attribute = value["Fn::GetAtt"]
+        return logical if attribute == "Arn" else None
+    return None
+
+
+def test_every_failure_destination_and_dead_letter_queue_has_an_alarm_on_its_depth() -> None:
+    resources = load_template()["Resources"]
+    queues: set[str] = set()
+    for r in resources.values():
+        props = r.get("Properties", {})
+        queues.add(_arn_target((props.get("RedrivePolicy") or {}).get("deadLetterTargetArn")) or "")
+        for event in props.get("Events", {}).values():
+            destination = (event["Properties"].get("DestinationConfig") or {}).get("OnFailure", {})
+            queues.add(_arn_target(destination.get("Destination")) or "")
+    queues.discard("")
+    assert queues >= {"UnifyFailureQueue", "ActivationDeadLetterQueue"}
+    watched = {dim["Value"]["Fn::GetAtt"][0] for alarm in _alarms().values()
+               if alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+               and alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+               for dim in alarm["Dimensions"] if dim["Name"] == "QueueName"}
+    assert queues <= watched
+
+
+def test_every_alarm_notifies_the_alarm_topic() -> None:
+    alarms = _alarms()
+    assert len(alarms) >= 6
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+def test_alarms_on_our_metrics_use_the_namespace_and_service_the_functions_publish_with() -> None:
+    from cdp.observability import CATALOGUE
+
+    template = load_template()
+    mapping = template["Mappings"]["Observability"]["Metrics"]
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Fn::FindInMap": ["Observability", "Metrics", "Namespace"]}
+    assert env["POWERTOOLS_SERVICE_NAME"] == {"Fn::FindInMap": ["Observability", "Metrics", "Service"]}
+    ours = [a for a in _alarms().values() if not str(a["Namespace"]).startswith("AWS/")]
+    assert ours
+    for alarm in ours:
+        assert alarm["Namespace"] == {"Fn::FindInMap": ["Observability", "Metrics", "Namespace"]}
+        assert alarm["MetricName"] in CATALOGUE and CATALOGUE[alarm["MetricName"]].dimension is None
+        assert alarm["Dimensions"] == [{"Name": "service",
+                                        "Value": {"Fn::FindInMap": ["Observability", "Metrics", "Service"]}}]
+    assert mapping["Namespace"] and mapping["Service"]
+
+
+def test_the_dashboard_body_is_json_naming_catalogued_metrics_and_existing_resources() -> None:
+    import json
+    import re
+
+    from cdp.observability import CATALOGUE
+
+    template = load_template()
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    for ref in set(re.findall(r"\$\{([^}!]+)\}", body)):
+        name = ref.split(".", 1)[0]
+        assert ref.startswith("AWS::") or ref in variables or name in template["Resources"], ref
+    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: m.group(1).replace('"', ""), body))["widgets"]
+    named: set[str] = set()
+    for widget in widgets:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                search = row[0]["expression"]
+                assert search.startswith("SEARCH('{Namespace,"), search
+                named.update(re.findall(r'MetricName="(\w+)"', search))
+            elif row[0] == "Namespace":
+                named.add(row[1])
+    assert named <= set(CATALOGUE)
+    assert {"EventsAccepted", "EventsRejected", "ProfilesMerged", "SegmentEntries", "EmailsSent"} <= named
+    alarms = {a for w in widgets if w["type"] == "alarm" for a in w["properties"]["alarms"]}
+    assert alarms == {f"{name}.Arn" for name in _alarms()}
+
+
+def test_the_alarm_email_subscription_exists_only_when_an_address_is_given() -> None:
+    template = load_template()
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""

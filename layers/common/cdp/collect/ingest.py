@@ -53,6 +53,7 @@ class IngestResult:
     accepted: int
     rejected: tuple[Rejection, ...] = ()
     message_ids: tuple[str, ...] = field(default=(), repr=False)
+    quarantined: int = 0  # entries written to the quarantine (rejected events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ def ingest(
         if source is not None:
             quarantine.put([_raw_entry(request, source, received_at, exc.reason,
                                        secrets=[k for k in (header_key, body_key) if k], parsed=payload)])
+            exc.details["quarantined"] = 1  # what was kept, for the request's metrics
         raise
     records: list[OutgoingRecord] = []
     rejections: list[Rejection] = []
@@ -136,11 +138,13 @@ def ingest(
     if records:
         sink.put(records)
     elif rejections:
-        raise EventsRejected("all_events_rejected", rejected=[r.to_dict() for r in rejections])
+        raise EventsRejected("all_events_rejected", rejected=[r.to_dict() for r in rejections],
+                             quarantined=len(entries))
     return IngestResult(
         accepted=len(records),
         rejected=tuple(rejections),
         message_ids=tuple(r.event["messageId"] for r in records),
+        quarantined=len(entries),
     )
 
 

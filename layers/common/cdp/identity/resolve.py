@@ -61,6 +61,8 @@ class BatchOutcome:
     profile_of: dict[str, str] = field(default_factory=dict)
     log: list[MergeLogEntry] = field(default_factory=list)
     attempts: int = 0
+    # Profiles this batch created (written for the first time).
+    created: list[str] = field(default_factory=list)
 
     @property
     def merges(self) -> list[MergeLogEntry]:
@@ -317,6 +319,7 @@ def _attempt(
         for root, items in sorted(by_root.items())
     ]
 
+    fresh = {plan.survivor.profile_id for plan in plans if plan.survivor.version is None}
     claims = {i: p for plan in plans for i, p in plan.claims.items()}
     try:
         store.claim_identifiers(claims)
@@ -354,6 +357,8 @@ def _attempt(
 
     for plan in done:
         profile_id = plan.survivor.profile_id
+        if profile_id in fresh:
+            outcome.created.append(profile_id)
         for item in plan.applied:
             outcome.applied.append(item.message_id)
             outcome.profile_of[item.message_id] = profile_id

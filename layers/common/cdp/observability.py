@@ -1,0 +1,151 @@
+"""Business metrics: every domain report mapped to CloudWatch metrics, in one place.
+
+Domain code stays pure: it returns reports (ingest result, unify result, segment job report,
+activation report) and the handlers hand them to the ``record_*`` functions here. Metrics go
+out as CloudWatch Embedded Metric Format (EMF) lines on stdout through Powertools, in the
+namespace the template sets (``POWERTOOLS_METRICS_NAMESPACE``) with the ``service`` dimension
+(``POWERTOOLS_SERVICE_NAME``). Counts without a dimension join the invocation's metric set,
+flushed by ``@metrics.log_metrics``; counts by reason, rule or segment are single metrics, one EMF
+line each. Dimension values are codes and segment names, never ids: their number stays small.
+
+Only Powertools Metrics is imported here (the collector's cold start is measured); report types
+are for annotations only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+if TYPE_CHECKING:
+    from cdp.activation import ActivationReport
+    from cdp.collect.ingest import IngestResult
+    from cdp.errors import CdpError
+    from cdp.jobs.segment_job import SegmentJobReport
+    from cdp.jobs.unify_job import UnifyResult
+    from cdp.lake.archive import ArchiveResult
+
+metrics = Metrics()
+# A preflight, a profile read or a batch with nothing to count has no business numbers: that is normal.
+warnings.filterwarnings("ignore", message="No application metrics to publish", module="aws_lambda_powertools")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    dimension: str | None  # besides ``service``
+    emitted_by: str  # the function (template logical id)
+    meaning: str
+
+
+CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
+    MetricSpec("EventsAccepted", None, "CollectFunction", "events written to the stream"),
+    MetricSpec("EventsRejected", "reason", "CollectFunction", "events refused one by one (400 per index)"),
+    MetricSpec("EventsQuarantined", None, "CollectFunction",
+               "rejected events and unreadable bodies of known senders kept in quarantine/"),
+    MetricSpec("RequestsRejected", "reason", "CollectFunction",
+               "whole requests refused: unreadable, too large, all events rejected, stream unavailable"),
+    MetricSpec("WriteKeyRejected", "reason", "CollectFunction", "requests with a missing or unknown write key"),
+    MetricSpec("EventsUnified", None, "UnifyFunction", "events applied to a profile"),
+    MetricSpec("EventsUnresolvable", "reason", "UnifyFunction",
+               "events unify cannot apply, ever (e.g. no usable identifier); archived all the same"),
+    MetricSpec("UnifyRetries", None, "UnifyFunction", "records reported as batch item failures (retried)"),
+    MetricSpec("ProfilesCreated", None, "UnifyFunction", "profiles written for the first time"),
+    MetricSpec("ProfilesMerged", None, "UnifyFunction", "profiles absorbed into another (now tombstones)"),
+    MetricSpec("MergesRefused", "rule", "UnifyFunction",
+               "links refused by merge protection (limit_<type>, unmerged, blocked values)"),
+    MetricSpec("EventsArchived", None, "ArchiveFunction", "events written to the Parquet lake"),
+    MetricSpec("RecordsUnreadable", None, "ArchiveFunction", "stream records the archive cannot decode"),
+    MetricSpec("SegmentsRun", None, "SegmentFunction", "segments run at a tick (those due)"),
+    MetricSpec("SegmentEntries", "segment", "SegmentFunction, UnifyFunction",
+               "profiles entering a segment (scheduled runs and real-time segments)"),
+    MetricSpec("SegmentExits", "segment", "SegmentFunction, UnifyFunction", "profiles leaving a segment"),
+    MetricSpec("SegmentRunFailures", "segment", "SegmentFunction",
+               "segment runs that failed; the segment keeps its previous membership"),
+    MetricSpec("EmailsSent", None, "ActivateFunction", "emails handed to SES"),
+    MetricSpec("EmailsSkipped", "reason", "ActivateFunction",
+               "changes that send nothing: exited, no_channel, no_email, no_consent, duplicate"),
+    MetricSpec("ActivationFailures", None, "ActivateFunction",
+               "messages that failed and go back to the queue (then its dead-letter queue)"),
+)}
+
+
+def _add(name: str, value: int) -> None:
+    """An undimensioned count, in the invocation's metric set (0 too: graphs and alarms see data)."""
+    metrics.add_metric(name=CATALOGUE[name].name, unit=MetricUnit.Count, value=value)
+
+
+def _add_by(name: str, counts: Mapping[str, int]) -> None:
+    dimension = CATALOGUE[name].dimension
+    assert dimension is not None, name
+    for key, value in sorted(counts.items()):
+        if value:
+            with single_metric(name=name, unit=MetricUnit.Count, value=value,
+                               default_dimensions=metrics.default_dimensions) as metric:
+                metric.add_dimension(name=dimension, value=key)
+
+
+def _tally(keys: Iterable[str]) -> Counter[str]:
+    return Counter(keys)
+
+
+# ---------------------------------------------------------------- collect
+def record_ingest(result: IngestResult) -> None:
+    _add("EventsAccepted", result.accepted)
+    _add("EventsQuarantined", result.quarantined)
+    _add_by("EventsRejected", _tally(r.reason for r in result.rejected))
+
+
+def record_ingest_error(error: CdpError) -> None:
+    """A refused request: the write key, the whole body, or every one of its events."""
+    from cdp.errors import EventsRejected, WriteKeyRejected
+
+    if isinstance(error, WriteKeyRejected):
+        _add_by("WriteKeyRejected", {error.reason: 1})
+        return
+    _add("EventsAccepted", 0)
+    _add("EventsQuarantined", int(error.details.get("quarantined", 0)))  # type: ignore[call-overload]
+    _add_by("RequestsRejected", {error.reason: 1})
+    if isinstance(error, EventsRejected):
+        rejected = error.details.get("rejected") or []
+        _add_by("EventsRejected", _tally(str(r["reason"]) for r in rejected))  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- unify and archive
+def record_unify(result: UnifyResult) -> None:
+    outcome = result.outcome
+    _add("EventsUnified", len(outcome.applied))
+    _add("UnifyRetries", len(result.retry))
+    _add("ProfilesCreated", len(outcome.created))
+    _add("ProfilesMerged", sum(len(entry.other_profile_ids) for entry in outcome.merges))
+    _add_by("EventsUnresolvable", _tally(outcome.rejected.values()))
+    _add_by("MergesRefused", _tally(entry.rule or "unknown" for entry in outcome.refusals))
+    _add_by("SegmentEntries", _tally(c.segment for c in result.changes if c.change == "entered"))
+    _add_by("SegmentExits", _tally(c.segment for c in result.changes if c.change == "exited"))
+
+
+def record_archive(result: ArchiveResult) -> None:
+    _add("EventsArchived", result.events)
+    _add("RecordsUnreadable", len(result.unreadable))
+
+
+# ---------------------------------------------------------------- segments
+def record_segment_job(report: SegmentJobReport) -> None:
+    _add("SegmentsRun", len(report.segments))
+    _add_by("SegmentEntries", {r.segment: r.entered for r in report.segments})
+    _add_by("SegmentExits", {r.segment: r.exited for r in report.segments})
+    _add_by("SegmentRunFailures", dict.fromkeys(report.failures, 1))
+
+
+# ---------------------------------------------------------------- activation
+def record_activation(report: ActivationReport, failures: int) -> None:
+    """One batch's activation report, and how many of its messages failed."""
+    _add("EmailsSent", len(report.sent))
+    _add("ActivationFailures", failures)
+    _add_by("EmailsSkipped", _tally([*report.skipped.values(), *(["duplicate"] * len(report.duplicates))]))
