@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from chalice import Chalice, Response
 from cdp.collect import IngestRequest, ingest
 from cdp.collect.http import CORS_HEADERS, HttpResponse, error_response, preflight_response, success_response
 from cdp.collect.pixel import PIXEL_GIF, pixel_body
-from cdp.collect.profiles import profile_response
+from cdp.collect.profiles import audit_record, profile_response
 from cdp.errors import CdpError
 from cdp.observability import metrics, record_ingest, record_ingest_error
 from cdp.settings import FUNCTION_FIELDS, Settings
 
 app = Chalice(app_name="cdp-collect")
+audit_log = logging.getLogger("cdp.audit")
+audit_log.setLevel(logging.INFO)
 
 _ANY_BODY = ["*/*"]
 _TRACKER = Path(__file__).resolve().parent / "static" / "cdp.js"
@@ -189,27 +193,43 @@ def identity_config() -> Any:
     return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
 
 
-def _admin_read(identifier: str, lookup: Any) -> Response:
-    return _respond(profile_response(
+@functools.cache
+def admin_secret() -> Any:
+    from cdp.adapters.secrets import CachedSecret
+
+    return CachedSecret(settings(), settings().admin_token_secret_arn)
+
+
+def admin_token() -> str:
+    # No secret configured: nobody is let in (an empty token never matches).
+    return admin_secret().value() if settings().admin_token_secret_arn else ""
+
+
+def _admin_read(route: str, identifier: str, lookup: Any) -> Response:
+    request = app.current_request
+    response = profile_response(
         identifier,
-        authorization=app.current_request.headers.get("authorization"),
-        admin_token=settings().admin_token,
+        authorization=request.headers.get("authorization"),
+        admin_token=admin_token,
         lookup=lambda ident: lookup(ident, identity_store(), config=identity_config()),
-    ))
+    )
+    caller = (request.context.get("identity") or {}).get("sourceIp")
+    audit_log.info("%s", json.dumps(audit_record(route, identifier, response, caller=caller)))
+    return _respond(response)
 
 
 @app.route("/v1/profiles/{identifier}", methods=["GET"])
 def profile(identifier: str) -> Response:
     from cdp.identity import lookup_profile
 
-    return _admin_read(identifier, lookup_profile)
+    return _admin_read("profile", identifier, lookup_profile)
 
 
 @app.route("/v1/profiles/{identifier}/explain", methods=["GET"])
 def explain_profile(identifier: str) -> Response:
     from cdp.identity import explain
 
-    return _admin_read(identifier, explain)
+    return _admin_read("explain", identifier, explain)
 
 
 def _run_app(event: dict[str, Any], context: Any) -> Any:

@@ -26,24 +26,28 @@ _STACK_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_
 
 
 def _admin_token(args: argparse.Namespace) -> str:
+    """--token, else CDP_ADMIN_TOKEN, else the running `cdp dev` stack's secret."""
     if getattr(args, "token", None):
         return str(args.token)
     if os.environ.get("CDP_ADMIN_TOKEN"):
         return os.environ["CDP_ADMIN_TOKEN"]
-    from .template import load_template
+    settings = Settings.from_env()
+    if not settings.admin_token_secret_arn:
+        return ""
+    from cdp.adapters.secrets import CachedSecret
 
-    return str(load_template()["Parameters"]["AdminToken"]["Default"])
+    return CachedSecret(settings, settings.admin_token_secret_arn).value()
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from .local import LocalConfig, LocalPipeline
 
-    token = args.admin_token or _admin_token(args)
+    # No default token anywhere: each run's stack generates one unless --token names it.
     pipeline = LocalPipeline(LocalConfig(port=args.port, host=args.host, write_key=args.write_key,
-                                         admin_token=token)).start()
+                                         admin_token=args.token or os.environ.get("CDP_ADMIN_TOKEN"))).start()
     print(f"collector:   {pipeline.url}  (point an SDK's host here)")
     print(f"write key:   {args.write_key}")
-    print(f"admin token: {token}")
+    print(f"admin token: {pipeline.admin_token}")
     print(f"metrics:     {pipeline.url}/v1/metrics  (admin token; what CloudWatch would show)")
     print(f"emulated AWS (moto) on {pipeline.endpoint_url}; Ctrl-C to stop", flush=True)
     names = {f.name.upper() for f in fields(Settings)}
@@ -140,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--write-key", default=DEFAULT_WRITE_KEY)
-    dev.add_argument("--admin-token", default=None, help="defaults to the template's AdminToken default")
+    dev.add_argument("--token", "--admin-token", dest="token", default=None,
+                     help="the profile API's admin token (or CDP_ADMIN_TOKEN); generated per run if not given")
     dev.set_defaults(func=cmd_dev)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the local stack and summarise")

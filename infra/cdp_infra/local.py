@@ -100,6 +100,7 @@ class LocalConfig:
     port: int = 0
     host: str = "127.0.0.1"
     write_key: str | None = None
+    # None: the stack's secret keeps the value generated for this run.
     admin_token: str | None = None
     stack_name: str = "cdp-local"
     region: str = "us-east-1"
@@ -119,6 +120,8 @@ class LocalPipeline:
         self.sqs_pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
         self.endpoint_url = ""
+        # The profile API's token: generated with the stack's secret, or the one the config gives.
+        self.admin_token = ""
         self._moto: Any = None
         self._saved_env: dict[str, str | None] = {}
         # What the functions' Powertools metrics would publish on AWS (GET /v1/metrics, admin token).
@@ -135,9 +138,7 @@ class LocalPipeline:
                                timeout=30).read()
         self._set_env({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": cfg.region,
                        "AWS_ENDPOINT_URL": self.endpoint_url})
-        overrides = {"AdminToken": cfg.admin_token} if cfg.admin_token else None
-        stack = provision(new_stack(cfg.stack_name, region=cfg.region, parameter_overrides=overrides),
-                          self.session(), self.endpoint_url)
+        stack = provision(new_stack(cfg.stack_name, region=cfg.region), self.session(), self.endpoint_url)
         self.stack = stack
         specs = stack.functions()
         env: dict[str, str] = {}
@@ -149,6 +150,7 @@ class LocalPipeline:
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
         self._set_env(env)
         capture_emf()
+        self.admin_token = self._admin_token(env.get("ADMIN_TOKEN_SECRET_ARN", ""), cfg.admin_token)
         self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id, self.metrics)
                           for lid, spec in specs.items()}
         if cfg.write_key:
@@ -183,6 +185,14 @@ class LocalPipeline:
         for name, value in values.items():
             self._saved_env.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+
+    def _admin_token(self, secret_arn: str, given: str | None) -> str:
+        if not secret_arn:
+            return ""
+        secrets = self.client("secretsmanager")
+        if given:
+            secrets.put_secret_value(SecretId=secret_arn, SecretString=given)
+        return str(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
 
     def session(self) -> boto3.Session:
         return boto3.Session(region_name=self.config.region, aws_access_key_id="local",

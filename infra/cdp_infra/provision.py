@@ -2,12 +2,17 @@
 
 Resources are created in dependency order: a resource whose properties refer to one not
 yet created waits for the next pass. Lambda functions, layers, the API and log groups are
-not created: the local runner invokes the handlers in-process instead. Alarms, their topic
-and the dashboard are not created either (see ``_MONITORING``).
+not created: the local runner invokes the handlers in-process instead. Neither are IAM roles
+nor the bucket policy: the emulator does not enforce them (and is served over plain HTTP on
+loopback, which the bucket policy would refuse).
+Alarms, their topic and the dashboard are not created either (see ``_MONITORING``).
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +25,8 @@ _SKIPPED = {
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::Serverless::Api": None,
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::S3::BucketPolicy": None,
 }
 # Monitoring that exists only on AWS: skipped without evaluating their properties, which may use
 # intrinsics the local runner does not (``!Ref Api.Stage``, conditions). Locally, metrics are
@@ -47,6 +54,9 @@ def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: 
         "AWS::Glue::Table": lambda lid, p: _glue_table(client("glue"), p),
         "AWS::Athena::WorkGroup": lambda lid, p: _workgroup(stack, client("athena"), lid, p),
         "AWS::SES::EmailIdentity": lambda lid, p: _email_identity(stack, client("ses"), lid, p),
+        "AWS::KMS::Key": lambda lid, p: _kms_key(stack, client("kms"), lid, p),
+        "AWS::KMS::Alias": lambda lid, p: _kms_alias(stack, client("kms"), lid, p),
+        "AWS::SecretsManager::Secret": lambda lid, p: _secret(stack, client("secretsmanager"), lid, p),
     }
     pending = dict(stack.resources)
     while pending:
@@ -127,8 +137,6 @@ def _queue(stack: Stack, sqs: Any, logical: str, p: dict[str, Any]) -> None:
     if "MessageRetentionPeriod" in p:
         attributes["MessageRetentionPeriod"] = str(p["MessageRetentionPeriod"])
     if "RedrivePolicy" in p:
-        import json
-
         attributes["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
     url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     stack.refs[logical] = url
@@ -156,3 +164,39 @@ def _workgroup(stack: Stack, athena: Any, logical: str, p: dict[str, Any]) -> No
 def _email_identity(stack: Stack, ses: Any, logical: str, p: dict[str, Any]) -> None:
     ses.verify_email_identity(EmailAddress=p["EmailIdentity"])
     stack.refs[logical] = p["EmailIdentity"]
+
+
+def _kms_key(stack: Stack, kms: Any, logical: str, p: dict[str, Any]) -> None:
+    key = kms.create_key(Description=p.get("Description", logical), Policy=json.dumps(p["KeyPolicy"]))["KeyMetadata"]
+    if p.get("EnableKeyRotation"):
+        kms.enable_key_rotation(KeyId=key["KeyId"])
+    stack.refs[logical] = key["KeyId"]
+    stack.attrs[logical] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+
+
+def _kms_alias(stack: Stack, kms: Any, logical: str, p: dict[str, Any]) -> None:
+    kms.create_alias(AliasName=p["AliasName"], TargetKeyId=p["TargetKeyId"])
+    stack.refs[logical] = p["AliasName"]
+
+
+def generate_secret_string(spec: dict[str, Any]) -> str:
+    """A value as CloudFormation's GenerateSecretString makes it (the options the template uses)."""
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+    return "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+
+
+def _secret(stack: Stack, sm: Any, logical: str, p: dict[str, Any]) -> None:
+    if "SecretString" in p:
+        value = p["SecretString"]
+    elif "GenerateSecretString" in p:
+        value = generate_secret_string(p["GenerateSecretString"])
+    else:
+        raise TemplateError(f"secret {logical} has neither SecretString nor GenerateSecretString")
+    kwargs: dict[str, Any] = {"Name": p.get("Name", logical), "SecretString": value}
+    if p.get("KmsKeyId"):
+        kwargs["KmsKeyId"] = p["KmsKeyId"]
+    arn = sm.create_secret(**kwargs)["ARN"]
+    stack.refs[logical] = arn  # Ref of a secret is its ARN
+    stack.attrs[logical] = {"Id": arn}

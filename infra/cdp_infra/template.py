@@ -198,3 +198,24 @@ def new_stack(
         params[name] = str(value)
     return Stack(template=template, stack_name=stack_name, region=region,
                  account_id=account_id, parameters=params)
+
+
+def sam_transform(template: dict[str, Any] | None = None, *, region: str = "us-east-1") -> dict[str, Any]:
+    """The template as CloudFormation deploys it: the SAM transform, run offline.
+
+    Code locations are replaced by S3 URIs first, as `sam package` does. No managed policy is
+    resolved (the template attaches none). Raises samtranslator's InvalidDocumentException.
+    """
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    template = template or load_template()
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = f"s3://artifacts/{props[key].strip('/')}.zip"
+    return dict(transform(template, {"AWS::Region": region}, NoManagedPolicies()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import ModuleType
 
+import boto3
 import pytest
 
 from cdp.adapters.sources import DynamoSourceStore
@@ -20,7 +21,9 @@ def collector(
     """The Chalice app module, its environment pointing at the stack, with WRITE_KEY registered."""
     for name, value in stack_environment.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
+    # The stack generated its own token; the tests know theirs.
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=stack_settings.admin_token_secret_arn, SecretString=ADMIN_TOKEN)
     DynamoSourceStore(stack_settings).register_write_key("tests", WRITE_KEY)
     yield load_app()
 

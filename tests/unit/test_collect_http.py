@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import pytest
 
 from cdp.collect import IngestResult, Rejection
-from cdp.collect.http import error_response, status_for, success_response
-from cdp.collect.profiles import profile_response, require_bearer
+from cdp.collect.http import HttpResponse, error_response, status_for, success_response
+from cdp.collect.profiles import audit_record, profile_response, require_bearer
 from cdp.errors import (
     CdpError,
     ConcurrentUpdate,
@@ -140,3 +142,38 @@ def test_every_store_failure_is_503_with_retry_after_under_the_documented_code(e
     response = error_response(error)
     assert response.status == 503 and int(response.headers["Retry-After"]) > 0
     assert response.body["error"] == "store_error" and response.body["reason"] == error.reason
+
+
+def test_the_admin_token_getter_is_not_called_for_a_request_without_a_bearer_token() -> None:
+    def token() -> str:
+        raise AssertionError("read the secret for an anonymous request")
+
+    with pytest.raises(Unauthorized):
+        require_bearer("Basic d2s6", token)
+
+
+def test_the_admin_token_may_come_from_a_getter() -> None:
+    require_bearer("Bearer admin-token-0123456789", lambda: "admin-token-0123456789")
+
+
+def test_an_unreadable_admin_token_is_503_not_a_way_in() -> None:
+    def token() -> str:
+        raise StoreError("secret_unavailable")
+
+    response = profile_response("u1", authorization="Bearer x", admin_token=token, lookup=lambda _: {})
+    assert (response.status, response.body["reason"]) == (503, "secret_unavailable")
+
+
+def test_the_audit_record_names_the_identifier_type_and_hash_never_its_value() -> None:
+    response = HttpResponse(200, {"profile_id": "p1", "traits": {"email": "a@example.com"}})
+    record = audit_record("profile", "email%3Aa%40example.com", response, caller="198.51.100.7")
+    assert record == {
+        "audit": "profile_read", "route": "profile", "caller": "198.51.100.7", "identifier_type": "email",
+        "identifier_sha256": hashlib.sha256(b"email:a@example.com").hexdigest(), "profile_id": "p1", "status": 200,
+    }
+    assert "a@example.com" not in json.dumps(record) and "a%40example.com" not in json.dumps(record)
+
+
+def test_the_audit_record_of_a_refused_read_has_no_profile_and_an_unknown_type_stays_unknown() -> None:
+    record = audit_record("explain", "alice@example.com", HttpResponse(401, {"reason": "x"}), caller=None)
+    assert (record["identifier_type"], record["profile_id"], record["status"]) == ("unknown", None, 401)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import fields
+from typing import Any
 
 import pytest
 
 from cdp.settings import TUNING_FIELDS, Settings
-from cdp_infra.template import REPO_ROOT, TEMPLATE_PATH, FunctionSpec, load_template
+from cdp_infra.template import REPO_ROOT, TEMPLATE_PATH, FunctionSpec, load_template, sam_transform
 
 
 def test_cfn_lint_passes_clean_on_the_template() -> None:
@@ -19,34 +20,31 @@ def test_cfn_lint_passes_clean_on_the_template() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_sam_transform_turns_the_template_into_cloudformation_offline() -> None:
+@pytest.fixture(scope="module")
+def cloudformation() -> dict[str, Any]:
+    """The template after the SAM transform (offline), as CloudFormation would deploy it."""
     from samtranslator.model.exceptions import InvalidDocumentException
-    from samtranslator.translator.transform import transform
 
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            return {}
-
-    template = load_template()
-    for resource in template["Resources"].values():  # what `sam package` does: code goes to S3
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if key in props:
-                props[key] = f"s3://artifacts/{props[key].strip('/')}.zip"
     try:
-        output = transform(template, {}, NoManagedPolicies())
+        return sam_transform()
     except InvalidDocumentException as exc:  # pragma: no cover - the message is the diagnosis
         pytest.fail("; ".join(str(c) for c in exc.causes))
-    types = {r["Type"] for r in output["Resources"].values()}
+
+
+def test_the_sam_transform_turns_the_template_into_cloudformation_offline(cloudformation: dict[str, Any]) -> None:
+    types = {r["Type"] for r in cloudformation["Resources"].values()}
     assert {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::ApiGateway::RestApi",
             "AWS::Events::Rule", "AWS::Lambda::LayerVersion"} <= types
 
 
 def test_every_environment_variable_of_the_template_is_a_settings_field_and_back() -> None:
-    env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    template = load_template()
+    env = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::Serverless::Function":
+            env |= set(r["Properties"].get("Environment", {}).get("Variables", {}))
     names = {f.name.upper() for f in fields(Settings) if f.name not in TUNING_FIELDS}
-    template_names = set(env) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
-    assert template_names == names
+    assert env - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} == names
 
 
 def test_every_function_handler_file_exists_where_its_code_uri_says() -> None:

@@ -35,7 +35,8 @@ class Settings:
     athena_workgroup: str = ""
     query_engine: str = "athena"
     email_sender: str = "cdp@example.com"
-    admin_token: str = ""
+    # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
+    admin_token_secret_arn: str = ""
     aws_region: str = "us-east-1"
     # Set only when talking to an emulator (moto server, LocalStack); None on AWS.
     aws_endpoint_url: str | None = None
