@@ -8,9 +8,9 @@ once, so tests and the local runner can point the environment at moto first.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
