@@ -23,7 +23,7 @@ from cdp.collect.pixel import PIXEL_GIF, pixel_body
 from cdp.collect.profiles import audit_record, profile_response
 from cdp.errors import CdpError
 from cdp.observability import metrics, record_ingest, record_ingest_error
-from cdp.settings import FUNCTION_FIELDS, Settings
+from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, Settings
 
 app = Chalice(app_name="cdp-collect")
 audit_log = logging.getLogger("cdp.audit")
@@ -35,7 +35,7 @@ _TRACKER = Path(__file__).resolve().parent / "static" / "cdp.js"
 
 @functools.cache
 def settings() -> Settings:
-    return Settings.from_env(require=FUNCTION_FIELDS)
+    return Settings.from_env(require=FUNCTION_FIELDS | COLLECTOR_FIELDS)
 
 
 @functools.cache
@@ -201,8 +201,7 @@ def admin_secret() -> Any:
 
 
 def admin_token() -> str:
-    # No secret configured: nobody is let in (an empty token never matches).
-    return admin_secret().value() if settings().admin_token_secret_arn else ""
+    return str(admin_secret().value())
 
 
 def _admin_read(route: str, identifier: str, lookup: Any) -> Response:

@@ -238,7 +238,7 @@ class LocalPipeline:
         # Longest literal prefix first, so /v1/profiles/{id}/explain wins over /v1/profiles/{id}.
         routes.sort(key=lambda r: (-len(r.resource.split("{")[0]), r.resource))
         self.api = LocalApi(routes, host=self.config.host, port=self.config.port, stage=stage,
-                            throttle=throttle, admin=AdminRoutes(self.settings.admin_token, self.metrics_view)).start()
+                            throttle=throttle, admin=AdminRoutes(self.admin_token, self.metrics_view)).start()
 
     def _queue_url_for_arn(self, arn: str) -> str:
         assert self.stack is not None

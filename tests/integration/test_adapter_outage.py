@@ -39,6 +39,7 @@ NAMES = {
     "ACTIVATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-activation",
     "GLUE_DATABASE": "outage",
     "ATHENA_WORKGROUP": "outage",
+    "ADMIN_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:outage/admin-token",
 }
 
 
@@ -175,7 +176,9 @@ def _profile() -> dict[str, Any]:
         ("stream", {"sources": KnownSource}, _batch(VALID), "stream_unavailable", "stream_write_failed"),
         ("quarantine", {"sources": KnownSource, "sink": NoWrite}, _batch(INVALID), "store_error",
          "quarantine_unavailable"),
-        ("identity store", {}, _profile(), "store_error", "identity index read failed"),
+        ("admin secret", {}, _profile(), "store_error", "secret_unavailable"),
+        ("identity store", {"admin_token": lambda: ADMIN_TOKEN}, _profile(), "store_error",
+         "identity index read failed"),
     ],
 )
 def test_a_store_that_does_not_answer_makes_the_collector_answer_503_with_retry_after(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import fields
 from typing import Any
 
 import pytest
 
-from cdp.settings import TUNING_FIELDS, Settings
+from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, Settings
 from cdp_infra.template import REPO_ROOT, TEMPLATE_PATH, FunctionSpec, load_template, sam_transform
 
 
@@ -39,12 +38,13 @@ def test_the_sam_transform_turns_the_template_into_cloudformation_offline(cloudf
 
 def test_every_environment_variable_of_the_template_is_a_settings_field_and_back() -> None:
     template = load_template()
-    env = set(template["Globals"]["Function"]["Environment"]["Variables"])
-    for r in template["Resources"].values():
-        if r["Type"] == "AWS::Serverless::Function":
-            env |= set(r["Properties"].get("Environment", {}).get("Variables", {}))
-    names = {f.name.upper() for f in fields(Settings) if f.name not in TUNING_FIELDS}
-    assert env - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} == names
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    globals_ = set(template["Globals"]["Function"]["Environment"]["Variables"]) - powertools
+    assert globals_ == {name.upper() for name in FUNCTION_FIELDS}
+    own = {lid: set(r["Properties"].get("Environment", {}).get("Variables", {}))
+           for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert {lid: names for lid, names in own.items() if names} == {
+        "CollectFunction": {name.upper() for name in COLLECTOR_FIELDS}}
 
 
 def test_every_function_handler_file_exists_where_its_code_uri_says() -> None:

@@ -11,7 +11,7 @@ from cdp.errors import MalformedSetting, MissingSetting
 _CONVERT = {"int": int, "float": float}
 
 #: Fields the template does not set (they have working defaults); every other field is a
-#: resource name or option that template.yaml's Globals give every function.
+#: resource name or option that template.yaml gives the functions (see FUNCTION_FIELDS).
 TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts",
@@ -85,5 +85,8 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+#: Fields template.yaml gives one function only (in its own Environment), not every function.
+COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn"})
+
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
-FUNCTION_FIELDS = frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS
+FUNCTION_FIELDS = frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
