@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from cdp.lake import EVENT_COLUMNS, event_to_row, parse_time, partition_of
+from cdp.lake import EVENT_COLUMNS, event_to_row, partition_of
+from cdp.times import parse_time
 
 
 def test_a_track_event_becomes_a_row_with_json_properties_and_a_utc_timestamp() -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cdp.identity.config import IdentityConfig, LifecycleConfig
+from cdp.times import parse_timestamp
 
 
 def _path(node: Any, dotted: str) -> Any:
@@ -306,7 +307,7 @@ def stage_of(
     now: datetime,
 ) -> str:
     if state.orders and state.last_order_at:
-        last_order = datetime.fromisoformat(state.last_order_at.replace("Z", "+00:00"))
+        last_order = parse_timestamp(state.last_order_at)
         if now - last_order > timedelta(days=config.churn_after_days):
             return "churned"
         return "engaged_customer" if state.orders >= config.engaged_min_orders else "new_customer"
@@ -314,8 +315,8 @@ def stage_of(
     if identified:
         return "prospect" if state.intent else "lead"
     if first_seen and last_seen:
-        first = datetime.fromisoformat(first_seen.replace("Z", "+00:00"))
-        last = datetime.fromisoformat(last_seen.replace("Z", "+00:00"))
+        first = parse_timestamp(first_seen)
+        last = parse_timestamp(last_seen)
         if last - first >= timedelta(minutes=config.returning_after_minutes):
             return "returning_visitor"
     return "new_visitor"

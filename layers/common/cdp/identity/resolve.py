@@ -33,7 +33,6 @@ from cdp.identity.profile import (
     absorb,
     add_identifiers,
     apply_event,
-    format_time,
     message_key,
     new_profile_id,
     refresh_stage,
@@ -41,6 +40,7 @@ from cdp.identity.profile import (
     stamp,
 )
 from cdp.identity.store import IdentityStore, MergeLogEntry
+from cdp.times import format_time
 
 _MAX_HOPS = 16
 # Merge-log partition for refusals on events that reached no profile at all.

@@ -26,13 +26,13 @@ from cdp.identity.lookup import find_profile, follow
 from cdp.identity.profile import (
     Profile,
     apply_event,
-    format_time,
     new_profile_id,
     refresh_stage,
     remember,
     stamp,
 )
 from cdp.identity.store import IdentityStore, MergeLogEntry
+from cdp.times import format_time
 
 _DEFAULT = IdentityConfig()
 

@@ -10,6 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.times import format_date, parse_time
+
 EVENTS_PREFIX = "events"
 IDENTITY_PREFIX = "identity"
 PROFILES_PREFIX = "profiles"
@@ -33,17 +35,6 @@ EVENT_COLUMNS: dict[str, str] = {
     "traits": "json",
     "context": "json",
 }
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 time as an aware UTC datetime (the collector normalises to ...Z)."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _email(event: dict[str, Any]) -> str | None:
@@ -90,4 +81,4 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
 def partition_of(row: dict[str, Any]) -> str:
     """The ``dt`` partition (UTC date of the event time) a row belongs to."""
     ts = row["timestamp"] or datetime.now(UTC)
-    return ts.strftime("%Y-%m-%d")
+    return format_date(ts)

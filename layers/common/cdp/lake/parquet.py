@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from cdp.identity.profile import ProfileView
+from cdp.times import parse_time
 
 from . import EVENT_COLUMNS, EVENTS_PREFIX, IDENTITY_PREFIX, PROFILES_PREFIX, event_to_row, partition_of
 
@@ -71,8 +72,6 @@ def write_identity_snapshot(pairs: Iterable[tuple[str, str]], fs: pafs.FileSyste
 
 
 def write_profiles_snapshot(profiles: Iterable[ProfileView], fs: pafs.FileSystem, root: str) -> int:
-    from . import parse_time
-
     def row(p: ProfileView) -> dict[str, Any]:
         return {
             "profile_id": p["profile_id"],
