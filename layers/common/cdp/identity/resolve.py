@@ -28,6 +28,7 @@ from typing import Any
 from cdp.errors import ConcurrentUpdate, StoreError
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import Extracted, alias_candidates, extract, split_identifier
+from cdp.identity.lookup import MAX_HOPS, follow_tombstones
 from cdp.identity.profile import (
     Profile,
     absorb,
@@ -42,7 +43,6 @@ from cdp.identity.profile import (
 from cdp.identity.store import IdentityStore, MergeLogEntry
 from cdp.times import format_time
 
-_MAX_HOPS = 16
 # Merge-log partition for refusals on events that reached no profile at all.
 UNRESOLVED = "unresolved"
 
@@ -253,7 +253,7 @@ def _read(
     to_fetch = set(pointers.values()) | {new_profile_id(i) for i in fresh}
     profiles: dict[str, Profile] = {}
     missing: set[str] = set()
-    for _ in range(_MAX_HOPS):
+    for _ in range(MAX_HOPS):
         if not to_fetch:
             break
         got = store.get_profiles(to_fetch)
@@ -266,11 +266,7 @@ def _read(
 
 
 def _final(profile_id: str, profiles: Mapping[str, Profile]) -> str:
-    hops = 0
-    while profile_id in profiles and profiles[profile_id].merged_into and hops < _MAX_HOPS:
-        profile_id = profiles[profile_id].merged_into  # type: ignore[assignment]
-        hops += 1
-    return profile_id
+    return follow_tombstones(profile_id, profiles.get)[0]
 
 
 def _attempt(

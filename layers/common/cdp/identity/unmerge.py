@@ -22,7 +22,7 @@ from typing import Any
 from cdp.errors import InvalidUnmerge, NotFound
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import alias_candidates, by_type, extract, parse_identifier
-from cdp.identity.lookup import find_profile, follow
+from cdp.identity.lookup import find_profile, live_profile
 from cdp.identity.profile import (
     Profile,
     apply_event,
@@ -87,7 +87,7 @@ def undo_merge(
         raise NotFound("no such profile", profile_id=absorbed_profile_id)
     if absorbed.merged_into is None:
         raise InvalidUnmerge("the profile was not merged", profile_id=absorbed_profile_id)
-    survivor = follow(absorbed.merged_into, store)
+    survivor = live_profile(absorbed.merged_into, store)
     if survivor is None:
         raise NotFound("the profile it was merged into is gone", profile_id=absorbed.merged_into)
     brought = [i for i in absorbed.identifiers if i in set(survivor.identifiers)]
