@@ -13,7 +13,6 @@ Events not yet archived when the unmerge runs are not replayed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +31,7 @@ from cdp.identity.profile import (
     stamp,
 )
 from cdp.identity.store import IdentityStore, MergeLogEntry
+from cdp.lake import row_to_event
 from cdp.times import format_time
 
 _DEFAULT = IdentityConfig()
@@ -178,29 +178,6 @@ def _split(
     )
 
 
-_LAKE_KEYS = {
-    "message_id": "messageId",
-    "user_id": "userId",
-    "anonymous_id": "anonymousId",
-    "previous_id": "previousId",
-    "group_id": "groupId",
-    "received_at": "receivedAt",
-    "source_id": "sourceId",
-}
-
-
 def normalise_archived(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A Segment-spec event from an archived one: lake rows (snake_case, JSON strings) or events."""
-    if "messageId" in row:
-        return dict(row)
-    event: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = format_time(value)
-        if key in ("properties", "traits", "context") and isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = {}
-        event[_LAKE_KEYS.get(key, key)] = value
-    return event
+    """A Segment-spec event from an archived one: a lake row (snake_case, JSON strings) or an event."""
+    return dict(row) if "messageId" in row else row_to_event(row)

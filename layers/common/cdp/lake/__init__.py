@@ -1,4 +1,4 @@
-"""The Parquet lake: layout, schema and the mapping from Segment events to rows.
+"""The Parquet lake: layout, schema and the mapping between Segment events and rows.
 
 This module is pure Python (no pyarrow) so the collector and unify can import the layout;
 ``cdp.lake.parquet`` holds the pyarrow side.
@@ -7,10 +7,11 @@ This module is pure Python (no pyarrow) so the collector and unify can import th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from cdp.times import format_date, parse_time
+from cdp.times import format_date, format_time, parse_time
 
 EVENTS_PREFIX = "events"
 IDENTITY_PREFIX = "identity"
@@ -76,6 +77,44 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
         "traits": _json(event.get("traits")),
         "context": _json(event.get("context")),
     }
+
+
+# Row columns named differently in the event; columns absent here keep their name.
+_EVENT_KEYS = {
+    "message_id": "messageId",
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "group_id": "groupId",
+    "previous_id": "previousId",
+    "received_at": "receivedAt",
+    "source_id": "sourceId",
+}
+_JSON_COLUMNS = ("properties", "traits", "context")
+# Derived from the event (email from its traits, dt from its time): not part of it.
+_DERIVED_COLUMNS = ("email", "dt")
+
+
+def row_to_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The Segment event a lake row was made from by :func:`event_to_row` (empty fields left out)."""
+    event: dict[str, Any] = {}
+    for column, value in row.items():
+        if value is None or column in _DERIVED_COLUMNS:
+            continue
+        if isinstance(value, datetime):
+            value = format_time(value)
+        elif column in _JSON_COLUMNS and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = {}
+        event[_EVENT_KEYS.get(column, column)] = value
+    return event
+
+
+def is_hidden(relative_path: str) -> bool:
+    """Work in progress (e.g. a compaction's output before it is published): a name on the path
+    starts with ``_`` or ``.``. Readers skip these, as Hive, Athena and DuckDB's dataset readers do."""
+    return any(part.startswith((".", "_")) for part in relative_path.split("/") if part)
 
 
 def partition_of(row: dict[str, Any]) -> str:
