@@ -15,15 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cdp.identity.config import IdentityConfig, LifecycleConfig
+from cdp.identity.identifiers import dotted_value
 from cdp.times import parse_timestamp
-
-
-def _path(node: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _number(value: Any) -> int | float | None:
@@ -171,7 +164,7 @@ def apply_computed(
         if trait.kind == "count":
             values[name] = values.get(name, 0) + 1
         elif trait.kind == "sum":
-            amount = _number(_path(properties, trait.property or ""))
+            amount = _number(dotted_value(properties, trait.property or ""))
             if amount is not None:
                 values[name] = _number(values.get(name, 0) + amount)
         elif trait.kind == "first_time":
@@ -181,7 +174,7 @@ def apply_computed(
             if name not in values or when > values[name]:
                 values[name] = when
         elif trait.kind == "last_value":
-            value = _path(properties, trait.property or "")
+            value = dotted_value(properties, trait.property or "")
             if value is not None and event_stamp > stamps.get(name, ""):
                 values[name] = value
                 stamps[name] = event_stamp
@@ -218,7 +211,7 @@ def event_consent(event: Mapping[str, Any]) -> dict[str, bool]:
     if not isinstance(context, Mapping):
         return {}
     found: dict[str, bool] = {}
-    preferences = _path(context, "consent.categoryPreferences")
+    preferences = dotted_value(context, "consent.categoryPreferences")
     if isinstance(preferences, Mapping):
         for purpose, granted in preferences.items():
             if isinstance(granted, bool):

@@ -40,6 +40,7 @@ from cdp.segments.definition import (
     Not,
     Predicate,
     SegmentDefinition,
+    is_number,
 )
 from cdp.times import as_utc, format_date
 
@@ -297,11 +298,11 @@ def _leaf(value: Expr, p: Predicate) -> Expr:
             expression=exp.Literal.number(0),
         )
     if p.op in ("in", "not_in"):
-        numeric = all(_is_number(v) for v in p.value)
+        numeric = all(is_number(v) for v in p.value)
         subject = _number(value) if numeric else value
         test = subject.isin(*[_literal(v) for v in p.value])
         return exp.not_(test) if p.op == "not_in" else test
-    if _is_number(p.value):
+    if is_number(p.value):
         return _COMPARE[p.op](this=_number(value), expression=_literal(p.value))
     return _COMPARE[p.op](this=value, expression=_literal(p.value))
 
@@ -340,10 +341,6 @@ def _literal(value: object) -> Expr:
 def _timestamp(moment: datetime) -> Expr:
     text = as_utc(moment).replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
     return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------- analysis

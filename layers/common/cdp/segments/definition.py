@@ -504,7 +504,7 @@ def _parse_operand(op: str, value: Any, ctx: _Ctx, *, numeric: bool) -> Any:
         items = tuple(
             _parse_operand("eq", v, ctx.child(value, i), numeric=numeric) for i, v in enumerate(value)
         )
-        kinds = {_is_number(v) for v in items}
+        kinds = {is_number(v) for v in items}
         if len(kinds) > 1:
             raise ctx.fail("mixes numbers and text; use values of one kind")
         return items
@@ -514,7 +514,7 @@ def _parse_operand(op: str, value: Any, ctx: _Ctx, *, numeric: bool) -> Any:
         return value
     if value is None or isinstance(value, dict | list):
         raise ctx.fail(f"must be a number, text or true/false, got {value!r}")
-    if (numeric or op in NUMERIC_ONLY_OPS) and not _is_number(value):
+    if (numeric or op in NUMERIC_ONLY_OPS) and not is_number(value):
         raise ctx.fail(f"must be a number, got {value!r}")
     if not isinstance(value, str | int | float | bool):
         # dates and timestamps that YAML resolves on its own: compare them as the text written
@@ -522,7 +522,8 @@ def _parse_operand(op: str, value: Any, ctx: _Ctx, *, numeric: bool) -> Any:
     return value
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A JSON number (booleans are not)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
