@@ -14,10 +14,10 @@ from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.jobs.segment_job import run_segment_job, write_snapshots
-from cdp.lake import parse_time
 from cdp.observability import metrics, record_segment_job
 from cdp.segments.catalog import all_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
+from cdp.times import parse_timestamp
 
 logger = Logger()
 tracer = Tracer()  # patches botocore: Athena, DynamoDB, S3 and SQS calls are subsegments
@@ -39,7 +39,7 @@ def identity_config() -> IdentityConfig:
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     s, tick, store = settings(), EventBridgeEvent(event), DynamoIdentityStore(settings())
-    now = parse_time(tick.time)
+    now = parse_timestamp(tick.time)
     report = run_segment_job(
         all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s),
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,

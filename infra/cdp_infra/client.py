@@ -7,8 +7,11 @@ import http.client
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
+
+from cdp.times import format_time
 
 
 @dataclass
@@ -55,7 +58,7 @@ class TrackingClient:
 
     def batch(self, events: list[dict[str, Any]]) -> SendResult:
         """POST /v1/batch, retrying 429 and 5xx as SDKs do (honouring Retry-After)."""
-        payload = json.dumps({"batch": events, "sentAt": _now_iso()}).encode()
+        payload = json.dumps({"batch": events, "sentAt": format_time(datetime.now(UTC))}).encode()
         headers = {"Content-Type": "application/json", "Authorization": self.auth}
         status, resp_headers, raw = 0, {}, b""
         for attempt in range(self.max_attempts):
@@ -71,8 +74,3 @@ class TrackingClient:
             rejected = len(body.get("rejected") or [])
             return SendResult(status, int(body.get("accepted", len(events) - rejected)), rejected, body)
         return SendResult(status, 0, len(events), body)
-
-
-def _now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cdp.times import format_time
+
 PRODUCTS = [("sku-1", "Trail Shoe", 120.0), ("sku-2", "Rain Jacket", 180.0), ("sku-3", "Wool Socks", 18.0),
             ("sku-4", "Headlamp", 45.0), ("sku-5", "Water Bottle", 25.0), ("sku-6", "Backpack", 140.0)]
 PAGES = [("Home", "/"), ("Catalog", "/catalog"), ("Product", "/p"), ("Cart", "/cart"), ("Blog", "/blog")]
@@ -30,10 +32,6 @@ class Dataset:
     @property
     def events(self) -> int:
         return sum(len(b) for b in self.batches)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class _Device:
@@ -85,7 +83,7 @@ def _base(rng: random.Random, device: _Device, kind: str, at: datetime, user_id:
         "type": kind,
         "messageId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "anonymousId": device.anonymous_id,
-        "timestamp": _iso(at),
+        "timestamp": format_time(at),
         "context": device.context(),
     }
     if user_id:
@@ -122,7 +120,7 @@ def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> l
         uid = user_id if identified else None
         if signs_up and k == signup_at:
             identify = _base(rng, current, "identify", clock, user_id)
-            identify["traits"] = {"email": email, "first_name": first, "plan": "free", "created_at": _iso(clock)}
+            identify["traits"] = {"email": email, "first_name": first, "plan": "free", "created_at": format_time(clock)}
             current.events.append(identify)
             current.events.append({**_base(rng, current, "track", clock, user_id), "event": "Signed Up",
                                    "properties": {"method": "email"}})

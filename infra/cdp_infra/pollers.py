@@ -18,13 +18,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.times import format_time
+
 from .runtime import LocalFunction
 
 log = logging.getLogger("cdp.local.esm")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class _Poller:
@@ -208,13 +206,13 @@ class KinesisShardPoller(_Poller):
             },
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "version": "1.0",
-            "timestamp": _iso(time.time()),
+            "timestamp": format_time(datetime.now(UTC)),
             "KinesisBatchInfo": {
                 "shardId": self.shard_id,
                 "startSequenceNumber": records[0]["SequenceNumber"],
                 "endSequenceNumber": records[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"].timestamp()),
-                "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"].timestamp()),
+                "approximateArrivalOfFirstRecord": format_time(records[0]["ApproximateArrivalTimestamp"]),
+                "approximateArrivalOfLastRecord": format_time(records[-1]["ApproximateArrivalTimestamp"]),
                 "batchSize": len(records),
                 "streamArn": self.stream_arn,
             },

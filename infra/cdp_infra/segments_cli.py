@@ -15,6 +15,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.times import parse_timestamp
+
 DEFAULT_DIR = "segments"
 
 
@@ -70,8 +72,7 @@ def _query(parser: argparse.ArgumentParser) -> None:
 
 def _now(args: argparse.Namespace) -> datetime:
     if getattr(args, "now", None):
-        moment = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_timestamp(args.now)
     return datetime.now(UTC)
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdp.identity import IdentityConfig, InMemoryIdentityStore, resolve_batch
-from cdp.identity.lookup import follow
+from cdp.identity.lookup import live_profile
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CONFIG = IdentityConfig()
@@ -131,7 +131,7 @@ def test_every_identifier_resolves_to_the_live_profile_that_lists_it(history: An
     store = run(batches)
     for profile in live(store):
         for identifier in profile.identifiers:
-            assert follow(store.pointers[identifier], store).profile_id == profile.profile_id  # type: ignore[union-attr]
+            assert live_profile(store.pointers[identifier], store).profile_id == profile.profile_id  # type: ignore[union-attr]
 
 
 @st.composite

@@ -8,9 +8,9 @@ from pathlib import Path
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, EventBridgeEvent, SQSEvent
 
 from cdp.collect.body import decode_body, write_key_from_authorization
-from cdp.lake import parse_time
 from cdp.segments.membership import MembershipChange
 from cdp.streams import decode, stream_records
+from cdp.times import parse_time
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

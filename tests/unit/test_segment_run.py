@@ -153,7 +153,7 @@ def test_changes_carry_the_run_time_in_utc():
 
     run(FakeEngine("p1"), InMemoryMembershipStore(), outbox, now=datetime(2024, 3, 31, 12, 0))
 
-    assert outbox.sent[0].at == "2024-03-31T12:00:00Z"
+    assert outbox.sent[0].at == "2024-03-31T12:00:00.000Z"
 
 
 def test_a_change_round_trips_through_a_dict():

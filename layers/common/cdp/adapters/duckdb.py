@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 from cdp.adapters.errors import query_errors
 from cdp.errors import QueryFailed
 from cdp.lake import EVENTS_PREFIX, IDENTITY_PREFIX, PROFILES_PREFIX
-from cdp.lake.parquet import EVENTS_SCHEMA, IDENTITY_SCHEMA, PROFILES_SCHEMA
+from cdp.lake.parquet import EVENTS_SCHEMA, IDENTITY_SCHEMA, PROFILES_SCHEMA, published_files
 from cdp.segments.engines import QueryResult
 
 PARTITION_SCHEMA = pa.schema([("dt", pa.string())])
@@ -136,14 +136,7 @@ class DuckDBEngine:
 
     def _dataset(self, folder: str, schema: pa.Schema, *, hive: bool = False) -> ds.Dataset | pa.Table:
         base = f"{self.root}/{folder}"
-        infos = self.filesystem.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        files = sorted(
-            i.path
-            for i in infos
-            if i.type == pafs.FileType.File
-            and i.path.endswith(".parquet")
-            and not _hidden(i.path[len(base) :])
-        )
+        files = [i.path for i in published_files(self.filesystem, base)]
         if not files:
             return schema.empty_table()
         dataset = ds.dataset(
@@ -162,8 +155,3 @@ class DuckDBEngine:
         )
         counting.counter = self.counter
         return counting
-
-
-def _hidden(relative: str) -> bool:
-    """Files under a name starting with '.' or '_' are work in progress (e.g. a compaction's output)."""
-    return any(part.startswith((".", "_")) for part in relative.split("/") if part)

@@ -14,6 +14,7 @@ from cdp.adapters.errors import aws_errors
 from cdp.collect.ingest import Source
 from cdp.errors import ConcurrentUpdate, NotFound, StoreError
 from cdp.settings import Settings
+from cdp.times import format_time
 
 #: The reason every failure of the sources table gives (the collector's documented reason code).
 _UNAVAILABLE = "sources_unavailable"
@@ -114,7 +115,7 @@ class DynamoSourceStore:
         return Source(source.source_id, source.name, False, source.created_at)
 
     def _put(self, name: str, write_key: str, *, source_id: str) -> Source | None:
-        source = Source(source_id, name, True, datetime.now(UTC).isoformat(timespec="seconds"))
+        source = Source(source_id, name, True, format_time(datetime.now(UTC)))
         try:
             with aws_errors(_UNAVAILABLE):
                 self.client.put_item(

@@ -18,7 +18,6 @@ from .ingest import (
     SourceStore,
     ingest,
 )
-from .timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 
 __all__ = [
     "EVENT_TYPES",
@@ -28,7 +27,6 @@ __all__ = [
     "EventSink",
     "IngestRequest",
     "IngestResult",
-    "InvalidTimestamp",
     "Quarantine",
     "QuarantineEntry",
     "Rejection",
@@ -37,10 +35,8 @@ __all__ = [
     "SourceStore",
     "OutgoingRecord",
     "decode_body",
-    "format_timestamp",
     "ingest",
     "normalise_event",
-    "parse_timestamp",
     "partition_key",
     "write_key_from_authorization",
 ]

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from cdp.errors import InvalidEvent
+from cdp.times import InvalidTimestamp, format_time, parse_timestamp
 
 from .body import MAX_EVENT_BYTES
-from .timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 
 EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
@@ -169,10 +169,10 @@ def _set_timestamps(event: dict[str, Any], raw: Mapping[str, Any], facts: Reques
             raise InvalidEvent("invalid_timestamp") from exc
     else:
         timestamp = client_timestamp or original or received_at
-    event["timestamp"] = format_timestamp(timestamp)
-    event["receivedAt"] = format_timestamp(received_at)
-    _set_or_drop(event, "originalTimestamp", format_timestamp(original) if original else None)
-    _set_or_drop(event, "sentAt", format_timestamp(sent_at) if sent_at else None)
+    event["timestamp"] = format_time(timestamp)
+    event["receivedAt"] = format_time(received_at)
+    _set_or_drop(event, "originalTimestamp", format_time(original) if original else None)
+    _set_or_drop(event, "sentAt", format_time(sent_at) if sent_at else None)
 
 
 def _message_id(raw: Mapping[str, Any], source_id: str) -> str:

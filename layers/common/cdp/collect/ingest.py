@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cdp.errors import EventsRejected, InvalidEvent, MalformedRequest, PayloadTooLarge, WriteKeyRejected
+from cdp.times import format_time
 
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
 from .events import OutgoingRecord, RequestFacts, normalise_event
-from .timestamps import format_timestamp
 
 #: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
 #: of any type (``track`` when it names none) in the ``data`` query parameter.
@@ -105,7 +105,7 @@ def ingest(
     """
     if request.route not in ROUTES:
         raise MalformedRequest("unknown_route")
-    received_at = format_timestamp(now)
+    received_at = format_time(now)
     header_key = write_key_from_authorization(request.authorization)
     source = _authenticate(sources, header_key) if header_key else None
     payload: object = None

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from cdp.errors import InvalidEvent, MalformedRequest, PayloadTooLarge
+from cdp.times import parse_timestamp
 
 from .body import MAX_REQUEST_BYTES, decode_body
 from .events import OutgoingRecord, RequestFacts, normalise_event
 from .ingest import EventSink, IngestRequest, QuarantineEntry, Source, _event_entry, _unpack
-from .timestamps import parse_timestamp
 
 
 class QuarantineStore(Protocol):

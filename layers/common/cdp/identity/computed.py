@@ -15,14 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cdp.identity.config import IdentityConfig, LifecycleConfig
-
-
-def _path(node: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
+from cdp.identity.identifiers import dotted_value
+from cdp.times import parse_timestamp
 
 
 def _number(value: Any) -> int | float | None:
@@ -170,7 +164,7 @@ def apply_computed(
         if trait.kind == "count":
             values[name] = values.get(name, 0) + 1
         elif trait.kind == "sum":
-            amount = _number(_path(properties, trait.property or ""))
+            amount = _number(dotted_value(properties, trait.property or ""))
             if amount is not None:
                 values[name] = _number(values.get(name, 0) + amount)
         elif trait.kind == "first_time":
@@ -180,7 +174,7 @@ def apply_computed(
             if name not in values or when > values[name]:
                 values[name] = when
         elif trait.kind == "last_value":
-            value = _path(properties, trait.property or "")
+            value = dotted_value(properties, trait.property or "")
             if value is not None and event_stamp > stamps.get(name, ""):
                 values[name] = value
                 stamps[name] = event_stamp
@@ -217,7 +211,7 @@ def event_consent(event: Mapping[str, Any]) -> dict[str, bool]:
     if not isinstance(context, Mapping):
         return {}
     found: dict[str, bool] = {}
-    preferences = _path(context, "consent.categoryPreferences")
+    preferences = dotted_value(context, "consent.categoryPreferences")
     if isinstance(preferences, Mapping):
         for purpose, granted in preferences.items():
             if isinstance(granted, bool):
@@ -306,7 +300,7 @@ def stage_of(
     now: datetime,
 ) -> str:
     if state.orders and state.last_order_at:
-        last_order = datetime.fromisoformat(state.last_order_at.replace("Z", "+00:00"))
+        last_order = parse_timestamp(state.last_order_at)
         if now - last_order > timedelta(days=config.churn_after_days):
             return "churned"
         return "engaged_customer" if state.orders >= config.engaged_min_orders else "new_customer"
@@ -314,8 +308,8 @@ def stage_of(
     if identified:
         return "prospect" if state.intent else "lead"
     if first_seen and last_seen:
-        first = datetime.fromisoformat(first_seen.replace("Z", "+00:00"))
-        last = datetime.fromisoformat(last_seen.replace("Z", "+00:00"))
+        first = parse_timestamp(first_seen)
+        last = parse_timestamp(last_seen)
         if last - first >= timedelta(minutes=config.returning_after_minutes):
             return "returning_visitor"
     return "new_visitor"

@@ -78,8 +78,8 @@ def parse_identifier(text: str, config: IdentityConfig) -> str:
     return identifier
 
 
-def _path(event: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = event
+def dotted_value(node: Any, dotted: str) -> Any:
+    """The value at ``a.b.c`` in nested mappings, or None where the path leaves them."""
     for part in dotted.split("."):
         if not isinstance(node, Mapping):
             return None
@@ -108,7 +108,7 @@ def extract(event: Mapping[str, Any], config: IdentityConfig) -> Extracted:
         for dotted in spec.paths:
             if is_group and dotted.startswith("traits."):
                 continue
-            raw = _path(event, dotted)
+            raw = dotted_value(event, dotted)
             if raw is None:
                 continue
             value = normalise_value(spec.normaliser, raw, phone_region=config.default_phone_region)

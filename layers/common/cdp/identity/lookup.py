@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import parse_identifier
@@ -10,7 +10,7 @@ from cdp.identity.profile import Profile, ProfileView
 from cdp.identity.store import IdentityStore
 
 _DEFAULT = IdentityConfig()
-_MAX_HOPS = 16
+MAX_HOPS = 16
 
 
 def find_profile(
@@ -19,16 +19,28 @@ def find_profile(
     """The live profile holding ``identifier`` (normalised first), following tombstones."""
     identifier = parse_identifier(identifier, config)
     profile_id = store.get_pointers([identifier]).get(identifier)
-    return follow(profile_id, store) if profile_id else None
+    return live_profile(profile_id, store) if profile_id else None
 
 
-def follow(profile_id: str, store: IdentityStore) -> Profile | None:
-    for _ in range(_MAX_HOPS):
-        profile = store.get_profiles([profile_id]).get(profile_id)
+def follow_tombstones(profile_id: str, read: Callable[[str], Profile | None]) -> tuple[str, Profile | None]:
+    """Where ``merged_into`` leads from ``profile_id``: the last id reached and its profile.
+
+    The profile is None when the chain ends at a missing profile. A chain longer than
+    ``MAX_HOPS`` (a cycle, or damage) stops there, on a tombstone.
+    """
+    profile = read(profile_id)
+    for _ in range(MAX_HOPS):
         if profile is None or profile.merged_into is None:
-            return profile
+            break
         profile_id = profile.merged_into
-    return None
+        profile = read(profile_id)
+    return profile_id, profile
+
+
+def live_profile(profile_id: str, store: IdentityStore) -> Profile | None:
+    """The live profile ``profile_id`` was merged into (itself if live), or None."""
+    _, profile = follow_tombstones(profile_id, lambda p: store.get_profiles([p]).get(p))
+    return profile if profile is not None and profile.merged_into is None else None
 
 
 def lookup_profile(

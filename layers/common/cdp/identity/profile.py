@@ -7,7 +7,7 @@ import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypedDict
 
 from cdp.identity.computed import (
@@ -25,26 +25,9 @@ from cdp.identity.computed import (
 )
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import by_type, split_identifier
+from cdp.times import format_time, parse_time
 
 _EPOCH_STAMP = "0000-00-00T00:00:00.000Z"
-
-
-def format_time(moment: datetime) -> str:
-    """Fixed-width ISO-8601 UTC with milliseconds, so stamps compare as strings."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def event_time(event: Mapping[str, Any], now: datetime) -> str:

@@ -11,8 +11,9 @@ from datetime import datetime
 
 from cdp.errors import ConcurrentUpdate
 from cdp.identity.config import IdentityConfig
-from cdp.identity.profile import format_time, refresh_stage
+from cdp.identity.profile import refresh_stage
 from cdp.identity.store import IdentityStore
+from cdp.times import format_time
 
 
 def refresh_lifecycle_stages(store: IdentityStore, *, config: IdentityConfig, now: datetime) -> int:

@@ -28,12 +28,12 @@ from typing import Any
 from cdp.errors import ConcurrentUpdate, StoreError
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import Extracted, alias_candidates, extract, split_identifier
+from cdp.identity.lookup import MAX_HOPS, follow_tombstones
 from cdp.identity.profile import (
     Profile,
     absorb,
     add_identifiers,
     apply_event,
-    format_time,
     message_key,
     new_profile_id,
     refresh_stage,
@@ -41,8 +41,8 @@ from cdp.identity.profile import (
     stamp,
 )
 from cdp.identity.store import IdentityStore, MergeLogEntry
+from cdp.times import format_time
 
-_MAX_HOPS = 16
 # Merge-log partition for refusals on events that reached no profile at all.
 UNRESOLVED = "unresolved"
 
@@ -215,7 +215,42 @@ def resolve_batch(
 
 
 # ------------------------------------------------------------------------------ one attempt
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What the store holds for a batch: index entries, profiles (tombstones followed), links."""
+
+    pointers: dict[str, str]
+    profiles: dict[str, Profile]
+    # item -> the identifiers it links: its own, then the alias's previous id
+    links: dict[_Item, list[str]]
+
+    def final(self, profile_id: str) -> str:
+        return follow_tombstones(profile_id, self.profiles.get)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Links:
+    """The batch's identifiers joined into components, the refused links, the items per component."""
+
+    comps: _Components
+    refused: dict[_Item, list[tuple[str, str]]]
+    by_root: dict[str, list[_Item]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Merge:
+    survivor: Profile
+    tombstones: list[Profile]
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    applied: list[_Item]
+    duplicates: list[_Item]
+    log: list[MergeLogEntry]
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     survivor: Profile
     tombstones: list[Profile]
@@ -228,9 +263,21 @@ class _Plan:
     changed: bool
 
 
-def _read(
-    pending: list[_Item], store: IdentityStore
-) -> tuple[dict[str, str], dict[str, Profile], dict[_Item, list[str]]]:
+def _attempt(
+    pending: list[_Item],
+    store: IdentityStore,
+    config: IdentityConfig,
+    now: datetime,
+    outcome: BatchOutcome,
+) -> list[_Item]:
+    """One read → link → plan → write pass; returns the items to retry after a lost race."""
+    reads = _read(pending, store)
+    links = _link(pending, reads, config)
+    plans = [_plan(root, items, links, reads, config, now) for root, items in sorted(links.by_root.items())]
+    return _write(plans, pending, store, outcome)
+
+
+def _read(pending: list[_Item], store: IdentityStore) -> _Reads:
     """Index entries and profiles (tombstones followed) of everything the batch mentions."""
     wanted: set[str] = set()
     for item in pending:
@@ -253,7 +300,7 @@ def _read(
     to_fetch = set(pointers.values()) | {new_profile_id(i) for i in fresh}
     profiles: dict[str, Profile] = {}
     missing: set[str] = set()
-    for _ in range(_MAX_HOPS):
+    for _ in range(MAX_HOPS):
         if not to_fetch:
             break
         got = store.get_profiles(to_fetch)
@@ -262,33 +309,17 @@ def _read(
         to_fetch = {
             p.merged_into for p in got.values() if p.merged_into and p.merged_into not in profiles
         } - missing
-    return pointers, profiles, links
+    return _Reads(pointers, profiles, links)
 
 
-def _final(profile_id: str, profiles: Mapping[str, Profile]) -> str:
-    hops = 0
-    while profile_id in profiles and profiles[profile_id].merged_into and hops < _MAX_HOPS:
-        profile_id = profiles[profile_id].merged_into  # type: ignore[assignment]
-        hops += 1
-    return profile_id
-
-
-def _attempt(
-    pending: list[_Item],
-    store: IdentityStore,
-    config: IdentityConfig,
-    now: datetime,
-    outcome: BatchOutcome,
-) -> list[_Item]:
-    """One read-plan-write pass; returns the items to retry after a lost race."""
-    pointers, profiles, links = _read(pending, store)
-
+def _link(pending: list[_Item], reads: _Reads, config: IdentityConfig) -> _Links:
+    """Union-find over identifiers and stored profiles, event by event, refusing breaching links."""
     comps = _Components(config)
-    for identifier in {i for ids in links.values() for i in ids}:
+    for identifier in {i for ids in reads.links.values() for i in ids}:
         comps.add(identifier, [identifier])
-        if identifier in pointers:
-            profile_id = _final(pointers[identifier], profiles)
-            profile = profiles.get(profile_id)
+        if identifier in reads.pointers:
+            profile_id = reads.final(reads.pointers[identifier])
+            profile = reads.profiles.get(profile_id)
             comps.add(
                 "§" + profile_id,
                 profile.identifiers if profile else (),
@@ -299,7 +330,7 @@ def _attempt(
 
     refused: dict[_Item, list[tuple[str, str]]] = defaultdict(list)
     for item in pending:
-        identifiers = links[item]
+        identifiers = reads.links[item]
         if not identifiers:
             continue
         primary = identifiers[0]
@@ -312,13 +343,146 @@ def _attempt(
 
     by_root: dict[str, list[_Item]] = defaultdict(list)
     for item in pending:
-        by_root[comps.find(links[item][0])].append(item)
+        by_root[comps.find(reads.links[item][0])].append(item)
+    return _Links(comps, refused, by_root)
 
-    plans = [
-        _plan(root, items, comps, pointers, profiles, links, refused, config, now)
-        for root, items in sorted(by_root.items())
-    ]
 
+def _plan(
+    root: str,
+    items: list[_Item],
+    links: _Links,
+    reads: _Reads,
+    config: IdentityConfig,
+    now: datetime,
+) -> _Plan:
+    """One component: its survivor and tombstones, its events applied, the index writes it needs."""
+    now_text = format_time(now)
+    identifiers = sorted({i for item in items for i in reads.links[item] if links.comps.find(i) == root})
+    merge = _merge(root, identifiers, links.comps, reads.profiles, config, now_text)
+    survivor, tombstones, sid = merge.survivor, merge.tombstones, merge.survivor.profile_id
+
+    changed = survivor.version is None or bool(tombstones)
+    if tombstones:
+        refresh_stage(survivor, config, now, now_text)
+    applied = _apply(root, items, survivor, links, reads, config, now)
+    changed |= add_identifiers(survivor, identifiers)
+    changed |= bool(applied.applied)
+    if changed:
+        survivor.updated_at = now_text
+
+    log = list(applied.log)
+    if tombstones:
+        log.append(_merge_entry(sid, tombstones, links.comps.evidence[root], now_text))
+    claims = {i: sid for i in identifiers if i not in reads.pointers}
+    repoints = {i: sid for i in identifiers if i in reads.pointers and reads.pointers[i] != sid}
+    for tomb in tombstones:
+        for identifier in tomb.identifiers:
+            repoints[identifier] = sid
+    return _Plan(survivor, tombstones, items, applied.applied, applied.duplicates, claims, repoints, log, changed)
+
+
+def _merge(
+    root: str,
+    identifiers: list[str],
+    comps: _Components,
+    profiles: Mapping[str, Profile],
+    config: IdentityConfig,
+    now_text: str,
+) -> _Merge:
+    """The oldest stored profile survives and absorbs the others; a component without one gets a new id."""
+    stored = sorted(comps.profiles[root])
+    live = sorted((profiles[p] for p in stored if p in profiles), key=seniority)
+    absent = [p for p in stored if p not in profiles]
+    if live:
+        survivor = live[0]  # a private copy: every attempt reads afresh
+    else:
+        survivor = Profile(_new_survivor_id(absent, identifiers, profiles, config), created_at=now_text)
+    sid = survivor.profile_id
+
+    tombstones: list[Profile] = []
+    for other in live[1:]:
+        absorb(survivor, other, config)
+        other.merged_into = sid
+        other.updated_at = now_text
+        tombstones.append(other)
+    for profile_id in absent:
+        if profile_id != sid:
+            tombstones.append(Profile(profile_id, merged_into=sid, created_at=now_text, updated_at=now_text))
+    return _Merge(survivor, tombstones)
+
+
+def _new_survivor_id(
+    absent: list[str], identifiers: list[str], profiles: Mapping[str, Profile], config: IdentityConfig
+) -> str:
+    if absent:
+        return absent[0]
+    anchor = min(identifiers, key=lambda i: (config.rank.get(split_identifier(i)[0], 99), i))
+    profile_id = new_profile_id(anchor)
+    if profile_id in profiles:  # the deterministic id is taken by an unrelated profile
+        profile_id = new_profile_id(f"{anchor}#{profiles[profile_id].version}")
+    return profile_id
+
+
+def _apply(
+    root: str,
+    items: list[_Item],
+    survivor: Profile,
+    links: _Links,
+    reads: _Reads,
+    config: IdentityConfig,
+    now: datetime,
+) -> _Applied:
+    """Apply the component's events not yet in the survivor's window; log links and refusals."""
+    sid = survivor.profile_id
+    known_before = set(survivor.identifiers)
+    window = set(survivor.recent)
+    applied: list[_Item] = []
+    duplicates: list[_Item] = []
+    log: list[MergeLogEntry] = []
+    for item in items:
+        key = message_key(item.message_id)
+        if key in window:
+            duplicates.append(item)
+            continue
+        apply_event(survivor, item.event, config, now)
+        window.add(key)
+        applied.append(item)
+        linked = tuple(i for i in reads.links[item] if links.comps.find(i) == root and i not in known_before)
+        if linked:
+            add_identifiers(survivor, linked)
+            known_before.update(linked)
+            rule = "alias" if item.event.get("type") == "alias" else "same_event"
+            log.append(MergeLogEntry(sid, "link", item.time, item.message_id, rule, linked))
+        for identifier, rule in links.refused.get(item, ()):
+            holder = {reads.final(reads.pointers[identifier])} if identifier in reads.pointers else set()
+            log.append(
+                MergeLogEntry(sid, "refused", item.time, item.message_id, rule, (identifier,), tuple(sorted(holder)))
+            )
+        log.extend(_blocked_entries(item, sid))
+        # Identifiers count from the event that brought them, so the stage history reads true.
+        refresh_stage(survivor, config, now, item.time)
+    return _Applied(applied, duplicates, log)
+
+
+def _merge_entry(
+    sid: str, tombstones: list[Profile], evidence: list[tuple[_Item, tuple[str, ...]]], now_text: str
+) -> MergeLogEntry:
+    """The merge, dated by the earliest event that bridged two stored profiles."""
+    first = min(evidence, key=lambda ev: ev[0].stamp) if evidence else None
+    return MergeLogEntry(
+        sid,
+        "merge",
+        first[0].time if first else now_text,
+        first[0].message_id if first else None,
+        "shared_identifier",
+        first[1] if first else (),
+        tuple(t.profile_id for t in tombstones),
+        {"message_ids": sorted({ev[0].message_id for ev in evidence})},
+    )
+
+
+def _write(plans: list[_Plan], pending: list[_Item], store: IdentityStore, outcome: BatchOutcome) -> list[_Item]:
+    """Claim → profiles → repoints and log, in the order that keeps every crash point retryable."""
     fresh = {plan.survivor.profile_id for plan in plans if plan.survivor.version is None}
     claims = {i: p for plan in plans for i, p in plan.claims.items()}
     try:
@@ -326,23 +490,7 @@ def _attempt(
     except ConcurrentUpdate:
         return pending
 
-    retry: list[_Item] = []
-    done: list[_Plan] = []
-    for plan in plans:
-        try:
-            if plan.tombstones:
-                store.put_merge(plan.survivor, plan.tombstones)
-            elif plan.changed:
-                store.put_profile(plan.survivor)
-        except ConcurrentUpdate:
-            retry.extend(plan.items)
-            continue
-        except StoreError as exc:
-            for item in plan.items:
-                outcome.failed[item.message_id] = exc.code
-            continue
-        done.append(plan)
-
+    done, retry = _write_profiles(plans, store, outcome)
     repoints = {i: p for plan in done for i, p in plan.repoints.items()}
     entries = [entry for plan in done for entry in plan.log]
     try:
@@ -369,112 +517,27 @@ def _attempt(
     return sorted(retry, key=lambda it: it.stamp)
 
 
-def _plan(
-    root: str,
-    items: list[_Item],
-    comps: _Components,
-    pointers: Mapping[str, str],
-    profiles: Mapping[str, Profile],
-    links: Mapping[_Item, list[str]],
-    refused: Mapping[_Item, list[tuple[str, str]]],
-    config: IdentityConfig,
-    now: datetime,
-) -> _Plan:
-    now_text = format_time(now)
-    identifiers = sorted({i for item in items for i in links[item] if comps.find(i) == root})
-    stored = sorted(comps.profiles[root])
-    live = sorted((profiles[p] for p in stored if p in profiles), key=seniority)
-    absent = [p for p in stored if p not in profiles]
-
-    if live:
-        survivor = live[0]  # a private copy: every attempt reads afresh
-    else:
-        if absent:
-            profile_id = absent[0]
-        else:
-            anchor = min(identifiers, key=lambda i: (config.rank.get(split_identifier(i)[0], 99), i))
-            profile_id = new_profile_id(anchor)
-            if profile_id in profiles:  # the deterministic id is taken by an unrelated profile
-                profile_id = new_profile_id(f"{anchor}#{profiles[profile_id].version}")
-        survivor = Profile(profile_id, created_at=now_text)
-    sid = survivor.profile_id
-    absent = [p for p in absent if p != sid]
-
-    tombstones: list[Profile] = []
-    for other in live[1:]:
-        absorb(survivor, other, config)
-        tomb = other
-        tomb.merged_into = sid
-        tomb.updated_at = now_text
-        tombstones.append(tomb)
-    for profile_id in absent:
-        tombstones.append(Profile(profile_id, merged_into=sid, created_at=now_text, updated_at=now_text))
-
-    known_before = set(survivor.identifiers)
-    changed = survivor.version is None or bool(tombstones)
-    if tombstones:
-        refresh_stage(survivor, config, now, now_text)
-
-    window = set(survivor.recent)
-    applied: list[_Item] = []
-    duplicates: list[_Item] = []
-    log: list[MergeLogEntry] = []
-    for item in items:
-        key = message_key(item.message_id)
-        if key in window:
-            duplicates.append(item)
+def _write_profiles(
+    plans: list[_Plan], store: IdentityStore, outcome: BatchOutcome
+) -> tuple[list[_Plan], list[_Item]]:
+    """Each survivor at its expected version (a merge as one transaction): the plans done, the items to retry."""
+    retry: list[_Item] = []
+    done: list[_Plan] = []
+    for plan in plans:
+        try:
+            if plan.tombstones:
+                store.put_merge(plan.survivor, plan.tombstones)
+            elif plan.changed:
+                store.put_profile(plan.survivor)
+        except ConcurrentUpdate:
+            retry.extend(plan.items)
             continue
-        apply_event(survivor, item.event, config, now)
-        window.add(key)
-        applied.append(item)
-        linked = tuple(i for i in links[item] if comps.find(i) == root and i not in known_before)
-        if linked:
-            add_identifiers(survivor, linked)
-            known_before.update(linked)
-            rule = "alias" if item.event.get("type") == "alias" else "same_event"
-            log.append(MergeLogEntry(sid, "link", item.time, item.message_id, rule, linked))
-        for identifier, rule in refused.get(item, ()):
-            log.append(
-                MergeLogEntry(
-                    sid,
-                    "refused",
-                    item.time,
-                    item.message_id,
-                    rule,
-                    (identifier,),
-                    tuple(sorted({_final(pointers[identifier], profiles)} if identifier in pointers else ())),
-                )
-            )
-        log.extend(_blocked_entries(item, sid))
-        # Identifiers count from the event that brought them, so the stage history reads true.
-        refresh_stage(survivor, config, now, item.time)
-    changed |= add_identifiers(survivor, identifiers)
-    changed |= bool(applied)
-    if changed:
-        survivor.updated_at = now_text
-
-    if tombstones:
-        evidence = comps.evidence[root]
-        first = min(evidence, key=lambda ev: ev[0].stamp) if evidence else None
-        log.append(
-            MergeLogEntry(
-                sid,
-                "merge",
-                first[0].time if first else now_text,
-                first[0].message_id if first else None,
-                "shared_identifier",
-                first[1] if first else (),
-                tuple(t.profile_id for t in tombstones),
-                {"message_ids": sorted({ev[0].message_id for ev in evidence})},
-            )
-        )
-
-    claims = {i: sid for i in identifiers if i not in pointers}
-    repoints = {i: sid for i in identifiers if i in pointers and pointers[i] != sid}
-    for tomb in tombstones:
-        for identifier in tomb.identifiers:
-            repoints[identifier] = sid
-    return _Plan(survivor, tombstones, items, applied, duplicates, claims, repoints, log, changed)
+        except StoreError as exc:
+            for item in plan.items:
+                outcome.failed[item.message_id] = exc.code
+            continue
+        done.append(plan)
+    return done, retry
 
 
 def _blocked_entries(item: _Item, profile_id: str) -> list[MergeLogEntry]:

@@ -13,7 +13,6 @@ Events not yet archived when the unmerge runs are not replayed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,17 +21,18 @@ from typing import Any
 from cdp.errors import InvalidUnmerge, NotFound
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import alias_candidates, by_type, extract, parse_identifier
-from cdp.identity.lookup import find_profile, follow
+from cdp.identity.lookup import find_profile, live_profile
 from cdp.identity.profile import (
     Profile,
     apply_event,
-    format_time,
     new_profile_id,
     refresh_stage,
     remember,
     stamp,
 )
 from cdp.identity.store import IdentityStore, MergeLogEntry
+from cdp.lake import row_to_event
+from cdp.times import format_time
 
 _DEFAULT = IdentityConfig()
 
@@ -87,7 +87,7 @@ def undo_merge(
         raise NotFound("no such profile", profile_id=absorbed_profile_id)
     if absorbed.merged_into is None:
         raise InvalidUnmerge("the profile was not merged", profile_id=absorbed_profile_id)
-    survivor = follow(absorbed.merged_into, store)
+    survivor = live_profile(absorbed.merged_into, store)
     if survivor is None:
         raise NotFound("the profile it was merged into is gone", profile_id=absorbed.merged_into)
     brought = [i for i in absorbed.identifiers if i in set(survivor.identifiers)]
@@ -97,6 +97,15 @@ def undo_merge(
     absorbed.merged_into = None
     groups = [(survivor, kept), (absorbed, brought)]
     return _split(groups, store, events=events, config=config, now=now, kind="unmerge", reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One side of a split: its profile as stored, the identifiers it keeps, the others' identifiers."""
+
+    original: Profile
+    identifiers: list[str]
+    others: frozenset[str]
 
 
 def _split(
@@ -109,13 +118,44 @@ def _split(
     kind: str,
     reason: str,
 ) -> UnmergeResult:
+    """Assign the archived events to groups → rebuild each group's profile → write → log."""
     now_text = format_time(now)
-    owner: dict[str, int] = {}
-    for index, (_, identifiers) in enumerate(groups):
-        for identifier in identifiers:
-            owner[identifier] = index
+    sides = [
+        _Group(profile, identifiers, frozenset(i for other, (_, ids) in enumerate(groups) if other != index for i in ids))
+        for index, (profile, identifiers) in enumerate(groups)
+    ]
+    owner = {identifier: index for index, side in enumerate(sides) for identifier in side.identifiers}
+    assigned = _assign(events, owner, len(sides), config)
+    rebuilt = [_rebuild(side, events_of, config, now, now_text) for side, events_of in zip(sides, assigned, strict=True)]
 
-    assigned: list[list[Mapping[str, Any]]] = [[] for _ in groups]
+    store.put_merge(rebuilt[0], rebuilt[1:])
+    store.set_pointers({i: rebuilt[owner[i]].profile_id for i in owner})
+    log = [
+        MergeLogEntry(
+            profile.profile_id,
+            kind,
+            now_text,
+            None,
+            reason,
+            tuple(sorted(side.others)),
+            tuple(p.profile_id for p in rebuilt if p is not profile),
+            {"replayed": len(events_of)},
+        )
+        for side, profile, events_of in zip(sides, rebuilt, assigned, strict=True)
+    ]
+    store.append_merge_log(log)
+    return UnmergeResult(
+        profiles={p.profile_id: by_type(p.identifiers) for p in rebuilt},
+        replayed=sum(len(a) for a in assigned),
+        log=log,
+    )
+
+
+def _assign(
+    events: Iterable[Mapping[str, Any]], owner: Mapping[str, int], groups: int, config: IdentityConfig
+) -> list[list[Mapping[str, Any]]]:
+    """Each distinct event goes to the group of its highest-priority identifier found in any group."""
+    assigned: list[list[Mapping[str, Any]]] = [[] for _ in range(groups)]
     seen: set[str] = set()
     for raw in events:
         event = normalise_archived(raw)
@@ -130,77 +170,30 @@ def _split(
         if group is not None:
             seen.add(message_id)
             assigned[group].append(event)
+    return assigned
 
-    rebuilt: list[Profile] = []
-    for index, (original, identifiers) in enumerate(groups):
-        profile = Profile(
-            original.profile_id,
-            identifiers=sorted(identifiers),
-            created_at=original.created_at or now_text,
-            updated_at=now_text,
-            version=original.version,
-            do_not_link=sorted(
-                (set(original.do_not_link) - set(identifiers))
-                | {i for other, (_, ids) in enumerate(groups) if other != index for i in ids}
-            ),
-        )
-        for replayed in sorted(assigned[index], key=lambda e: stamp(e, now)):
-            apply_event(profile, replayed, config, now)
-            refresh_stage(profile, config, now, stamp(replayed, now).split("|", 1)[0])
-        remember(profile, [], config)
-        refresh_stage(profile, config, now, now_text)
-        rebuilt.append(profile)
 
-    store.put_merge(rebuilt[0], rebuilt[1:])
-    store.set_pointers({i: rebuilt[owner[i]].profile_id for i in owner})
-
-    log: list[MergeLogEntry] = []
-    for index, profile in enumerate(rebuilt):
-        others = tuple(p.profile_id for p in rebuilt if p is not profile)
-        moved = tuple(sorted(i for other, (_, ids) in enumerate(groups) if other != index for i in ids))
-        log.append(
-            MergeLogEntry(
-                profile.profile_id,
-                kind,
-                now_text,
-                None,
-                reason,
-                moved,
-                others,
-                {"replayed": len(assigned[index])},
-            )
-        )
-    store.append_merge_log(log)
-    return UnmergeResult(
-        profiles={p.profile_id: by_type(p.identifiers) for p in rebuilt},
-        replayed=sum(len(a) for a in assigned),
-        log=log,
+def _rebuild(
+    side: _Group, events: list[Mapping[str, Any]], config: IdentityConfig, now: datetime, now_text: str
+) -> Profile:
+    """The group's profile replayed from its events, at the stored version, kept apart from the others."""
+    original = side.original
+    profile = Profile(
+        original.profile_id,
+        identifiers=sorted(side.identifiers),
+        created_at=original.created_at or now_text,
+        updated_at=now_text,
+        version=original.version,
+        do_not_link=sorted((set(original.do_not_link) - set(side.identifiers)) | side.others),
     )
-
-
-_LAKE_KEYS = {
-    "message_id": "messageId",
-    "user_id": "userId",
-    "anonymous_id": "anonymousId",
-    "previous_id": "previousId",
-    "group_id": "groupId",
-    "received_at": "receivedAt",
-    "source_id": "sourceId",
-}
+    for replayed in sorted(events, key=lambda e: stamp(e, now)):
+        apply_event(profile, replayed, config, now)
+        refresh_stage(profile, config, now, stamp(replayed, now).split("|", 1)[0])
+    remember(profile, [], config)
+    refresh_stage(profile, config, now, now_text)
+    return profile
 
 
 def normalise_archived(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A Segment-spec event from an archived one: lake rows (snake_case, JSON strings) or events."""
-    if "messageId" in row:
-        return dict(row)
-    event: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = format_time(value)
-        if key in ("properties", "traits", "context") and isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = {}
-        event[_LAKE_KEYS.get(key, key)] = value
-    return event
+    """A Segment-spec event from an archived one: a lake row (snake_case, JSON strings) or an event."""
+    return dict(row) if "messageId" in row else row_to_event(row)

@@ -14,7 +14,7 @@ from sqlglot import exp
 from cdp.errors import NotFound
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import parse_identifier, split_identifier
-from cdp.identity.lookup import find_profile
+from cdp.identity.lookup import find_profile, live_profile
 from cdp.identity.store import IdentityStore
 from cdp.identity.unmerge import UnmergeResult, detach, normalise_archived, undo_merge
 from cdp.lake import EVENT_COLUMNS
@@ -70,9 +70,10 @@ def undo_profile_merge(absorbed_profile_id: str, store: IdentityStore, engine: Q
     if absorbed is None:
         raise NotFound("no such profile", profile_id=absorbed_profile_id)
     identifiers = list(absorbed.identifiers)
-    if absorbed.merged_into:
-        survivor = store.get_profiles([absorbed.merged_into]).get(absorbed.merged_into)
-        if survivor is not None:
-            identifiers += list(survivor.identifiers)
+    # The live survivor, not the profile it was merged into first: that one may have been merged
+    # again since, and the survivor's own events must be replayed too.
+    survivor = live_profile(absorbed.merged_into, store) if absorbed.merged_into else None
+    if survivor is not None:
+        identifiers += list(survivor.identifiers)
     events = archived_events(identifiers, engine)
     return undo_merge(absorbed_profile_id, store, events=events, config=config, now=now, reason=reason)

@@ -1,4 +1,4 @@
-"""The Parquet lake: layout, schema and the mapping from Segment events to rows.
+"""The Parquet lake: layout, schema and the mapping between Segment events and rows.
 
 This module is pure Python (no pyarrow) so the collector and unify can import the layout;
 ``cdp.lake.parquet`` holds the pyarrow side.
@@ -7,8 +7,11 @@ This module is pure Python (no pyarrow) so the collector and unify can import th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from cdp.times import format_date, format_time, parse_time
 
 EVENTS_PREFIX = "events"
 IDENTITY_PREFIX = "identity"
@@ -33,17 +36,6 @@ EVENT_COLUMNS: dict[str, str] = {
     "traits": "json",
     "context": "json",
 }
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 time as an aware UTC datetime (the collector normalises to ...Z)."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _email(event: dict[str, Any]) -> str | None:
@@ -87,7 +79,45 @@ def event_to_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Row columns named differently in the event; columns absent here keep their name.
+_EVENT_KEYS = {
+    "message_id": "messageId",
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "group_id": "groupId",
+    "previous_id": "previousId",
+    "received_at": "receivedAt",
+    "source_id": "sourceId",
+}
+_JSON_COLUMNS = ("properties", "traits", "context")
+# Derived from the event (email from its traits, dt from its time): not part of it.
+_DERIVED_COLUMNS = ("email", "dt")
+
+
+def row_to_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The Segment event a lake row was made from by :func:`event_to_row` (empty fields left out)."""
+    event: dict[str, Any] = {}
+    for column, value in row.items():
+        if value is None or column in _DERIVED_COLUMNS:
+            continue
+        if isinstance(value, datetime):
+            value = format_time(value)
+        elif column in _JSON_COLUMNS and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = {}
+        event[_EVENT_KEYS.get(column, column)] = value
+    return event
+
+
+def is_hidden(relative_path: str) -> bool:
+    """Work in progress (e.g. a compaction's output before it is published): a name on the path
+    starts with ``_`` or ``.``. Readers skip these, as Hive, Athena and DuckDB's dataset readers do."""
+    return any(part.startswith((".", "_")) for part in relative_path.split("/") if part)
+
+
 def partition_of(row: dict[str, Any]) -> str:
     """The ``dt`` partition (UTC date of the event time) a row belongs to."""
     ts = row["timestamp"] or datetime.now(UTC)
-    return ts.strftime("%Y-%m-%d")
+    return format_date(ts)

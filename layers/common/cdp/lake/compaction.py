@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from cdp.errors import StoreError
 from cdp.lake import EVENTS_PREFIX
-from cdp.lake.parquet import EVENTS_SCHEMA
+from cdp.lake.parquet import EVENTS_SCHEMA, published_files
 
 DEFAULT_MAX_ROWS_PER_FILE = 4_000_000
 DEFAULT_ROW_GROUP_ROWS = 500_000
@@ -63,10 +63,7 @@ def compact_partition(
     infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     for leftover in (i for i in infos if i.base_name.startswith(_WORK_PREFIX)):
         fs.delete_file(leftover.path)
-    files = sorted(
-        (i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet") and not _hidden(i)),
-        key=lambda i: i.path,
-    )
+    files = published_files(fs, base)
     bytes_before = sum(i.size or 0 for i in files)
     if not files:
         return CompactionReport(dt, 0, 0, 0, 0, 0, 0)
@@ -122,7 +119,3 @@ def _distinct_rows(table: pa.Table) -> pa.Table:
     # group_by on every column is DISTINCT; keep the schema's column order and types.
     grouped = table.group_by(names, use_threads=False).aggregate([])
     return grouped.select(names).cast(table.schema)
-
-
-def _hidden(info: pafs.FileInfo) -> bool:
-    return info.base_name.startswith((".", "_"))

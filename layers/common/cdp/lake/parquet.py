@@ -13,8 +13,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from cdp.identity.profile import ProfileView
+from cdp.times import parse_time
 
-from . import EVENT_COLUMNS, EVENTS_PREFIX, IDENTITY_PREFIX, PROFILES_PREFIX, event_to_row, partition_of
+from . import (
+    EVENT_COLUMNS,
+    EVENTS_PREFIX,
+    IDENTITY_PREFIX,
+    PROFILES_PREFIX,
+    event_to_row,
+    is_hidden,
+    partition_of,
+)
 
 _TS = pa.timestamp("ms", tz="UTC")
 _ARROW_TYPES = {"string": pa.string(), "json": pa.string(), "timestamp": _TS}
@@ -71,8 +80,6 @@ def write_identity_snapshot(pairs: Iterable[tuple[str, str]], fs: pafs.FileSyste
 
 
 def write_profiles_snapshot(profiles: Iterable[ProfileView], fs: pafs.FileSystem, root: str) -> int:
-    from . import parse_time
-
     def row(p: ProfileView) -> dict[str, Any]:
         return {
             "profile_id": p["profile_id"],
@@ -96,13 +103,19 @@ def _first(values: Any) -> Any:
     return values or None
 
 
+def published_files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    """The Parquet files under ``folder`` that readers see (not hidden), sorted by path."""
+    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+    return sorted(
+        (i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+         and not is_hidden(i.path[len(folder):])),
+        key=lambda i: i.path,
+    )
+
+
 def events_dataset(fs: pafs.FileSystem, root: str) -> ds.Dataset:
     """The events of the lake as a dataset with ``dt`` read as a string, as Glue declares it."""
     partitioning = ds.partitioning(pa.schema([("dt", pa.string())]), flavor="hive")
-    selector = pafs.FileSelector(f"{root}/{EVENTS_PREFIX}", recursive=True, allow_not_found=True)
-    # Names starting with "_" or "." are work in progress (e.g. a compaction's output before it is
-    # published): readers skip them, as Hive, Athena and DuckDB's dataset readers do.
-    files = [f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File
-             and f.path.endswith(".parquet") and not f.base_name.startswith(("_", "."))]
+    files = [f.path for f in published_files(fs, f"{root}/{EVENTS_PREFIX}")]
     return ds.dataset(files, schema=EVENTS_SCHEMA.append(pa.field("dt", pa.string())), filesystem=fs, format="parquet",
                       partitioning=partitioning, partition_base_dir=f"{root}/{EVENTS_PREFIX}")

@@ -23,7 +23,7 @@ deliveries of one message are counted once (COUNT DISTINCT message_id; sums over
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
@@ -40,7 +40,9 @@ from cdp.segments.definition import (
     Not,
     Predicate,
     SegmentDefinition,
+    is_number,
 )
+from cdp.times import as_utc, format_date
 
 if TYPE_CHECKING:
     # sqlglot's base node class (annotations only: older sqlglot releases name it differently)
@@ -88,7 +90,7 @@ def _duckdb_json_scalar(node: Expr) -> Expr:
 
 def build_query(defn: SegmentDefinition, *, now: datetime) -> exp.Select:
     """The dialect-neutral syntax tree of the segment query."""
-    now = _as_utc(now)
+    now = as_utc(now)
     behaviours = list(dict.fromkeys(defn.behaviours))  # distinct, in order of appearance
     metric_names = {b: f"b{i}" for i, b in enumerate(behaviours)}
     ctx = _Ctx(now=now, metric_names=metric_names)
@@ -182,8 +184,8 @@ def _events_cte(behaviours: list[BehaviourCondition], now: datetime) -> exp.Sele
                 # dt is the partition key (a string 'YYYY-MM-DD' from the UTC timestamp): both engines
                 # prune on it, so only the window's days are read.
                 exp.column("dt", "e").between(
-                    exp.Literal.string(start.strftime("%Y-%m-%d")),
-                    exp.Literal.string(now.strftime("%Y-%m-%d")),
+                    exp.Literal.string(format_date(start)),
+                    exp.Literal.string(format_date(now)),
                 ),
                 # one event: '=' (pushed down and evaluated faster than a one-element IN)
                 exp.column("event", "e").eq(exp.Literal.string(events[0]))
@@ -296,11 +298,11 @@ def _leaf(value: Expr, p: Predicate) -> Expr:
             expression=exp.Literal.number(0),
         )
     if p.op in ("in", "not_in"):
-        numeric = all(_is_number(v) for v in p.value)
+        numeric = all(is_number(v) for v in p.value)
         subject = _number(value) if numeric else value
         test = subject.isin(*[_literal(v) for v in p.value])
         return exp.not_(test) if p.op == "not_in" else test
-    if _is_number(p.value):
+    if is_number(p.value):
         return _COMPARE[p.op](this=_number(value), expression=_literal(p.value))
     return _COMPARE[p.op](this=value, expression=_literal(p.value))
 
@@ -337,18 +339,8 @@ def _literal(value: object) -> Expr:
 
 
 def _timestamp(moment: datetime) -> Expr:
-    text = _as_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    text = as_utc(moment).replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
     return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 # ---------------------------------------------------------------- analysis

@@ -380,6 +380,15 @@ def _parse_condition(node: Any, ctx: _Ctx) -> Condition:
     return _parse_behaviour(node, ctx)
 
 
+@dataclass(frozen=True, slots=True)
+class _Measure:
+    """What an event condition measures and how it is compared (count ≥ 1 when none is given)."""
+
+    measure: Literal["count", "sum", "first", "last"] = "count"
+    predicates: tuple[Predicate, ...] = (Predicate("gte", 1),)
+    property: tuple[str, ...] | None = None
+
+
 def _parse_behaviour(node: dict, ctx: _Ctx) -> BehaviourCondition:
     _reject_unknown(node, _BEHAVIOUR_KEYS, ctx)
     event = node["event"]
@@ -388,27 +397,35 @@ def _parse_behaviour(node: dict, ctx: _Ctx) -> BehaviourCondition:
     if "within_days" not in node:
         raise ctx.fail("within_days: is required for an event condition (the time window, in days)")
     window = _positive_int(node["within_days"], ctx.child(node, "within_days"))
+    where = _parse_where(node["where"], ctx.child(node, "where")) if "where" in node else ()
+    measured = _parse_measure(node, ctx, window)
+    return BehaviourCondition(
+        event=event,
+        within_days=window,
+        measure=measured.measure,
+        predicates=measured.predicates,
+        where=where,
+        property=measured.property,
+    )
 
-    where: tuple[PropertyFilter, ...] = ()
-    if "where" in node:
-        wctx = ctx.child(node, "where")
-        items = node["where"]
-        if not isinstance(items, list) or not items:
-            raise wctx.fail(
-                "must be a non-empty list of property filters such as {property: currency, eq: EUR}"
-            )
-        filters = []
-        for i, item in enumerate(items):
-            ictx = wctx.child(items, i)
-            if not isinstance(item, dict) or "property" not in item:
-                raise ictx.fail("a property filter is a mapping with 'property' and an operator")
-            path = _parse_path(item["property"], ictx.child(item, "property"))
-            filters.append(PropertyFilter(path, _parse_predicates(item, ictx, exclude=("property",))))
-        where = tuple(filters)
 
+def _parse_where(items: Any, ctx: _Ctx) -> tuple[PropertyFilter, ...]:
+    if not isinstance(items, list) or not items:
+        raise ctx.fail("must be a non-empty list of property filters such as {property: currency, eq: EUR}")
+    filters = []
+    for i, item in enumerate(items):
+        ictx = ctx.child(items, i)
+        if not isinstance(item, dict) or "property" not in item:
+            raise ictx.fail("a property filter is a mapping with 'property' and an operator")
+        path = _parse_path(item["property"], ictx.child(item, "property"))
+        filters.append(PropertyFilter(path, _parse_predicates(item, ictx, exclude=("property",))))
+    return tuple(filters)
+
+
+def _parse_measure(node: dict, ctx: _Ctx, window: int) -> _Measure:
     measures = [m for m in _MEASURES if m in node]
     if not measures:
-        return BehaviourCondition(event=event, within_days=window, where=where)
+        return _Measure()
     if len(measures) > 1 and not set(measures) <= {"min_count", "max_count"}:
         raise ctx.fail(f"use one measure of {', '.join(_MEASURES)} (found {', '.join(measures)})")
     if measures[0] in ("min_count", "max_count"):
@@ -417,43 +434,37 @@ def _parse_behaviour(node: dict, ctx: _Ctx) -> BehaviourCondition:
             for key, op in (("min_count", "gte"), ("max_count", "lte"))
             if key in node
         )
-        return BehaviourCondition(event=event, within_days=window, predicates=bounds, where=where)
+        return _Measure(predicates=bounds)
     measure = measures[0]
     mctx = ctx.child(node, measure)
     spec = node[measure]
     if not isinstance(spec, dict):
         raise mctx.fail("must be a mapping of operators, e.g. {gte: 2}")
     if measure == "count":
-        preds = _parse_predicates(spec, mctx, exclude=(), numeric=True)
-        return BehaviourCondition(event=event, within_days=window, predicates=preds, where=where)
+        return _Measure(predicates=_parse_predicates(spec, mctx, exclude=(), numeric=True))
     if measure == "sum":
         if "property" not in spec:
             raise mctx.fail("property: is required (the property to sum)")
         prop = _parse_path(spec["property"], mctx.child(spec, "property"))
-        preds = _parse_predicates(spec, mctx, exclude=("property",), numeric=True)
-        return BehaviourCondition(
-            event=event, within_days=window, measure="sum", predicates=preds, where=where, property=prop
-        )
-    # first / last: when the first (last) matching event happened, within the window
-    _reject_unknown(spec, TIME_OPS, mctx)
+        return _Measure("sum", _parse_predicates(spec, mctx, exclude=("property",), numeric=True), prop)
+    return _Measure("first" if measure == "first" else "last", _parse_time_predicates(spec, mctx, window))
+
+
+def _parse_time_predicates(spec: dict, ctx: _Ctx, window: int) -> tuple[Predicate, ...]:
+    """first / last: when the first (last) matching event happened, within the window."""
+    _reject_unknown(spec, TIME_OPS, ctx)
     if not spec:
-        raise mctx.fail(f"needs one of {', '.join(TIME_OPS)}")
+        raise ctx.fail(f"needs one of {', '.join(TIME_OPS)}")
     time_preds = []
     for op in TIME_OPS:
         if op in spec:
-            days = _positive_int(spec[op], mctx.child(spec, op))
+            days = _positive_int(spec[op], ctx.child(spec, op))
             if days > window:
-                raise mctx.child(spec, op).fail(
+                raise ctx.child(spec, op).fail(
                     f"{days} days reaches beyond the condition's window (within_days: {window})"
                 )
             time_preds.append(Predicate(op, days))
-    return BehaviourCondition(
-        event=event,
-        within_days=window,
-        measure="first" if measure == "first" else "last",
-        predicates=tuple(time_preds),
-        where=where,
-    )
+    return tuple(time_preds)
 
 
 def _parse_path(value: Any, ctx: _Ctx) -> tuple[str, ...]:
@@ -493,7 +504,7 @@ def _parse_operand(op: str, value: Any, ctx: _Ctx, *, numeric: bool) -> Any:
         items = tuple(
             _parse_operand("eq", v, ctx.child(value, i), numeric=numeric) for i, v in enumerate(value)
         )
-        kinds = {_is_number(v) for v in items}
+        kinds = {is_number(v) for v in items}
         if len(kinds) > 1:
             raise ctx.fail("mixes numbers and text; use values of one kind")
         return items
@@ -503,7 +514,7 @@ def _parse_operand(op: str, value: Any, ctx: _Ctx, *, numeric: bool) -> Any:
         return value
     if value is None or isinstance(value, dict | list):
         raise ctx.fail(f"must be a number, text or true/false, got {value!r}")
-    if (numeric or op in NUMERIC_ONLY_OPS) and not _is_number(value):
+    if (numeric or op in NUMERIC_ONLY_OPS) and not is_number(value):
         raise ctx.fail(f"must be a number, got {value!r}")
     if not isinstance(value, str | int | float | bool):
         # dates and timestamps that YAML resolves on its own: compare them as the text written
@@ -511,7 +522,8 @@ def _parse_operand(op: str, value: Any, ctx: _Ctx, *, numeric: bool) -> Any:
     return value
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A JSON number (booleans are not)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -140,7 +139,3 @@ class InMemoryMembershipStore:
 if TYPE_CHECKING:
     # mypy proves the twin keeps up with the port.
     _twin: MembershipStore = InMemoryMembershipStore()
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -30,6 +30,7 @@ from cdp.segments.definition import (
     Not,
     Predicate,
     SegmentDefinition,
+    is_number,
 )
 
 
@@ -85,7 +86,7 @@ def _compare(text: str | None, p: Predicate) -> bool:
     if p.op == "contains":
         return p.value in text
     if p.op in ("in", "not_in"):
-        numeric = all(_is_number(v) for v in p.value)
+        numeric = all(is_number(v) for v in p.value)
         if numeric:
             number = _to_number(text)
             if number is None:
@@ -94,7 +95,7 @@ def _compare(text: str | None, p: Predicate) -> bool:
         else:
             found = text in (_literal_text(v) for v in p.value)
         return found if p.op == "in" else not found
-    if _is_number(p.value):
+    if is_number(p.value):
         number = _to_number(text)
         if number is None:
             return False
@@ -152,10 +153,6 @@ def _literal_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _as_dict(value: Any) -> Mapping[str, Any]:

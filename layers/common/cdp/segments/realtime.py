@@ -10,12 +10,13 @@ the same entry id, which activation dedupes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cdp.segments.definition import SegmentDefinition
-from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, iso
+from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore
 from cdp.segments.predicate import evaluate_profile
+from cdp.times import format_time
 
 
 def realtime_segments(defns: Iterable[SegmentDefinition]) -> list[SegmentDefinition]:
@@ -51,7 +52,7 @@ def evaluate_batch(
     profiles = list(profiles)
     if not realtime or not profiles:
         return []
-    at = iso(now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC))
+    at = format_time(now)
     keys = [(d.name, str(p["profile_id"])) for d in realtime for p in profiles]
     stored = membership.members_of(keys)
     changes: list[MembershipChange] = []

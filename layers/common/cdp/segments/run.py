@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cdp.errors import CdpError
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.engines import QueryEngine
-from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, iso
+from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore
 from cdp.segments.schedule import is_due
+from cdp.times import as_utc, format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,8 @@ def run_segment(
     if done is not None:
         return SegmentRunReport.from_dict({**done, "replayed": True})
 
-    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
-    at = iso(now)
+    now = as_utc(now)
+    at = format_time(now)
     current, bytes_scanned = query_members(defn, engine=engine, now=now)
     previous = membership.members(defn.name)
     entered, exited, changes = diff_membership(defn.name, previous, current, run_id=run_id, at=at)
@@ -167,7 +168,7 @@ def run_due_segments(
         if (
             last
             and not retry_of_last
-            and not is_due(defn.schedule, now=now, last_run_at=_parse_at(last.get("at")))
+            and not is_due(defn.schedule, now=now, last_run_at=parse_time(last.get("at")))
         ):
             skipped.append(defn.name)
             continue
@@ -180,12 +181,3 @@ def run_due_segments(
         except CdpError as exc:
             failures[defn.name] = exc
     return TickSummary(reports=reports, skipped=skipped, failures=failures)
-
-
-def _parse_at(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

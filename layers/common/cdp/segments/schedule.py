@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from cdp.times import as_utc
 
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -121,7 +123,7 @@ def is_due(schedule: str | None, *, now: datetime, last_run_at: datetime | None)
     """Whether a definition with ``schedule`` should run on the tick at ``now``."""
     if schedule is None or last_run_at is None:
         return True
-    now, last_run_at = _utc(now), _utc(last_run_at)
+    now, last_run_at = as_utc(now), as_utc(last_run_at)
     interval = rate_interval(schedule)
     if interval is not None:
         return now - last_run_at >= interval - RATE_TOLERANCE
@@ -133,7 +135,3 @@ def is_due(schedule: str | None, *, now: datetime, last_run_at: datetime | None)
             return True
         moment -= timedelta(minutes=1)
     return False
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
