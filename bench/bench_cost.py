@@ -46,6 +46,8 @@ def measure_all(workload: Workload) -> Measured:
     athena = measure.measure_athena_bytes_per_event()
     u, n = unify.units, unify.events
     print(f"(measured in {time.perf_counter() - t0:.0f} s: CPU as process time, median of {measure.REPEATS} runs)")
+    print("  unify request units on the other tables per event: " + ", ".join(
+        f"{k} {v / n:.2f}" for k, v in sorted(u.by_table.items())))
     return Measured(
         collect_cpu_s_per_request=collect.cpu_s_per_request,
         collect_cpu_s_per_event=collect.cpu_s_per_event,
@@ -63,6 +65,7 @@ def measure_all(workload: Workload) -> Measured:
         dynamodb_requests_per_event=u.requests() / n,
         parquet_bytes_per_event=parquet_per_event,
         athena_bytes_per_query_per_event_in_window=athena,
+        profile_item_bytes_window_50=unify.profile_item_bytes_window_50,
         collect_log_bytes_per_request=collect.log_bytes_per_request,
         unify_log_bytes_per_invocation=unify.log_bytes_per_invocation,
         archive_log_bytes_per_invocation=unify.archive_log_bytes_per_invocation,
@@ -114,6 +117,12 @@ OPTIONS: list[tuple[str, dict[str, object], str]] = [
     ("X-Ray sampling 0.05/s + 1 %", {"xray_reservoir_per_s": 0.05, "xray_rate": 0.01},
      "fewer traces to debug with; keep Active tracing"),
     ("log sampling 10 % of INFO", {"log_sample_rate": 0.1}, "ERROR lines stay; per-batch summaries thinned"),
+    ("segment metrics without the segment dimension", {"segment_dimension_metrics": 0},
+     "one series per metric; per-segment counts move to logs (Logs Insights) or the membership table"),
+    ("dedup window 200 -> 50 messageIds", {"dedup_window": 50},
+     "smaller profile item (fewer WRU per put); a redelivery older than 50 events per profile applies twice"),
+    ("segments every 6 h instead of hourly", {"segment_runs_per_day": 4},
+     "audiences up to 6 h stale (real-time segments stay real-time)"),
 ]
 
 
@@ -140,11 +149,11 @@ def print_limits(base: Workload, measured: Measured, a: Assumptions) -> None:
         w = base.scaled(factor)
         peak = w.events_per_second * PEAK_TO_AVERAGE
         shards_needed = max(math.ceil(peak / 1000), math.ceil(peak * measured.event_record_bytes / (1024 * KB)))
-        per_batch = unify_events_per_batch(w)
-        unify_s = per_batch * measured.unify_cpu_s_per_event * 1769 / w.unify_mb + \
-            measured.unify_calls_per_batch * a.dynamodb_call_s
-        per_shard_capacity = per_batch / max(unify_s, w.unify_window_s) if per_batch < w.unify_batch_max \
-            else w.unify_batch_max / unify_s
+        # A full batch (500) costs CPU (stretched by the memory's CPU share) plus one profile put per
+        # profile, made one after another: that bounds one shard's consumer at parallelization factor 1.
+        per_event_s = (measured.unify_cpu_s_per_event * 1769 / w.unify_mb
+                       + measured.profile_writes_per_event * a.dynamodb_call_s)
+        per_shard_capacity = 1 / per_event_s
         wru = (measured.profile_writes_per_event * math.ceil(measured.profile_item_bytes / KB)
                + measured.other_wru_per_event)
         emails_per_s = w.emails_per_month / SECONDS_PER_MONTH
@@ -152,8 +161,8 @@ def print_limits(base: Workload, measured: Measured, a: Assumptions) -> None:
               f"average, {peak:,.0f}/s peak")
         print(f"        Kinesis    needs {shards_needed} shard(s) at peak (1 MB/s or 1,000 records/s each); "
               f"template has {w.shards}")
-        print(f"        unify      ~{per_shard_capacity:,.0f} events/s per shard per concurrent batch "
-              f"(parallelization factor 1); peak per shard {peak / max(w.shards, shards_needed):,.0f}/s")
+        print(f"        unify      ~{per_shard_capacity:,.0f} events/s per shard at parallelization factor 1 "
+              f"(full batches); peak per shard {peak / max(w.shards, shards_needed):,.0f}/s")
         print(f"        DynamoDB   ~{peak * wru:,.0f} WRU/s at peak on the tables (on-demand: 40,000/table "
               "default); one hot profile is capped at 1,000 WRU/s by its partition")
         print(f"        Athena     {w.segments} queries per run, one at a time (reserved concurrency 1); scans "

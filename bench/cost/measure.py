@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,7 @@ class Units:
     other_wru: float = 0.0
     other_rru: float = 0.0
     sqs_calls: int = 0
+    by_table: Counter[str] = field(default_factory=Counter)  # request units of the other tables
 
     def requests(self) -> int:
         return sum(n for op, n in self.calls.items() if not op.startswith("sqs:"))
@@ -208,13 +209,17 @@ class UnitCounter:
             else:
                 u.profile_puts += 1
         else:
-            u.other_wru += write_units(size, transactional=transactional)
+            units = write_units(size, transactional=transactional)
+            u.other_wru += units
+            u.by_table[f"{table.rsplit('-', 1)[-1]} WRU"] += units
 
     def _read(self, table: str, size: int, consistent: bool) -> None:
         if table == self.profiles:
             self.units.profile_reads += 1
         else:
-            self.units.other_rru += read_units(size, consistent=consistent)
+            units = read_units(size, consistent=consistent)
+            self.units.other_rru += units
+            self.units.by_table[f"{table.rsplit('-', 1)[-1]} RRU"] += units
 
     def _price(self, op: str, params: dict[str, Any], response: dict[str, Any]) -> None:
         if op == "PutItem":
@@ -254,6 +259,7 @@ class UnifyFigures:
     archive_log_bytes_per_invocation: float
     profile_item_bytes: int
     calls_per_batch: float
+    profile_item_bytes_window_50: int
 
 
 def kinesis_event(events: list[dict[str, Any]], start: int) -> dict[str, Any]:
@@ -290,9 +296,10 @@ def measure_unify_on_moto(batch_size: int, *, batches: int, population: int,
     server.start()
     saved_env = dict(os.environ)
     try:
+        import boto3
+
         from cdp_infra.provision import provision
         from cdp_infra.template import new_stack
-        import boto3
 
         endpoint = f"http://127.0.0.1:{port}"
         stack = provision(new_stack("cdp-bench", region="us-east-1"), boto3.Session(region_name="us-east-1"),
@@ -318,6 +325,7 @@ def measure_unify_on_moto(batch_size: int, *, batches: int, population: int,
             for start in range(0, 1000, 250):
                 archive.handler(kinesis_event(realistic[start:start + 250], 10**9 + start), FakeContext())
         profile_bytes = steady_profile_item_bytes(unify.store(), unify.config())
+        small_window = steady_profile_item_bytes(unify.store(), replace(unify.config(), dedup_window=50))
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
@@ -326,7 +334,7 @@ def measure_unify_on_moto(batch_size: int, *, batches: int, population: int,
     events = sum(len(b) for b in workload[half:])
     calls = counter.units.requests() + counter.units.sqs_calls
     return UnifyFigures(events / counted, events, counter.units, size[0] / counted, archive_size[0] / 4,
-                        profile_bytes, calls / counted)
+                        profile_bytes, calls / counted, small_window)
 
 
 def steady_profile_item_bytes(store: Any, config: Any) -> int:

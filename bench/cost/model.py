@@ -131,6 +131,8 @@ class Workload:
     xray_traced_functions: int = 5  # collect (via the API), unify, archive, segment, activate; compact daily
     warm_collect_containers: int = 4
     log_sample_rate: float = 1.0  # share of INFO lines kept (1 = everything, as deployed)
+    segment_dimension_metrics: int = 2  # SegmentEntries and SegmentExits carry a segment dimension
+    dedup_window: int = 200  # IdentityConfig.dedup_window: applied messageIds kept on the profile
 
     @property
     def requests_per_month(self) -> float:
@@ -198,6 +200,7 @@ class Measured:
     collect_log_bytes_per_request: float
     unify_log_bytes_per_invocation: float
     archive_log_bytes_per_invocation: float
+    profile_item_bytes_window_50: int = 0  # the same profile with a window of 50 ids
     segment_log_bytes_per_run: float = 4000
     activate_log_bytes_per_invocation: float = 1500
 
@@ -313,6 +316,8 @@ def build(workload: Workload, measured: Measured, prices: Prices,
              f"{invocations / 1e6:.2f} M invocations ({per_batch:.1f} events each, {w.unify_window_s:g} s window, "
              f"{_shards(w)} shards) x {unify_s * 1e3:.0f} ms at {w.unify_mb} MB "
              f"({measured.unify_calls_per_batch:.1f} calls x {a.dynamodb_call_s * 1e3:.0f} ms assumed)"))
+    if w.dedup_window == 50 and measured.profile_item_bytes_window_50:
+        measured = replace(measured, profile_item_bytes=measured.profile_item_bytes_window_50)
     profile_wru = write_units(measured.profile_item_bytes)
     profile_rru = read_units(measured.profile_item_bytes)
     wru = (measured.profile_writes_per_event * profile_wru
@@ -417,11 +422,11 @@ def build(workload: Workload, measured: Measured, prices: Prices,
              f"{log_gb:.2f} GB ingested ({log_bytes / events:.0f} B/event measured + platform and access lines), "
              f"{stored_gb:.2f} GB kept {w.log_retention_days} days"))
     metrics = (metric_names + functions + dimensioned_metric_names * a.dimension_values_per_reason_metric
-               + segment_metric_names * w.segments)
+               + w.segment_dimension_metrics * w.segments)
     add(Line("CloudWatch metrics (EMF)", metrics * p["custom_metric_month"],
              f"{metrics} metrics: {metric_names} plain + {functions} ColdStart + "
              f"{dimensioned_metric_names} by reason x {a.dimension_values_per_reason_metric} + "
-             f"{segment_metric_names} by segment x {w.segments}", per_event=False))
+             f"{w.segment_dimension_metrics} by segment x {w.segments}", per_event=False))
     add(Line("CloudWatch alarms + dashboard", alarms * p["alarm_month"] + p["dashboard_month"],
              f"{alarms} alarms + 1 dashboard", per_event=False))
     traced = (xray_traces(requests, w) + xray_traces(invocations, w) + xray_traces(archive_invocations, w)
