@@ -161,8 +161,10 @@ def print_limits(base: Workload, measured: Measured, a: Assumptions) -> None:
               f"average, {peak:,.0f}/s peak")
         print(f"        Kinesis    needs {shards_needed} shard(s) at peak (1 MB/s or 1,000 records/s each); "
               f"template has {w.shards}")
+        per_shard_peak = peak / max(w.shards, shards_needed)
         print(f"        unify      ~{per_shard_capacity:,.0f} events/s per shard at parallelization factor 1 "
-              f"(full batches); peak per shard {peak / max(w.shards, shards_needed):,.0f}/s")
+              f"(full batches); peak per shard {per_shard_peak:,.0f}/s -> parallelization factor "
+              f"{max(1, math.ceil(per_shard_peak / per_shard_capacity))} (max 10)")
         print(f"        DynamoDB   ~{peak * wru:,.0f} WRU/s at peak on the tables (on-demand: 40,000/table "
               "default); one hot profile is capped at 1,000 WRU/s by its partition")
         print(f"        Athena     {w.segments} queries per run, one at a time (reserved concurrency 1); scans "
@@ -171,14 +173,13 @@ def print_limits(base: Workload, measured: Measured, a: Assumptions) -> None:
               f"{w.people * a.members_per_segment_share:,.0f} people at once takes "
               f"{w.people * a.members_per_segment_share / 14 / 60:,.0f} min at the default 14/s")
     print("""
-  at 10x  : raise ShardCount to the peak's need (or on-demand), unify MaximumBatchingWindowInSeconds to
-            5-10 s (fewer, fuller invocations), keep REST only if its features are used; ask SES for a
-            higher sending rate before large segments go live.
-  at 100x : shards = peak / 1,000 records/s (or on-demand); ParallelizationFactor 2-10 on unify if the
-            iterator age grows; DynamoDB stays on-demand (switch to provisioned + auto scaling once the
-            load is steady: ~5x cheaper per unit); partition the segment scans (Athena reads only the
-            window's days) and snapshot profiles incrementally instead of a full Scan per run; raise SES
-            quota and the activate function's concurrency together.""")
+  at 10x  : unify is the first limit (one batch at a time per shard, profile puts one after another):
+            set ParallelizationFactor 2 and MaximumBatchingWindowInSeconds 5-10 s (fuller batches also cut
+            DynamoDB requests per event); shards stay 2; ask SES for a higher rate before big segments.
+  at 100x : shards by the peak (or on-demand) and ParallelizationFactor up to 10 per shard; DynamoDB
+            on-demand still fits (provisioned + auto scaling is ~5x cheaper per unit once load is steady);
+            Athena scans grow with events: read only the window's days and snapshot profiles
+            incrementally instead of a full Scan per run; raise the SES quota and activate's concurrency.""")
 
 
 def main(argv: list[str] | None = None) -> int:
