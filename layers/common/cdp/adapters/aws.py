@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from cdp.settings import Settings
 
@@ -47,6 +47,26 @@ class AwsClients:
             endpoint_url=self.settings.aws_endpoint_url or None,
             config=botocore_config(self.settings),
         )
+
+
+class AwsAdapter:
+    """Base of the boto3 adapters: their settings, and their service's client, made on first use.
+
+    ``client`` may be given (tests inject fakes); otherwise it is the process's shared client for
+    ``service`` under ``settings``.
+    """
+
+    service: ClassVar[str]
+
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client(self.settings, self.service)
+        return self._client
 
 
 def botocore_config(settings: Settings) -> Any:

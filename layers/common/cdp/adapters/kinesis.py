@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.collect.events import OutgoingRecord
 from cdp.errors import StoreError, StreamUnavailable
@@ -40,7 +40,7 @@ def chunk_records(
     return chunks
 
 
-class KinesisSink:
+class KinesisSink(AwsAdapter):
     """Writes records to the events stream, retrying only the records Kinesis refused.
 
     After ``max_attempts`` calls some records may still be refused: :class:`StreamUnavailable`
@@ -49,6 +49,8 @@ class KinesisSink:
     (``Settings.aws_max_attempts``) already did, and repeating it again would multiply the
     attempts past API Gateway's 29 s.
     """
+
+    service = "kinesis"
 
     def __init__(
         self,
@@ -59,17 +61,11 @@ class KinesisSink:
         base_delay: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._settings = settings
-        self._client = client
+        super().__init__(settings, client=client)
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._sleep = sleep
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self._settings, "kinesis")
-        return self._client
 
     def put(self, records: Sequence[OutgoingRecord]) -> None:
         for chunk in chunk_records(records):
@@ -81,9 +77,9 @@ class KinesisSink:
             if attempt:
                 self._sleep(self._base_delay * (2 ** (attempt - 1)) * (1 + random.random()))
             try:
-                with aws_errors("stream_write_failed", stream=self._settings.events_stream):
+                with aws_errors("stream_write_failed", stream=self.settings.events_stream):
                     response = self.client.put_records(
-                        StreamName=self._settings.events_stream,
+                        StreamName=self.settings.events_stream,
                         Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
                     )
             except StoreError as exc:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.errors import ServiceThrottled
 from cdp.segments.membership import Member
@@ -33,8 +33,10 @@ READ_BATCH = 100
 UNPROCESSED_ROUNDS = 8
 
 
-class DynamoMembershipStore:
+class DynamoMembershipStore(AwsAdapter):
     """MembershipStore over the MembershipTable of ``settings``; writes go through BatchWriteItem."""
+
+    service = "dynamodb"
 
     def __init__(
         self,
@@ -44,17 +46,11 @@ class DynamoMembershipStore:
         base_delay: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, client=client)
         self.table_name = settings.membership_table
-        self._client = client
         self._base_delay = base_delay
         self._sleep = sleep
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self.settings, "dynamodb")
-        return self._client
 
     # --------------------------------------------------------------- members
     def members(self, segment: str) -> dict[str, Member]:

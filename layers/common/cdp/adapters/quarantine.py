@@ -13,10 +13,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.collect.ingest import QuarantineEntry
-from cdp.settings import Settings
 
 PREFIX = "quarantine/"
 #: The reason every failure of the quarantine gives (the collector's documented reason code).
@@ -77,16 +76,8 @@ def object_key(entries: Sequence[QuarantineEntry]) -> str:
     return f"{PREFIX}dt={day}/{first.source_id}-{digest.hexdigest()[:32]}.jsonl"
 
 
-class S3Quarantine:
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        self._settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self._settings, "s3")
-        return self._client
+class S3Quarantine(AwsAdapter):
+    service = "s3"
 
     def put(self, entries: Sequence[QuarantineEntry]) -> None:
         """Store ``entries`` as one object per (day, source). Raises :class:`StoreError`."""
@@ -96,7 +87,7 @@ class S3Quarantine:
         for group in groups.values():
             with aws_errors(_UNAVAILABLE):
                 self.client.put_object(
-                    Bucket=self._settings.lake_bucket,
+                    Bucket=self.settings.lake_bucket,
                     Key=object_key(group),
                     Body=_lines(group),
                     ContentType="application/x-ndjson",
@@ -108,7 +99,7 @@ class S3Quarantine:
         found: list[str] = []
         with aws_errors(_UNAVAILABLE):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self._settings.lake_bucket, Prefix=f"{PREFIX}dt=", StartAfter=start_after
+                Bucket=self.settings.lake_bucket, Prefix=f"{PREFIX}dt=", StartAfter=start_after
             )
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -121,7 +112,7 @@ class S3Quarantine:
 
     def read(self, key: str) -> list[QuarantineEntry]:
         with aws_errors(_UNAVAILABLE, key=key):
-            body = self.client.get_object(Bucket=self._settings.lake_bucket, Key=key)["Body"].read()
+            body = self.client.get_object(Bucket=self.settings.lake_bucket, Key=key)["Body"].read()
         return [
             entry_from_dict(json.loads(line)) for line in body.decode("utf-8").split("\n") if line.strip()
         ]
@@ -131,13 +122,13 @@ class S3Quarantine:
         with aws_errors(_UNAVAILABLE, key=key):
             if entries:
                 self.client.put_object(
-                    Bucket=self._settings.lake_bucket,
+                    Bucket=self.settings.lake_bucket,
                     Key=key,
                     Body=_lines(entries),
                     ContentType="application/x-ndjson",
                 )
             else:
-                self.client.delete_object(Bucket=self._settings.lake_bucket, Key=key)
+                self.client.delete_object(Bucket=self.settings.lake_bucket, Key=key)
 
 
 def _lines(entries: Sequence[QuarantineEntry]) -> bytes:

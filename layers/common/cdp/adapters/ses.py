@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
-from cdp.settings import Settings
 
 
-class SesEmailSender:
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        self.settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self.settings, "ses")
-        return self._client
+class SesEmailSender(AwsAdapter):
+    service = "ses"
 
     def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str:
         """The SES message id. Raises StoreError (not retryable when SES refused the message)."""

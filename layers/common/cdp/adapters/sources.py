@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.collect.ingest import Source
 from cdp.errors import ConcurrentUpdate, NotFound, StoreError
@@ -29,12 +29,14 @@ def new_write_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-class DynamoSourceStore:
+class DynamoSourceStore(AwsAdapter):
     """Create, register, authenticate, list and disable sources.
 
     Successful authentications are cached for ``cache_seconds`` per warm Lambda, so a key
     disabled in the table stops working within that time (unknown keys are never cached).
     """
+
+    service = "dynamodb"
 
     def __init__(
         self,
@@ -44,21 +46,15 @@ class DynamoSourceStore:
         cache_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
-        self._client = client
+        super().__init__(settings, client=client)
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, Source]] = {}
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self._settings, "dynamodb")
-        return self._client
 
     @property
     def _table(self) -> str:
-        return self._settings.sources_table
+        return self.settings.sources_table
 
     def create_source(self, name: str) -> tuple[str, str]:
         """A new source with a fresh write key: ``(source_id, write_key)``. The key is shown once."""

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.errors import StoreError
 from cdp.segments.membership import MembershipChange
-from cdp.settings import Settings
 
 #: SendMessageBatch takes at most 10 entries.
 BATCH_SIZE = 10
 
 
-class SqsChangePublisher:
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        self.settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self.settings, "sqs")
-        return self._client
+class SqsChangePublisher(AwsAdapter):
+    service = "sqs"
 
     def __call__(self, changes: list[MembershipChange]) -> None:
         for start in range(0, len(changes), BATCH_SIZE):
