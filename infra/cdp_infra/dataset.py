@@ -38,6 +38,7 @@ class Person:
     index: int
     identified: bool  # sent an identify with a user id and an email
     identifiers: frozenset[str]  # ``type:value``; empty if every event this person sent was broken
+    message_ids: frozenset[str]  # of the person's valid events: its profile's events
 
 
 @dataclass
@@ -107,7 +108,8 @@ def generate(people: int = 1000, events: int = 20000, *, seed: int = 7, now: dat
         for start in range(0, len(stream), batch_size):
             dataset.batches.append(stream[start:start + batch_size])
     rng.shuffle(dataset.batches)
-    dataset.persons = [Person(i, identified, _identifiers(i, identified, mine)) for i, identified, mine in owners]
+    dataset.persons = [Person(i, identified, _identifiers(i, identified, mine), _valid_message_ids(mine))
+                       for i, identified, mine in owners]
     return dataset
 
 
@@ -123,6 +125,10 @@ def _identifiers(index: int, identified: bool, devices: list[_Device]) -> frozen
             if device.kind != "web":
                 found.add(f"device_id:{device.anonymous_id}")
     return frozenset(found)
+
+
+def _valid_message_ids(devices: list[_Device]) -> frozenset[str]:
+    return frozenset(e["messageId"] for d in devices for e in d.events if "anonymousId" in e)
 
 
 def _user_id(index: int) -> str:

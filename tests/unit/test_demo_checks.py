@@ -174,3 +174,10 @@ def test_the_expected_rejections_are_the_events_broken_on_purpose() -> None:
     assert broken == dataset.invalid > 0
     assert dataset.expected_rejections == {MISSING_IDENTITY: broken}
     assert generate(people=5, events=50, seed=5, now=NOW, invalid_ratio=0.0).expected_rejections == {}
+
+
+def test_each_valid_event_belongs_to_exactly_one_person() -> None:
+    dataset = generate(people=60, events=1200, seed=5, now=NOW, invalid_ratio=0.05)
+    owned = [m for p in dataset.persons for m in p.message_ids]
+    valid = [e["messageId"] for e in _sent(dataset) if "anonymousId" in e]
+    assert sorted(owned) == sorted(valid) and len(valid) == dataset.events - dataset.invalid
