@@ -39,6 +39,7 @@ class Person:
     identified: bool  # sent an identify with a user id and an email
     identifiers: frozenset[str]  # ``type:value``; empty if every event this person sent was broken
     message_ids: frozenset[str]  # of the person's valid events: its profile's events
+    orders: tuple[datetime, ...] = ()  # times of the person's valid "Order Completed" events
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Dataset:
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     invalid: int = 0
     persons: list[Person] = field(default_factory=list)
+    generated_at: datetime = datetime.min.replace(tzinfo=UTC)  # every event happened before it
 
     @property
     def events(self) -> int:
@@ -57,6 +59,10 @@ class Dataset:
         """The identifier set of each profile the pipeline must end with: one per person who sent a
         valid event (identified or anonymous-only), holding all and only that person's identifiers."""
         return [p.identifiers for p in self.persons if p.identifiers]
+
+    def buyers(self, *, min_orders: int, after: datetime) -> set[int]:
+        """The people with at least ``min_orders`` valid orders later than ``after``."""
+        return {p.index for p in self.persons if sum(1 for t in p.orders if t > after) >= min_orders}
 
     @property
     def expected_rejections(self) -> dict[str, int]:
@@ -90,7 +96,7 @@ def generate(people: int = 1000, events: int = 20000, *, seed: int = 7, now: dat
         mine, identified = _person(rng, i, per_person, now)
         owners.append((i, identified, mine))
         devices.extend(mine)
-    dataset = Dataset(people=people)
+    dataset = Dataset(people=people, generated_at=now)
     total = sum(len(d.events) for d in devices)
     # Top up to the requested volume with more browsing on the first device of random people.
     while total < events:
@@ -108,8 +114,8 @@ def generate(people: int = 1000, events: int = 20000, *, seed: int = 7, now: dat
         for start in range(0, len(stream), batch_size):
             dataset.batches.append(stream[start:start + batch_size])
     rng.shuffle(dataset.batches)
-    dataset.persons = [Person(i, identified, _identifiers(i, identified, mine), _valid_message_ids(mine))
-                       for i, identified, mine in owners]
+    dataset.persons = [Person(i, identified, _identifiers(i, identified, mine), _valid_message_ids(mine),
+                              _valid_orders(mine)) for i, identified, mine in owners]
     return dataset
 
 
@@ -129,6 +135,12 @@ def _identifiers(index: int, identified: bool, devices: list[_Device]) -> frozen
 
 def _valid_message_ids(devices: list[_Device]) -> frozenset[str]:
     return frozenset(e["messageId"] for d in devices for e in d.events if "anonymousId" in e)
+
+
+def _valid_orders(devices: list[_Device]) -> tuple[datetime, ...]:
+    return tuple(sorted(datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+                        for d in devices for e in d.events
+                        if "anonymousId" in e and e.get("event") == "Order Completed"))
 
 
 def _user_id(index: int) -> str:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from .client import SendResult, TrackingClient
@@ -40,6 +41,8 @@ class DemoSummary:
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
     segments_configured: list[str] = field(default_factory=list)
     segments_skipped: list[str] = field(default_factory=list)
+    # Members of the segment the dataset can predict (repeat buyers) that should not be, or are missing.
+    membership_problems: list[str] = field(default_factory=list)
     email_entries: int = 0
     emails_sent: int = 0
     failure_destination: int = 0
@@ -182,6 +185,65 @@ def identity_problems(expected: Iterable[frozenset[str]], profiles: Mapping[str,
     return problems
 
 
+def owners_of(expected: Iterable[frozenset[str]], profiles: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Profile id -> the index of the one person whose identifiers it holds (over-merged profiles left out)."""
+    owner = {identifier: person for person, ids in enumerate(expected) for identifier in ids}
+    found: dict[str, int] = {}
+    for profile_id, identifiers in profiles.items():
+        people = {owner[i] for i in identifiers if i in owner}
+        if len(people) == 1:
+            found[profile_id] = people.pop()
+    return found
+
+
+REPEAT_BUYERS = "repeat-buyers"
+
+
+def expected_repeat_buyers(dataset: Dataset, *, ran_from: datetime, ran_until: datetime) -> tuple[set[int], set[int]]:
+    """(must, may): the people the repeat-buyers segment must hold, and may hold, if it ran at some moment
+    between ``ran_from`` and ``ran_until``; its window and count come from its definition file."""
+    from cdp.segments.catalog import all_segments, find_segment
+    from cdp.segments.definition import BehaviourCondition
+
+    from .template import REPO_ROOT
+
+    condition = find_segment(all_segments(REPO_ROOT / "segments"), REPEAT_BUYERS).condition
+    minimums = [int(p.value) for p in getattr(condition, "predicates", ()) if p.op == "gte"]
+    if not (isinstance(condition, BehaviourCondition) and condition.measure == "count" and len(minimums) == 1):
+        raise ValueError(f"{REPEAT_BUYERS} is no longer 'at least N orders within D days': update the demo")
+    minimum = minimums[0]
+    window = timedelta(days=condition.within_days)
+    # An order leaves the window as the run time moves on: the later the run, the fewer orders count.
+    must = dataset.buyers(min_orders=minimum, after=ran_until - window)
+    may = dataset.buyers(min_orders=minimum, after=ran_from - window)
+    return must, may
+
+
+def membership_problems(segment: str, members: Iterable[str], owners: Mapping[str, int], *,
+                        must: set[int], may: set[int]) -> list[str]:
+    """How a segment's members differ from the people the ground truth says it must (and may) hold."""
+    problems: list[str] = []
+    held: set[int] = set()
+    for profile_id in sorted(members):
+        person = owners.get(profile_id)
+        if person is None:
+            problems.append(f"{segment}: member {profile_id} is no one person's profile")
+        elif person not in may:
+            problems.append(f"{segment}: person {person} is a member but should not be")
+        else:
+            held.add(person)
+    problems += [f"{segment}: person {p} should be a member but is not" for p in sorted(must - held)]
+    return problems
+
+
+def segment_members(pipeline: LocalPipeline, segment: str) -> set[str]:
+    from cdp.adapters.membership import DynamoMembershipStore
+
+    store = DynamoMembershipStore(pipeline.settings.membership_table, dynamodb=pipeline.session().resource(
+        "dynamodb", endpoint_url=pipeline.endpoint_url))
+    return set(store.members(segment))
+
+
 def count_profiles(pipeline: LocalPipeline) -> tuple[int, int]:
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 
@@ -232,7 +294,10 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.seconds["drain"] = round(time.monotonic() - t2, 1)
         progress("running the scheduled segment job")
         t3 = time.monotonic()
-        for report in pipeline.run_schedules("SegmentFunction"):
+        ran_from = datetime.now(UTC)
+        reports = pipeline.run_schedules("SegmentFunction")
+        ran_until = datetime.now(UTC)
+        for report in reports:
             for seg in report.get("segments", []):
                 summary.segments[seg["segment"]] = {k: seg[k] for k in ("members", "entered", "exited",
                                                                          "bytes_scanned")}
@@ -245,7 +310,12 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
         summary.profiles, summary.merged_profiles = count_profiles(pipeline)
-        summary.identity_problems = identity_problems(dataset.expected_profiles, live_profiles(pipeline))
+        profiles = live_profiles(pipeline)
+        summary.identity_problems = identity_problems(dataset.expected_profiles, profiles)
+        must, may = expected_repeat_buyers(dataset, ran_from=ran_from, ran_until=ran_until)
+        summary.membership_problems = membership_problems(
+            REPEAT_BUYERS, segment_members(pipeline, REPEAT_BUYERS), owners_of(dataset.expected_profiles, profiles),
+            must=must, may=may)
         summary.emails_sent = emails_sent(pipeline)
         summary.email_entries = email_entries(pipeline)
         summary.failure_destination = sum(p.sent_to_failure_destination for p in pipeline.kinesis_pollers)
@@ -282,6 +352,7 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
         "every accepted event is in the lake": s.events_in_lake == s.events_accepted,
         "one profile per person, holding exactly that person's identifiers":
             s.profiles == s.expected_profiles and not s.identity_problems,
+        "repeat buyers = the dataset's people with enough recent orders": not s.membership_problems,
         "emails sent = entries of segments with an email channel": s.emails_sent == s.email_entries,
         "every configured segment ran and none failed":
             set(s.segments_configured) <= set(s.segments) and not s.segments_skipped
@@ -337,5 +408,6 @@ def format_summary(s: DemoSummary) -> str:
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in s.checks.items()],
         *[f"  identity: {problem}" for problem in s.identity_problems[:20]],
+        *[f"  segment: {problem}" for problem in s.membership_problems[:20]],
     ]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,8 +18,12 @@ from cdp_infra.demo import (
     count_quarantined,
     email_entries,
     emails_sent,
+    expected_repeat_buyers,
     identity_problems,
     live_profiles,
+    membership_problems,
+    owners_of,
+    segment_members,
     send_batches,
 )
 from cdp_infra.local import LocalConfig, LocalPipeline
@@ -44,12 +49,14 @@ def delivered(pipeline: LocalPipeline, dataset: Dataset) -> dict[str, Any]:
     """Given a realistic dataset sent through the collector and drained through every consumer."""
     tally = send_batches(pipeline.url, WRITE_KEY, dataset.batches, workers=2)
     pipeline.wait_drained(timeout_s=300)
+    ran_from = datetime.now(UTC)
     reports = pipeline.run_schedules("SegmentFunction")
+    ran_until = datetime.now(UTC)
     pipeline.wait_drained(timeout_s=120)
     entered = sum(s["entered"] for r in reports for s in r["segments"])
     return {"sent": dataset.events, "invalid": dataset.invalid, "accepted": tally.accepted,
             "rejected": tally.rejected, "reasons": dict(tally.reasons), "entered": entered,
-            "people": dataset.people}
+            "people": dataset.people, "ran_from": ran_from, "ran_until": ran_until}
 
 
 def _identified(dataset: Dataset, *, devices: int = 1) -> Person:
@@ -93,6 +100,15 @@ def test_identities_resolve_into_exactly_one_profile_per_person(pipeline: LocalP
     assert identity_problems(dataset.expected_profiles, profiles) == []
     assert sorted(map(sorted, profiles.values())) == sorted(map(sorted, dataset.expected_profiles))
     assert len(profiles) == len(dataset.expected_profiles) == sum(1 for p in dataset.persons if p.identifiers)
+
+
+def test_the_repeat_buyers_segment_holds_the_people_with_two_recent_orders(pipeline: LocalPipeline,
+                                                                           delivered: dict, dataset: Dataset) -> None:
+    must, may = expected_repeat_buyers(dataset, ran_from=delivered["ran_from"], ran_until=delivered["ran_until"])
+    assert must, "the dataset should have repeat buyers"
+    owners = owners_of(dataset.expected_profiles, live_profiles(pipeline))
+    members = segment_members(pipeline, "repeat-buyers")
+    assert membership_problems("repeat-buyers", members, owners, must=must, may=may) == []
 
 
 def test_segment_entries_each_get_exactly_one_email(pipeline: LocalPipeline, delivered: dict) -> None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cdp_infra.client import SendResult
-from cdp_infra.dataset import MISSING_IDENTITY, generate
-from cdp_infra.demo import DemoSummary, evaluate, identity_problems, rejection_reasons
+from cdp_infra.dataset import MISSING_IDENTITY, Dataset, Person, generate
+from cdp_infra.demo import (
+    DemoSummary,
+    evaluate,
+    expected_repeat_buyers,
+    identity_problems,
+    membership_problems,
+    owners_of,
+    rejection_reasons,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ALICE = frozenset({"user_id:u-1", "email:alice@example.com", "anonymous_id:a-1", "anonymous_id:a-2",
@@ -78,7 +86,7 @@ def test_unrelated_profiles_can_be_ignored_on_a_shared_stack() -> None:
 # ----------------------------------------------------------------------------- evaluate
 def test_a_consistent_summary_passes_every_check() -> None:
     checks = evaluate(_passing())
-    assert len(checks) == 10 and all(checks.values())
+    assert len(checks) == 11 and all(checks.values())
 
 
 @pytest.mark.parametrize(("change", "failing"), [
@@ -92,6 +100,8 @@ def test_a_consistent_summary_passes_every_check() -> None:
     ({"profiles": 4}, "one profile per person, holding exactly that person's identifiers"),
     ({"identity_problems": ["over-merge: profile p holds identifiers of people [0, 1]"]},
      "one profile per person, holding exactly that person's identifiers"),
+    ({"membership_problems": ["repeat-buyers: person 1 should be a member but is not"]},
+     "repeat buyers = the dataset's people with enough recent orders"),
     ({"email_entries": 2}, "emails sent = entries of segments with an email channel"),
     ({"segments": {"repeat-buyers": {"error": "QueryFailed: boom"}}},
      "every configured segment ran and none failed"),
@@ -112,6 +122,47 @@ def test_an_over_merged_profile_set_fails_the_demo() -> None:
     summary.profiles = 2
     summary.checks = evaluate(summary)
     assert not summary.ok
+
+
+# ----------------------------------------------------------------------------- segment membership
+OWNERS = {"p-alice": 0, "p-bruno": 1, "p-visitor": 2}
+
+
+def test_owners_leave_out_an_over_merged_profile() -> None:
+    assert owners_of(PEOPLE, _exact()) == OWNERS
+    assert owners_of(PEOPLE, {"p-both": ALICE | BRUNO, "p-visitor": VISITOR}) == {"p-visitor": 2}
+
+
+def test_members_matching_the_ground_truth_have_no_problem() -> None:
+    assert membership_problems("s", ["p-alice"], OWNERS, must={0}, may={0, 1}) == []
+    assert membership_problems("s", ["p-alice", "p-bruno"], OWNERS, must={0}, may={0, 1}) == []
+
+
+def test_a_missing_member_is_reported() -> None:
+    assert membership_problems("s", [], OWNERS, must={0}, may={0}) == ["s: person 0 should be a member but is not"]
+
+
+def test_a_member_who_should_not_be_is_reported() -> None:
+    assert membership_problems("s", ["p-alice", "p-visitor"], OWNERS, must={0}, may={0}) == [
+        "s: person 2 is a member but should not be"]
+
+
+def test_a_member_that_is_no_one_persons_profile_is_reported() -> None:
+    assert membership_problems("s", ["p-both"], OWNERS, must=set(), may=set()) == [
+        "s: member p-both is no one person's profile"]
+
+
+def _buyer(index: int, *days_ago: float) -> Person:
+    return Person(index, True, frozenset({f"user_id:u-{index}"}), frozenset(),
+                  tuple(NOW - timedelta(days=d) for d in days_ago))
+
+
+def test_repeat_buyers_are_people_with_two_orders_in_the_segments_window() -> None:
+    dataset = Dataset(people=4, generated_at=NOW, persons=[
+        _buyer(0, 1, 2), _buyer(1, 1), _buyer(2, 1, 29.99), _buyer(3, 1, 31)])
+    must, may = expected_repeat_buyers(dataset, ran_from=NOW, ran_until=NOW + timedelta(hours=1))
+    # Person 2's older order leaves the 30-day window if the job runs later than NOW + 14 minutes.
+    assert (must, may) == ({0}, {0, 2})
 
 
 # ----------------------------------------------------------------------------- rejection reasons
@@ -181,3 +232,11 @@ def test_each_valid_event_belongs_to_exactly_one_person() -> None:
     owned = [m for p in dataset.persons for m in p.message_ids]
     valid = [e["messageId"] for e in _sent(dataset) if "anonymousId" in e]
     assert sorted(owned) == sorted(valid) and len(valid) == dataset.events - dataset.invalid
+
+
+def test_each_valid_order_is_counted_for_its_person() -> None:
+    dataset = generate(people=60, events=1200, seed=5, now=NOW, invalid_ratio=0.05)
+    orders = [e for e in _sent(dataset) if e.get("event") == "Order Completed" and "anonymousId" in e]
+    assert sum(len(p.orders) for p in dataset.persons) == len(orders) > 0
+    assert dataset.buyers(min_orders=1, after=NOW - timedelta(days=365)) == {
+        int(e["userId"].removeprefix("user-")) for e in orders}
