@@ -239,9 +239,7 @@ def membership_problems(segment: str, members: Iterable[str], owners: Mapping[st
 def segment_members(pipeline: LocalPipeline, segment: str) -> set[str]:
     from cdp.adapters.membership import DynamoMembershipStore
 
-    store = DynamoMembershipStore(pipeline.settings.membership_table, dynamodb=pipeline.session().resource(
-        "dynamodb", endpoint_url=pipeline.endpoint_url))
-    return set(store.members(segment))
+    return set(DynamoMembershipStore(pipeline.settings).members(segment))
 
 
 def count_profiles(pipeline: LocalPipeline) -> tuple[int, int]:
