@@ -15,6 +15,7 @@ from cdp_infra.client import TrackingClient
 from cdp_infra.dataset import Dataset, Person, generate
 from cdp_infra.demo import (
     count_lake_events,
+    count_profiles,
     count_quarantined,
     email_entries,
     emails_sent,
@@ -158,7 +159,9 @@ def test_the_local_metrics_count_what_the_collector_answered_and_the_lake_and_se
     assert totals.get("EmailsSent", 0) == emails_sent(pipeline)
     assert totals["ProfilesCreated"] - totals.get("ProfilesMerged", 0) == count_profiles(pipeline)[0]
     assert "EventsAccepted" in functions["CollectFunction"] and "EventsUnified" in functions["UnifyFunction"]
-    assert body["namespace"]
+    from cdp_infra.template import load_template
+
+    assert body["namespace"] == load_template()["Mappings"]["Observability"]["Metrics"]["Namespace"]
 
 
 def test_the_local_metrics_route_refuses_a_missing_token(pipeline: LocalPipeline) -> None:
