@@ -4,6 +4,10 @@ People browse anonymously, some sign up (identify with a user id and an email), 
 again from a second device (a new anonymous id, then identify with the same user id), and
 customers buy. Each device's events arrive in batches, as an SDK flushes its queue. A few
 events are broken on purpose (no userId and no anonymousId) to exercise rejection.
+
+The generator knows who each person is, so a :class:`Dataset` also carries the ground truth the
+pipeline must reproduce: the identifiers each person's one profile should hold, and how many
+events the collector must reject, by reason.
 """
 
 from __future__ import annotations
@@ -23,15 +27,47 @@ FIRST_NAMES = ["Alice", "Bruno", "Chloe", "Dmitri", "Emma", "Farid", "Grace", "H
                "Liam", "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara"]
 
 
+#: The collector's reason for an event with neither userId nor anonymousId.
+MISSING_IDENTITY = "missing_identity"
+
+
+@dataclass(frozen=True)
+class Person:
+    """One generated person and the identifiers the pipeline must unify into one profile."""
+
+    index: int
+    identified: bool  # sent an identify with a user id and an email
+    identifiers: frozenset[str]  # ``type:value``; empty if every event this person sent was broken
+    message_ids: frozenset[str]  # of the person's valid events: its profile's events
+    orders: tuple[datetime, ...] = ()  # times of the person's valid "Order Completed" events
+
+
 @dataclass
 class Dataset:
     people: int
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     invalid: int = 0
+    persons: list[Person] = field(default_factory=list)
+    generated_at: datetime = datetime.min.replace(tzinfo=UTC)  # every event happened before it
 
     @property
     def events(self) -> int:
         return sum(len(b) for b in self.batches)
+
+    @property
+    def expected_profiles(self) -> list[frozenset[str]]:
+        """The identifier set of each profile the pipeline must end with: one per person who sent a
+        valid event (identified or anonymous-only), holding all and only that person's identifiers."""
+        return [p.identifiers for p in self.persons if p.identifiers]
+
+    def buyers(self, *, min_orders: int, after: datetime) -> set[int]:
+        """The people with at least ``min_orders`` valid orders later than ``after``."""
+        return {p.index for p in self.persons if sum(1 for t in p.orders if t > after) >= min_orders}
+
+    @property
+    def expected_rejections(self) -> dict[str, int]:
+        """How many events the collector must reject, by reason."""
+        return {MISSING_IDENTITY: self.invalid} if self.invalid else {}
 
 
 class _Device:
@@ -55,9 +91,12 @@ def generate(people: int = 1000, events: int = 20000, *, seed: int = 7, now: dat
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     per_person = max(4, events // people)
     devices: list[_Device] = []
+    owners: list[tuple[int, bool, list[_Device]]] = []
     for i in range(people):
-        devices.extend(_person(rng, i, per_person, now))
-    dataset = Dataset(people=people)
+        mine, identified = _person(rng, i, per_person, now)
+        owners.append((i, identified, mine))
+        devices.extend(mine)
+    dataset = Dataset(people=people, generated_at=now)
     total = sum(len(d.events) for d in devices)
     # Top up to the requested volume with more browsing on the first device of random people.
     while total < events:
@@ -75,7 +114,41 @@ def generate(people: int = 1000, events: int = 20000, *, seed: int = 7, now: dat
         for start in range(0, len(stream), batch_size):
             dataset.batches.append(stream[start:start + batch_size])
     rng.shuffle(dataset.batches)
+    dataset.persons = [Person(i, identified, _identifiers(i, identified, mine), _valid_message_ids(mine),
+                              _valid_orders(mine)) for i, identified, mine in owners]
     return dataset
+
+
+def _identifiers(index: int, identified: bool, devices: list[_Device]) -> frozenset[str]:
+    """What the person's profile must hold: the user id and email it identified with, and each
+    device it used (an anonymous id; on mobile also the device id) unless all its events were broken."""
+    found: set[str] = set()
+    if identified:
+        found |= {f"user_id:{_user_id(index)}", f"email:{_email(index)}"}
+    for device in devices:
+        if any("anonymousId" in e for e in device.events):
+            found.add(f"anonymous_id:{device.anonymous_id}")
+            if device.kind != "web":
+                found.add(f"device_id:{device.anonymous_id}")
+    return frozenset(found)
+
+
+def _valid_message_ids(devices: list[_Device]) -> frozenset[str]:
+    return frozenset(e["messageId"] for d in devices for e in d.events if "anonymousId" in e)
+
+
+def _valid_orders(devices: list[_Device]) -> tuple[datetime, ...]:
+    return tuple(sorted(datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+                        for d in devices for e in d.events
+                        if "anonymousId" in e and e.get("event") == "Order Completed"))
+
+
+def _user_id(index: int) -> str:
+    return f"user-{index:05d}"
+
+
+def _email(index: int) -> str:
+    return f"{FIRST_NAMES[index % len(FIRST_NAMES)].lower()}.{index}@example.com"
 
 
 def _base(rng: random.Random, device: _Device, kind: str, at: datetime, user_id: str | None) -> dict[str, Any]:
@@ -100,10 +173,11 @@ def _page(rng: random.Random, device: _Device, at: datetime, user_id: str | None
     return event
 
 
-def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> list[_Device]:
+def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> tuple[list[_Device], bool]:
+    """The person's devices, with their events, and whether the person signed up."""
     first = FIRST_NAMES[index % len(FIRST_NAMES)]
-    email = f"{first.lower()}.{index}@example.com"
-    user_id = f"user-{index:05d}"
+    email = _email(index)
+    user_id = _user_id(index)
     start = now - timedelta(days=rng.randint(5, 45), minutes=rng.randint(0, 1440))
     web = _Device(rng, "web")
     devices = [web]
@@ -147,4 +221,4 @@ def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> l
                                    "properties": {"sku": sku, "name": product, "price": price}})
         else:
             current.events.append(_page(rng, current, clock, uid))
-    return devices
+    return devices, signs_up

@@ -2,19 +2,24 @@
 
 Start the local stack, send a realistic dataset through the real HTTP endpoint, wait until
 every consumer has drained, run the scheduled segment job and activation, then count what
-each stage holds and check the counts against each other.
+each stage holds and check the counts against each other and against the dataset's ground truth
+(who each generated person is). The checks are pure functions of the summary, so a test can feed
+them a wrong result and see them fail.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from .client import TrackingClient
-from .dataset import generate
+from .client import SendResult, TrackingClient
+from .dataset import Dataset, generate
 from .local import LocalConfig, LocalPipeline
 
 
@@ -24,11 +29,20 @@ class DemoSummary:
     events_sent: int = 0
     events_accepted: int = 0
     events_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    expected_rejections: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
     events_in_lake: int = 0
     profiles: int = 0
+    expected_profiles: int = 0
     merged_profiles: int = 0
+    # Over-merges, under-merges and missing or stray identifiers, against the dataset's people.
+    identity_problems: list[str] = field(default_factory=list)
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    segments_configured: list[str] = field(default_factory=list)
+    segments_skipped: list[str] = field(default_factory=list)
+    # Members of the segment the dataset can predict (repeat buyers) that should not be, or are missing.
+    membership_problems: list[str] = field(default_factory=list)
     email_entries: int = 0
     emails_sent: int = 0
     failure_destination: int = 0
@@ -56,27 +70,53 @@ class Progress:
             self.out.flush()
 
 
-def send_dataset(url: str, write_key: str, batches: list[list[dict[str, Any]]], *, workers: int = 4,
-                 progress: Progress | None = None) -> tuple[int, int]:
-    """Send every batch; returns (accepted, rejected) as the collector answered."""
-    accepted = rejected = done = 0
+@dataclass
+class SendTally:
+    accepted: int = 0
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # rejected events by the collector's reason
+
+
+def send_batches(url: str, write_key: str, batches: list[list[dict[str, Any]]], *, workers: int = 4,
+                 progress: Progress | None = None) -> SendTally:
+    """Send every batch; returns what the collector answered, rejections counted by reason."""
+    tally = SendTally()
+    done = 0
     total = sum(len(b) for b in batches)
     chunks = [batches[i::workers] for i in range(workers)]
 
-    def worker(mine: list[list[dict[str, Any]]]) -> list[tuple[int, int, int]]:
+    def worker(mine: list[list[dict[str, Any]]]) -> list[tuple[SendResult, int]]:
         client = TrackingClient(url, write_key)
         try:
-            return [(r.accepted, r.rejected, len(b)) for b in mine for r in [client.batch(b)]]
+            return [(client.batch(b), len(b)) for b in mine]
         finally:
             client.close()
 
     with ThreadPoolExecutor(workers) as pool:
         for results in pool.map(worker, chunks):
-            for a, r, n in results:
-                accepted, rejected, done = accepted + a, rejected + r, done + n
+            for result, n in results:
+                tally.accepted += result.accepted
+                tally.rejected += result.rejected
+                tally.reasons.update(rejection_reasons(result))
+                done += n
             if progress:
                 progress(f"sent {done:,}/{total:,} events")
-    return accepted, rejected
+    return tally
+
+
+def rejection_reasons(result: SendResult) -> list[str]:
+    """The reason of each rejected event; a refused request (no per-event list) counts under its code."""
+    listed = [str(r.get("reason")) for r in result.body.get("rejected") or []]
+    if len(listed) == result.rejected:
+        return listed
+    return [str(result.body.get("reason", f"http_{result.status}"))] * result.rejected
+
+
+def send_dataset(url: str, write_key: str, batches: list[list[dict[str, Any]]], *, workers: int = 4,
+                 progress: Progress | None = None) -> tuple[int, int]:
+    """Send every batch; returns (accepted, rejected) as the collector answered."""
+    tally = send_batches(url, write_key, batches, workers=workers, progress=progress)
+    return tally.accepted, tally.rejected
 
 
 def count_lake_events(pipeline: LocalPipeline) -> int:
@@ -96,6 +136,110 @@ def count_quarantined(pipeline: LocalPipeline) -> int:
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             lines += sum(1 for line in body.splitlines() if line.strip())
     return lines
+
+
+def live_profiles(pipeline: LocalPipeline) -> dict[str, frozenset[str]]:
+    """Each live profile's id and identifiers."""
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+
+    return {p.profile_id: frozenset(p.identifiers)
+            for p in DynamoIdentityStore(pipeline.settings).scan_profiles() if not p.is_tombstone}
+
+
+def identity_problems(expected: Iterable[frozenset[str]], profiles: Mapping[str, Iterable[str]], *,
+                      ignore_unrelated: bool = False) -> list[str]:
+    """How the live profiles differ from one profile per person holding exactly that person's identifiers.
+
+    ``expected`` is each person's identifier set (the dataset's ground truth); empty when exact. Reports
+    a profile holding two people's identifiers (over-merge), a person spread over two profiles
+    (under-merge), an identifier no profile holds, and a profile with identifiers no person has
+    (unless ``ignore_unrelated``, for a stack that also served other traffic).
+    """
+    owner: dict[str, int] = {}
+    people = [frozenset(p) for p in expected]
+    for person, identifiers in enumerate(people):
+        for identifier in identifiers:
+            owner[identifier] = person
+    problems: list[str] = []
+    holders: dict[int, set[str]] = {}
+    held: set[str] = set()
+    for profile_id, identifiers in sorted(profiles.items()):
+        ids = set(identifiers)
+        owners = sorted({owner[i] for i in ids if i in owner})
+        strays = sorted(ids - owner.keys())
+        if not owners and ignore_unrelated:
+            continue
+        if len(owners) > 1:
+            problems.append(f"over-merge: profile {profile_id} holds identifiers of people {owners}")
+        if strays:
+            problems.append(f"profile {profile_id} holds identifiers no person has: {strays}")
+        for person in owners:
+            holders.setdefault(person, set()).add(profile_id)
+        held |= ids
+    for person, identifiers in enumerate(people):
+        if len(holders.get(person, ())) > 1:
+            problems.append(f"under-merge: person {person} is split over profiles {sorted(holders[person])}")
+        missing = sorted(identifiers - held)
+        if missing:
+            problems.append(f"person {person}: no profile holds {missing}")
+    return problems
+
+
+def owners_of(expected: Iterable[frozenset[str]], profiles: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Profile id -> the index of the one person whose identifiers it holds (over-merged profiles left out)."""
+    owner = {identifier: person for person, ids in enumerate(expected) for identifier in ids}
+    found: dict[str, int] = {}
+    for profile_id, identifiers in profiles.items():
+        people = {owner[i] for i in identifiers if i in owner}
+        if len(people) == 1:
+            found[profile_id] = people.pop()
+    return found
+
+
+REPEAT_BUYERS = "repeat-buyers"
+
+
+def expected_repeat_buyers(dataset: Dataset, *, ran_from: datetime, ran_until: datetime) -> tuple[set[int], set[int]]:
+    """(must, may): the people the repeat-buyers segment must hold, and may hold, if it ran at some moment
+    between ``ran_from`` and ``ran_until``; its window and count come from its definition file."""
+    from cdp.segments.catalog import all_segments, find_segment
+    from cdp.segments.definition import BehaviourCondition
+
+    from .template import REPO_ROOT
+
+    condition = find_segment(all_segments(REPO_ROOT / "segments"), REPEAT_BUYERS).condition
+    minimums = [int(p.value) for p in getattr(condition, "predicates", ()) if p.op == "gte"]
+    if not (isinstance(condition, BehaviourCondition) and condition.measure == "count" and len(minimums) == 1):
+        raise ValueError(f"{REPEAT_BUYERS} is no longer 'at least N orders within D days': update the demo")
+    minimum = minimums[0]
+    window = timedelta(days=condition.within_days)
+    # An order leaves the window as the run time moves on: the later the run, the fewer orders count.
+    must = dataset.buyers(min_orders=minimum, after=ran_until - window)
+    may = dataset.buyers(min_orders=minimum, after=ran_from - window)
+    return must, may
+
+
+def membership_problems(segment: str, members: Iterable[str], owners: Mapping[str, int], *,
+                        must: set[int], may: set[int]) -> list[str]:
+    """How a segment's members differ from the people the ground truth says it must (and may) hold."""
+    problems: list[str] = []
+    held: set[int] = set()
+    for profile_id in sorted(members):
+        person = owners.get(profile_id)
+        if person is None:
+            problems.append(f"{segment}: member {profile_id} is no one person's profile")
+        elif person not in may:
+            problems.append(f"{segment}: person {person} is a member but should not be")
+        else:
+            held.add(person)
+    problems += [f"{segment}: person {p} should be a member but is not" for p in sorted(must - held)]
+    return problems
+
+
+def segment_members(pipeline: LocalPipeline, segment: str) -> set[str]:
+    from cdp.adapters.membership import DynamoMembershipStore
+
+    return set(DynamoMembershipStore(pipeline.settings).members(segment))
 
 
 def count_profiles(pipeline: LocalPipeline) -> tuple[int, int]:
@@ -135,11 +279,12 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
     with LocalPipeline(LocalConfig(port=port, write_key=write_key, run_schedules=False)) as pipeline:
         progress(f"collector listening on {pipeline.url}")
         dataset = generate(people, events, seed=seed)
-        summary.events_sent = dataset.events
+        expect(summary, dataset)
         progress(f"generated {dataset.events:,} events from {people:,} people in {len(dataset.batches):,} batches")
         t1 = time.monotonic()
-        summary.events_accepted, summary.events_rejected = send_dataset(
-            pipeline.url, write_key, dataset.batches, progress=progress)
+        tally = send_batches(pipeline.url, write_key, dataset.batches, progress=progress)
+        summary.events_accepted, summary.events_rejected = tally.accepted, tally.rejected
+        summary.rejected_by_reason = dict(tally.reasons)
         summary.seconds["send"] = round(time.monotonic() - t1, 1)
         progress("waiting for unify and archive to drain the stream")
         t2 = time.monotonic()
@@ -147,35 +292,73 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.seconds["drain"] = round(time.monotonic() - t2, 1)
         progress("running the scheduled segment job")
         t3 = time.monotonic()
-        for report in pipeline.run_schedules("SegmentFunction"):
+        ran_from = datetime.now(UTC)
+        reports = pipeline.run_schedules("SegmentFunction")
+        ran_until = datetime.now(UTC)
+        for report in reports:
             for seg in report.get("segments", []):
                 summary.segments[seg["segment"]] = {k: seg[k] for k in ("members", "entered", "exited",
                                                                          "bytes_scanned")}
             for name, reason in report.get("failures", {}).items():
                 summary.segments[name] = {"error": reason}
+            summary.segments_skipped += report.get("skipped", [])
         progress("waiting for activation to send")
         _wait(pipeline, progress)
         summary.seconds["segment_and_activate"] = round(time.monotonic() - t3, 1)
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
         summary.profiles, summary.merged_profiles = count_profiles(pipeline)
+        profiles = live_profiles(pipeline)
+        summary.identity_problems = identity_problems(dataset.expected_profiles, profiles)
+        must, may = expected_repeat_buyers(dataset, ran_from=ran_from, ran_until=ran_until)
+        summary.membership_problems = membership_problems(
+            REPEAT_BUYERS, segment_members(pipeline, REPEAT_BUYERS), owners_of(dataset.expected_profiles, profiles),
+            must=must, may=may)
         summary.emails_sent = emails_sent(pipeline)
         summary.email_entries = email_entries(pipeline)
         summary.failure_destination = sum(p.sent_to_failure_destination for p in pipeline.kinesis_pollers)
         summary.metrics = pipeline.metrics.totals()
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
-    summary.checks = {
-        "every event answered": summary.events_accepted + summary.events_rejected == summary.events_sent,
-        "every rejected event quarantined": summary.quarantined == summary.events_rejected,
-        "every accepted event is in the lake": summary.events_in_lake == summary.events_accepted,
-        "profiles <= people": 0 < summary.profiles <= people,
-        "emails sent = entries of segments with an email channel": summary.emails_sent == summary.email_entries,
-        "no segment failed": all("error" not in s for s in summary.segments.values()),
-        "metrics agree: events accepted": summary.metrics.get("EventsAccepted") == summary.events_accepted,
-        "metrics agree: emails sent": summary.metrics.get("EmailsSent", 0) == summary.emails_sent,
-        "nothing sent to the failure destination": summary.failure_destination == 0,
-    }
+    summary.checks = evaluate(summary)
     return summary
+
+
+def expect(summary: DemoSummary, dataset: Dataset) -> None:
+    """Record in ``summary`` what the dataset's ground truth says the pipeline must produce."""
+    summary.people = dataset.people
+    summary.events_sent = dataset.events
+    summary.expected_rejections = dataset.expected_rejections
+    summary.expected_profiles = len(dataset.expected_profiles)
+    summary.segments_configured = configured_segments()
+
+
+def configured_segments() -> list[str]:
+    from cdp.segments.catalog import all_segments
+
+    from .template import REPO_ROOT
+
+    return sorted(d.name for d in all_segments(REPO_ROOT / "segments"))
+
+
+def evaluate(s: DemoSummary) -> dict[str, bool]:
+    """The demo's consistency checks: each compares what the pipeline holds to the ground truth or to
+    the stage before it, exactly."""
+    return {
+        "every event answered": s.events_accepted + s.events_rejected == s.events_sent,
+        "rejected = the dataset's broken events, by reason": s.rejected_by_reason == s.expected_rejections,
+        "every rejected event quarantined": s.quarantined == s.events_rejected,
+        "every accepted event is in the lake": s.events_in_lake == s.events_accepted,
+        "one profile per person, holding exactly that person's identifiers":
+            s.profiles == s.expected_profiles and not s.identity_problems,
+        "repeat buyers = the dataset's people with enough recent orders": not s.membership_problems,
+        "emails sent = entries of segments with an email channel": s.emails_sent == s.email_entries,
+        "every configured segment ran and none failed":
+            set(s.segments_configured) <= set(s.segments) and not s.segments_skipped
+            and all("error" not in seg for seg in s.segments.values()),
+        "metrics agree: events accepted": s.metrics.get("EventsAccepted") == s.events_accepted,
+        "metrics agree: emails sent": s.metrics.get("EmailsSent", 0) == s.emails_sent,
+        "nothing sent to the failure destination": s.failure_destination == 0,
+    }
 
 
 def _wait(pipeline: LocalPipeline, progress: Progress) -> None:
@@ -203,7 +386,7 @@ def format_summary(s: DemoSummary) -> str:
         f"    rejected (4xx, reason)  {s.events_rejected:>10,}",
         f"    quarantined             {s.quarantined:>10,}",
         f"  events in the lake        {s.events_in_lake:>10,}",
-        f"  unified profiles          {s.profiles:>10,}",
+        f"  unified profiles          {s.profiles:>10,}   (expected {s.expected_profiles:,})",
         f"    merged away             {s.merged_profiles:>10,}",
     ]
     for name, seg in s.segments.items():
@@ -222,5 +405,7 @@ def format_summary(s: DemoSummary) -> str:
         "",
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in s.checks.items()],
+        *[f"  identity: {problem}" for problem in s.identity_problems[:20]],
+        *[f"  segment: {problem}" for problem in s.membership_problems[:20]],
     ]
     return "\n".join(lines)

@@ -87,18 +87,27 @@ def test_archive_writes_the_sample_batch_to_the_lake(pipeline, functions, stack_
             "49630000000000000000000000000000000000000000000000000001.parquet") in keys
 
 
-def test_the_segment_job_runs_on_the_schedule_sample_and_reports_each_segment(functions) -> None:
+def test_the_segment_job_runs_on_the_schedule_sample_and_reports_each_segment(functions, stack_settings) -> None:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+    from cdp.segments.catalog import all_segments
+
     functions["UnifyFunction"].invoke(_sample("kinesis-batch.json"))
     functions["ArchiveFunction"].invoke(_sample("kinesis-batch.json"))
     report = functions["SegmentFunction"].invoke(_sample("schedule.json"))
-    assert report["failures"] == {}
-    assert report["profiles"] >= 1 and report["run_id"] == "2026-11-20T11:00:00Z"
-    assert {s["segment"] for s in report["segments"]} >= {"repeat-buyers"}
+    assert report["failures"] == {} and report["skipped"] == []
+    live = [p for p in DynamoIdentityStore(stack_settings).scan_profiles() if not p.is_tombstone]
+    assert report["profiles"] == len(live) >= 1 and report["run_id"] == "2026-11-20T11:00:00Z"
+    # The first tick runs every segment the function ships with.
+    shipped = {d.name for d in all_segments(EVENTS.parent / "segments")}
+    assert {s["segment"] for s in report["segments"]} == shipped >= {"repeat-buyers"}
 
 
-def test_activate_skips_an_unknown_profile_without_failing_the_message(functions) -> None:
+def test_activate_skips_an_unknown_profile_without_failing_the_message(pipeline, functions) -> None:
+    ses = pipeline.client("ses")
+    before = ses.get_send_quota()["SentLast24Hours"]
     response = functions["ActivateFunction"].invoke(_sample("sqs-activation.json"))
     assert response == {"batchItemFailures": []}
+    assert ses.get_send_quota()["SentLast24Hours"] == before
 
 
 def test_activate_reports_a_malformed_message_as_a_failure_for_redrive(functions) -> None:
@@ -128,7 +137,9 @@ def test_compaction_merges_the_days_files_and_keeps_every_event_once(pipeline, f
     for record in other["Records"]:  # the same events again, delivered under other sequence numbers
         record["kinesis"]["sequenceNumber"] = "7" + record["kinesis"]["sequenceNumber"][1:]
     functions["ArchiveFunction"].invoke(other)
+    s3, bucket = pipeline.client("s3"), pipeline.settings.lake_bucket
+    files = len(s3.list_objects_v2(Bucket=bucket, Prefix="events/dt=2026-11-20/")["Contents"])
     tick = {**_sample("schedule.json"), "detail": {"dt": "2026-11-20"}}
     report = functions["CompactFunction"].invoke(tick)
-    assert report["files_before"] >= 2 and report["files_after"] == 1
+    assert report["files_before"] == files >= 2 and report["files_after"] == 1
     assert report["rows_after"] == 2 and report["duplicates_removed"] == report["rows_before"] - 2

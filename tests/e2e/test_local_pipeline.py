@@ -5,18 +5,27 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from cdp.identity.identifiers import by_type
 from cdp_infra.client import TrackingClient
-from cdp_infra.dataset import generate
+from cdp_infra.dataset import Dataset, Person, generate
 from cdp_infra.demo import (
     count_lake_events,
     count_profiles,
     count_quarantined,
     email_entries,
     emails_sent,
-    send_dataset,
+    expected_repeat_buyers,
+    identity_problems,
+    live_profiles,
+    membership_problems,
+    owners_of,
+    segment_members,
+    send_batches,
 )
 from cdp_infra.local import LocalConfig, LocalPipeline
 
@@ -32,16 +41,33 @@ def pipeline() -> Iterator[LocalPipeline]:
 
 
 @pytest.fixture(scope="module")
-def delivered(pipeline: LocalPipeline) -> dict[str, int]:
+def dataset() -> Dataset:
+    return generate(people=40, events=800, seed=3)
+
+
+@pytest.fixture(scope="module")
+def delivered(pipeline: LocalPipeline, dataset: Dataset) -> dict[str, Any]:
     """Given a realistic dataset sent through the collector and drained through every consumer."""
-    dataset = generate(people=40, events=800, seed=3)
-    accepted, rejected = send_dataset(pipeline.url, WRITE_KEY, dataset.batches, workers=2)
+    tally = send_batches(pipeline.url, WRITE_KEY, dataset.batches, workers=2)
     pipeline.wait_drained(timeout_s=300)
+    ran_from = datetime.now(UTC)
     reports = pipeline.run_schedules("SegmentFunction")
+    ran_until = datetime.now(UTC)
     pipeline.wait_drained(timeout_s=120)
     entered = sum(s["entered"] for r in reports for s in r["segments"])
-    return {"sent": dataset.events, "invalid": dataset.invalid, "accepted": accepted, "rejected": rejected,
-            "entered": entered, "people": dataset.people}
+    return {"sent": dataset.events, "invalid": dataset.invalid, "accepted": tally.accepted,
+            "rejected": tally.rejected, "reasons": dict(tally.reasons), "entered": entered,
+            "people": dataset.people, "ran_from": ran_from, "ran_until": ran_until}
+
+
+def _identified(dataset: Dataset, *, devices: int = 1) -> Person:
+    """The first person who signed up (on ``devices`` devices or more), as the generator says."""
+    return next(p for p in dataset.persons
+                if p.identified and sum(i.startswith("anonymous_id:") for i in p.identifiers) >= devices)
+
+
+def _email(person: Person) -> str:
+    return next(i for i in person.identifiers if i.startswith("email:"))
 
 
 def _get(pipeline: LocalPipeline, path: str, token: str | None = TOKEN) -> tuple[int, dict]:
@@ -52,9 +78,11 @@ def _get(pipeline: LocalPipeline, path: str, token: str | None = TOKEN) -> tuple
     return status, json.loads(body or b"{}")
 
 
-def test_every_event_sent_is_either_accepted_or_rejected_with_a_reason(delivered: dict[str, int]) -> None:
+def test_every_event_sent_is_either_accepted_or_rejected_with_a_reason(delivered: dict[str, Any],
+                                                                       dataset: Dataset) -> None:
     assert delivered["accepted"] + delivered["rejected"] == delivered["sent"]
-    assert delivered["rejected"] == delivered["invalid"]
+    assert delivered["rejected"] == delivered["invalid"] > 0
+    assert delivered["reasons"] == dataset.expected_rejections == {"missing_identity": delivered["invalid"]}
 
 
 def test_every_accepted_event_reaches_the_lake_exactly_once(pipeline: LocalPipeline, delivered: dict) -> None:
@@ -65,9 +93,23 @@ def test_every_rejected_event_is_kept_in_quarantine(pipeline: LocalPipeline, del
     assert count_quarantined(pipeline) == delivered["rejected"]
 
 
-def test_identities_resolve_into_at_most_one_profile_per_person(pipeline: LocalPipeline, delivered: dict) -> None:
-    live, _merged = count_profiles(pipeline)
-    assert 0 < live <= delivered["people"]
+def test_identities_resolve_into_exactly_one_profile_per_person(pipeline: LocalPipeline, delivered: dict,
+                                                                dataset: Dataset) -> None:
+    # Other tests on this stack add profiles of their own: keep those holding the dataset's identifiers.
+    known = set().union(*dataset.expected_profiles)
+    profiles = {pid: ids for pid, ids in live_profiles(pipeline).items() if ids & known}
+    assert identity_problems(dataset.expected_profiles, profiles) == []
+    assert sorted(map(sorted, profiles.values())) == sorted(map(sorted, dataset.expected_profiles))
+    assert len(profiles) == len(dataset.expected_profiles) == sum(1 for p in dataset.persons if p.identifiers)
+
+
+def test_the_repeat_buyers_segment_holds_the_people_with_two_recent_orders(pipeline: LocalPipeline,
+                                                                           delivered: dict, dataset: Dataset) -> None:
+    must, may = expected_repeat_buyers(dataset, ran_from=delivered["ran_from"], ran_until=delivered["ran_until"])
+    assert must, "the dataset should have repeat buyers"
+    owners = owners_of(dataset.expected_profiles, live_profiles(pipeline))
+    members = segment_members(pipeline, "repeat-buyers")
+    assert membership_problems("repeat-buyers", members, owners, must=must, may=may) == []
 
 
 def test_segment_entries_each_get_exactly_one_email(pipeline: LocalPipeline, delivered: dict) -> None:
@@ -83,22 +125,26 @@ def test_running_the_schedule_again_sends_no_second_email(pipeline: LocalPipelin
 
 
 def test_a_profile_is_found_by_email_over_http_with_the_admin_token(pipeline: LocalPipeline,
-                                                                   delivered: dict) -> None:
-    status, body = _get(pipeline, "/v1/profiles/email:alice.0@example.com")
-    if status == 404:  # person 0 may not have signed up with this seed: find one who did
-        status, body = _get(pipeline, "/v1/profiles/user_id:user-00001")
+                                                                   delivered: dict, dataset: Dataset) -> None:
+    person = _identified(dataset, devices=2)
+    status, body = _get(pipeline, f"/v1/profiles/{_email(person)}")
     assert status == 200
-    assert body["profile_id"] and body["event_count"] > 0 and "identifiers" in body
+    assert body["identifiers"] == by_type(person.identifiers)
+    assert body["event_count"] == len(person.message_ids)
+    holder = [pid for pid, ids in live_profiles(pipeline).items() if _email(person) in ids]
+    assert holder == [body["profile_id"]]
 
 
 def test_the_profile_api_refuses_a_missing_token(pipeline: LocalPipeline) -> None:
-    status, _ = _get(pipeline, "/v1/profiles/user_id:user-00001", token=None)
+    status, body = _get(pipeline, "/v1/profiles/user_id:user-00001", token=None)
     assert status == 401
+    assert "profile_id" not in body and body["success"] is False
 
 
 def test_an_unknown_profile_is_404(pipeline: LocalPipeline) -> None:
-    status, _ = _get(pipeline, "/v1/profiles/email:nobody@nowhere.example")
+    status, body = _get(pipeline, "/v1/profiles/email:nobody@nowhere.example")
     assert status == 404
+    assert body["reason"] == "profile_not_found"
 
 
 def test_the_local_metrics_count_what_the_collector_answered_and_the_lake_and_ses_hold(
@@ -113,7 +159,9 @@ def test_the_local_metrics_count_what_the_collector_answered_and_the_lake_and_se
     assert totals.get("EmailsSent", 0) == emails_sent(pipeline)
     assert totals["ProfilesCreated"] - totals.get("ProfilesMerged", 0) == count_profiles(pipeline)[0]
     assert "EventsAccepted" in functions["CollectFunction"] and "EventsUnified" in functions["UnifyFunction"]
-    assert body["namespace"]
+    from cdp_infra.template import load_template
+
+    assert body["namespace"] == load_template()["Mappings"]["Observability"]["Metrics"]["Namespace"]
 
 
 def test_the_local_metrics_route_refuses_a_missing_token(pipeline: LocalPipeline) -> None:
@@ -126,7 +174,8 @@ def test_malformed_json_gets_400_with_a_reason_and_the_server_keeps_serving(pipe
     auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     status, _, body = client.request("POST", "/v1/track", b"{not json", {"Authorization": auth,
                                                                         "Content-Type": "application/json"})
-    assert status == 400 and json.loads(body)
+    assert status == 400
+    assert json.loads(body)["reason"] == "invalid_json"
     ok = client.batch([{"type": "track", "event": "After", "anonymousId": "a-1"}])
     client.close()
     assert ok.status == 200 and ok.accepted == 1
@@ -137,6 +186,7 @@ def test_an_unknown_write_key_gets_401(pipeline: LocalPipeline) -> None:
     result = client.batch([{"type": "track", "event": "X", "anonymousId": "a"}])
     client.close()
     assert result.status == 401
+    assert result.accepted == 0 and result.body["reason"] == "unknown_write_key"
 
 
 def test_an_event_without_any_id_is_rejected_with_a_reason(pipeline: LocalPipeline) -> None:
@@ -144,20 +194,28 @@ def test_an_event_without_any_id_is_rejected_with_a_reason(pipeline: LocalPipeli
     result = client.batch([{"type": "track", "event": "X"}])
     client.close()
     assert result.status == 400 and result.rejected == 1
-    assert "reason" in json.dumps(result.body) or "code" in json.dumps(result.body)
+    assert result.body["reason"] == "all_events_rejected"
+    assert result.body["rejected"] == [{"index": 0, "reason": "missing_identity"}]
 
 
 def test_an_unknown_route_is_refused_like_api_gateway(pipeline: LocalPipeline) -> None:
-    status, _ = _get(pipeline, "/v1/nowhere")
+    status, body = _get(pipeline, "/v1/nowhere")
     assert status == 403
+    assert "profile_id" not in body
 
 
-def test_explain_shows_the_evidence_that_linked_an_identifier(pipeline: LocalPipeline, delivered: dict) -> None:
-    status, body = _get(pipeline, "/v1/profiles/user_id:user-00001/explain")
-    if status == 404:
-        status, body = _get(pipeline, "/v1/profiles/user_id:user-00002/explain")
+def test_explain_shows_the_evidence_that_linked_an_identifier(pipeline: LocalPipeline, delivered: dict,
+                                                              dataset: Dataset) -> None:
+    person = _identified(dataset, devices=2)
+    user_id = next(i for i in person.identifiers if i.startswith("user_id:"))
+    status, body = _get(pipeline, f"/v1/profiles/{user_id}/explain")
     assert status == 200
-    assert "messageId" in json.dumps(body) or "message_id" in json.dumps(body)
+    assert body["identifiers"] == by_type(person.identifiers)
+    assert set(body["why"]) == person.identifiers
+    for identifier, evidence in body["why"].items():
+        # Each identifier was linked by one of this person's own events, and by nothing else.
+        assert evidence, identifier
+        assert {e["message_id"] for e in evidence} <= person.message_ids, identifier
 
 
 def test_a_wrong_merge_is_undone_by_detaching_and_both_sides_are_rebuilt_from_the_lake(
@@ -187,7 +245,11 @@ def test_a_wrong_merge_is_undone_by_detaching_and_both_sides_are_rebuilt_from_th
     _, rest = _get(pipeline, "/v1/profiles/anonymous_id:kiosk-1")
     assert detached["profile_id"] != rest["profile_id"]
     assert detached["event_count"] + rest["event_count"] == 5
-    assert detached["event_count"] >= 2
+    # An event goes with its highest-priority identifier: kiosk-2's identify carries the email, so it
+    # stays with kiosk-1; only kiosk-2's two tracks are rebuilt onto the detached profile.
+    assert (detached["event_count"], rest["event_count"]) == (2, 3)
+    assert detached["identifiers"] == {"anonymous_id": ["kiosk-2"]}
+    assert rest["identifiers"] == {"anonymous_id": ["kiosk-1"], "email": ["front-desk@example.com"]}
 
 
 def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
@@ -214,4 +276,5 @@ def test_unmerging_an_unknown_identifier_fails_with_a_reason(pipeline: LocalPipe
     from cdp_infra.cli import main
 
     assert main(["profile", "unmerge", "email:nobody@nowhere.example"]) == 1
-    assert "not_found" in capsys.readouterr().err
+    error = json.loads(capsys.readouterr().err)
+    assert error["error"] == "not_found" and error["identifier"] == "email:nobody@nowhere.example"

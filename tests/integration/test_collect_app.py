@@ -18,6 +18,7 @@ from cdp.settings import Settings
 
 from .collect_support import (
     ADMIN_TOKEN,
+    APP_FILE,
     WRITE_KEY,
     basic,
     proxy_event,
@@ -242,7 +243,8 @@ def test_the_browser_tracker_is_served_as_javascript(collector: ModuleType) -> N
     response = call(collector, proxy_event("/v1/cdp.js", method="GET", headers={}))
     assert response["statusCode"] == 200
     assert response["headers"]["Content-Type"].startswith("application/javascript")
-    assert "function" in response["body"]
+    tracker = APP_FILE.parent / "static" / "cdp.js"
+    assert response["body"] == tracker.read_text(encoding="utf-8")
 
 
 def test_a_request_over_500_kb_is_400_naming_the_limit(

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from cdp.collect import IngestRequest, QuarantineEntry, Source, ingest
-from cdp.errors import EventsRejected, MalformedRequest, PayloadTooLarge, StreamUnavailable, WriteKeyRejected
+from cdp.errors import (
+    CdpError,
+    EventsRejected,
+    MalformedRequest,
+    PayloadTooLarge,
+    StreamUnavailable,
+    WriteKeyRejected,
+)
 from tests.unit.collect_fakes import ListSink
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -55,14 +62,14 @@ def run(
     return result, sink, quarantine
 
 
-def attempt(*args: Any, **kwargs: Any) -> tuple[Exception, ListQuarantine]:
+def attempt(*args: Any, **kwargs: Any) -> tuple[CdpError, ListQuarantine]:
     sink, quarantine = ListSink(), ListQuarantine()
     body, *rest = args
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     route = rest[0] if rest else kwargs.pop("route", "batch")
     limits = {k: kwargs.pop(k) for k in ("max_request_bytes",) if k in kwargs}
     request = IngestRequest(route=route, body=raw, **kwargs)
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(CdpError) as raised:
         ingest(request, sources=FakeSources(), sink=sink, quarantine=quarantine, now=NOW, **limits)
     assert sink.records == []
     return raised.value, quarantine
@@ -113,7 +120,7 @@ def test_a_request_without_any_write_key_is_rejected() -> None:
 
 def test_a_bad_header_key_is_rejected_even_if_the_body_carries_a_good_one() -> None:
     error, _ = attempt({"batch": [GOOD], "writeKey": KEY}, authorization=auth("wk_bad"))
-    assert isinstance(error, WriteKeyRejected)
+    assert isinstance(error, WriteKeyRejected) and error.reason == "unknown_write_key"
 
 
 def test_a_mixed_batch_accepts_the_valid_and_names_the_rejected_by_index() -> None:
@@ -146,13 +153,13 @@ def test_every_rejected_event_of_a_known_source_is_quarantined_with_its_reason()
 
 def test_the_write_key_of_a_single_event_body_is_not_quarantined() -> None:
     error, quarantine = attempt({"userId": "u1", "writeKey": KEY}, "track")
-    assert isinstance(error, EventsRejected)
+    assert isinstance(error, EventsRejected) and error.reason == "all_events_rejected"
     assert "writeKey" not in quarantine.entries[0].payload
 
 
 def test_a_batch_with_only_invalid_events_is_rejected_with_every_reason() -> None:
     error, quarantine = attempt({"batch": [BAD, "x"]}, authorization=auth())
-    assert isinstance(error, EventsRejected)
+    assert isinstance(error, EventsRejected) and error.reason == "all_events_rejected"
     assert error.details["rejected"] == [
         {"index": 0, "reason": "missing_event"},
         {"index": 1, "reason": "not_an_object"},
@@ -178,7 +185,7 @@ def test_an_unreadable_body_of_a_known_source_is_quarantined_raw(body: bytes, re
 
 def test_an_unreadable_body_without_a_header_key_is_refused_and_not_stored() -> None:
     error, quarantine = attempt(b"{oops")
-    assert isinstance(error, MalformedRequest)
+    assert isinstance(error, MalformedRequest) and error.reason == "invalid_json"
     assert quarantine.entries == []
 
 
@@ -221,6 +228,7 @@ def test_a_write_key_in_a_refused_body_is_never_stored_in_the_quarantine() -> No
 def test_the_header_write_key_is_redacted_from_an_unreadable_body() -> None:
     body = b'{"writeKey": "' + KEY.encode() + b'", oops'
     error, quarantine = attempt(body, authorization=auth())
-    assert isinstance(error, MalformedRequest)
+    assert isinstance(error, MalformedRequest) and error.reason == "invalid_json"
     [entry] = quarantine.entries
+    assert entry.reason == "invalid_json"
     assert KEY.encode() not in entry.raw_body and b"[redacted write key]" in entry.raw_body

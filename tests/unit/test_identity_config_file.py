@@ -14,7 +14,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "config" / "identity.yaml"
 
 def test_the_shipped_file_declares_custom_identifiers_and_computed_traits() -> None:
     config = load_identity_config(SHIPPED)
-    assert {"device_id", "crm_id"} <= set(config.types)
+    assert set(config.types) == {"user_id", "email", "phone", "anonymous_id", "device_id", "crm_id"}
     assert "revenue_total" in {t.name for t in config.computed_traits}
     assert config.limit("user_id") == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, EventBridgeEvent, SQSEvent
@@ -41,7 +42,8 @@ def test_the_kinesis_sample_decodes_to_collector_normalised_events() -> None:
 
 def test_the_schedule_sample_has_a_time_the_segment_job_uses_as_run_id() -> None:
     tick = EventBridgeEvent(_load("schedule.json"))
-    assert tick.detail_type == "Scheduled Event" and parse_time(tick.time) is not None
+    assert tick.detail_type == "Scheduled Event"
+    assert parse_time(tick.time) == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
 
 
 def test_the_sqs_sample_carries_a_membership_change() -> None:
