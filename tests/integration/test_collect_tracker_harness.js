@@ -124,7 +124,8 @@ async function main() {
     b = browser({ storage: store, cookies: Object.fromEntries(first.cookies) });
     b.window.cdp.load(writeKey, { host });
   }
-  const drained = await until(() => b.window.cdp._queue().length === 0 && b.stats.fetches >= 0, 5000);
+  // Drained: nothing left queued, and something actually went out (a fetch or a beacon).
+  const drained = await until(() => b.window.cdp._queue().length === 0 && b.stats.fetches + b.stats.beacons >= 1, 15000);
   await Promise.all(b.pending);
   console.log(
     JSON.stringify({
