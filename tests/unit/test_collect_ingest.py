@@ -269,6 +269,14 @@ def test_a_batch_context_with_a_lone_surrogate_refuses_its_events_and_is_kept_es
     assert entry.reason == "invalid_unicode" and isinstance(entry.context, str) and stored_line(entry)
 
 
+def test_an_event_naming_a_key_twice_is_kept_as_sent_with_both_values() -> None:
+    body = b'{"batch": [{"type": "track", "userId": "u1", "event": "E", "properties": {"a": 1, "a": 2}}]}'
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, EventsRejected)
+    [entry] = quarantine.entries
+    assert entry.payload == '{"type":"track","userId":"u1","event":"E","properties":{"a":1,"a":2}}'
+
+
 def test_a_write_key_with_a_lone_surrogate_in_the_body_is_unknown() -> None:
     error, quarantine = attempt(b'{"writeKey": "\\ud800", "batch": []}')
     assert isinstance(error, WriteKeyRejected) and error.reason == "unknown_write_key"

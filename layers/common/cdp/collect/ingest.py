@@ -13,7 +13,7 @@ from cdp.times import format_time
 
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
 from .events import OutgoingRecord, RequestFacts, normalise_event
-from .limits import DEFAULT_LIMITS, AmbiguousObject, EventLimits, writable
+from .limits import DEFAULT_LIMITS, AmbiguousObject, EventLimits, as_sent, writable
 
 #: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
 #: of any type (``track`` when it names none) in the ``data`` query parameter.
@@ -246,7 +246,8 @@ def _event_entry(
         received_at=received_at,
         route=request.route,
         index=index,
-        payload=writable(raw),
+        # The parsed value cannot show a duplicate key: such an event is kept as the text sent.
+        payload=as_sent(raw) if reason == "duplicate_key" else writable(raw),
         ip=request.ip,
         user_agent=request.user_agent,
         sent_at=writable(facts.sent_at),

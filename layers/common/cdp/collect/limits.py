@@ -56,14 +56,21 @@ DEFAULT_LIMITS = EventLimits()
 
 
 class AmbiguousObject(dict[str, Any]):
-    """A JSON object that named one key twice (the parser kept the last value)."""
+    """A JSON object that named one key twice: the last value is what the dict holds, ``pairs``
+    everything that was sent (for the quarantine)."""
+
+    pairs: list[tuple[str, Any]]
 
 
 def object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` of the body parser: a duplicate key is marked, not fatal, so only
     the event that holds it is refused."""
     obj = dict(pairs)
-    return obj if len(obj) == len(pairs) else AmbiguousObject(obj)
+    if len(obj) == len(pairs):
+        return obj
+    ambiguous = AmbiguousObject(obj)
+    ambiguous.pairs = pairs
+    return ambiguous
 
 
 def check_values(event: dict[str, Any]) -> None:
@@ -141,6 +148,23 @@ def check_name(value: str) -> None:
         raise InvalidEvent("event_name_too_long", limit_bytes=MAX_NAME_BYTES)
     if not value.isprintable() and any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
         raise InvalidEvent("invalid_event_name")
+
+
+def as_sent(value: Any) -> str:
+    """JSON text of ``value`` with every key its objects were sent with, duplicates included."""
+    try:
+        return _as_sent(value)
+    except RecursionError:
+        return json.dumps(value)
+
+
+def _as_sent(value: Any) -> str:
+    if isinstance(value, dict):
+        pairs = value.pairs if type(value) is AmbiguousObject else value.items()
+        return "{" + ",".join(f"{json.dumps(k)}:{_as_sent(v)}" for k, v in pairs) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_as_sent(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def writable(value: Any) -> Any:
