@@ -117,10 +117,29 @@ def test_a_group_s_traits_are_not_read_as_a_person_s_identifiers() -> None:
     assert stored(raw)["traits"]["email"] == "a" * 2000
 
 
-def test_a_key_over_256_bytes_is_too_long_wherever_it_is() -> None:
+def test_a_trait_or_property_name_over_256_bytes_is_too_long() -> None:
     assert reason_for(track(properties={"k" * 257: 1})) == "key_too_long"
-    assert reason_for(track(context={"x": [{"ü" * 129: 1}]})) == "key_too_long"
+    assert reason_for({"type": "identify", "userId": "u1", "traits": {"ü" * 129: 1}}) == "key_too_long"
+    assert reason_for(track(context={"traits": {"t" * 257: 1}})) == "key_too_long"
     assert stored(track(properties={"k" * 256: 1}))
+
+
+def test_a_long_key_inside_a_value_is_part_of_the_value() -> None:
+    assert stored(track(properties={"cart": {"k" * 300: 1}}))
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (track(properties=nested(MAX_DEPTH)), "too_deep"),
+        (track(properties={"n": 2**63}), "invalid_number"),
+        (track(properties={"n": [-(2**63) - 1]}), "invalid_number"),
+        (track(properties={"n": float("nan")}), "invalid_number"),
+    ],
+)
+def test_a_body_without_duplicate_keys_is_still_held_to_every_limit(raw: dict[str, Any], reason: str) -> None:
+    facts = RequestFacts(source_id="src_1", received_at=NOW, may_hold_duplicate_keys=False)
+    assert reason_for(raw, facts) == reason
 
 
 def test_a_trait_value_over_8_kb_is_too_large() -> None:

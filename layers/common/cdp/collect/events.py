@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -23,8 +24,10 @@ from .limits import (
     check_identifier,
     check_identifier_paths,
     check_name,
+    check_names,
     check_traits,
     check_values,
+    may_break_limits,
 )
 
 EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
@@ -51,6 +54,8 @@ class RequestFacts:
     sent_at: object = None
     context: Mapping[str, Any] | None = None
     limits: EventLimits = DEFAULT_LIMITS
+    #: False when the parser met no object with a duplicate key in the request's body.
+    may_hold_duplicate_keys: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,24 +111,23 @@ def _normalise(raw: dict[str, Any], route_type: str | None, facts: RequestFacts)
         # RudderStack's SDKs send identify traits in context.traits only; downstream reads traits.
         event["traits"] = dict(event["context"]["traits"])
     event["sourceId"] = facts.source_id
-    _check_limits(event, facts.limits)
     try:
         text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:  # NaN, Infinity, or a literal beyond a double such as 1e400
         raise InvalidEvent("invalid_number") from exc
     data = text.encode("utf-8")
+    if facts.may_hold_duplicate_keys or may_break_limits(data):
+        check_values(event)
+    for holder in (event.get("traits"), event["context"].get("traits")):
+        if isinstance(holder, dict):
+            check_traits(holder)
+    if isinstance(event.get("properties"), dict):
+        check_names(event["properties"])
     if len(data) > MAX_IDENTIFIER_BYTES:  # only then can an identifier inside be too long
         _check_identifier_paths(event, facts.limits)
     if len(data) > MAX_STORED_EVENT_BYTES:
         raise InvalidEvent("event_too_large", limit="32 KB per event", limit_bytes=MAX_EVENT_BYTES)
     return OutgoingRecord(event=event, data=data, partition_key=partition_key(event))
-
-
-def _check_limits(event: dict[str, Any], limits: EventLimits) -> None:
-    check_values(event)
-    for holder in (event.get("traits"), event["context"].get("traits")):
-        if isinstance(holder, dict):
-            check_traits(holder)
 
 
 def _check_identifier_paths(event: dict[str, Any], limits: EventLimits) -> None:
@@ -220,10 +224,15 @@ def _set_timestamps(event: dict[str, Any], raw: Mapping[str, Any], facts: Reques
         # A time the lake cannot show, or a forged future one: when we received it is the best
         # we know. The sender's own time stays in originalTimestamp.
         timestamp = received_at
-    event["timestamp"] = format_time(timestamp)
-    event["receivedAt"] = format_time(received_at)
+    received_text = _received_text(received_at)
+    event["timestamp"] = received_text if timestamp == received_at else format_time(timestamp)
+    event["receivedAt"] = received_text
     _set_or_drop(event, "originalTimestamp", format_time(original) if original else None)
     _set_or_drop(event, "sentAt", format_time(sent_at) if sent_at else None)
+
+
+#: Every event of a request has the same receivedAt (and many have it as their timestamp).
+_received_text = functools.lru_cache(maxsize=8)(format_time)
 
 
 def _message_id(raw: Mapping[str, Any], source_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -13,7 +13,7 @@ from cdp.times import format_time
 
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
 from .events import OutgoingRecord, RequestFacts, normalise_event
-from .limits import DEFAULT_LIMITS, AmbiguousObject, EventLimits, as_sent, writable
+from .limits import DEFAULT_LIMITS, AmbiguousObject, EventLimits, ambiguous_seen, as_sent, writable
 
 #: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
 #: of any type (``track`` when it names none) in the ``data`` query parameter.
@@ -115,11 +115,13 @@ def ingest(
     payload: object = None
     body_key: str | None = None
     try:
+        ambiguous_before = ambiguous_seen()
         payload = _read(request, max_request_bytes)
         if source is None:
             body_key = _body_write_key(payload)
             source = _authenticate(sources, body_key)
         events, facts = _unpack(request, payload, source, now, limits)
+        facts = replace(facts, may_hold_duplicate_keys=ambiguous_seen() != ambiguous_before)
     except (MalformedRequest, PayloadTooLarge) as exc:
         if source is not None:
             quarantine.put([_raw_entry(request, source, received_at, exc.reason,

@@ -18,7 +18,7 @@ from cdp.errors import InvalidEvent
 #: and every identifier path of the identity config (traits.email, traits.phone, custom ones).
 #: The identity index's partition key is ``<type>:<value>``, at most 2048 bytes in DynamoDB.
 MAX_IDENTIFIER_BYTES = 1024
-#: Bytes of one object key anywhere in an event (a trait or property name, say).
+#: Bytes of a trait or property name (a key of traits, context.traits or properties).
 MAX_KEY_BYTES = 256
 #: Objects and arrays inside one another, the event itself being the first level.
 MAX_DEPTH = 32
@@ -62,32 +62,47 @@ class AmbiguousObject(dict[str, Any]):
     pairs: list[tuple[str, Any]]
 
 
+_ambiguous_seen = 0
+
+
 def object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` of the body parser: a duplicate key is marked, not fatal, so only
     the event that holds it is refused."""
     obj = dict(pairs)
     if len(obj) == len(pairs):
         return obj
+    global _ambiguous_seen
+    _ambiguous_seen += 1
     ambiguous = AmbiguousObject(obj)
     ambiguous.pairs = pairs
     return ambiguous
 
 
+def ambiguous_seen() -> int:
+    """How many objects with a duplicate key the parser has met: unchanged across one parse
+    means that body holds none (another thread's parse can only make it change, never hide one)."""
+    return _ambiguous_seen
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_INT64_DIGITS = b"0" * 19
+
+
+def may_break_limits(data: bytes) -> bool:
+    """False when an event's stored JSON shows :func:`check_values` would pass it, given that its
+    body held no duplicate key: no more brackets than levels allowed, no run of 19 digits (every
+    integer of 18 digits fits 64 bits). A bracket or digits inside a string only cost a walk."""
+    return (
+        data.count(b"{") + data.count(b"[") > MAX_DEPTH
+        or data.translate(_DIGITS_AS_ZERO).find(_INT64_DIGITS) >= 0
+    )
+
+
 def check_values(event: dict[str, Any]) -> None:
-    """Refuse ``event`` if an object in it repeats a key or has an over-long one, if it nests
-    deeper than :data:`MAX_DEPTH`, or if an integer does not fit 64 bits. Non-finite floats are
-    left to the serialiser (``allow_nan=False``), which meets every value anyway."""
-    _check_object(event, 1)
-
-
-# The two walkers below run over every value of every event: they are kept to the fewest
-# branches per value, the common types first.
-def _check_object(obj: dict[str, Any], depth: int) -> None:
-    if obj and max(map(len, obj)) > _SHORT_KEY:
-        for key in obj:
-            if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-                raise InvalidEvent("key_too_long", limit_bytes=MAX_KEY_BYTES)
-    _check_items(obj.values(), depth)
+    """Refuse ``event`` if an object in it repeats a key, if it nests deeper than
+    :data:`MAX_DEPTH`, or if an integer does not fit 64 bits. Non-finite floats are left to the
+    serialiser (``allow_nan=False``), which meets every value anyway."""
+    _check_items(event.values(), 1)
 
 
 def _check_items(values: Iterable[Any], depth: int) -> None:
@@ -98,7 +113,7 @@ def _check_items(values: Iterable[Any], depth: int) -> None:
         if kind is dict:
             if depth >= MAX_DEPTH:
                 raise InvalidEvent("too_deep", limit=MAX_DEPTH)
-            _check_object(value, depth + 1)
+            _check_items(value.values(), depth + 1)
         elif kind is list:
             if depth >= MAX_DEPTH:
                 raise InvalidEvent("too_deep", limit=MAX_DEPTH)
@@ -131,7 +146,16 @@ def check_identifier_paths(event: dict[str, Any], paths: Iterable[str]) -> None:
             check_identifier(node.strip())
 
 
+def check_names(holder: dict[str, Any]) -> None:
+    """The keys of ``traits``, ``context.traits`` or ``properties``: trait and property names."""
+    if holder and max(map(len, holder)) > _SHORT_KEY:
+        for key in holder:
+            if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+                raise InvalidEvent("key_too_long", limit_bytes=MAX_KEY_BYTES)
+
+
 def check_traits(traits: dict[str, Any]) -> None:
+    check_names(traits)
     for value in traits.values():
         if isinstance(value, str):
             size = len(value) if len(value) * 4 <= MAX_TRAIT_VALUE_BYTES else len(value.encode("utf-8", "surrogatepass"))
