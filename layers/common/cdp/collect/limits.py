@@ -45,7 +45,7 @@ _SHORT_IDENTIFIER = MAX_IDENTIFIER_BYTES // 4
 class EventLimits:
     """The settings of the checks: how far ahead of receivedAt an event time may be, and where
     the identity config reads identifiers (a function, so the collector loads that config only
-    for an event that carries a string long enough to matter)."""
+    for an event over 1 KB, the least that can hold an over-long identifier)."""
 
     max_future: timedelta = timedelta(minutes=5)
     earliest: datetime = LAKE_EPOCH
