@@ -69,8 +69,10 @@ def identity_store() -> Any:
 
 @functools.cache
 def limits() -> EventLimits:
+    # A tuning value with a default: read without requiring the resource names, which only the
+    # adapters need (they are built on first use).
     return EventLimits(
-        max_future=timedelta(seconds=settings().collect_max_future_seconds),
+        max_future=timedelta(seconds=Settings.from_env().collect_max_future_seconds),
         identifier_paths=identifier_paths,
     )
 
