@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from chalice import Chalice, Response
 
 from cdp.collect import IngestRequest, ingest
 from cdp.collect.http import CORS_HEADERS, HttpResponse, error_response, preflight_response, success_response
+from cdp.collect.limits import EventLimits
 from cdp.collect.pixel import PIXEL_GIF, pixel_body
 from cdp.collect.profiles import audit_record, profile_response
 from cdp.errors import CdpError
@@ -67,6 +68,23 @@ def identity_store() -> Any:
 
 
 @functools.cache
+def limits() -> EventLimits:
+    # A tuning value with a default: read without requiring the resource names, which only the
+    # adapters need (they are built on first use).
+    return EventLimits(
+        max_future=timedelta(seconds=Settings.from_env().collect_max_future_seconds),
+        identifier_paths=identifier_paths,
+    )
+
+
+@functools.cache
+def identifier_paths() -> tuple[str, ...]:
+    # Asked for only by an event over 1 KB (a shorter one cannot hold an over-long identifier),
+    # so a cold collector does not import the identity package for its first small events.
+    return tuple(path for spec in identity_config().identifiers for path in spec.paths)
+
+
+@functools.cache
 def tracker_script() -> str:
     return _TRACKER.read_text(encoding="utf-8")
 
@@ -90,7 +108,12 @@ def _ingest(route: str, body: bytes) -> HttpResponse:
     )
     try:
         result = ingest(
-            ingest_request, sources=sources(), sink=sink(), quarantine=quarantine(), now=datetime.now(UTC)
+            ingest_request,
+            sources=sources(),
+            sink=sink(),
+            quarantine=quarantine(),
+            now=datetime.now(UTC),
+            limits=limits(),
         )
     except CdpError as exc:
         record_ingest_error(exc)

@@ -112,6 +112,20 @@ def test_a_mixed_batch_is_200_naming_the_rejected_which_go_to_quarantine(
     )
 
 
+def test_a_lone_surrogate_refuses_only_its_event_which_the_quarantine_keeps_escaped(
+    collector: ModuleType, stack_settings: Settings
+) -> None:
+    good = json.dumps(BATCH["batch"][0]).encode()
+    body = b'{"batch": [' + good + b', {"type": "track", "userId": "u1", "event": "E\\ud800"}]}'
+    response = call(collector, proxy_event("/v1/batch", body=body, headers={"Authorization": basic()}))
+    assert response["statusCode"] == 200
+    assert response_json(response)["rejected"] == [{"index": 1, "reason": "invalid_unicode"}]
+    assert [e["messageId"] for _, e in stream_events(stack_settings)] == ["m1"]
+    [(_, line)] = quarantine_lines(stack_settings)
+    assert line["reason"] == "invalid_unicode"
+    assert json.loads(line["payload"]) == {"type": "track", "userId": "u1", "event": "E\ud800"}
+
+
 def test_a_batch_of_only_invalid_events_is_400_with_every_reason(
     collector: ModuleType, stack_settings: Settings
 ) -> None:

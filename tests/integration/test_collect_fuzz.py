@@ -1,5 +1,9 @@
 """Fuzzing the tracking routes: no 5xx, every refusal names its reason, and nothing is lost.
 
+Hostile input is part of the mix, as anyone holding a public browser key could send it: lone
+surrogates, deep nesting, huge keys and identifiers, duplicate keys, numbers no store can hold
+(NaN, Infinity, 1e400, integers beyond 64 bits) and event times far in the future or past.
+
 Loss accounting: the adapters are the real ones (Kinesis and S3 in moto), wrapped to count what
 each request handed them. Per request, the answer must match what was written (accepted events
 on the stream, refused events of a known source in the quarantine, nothing for a bad key), and
@@ -103,6 +107,26 @@ def assert_stores_hold_what_was_counted(
     assert stored == {_stable(entry_to_dict(e)) for e in quarantine.entries}
 
 
+#: Stand-ins that the request builder swaps for JSON text json.dumps cannot write.
+DUPLICATE_KEYS = "__duplicate_keys__"
+OVERFLOWING_FLOAT = "__overflowing_float__"
+RAW_TEXT = {DUPLICATE_KEYS: '{"k": 1, "k": 2}', OVERFLOWING_FLOAT: "1e400"}
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if level % 2 else {"n": value}
+    return value
+
+
+hostile_leaf = (
+    st.sampled_from(["\ud800", "a\udfffb", "\udc00\ud800", "x" * 1025, "ü" * 600])
+    | st.sampled_from([2**63 - 1, 2**63, -(2**63) - 1, 10**40, float("nan"), float("inf"), -float("inf")])
+    | st.sampled_from([DUPLICATE_KEYS, OVERFLOWING_FLOAT])
+    | st.integers(min_value=28, max_value=40).map(nested)
+    | st.sampled_from([256, 257, 1000]).map(lambda n: {"k" * n: 1})
+)
 json_leaf = (
     st.none()
     | st.booleans()
@@ -111,8 +135,9 @@ json_leaf = (
     | st.text(max_size=8)
 )
 json_value = st.recursive(
-    json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    json_leaf | hostile_leaf,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=5) | st.sampled_from(["\ud800", "k" * 300]), inner, max_size=3),
     max_leaves=6,
 )
 an_id = (
@@ -122,12 +147,14 @@ an_id = (
     | st.integers()
     | st.booleans()
     | st.floats(allow_nan=False)
+    | st.sampled_from(["i" * 1025, "\ud800", 2**64])
 )
 a_time = (
     st.none()
     | st.sampled_from(
         ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123456+02:00", "20240501T120000Z", "2024-05-01"]
     )
+    | st.sampled_from(["9999-12-31T23:59:59Z", "2999-01-01T00:00:00+01:00", "1970-01-01T00:00:00Z", "0001-01-01"])
     | st.text(max_size=12)
     | st.integers()
 )
@@ -140,7 +167,7 @@ an_event = st.fixed_dictionaries(
         | st.none(),
         "userId": an_id,
         "anonymousId": an_id,
-        "event": st.text(max_size=10) | st.none() | st.integers(),
+        "event": st.text(max_size=10) | st.none() | st.integers() | st.sampled_from(["E\n", "E" * 1025]),
         "groupId": an_id,
         "previousId": an_id,
         "messageId": st.text(min_size=1, max_size=12)
@@ -171,7 +198,26 @@ def valid_event(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
-some_event = valid_event() | valid_event() | an_event
+@st.composite
+def hostile_event(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event with one hostile value where a store would meet it."""
+    event = draw(valid_event())
+    value = draw(hostile_leaf)
+    where = draw(st.sampled_from(["properties", "context", "traits", "key", "userId", "event", "timestamp"]))
+    if where in ("properties", "context", "traits"):
+        event[where] = {"h": value}
+    elif where == "key":
+        event["properties"] = {draw(st.sampled_from(["\ud800", "k" * 257, "ok"])): value}
+    elif where == "userId":
+        event["userId"] = draw(an_id)
+    elif where == "event":
+        event["event"] = draw(st.sampled_from(["E\n", "E" * 1025, "E\ud800", "E"]))
+    else:
+        event["timestamp"] = draw(a_time)
+    return event
+
+
+some_event = valid_event() | valid_event() | hostile_event() | hostile_event() | an_event
 
 
 @st.composite
@@ -194,6 +240,8 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         if auth == "body":
             payload["writeKey"] = WRITE_KEY
         body = json.dumps(payload).encode()
+        for stand_in, text in RAW_TEXT.items():
+            body = body.replace(json.dumps(stand_in).encode(), text.encode())
     elif shape == "json":
         body = json.dumps(draw(json_value)).encode()
     else:
@@ -234,6 +282,8 @@ def test_no_input_breaks_the_collector_or_loses_an_event(
     quarantined = len(quarantine.entries) - quarantined_before
     rejected = body.get("rejected", [])
     assert all(r["reason"] in EVENT_REASONS for r in rejected)
+    for reason in {r["reason"] for r in rejected}:
+        event(f"rejected {reason}")
     if status == 200:
         assert streamed == body["accepted"]
         assert quarantined == len(rejected)

@@ -232,3 +232,67 @@ def test_the_header_write_key_is_redacted_from_an_unreadable_body() -> None:
     [entry] = quarantine.entries
     assert entry.reason == "invalid_json"
     assert KEY.encode() not in entry.raw_body and b"[redacted write key]" in entry.raw_body
+
+
+# ------------------------------------------------------------------ hostile input
+def stored_line(entry: QuarantineEntry) -> str:
+    from cdp.adapters.quarantine import entry_to_dict
+
+    # What the quarantine writes: UTF-8 JSON text, strictly JSON (no NaN).
+    return json.dumps(entry_to_dict(entry), ensure_ascii=False, allow_nan=False).encode("utf-8").decode()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b'{"type": "track", "userId": "u1", "event": "E\\ud800"}', "invalid_unicode"),
+        (b'{"type": "track", "userId": "u1", "event": "E", "properties": {"n": NaN}}', "invalid_number"),
+        (b'{"type": "track", "userId": "u1", "event": "E", "properties": {"n": 1e999}}', "invalid_number"),
+        (b'{"type": "track", "userId": "u1", "event": "E", "event": "F"}', "duplicate_key"),
+    ],
+)
+def test_a_hostile_event_is_quarantined_alone_in_a_form_the_quarantine_can_write(bad: bytes, reason: str) -> None:
+    body = b'{"batch": [' + json.dumps(GOOD).encode() + b", " + bad + b"]}"
+    result, sink, quarantine = run(body, authorization=auth())
+    assert result.accepted == 1 and [r.event["event"] for r in sink.records] == ["Clicked"]
+    assert [(r.index, r.reason) for r in result.rejected] == [(1, reason)]
+    [entry] = quarantine.entries
+    assert entry.reason == reason and stored_line(entry)
+
+
+def test_an_event_with_a_lone_surrogate_is_kept_as_its_json_text_with_the_surrogate_escaped() -> None:
+    body = b'{"batch": [{"type": "track", "userId": "u1", "event": "E\\ud800"}]}'
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, EventsRejected)
+    [entry] = quarantine.entries
+    assert isinstance(entry.payload, str) and "\\ud800" in entry.payload
+    assert json.loads(entry.payload)["event"] == "E\ud800"
+
+
+def test_a_batch_context_with_a_lone_surrogate_refuses_its_events_and_is_kept_escaped() -> None:
+    body = b'{"batch": [' + json.dumps(GOOD).encode() + b'], "context": {"x": "\\udfff"}}'
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, EventsRejected)
+    [entry] = quarantine.entries
+    assert entry.reason == "invalid_unicode" and isinstance(entry.context, str) and stored_line(entry)
+
+
+def test_an_event_naming_a_key_twice_is_kept_as_sent_with_both_values() -> None:
+    body = b'{"batch": [{"type": "track", "userId": "u1", "event": "E", "properties": {"a": 1, "a": 2}}]}'
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, EventsRejected)
+    [entry] = quarantine.entries
+    assert entry.payload == '{"type":"track","userId":"u1","event":"E","properties":{"a":1,"a":2}}'
+
+
+def test_a_write_key_with_a_lone_surrogate_in_the_body_is_unknown() -> None:
+    error, quarantine = attempt(b'{"writeKey": "\\ud800", "batch": []}')
+    assert isinstance(error, WriteKeyRejected) and error.reason == "unknown_write_key"
+    assert quarantine.entries == []
+
+
+def test_a_batch_body_naming_a_key_twice_is_refused_whole_and_quarantined() -> None:
+    body = b'{"batch": [], "batch": [' + json.dumps(GOOD).encode() + b"]}"
+    error, quarantine = attempt(body, authorization=auth())
+    assert isinstance(error, MalformedRequest) and error.reason == "duplicate_key"
+    assert [e.reason for e in quarantine.entries] == ["duplicate_key"]

@@ -111,12 +111,24 @@ def consent(preferences: dict[str, bool]) -> dict[str, Any]:
     return {"consent": {"categoryPreferences": preferences}}
 
 
-def test_latest_consent_statement_of_one_person_wins() -> None:
+def test_the_latest_received_consent_statement_of_one_person_wins() -> None:
     events = [
-        ev("c2", "2026-11-02T10:00", userId="1", context=consent({"Email": True})),
-        ev("c1", "2026-11-01T10:00", userId="1", context=consent({"Email": False})),
+        ev("c2", userId="1", receivedAt="2026-11-02T10:00:00.000Z", context=consent({"Email": True})),
+        ev("c1", userId="1", receivedAt="2026-11-01T10:00:00.000Z", context=consent({"Email": False})),
     ]
     assert view(events)["consent"] == {"email": True}
+
+
+def test_a_forged_far_future_timestamp_cannot_pin_a_consent_against_a_later_opt_out() -> None:
+    store = InMemoryIdentityStore()
+    forged = ev("c1", "9999-01-01T00:00", "identify", userId="1", receivedAt="2026-11-19T10:00:00.000Z",
+                context=consent({"email": True}))
+    opt_out = ev("c2", "2026-11-20T10:00", userId="1", receivedAt="2026-11-20T10:00:00.000Z",
+                 context=consent({"email": False}))
+    resolve_batch([forged], store, config=CONFIG, now=NOW)
+    resolve_batch([opt_out], store, config=CONFIG, now=NOW)
+    result = lookup_profile("user_id:1", store, config=CONFIG)
+    assert result is not None and result["consent"] == {"email": False}
 
 
 def test_rudderstack_consent_ids_are_read() -> None:

@@ -14,7 +14,7 @@ _CONVERT = {"int": int, "float": float}
 #: resource name or option that template.yaml gives the functions (see FUNCTION_FIELDS).
 TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
-    "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts",
+    "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
 })
 
 
@@ -49,6 +49,9 @@ class Settings:
     aws_connect_timeout: float = 2.0
     aws_read_timeout: float = 10.0
     aws_max_attempts: int = 3
+    # The collector stores an event dated further than this after it was received at the time
+    # it was received (the sender's time stays in originalTimestamp).
+    collect_max_future_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require: Collection[str] = ()) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -14,6 +15,20 @@ from cdp.errors import InvalidEvent
 from cdp.times import InvalidTimestamp, format_time, parse_timestamp
 
 from .body import MAX_EVENT_BYTES
+from .limits import (
+    BUILTIN_IDENTIFIER_PATHS,
+    DEFAULT_LIMITS,
+    MAX_IDENTIFIER_BYTES,
+    AmbiguousObject,
+    EventLimits,
+    check_identifier,
+    check_identifier_paths,
+    check_name,
+    check_names,
+    check_traits,
+    check_values,
+    may_break_limits,
+)
 
 EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
@@ -38,6 +53,9 @@ class RequestFacts:
     user_agent: str | None = None
     sent_at: object = None
     context: Mapping[str, Any] | None = None
+    limits: EventLimits = DEFAULT_LIMITS
+    #: False when the parser met no object with a duplicate key in the request's body.
+    may_hold_duplicate_keys: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,15 @@ def normalise_event(raw: object, *, route_type: str | None, facts: RequestFacts)
     """
     if not isinstance(raw, dict):
         raise InvalidEvent("not_an_object")
+    try:
+        return _normalise(raw, route_type, facts)
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800") cannot be stored as UTF-8
+        raise InvalidEvent("invalid_unicode") from exc
+
+
+def _normalise(raw: dict[str, Any], route_type: str | None, facts: RequestFacts) -> OutgoingRecord:
+    if type(raw) is not dict:
+        raise InvalidEvent("duplicate_key")
     event: dict[str, Any] = dict(raw)
     event.pop("writeKey", None)
     event["type"] = route_type or _event_type(raw.get("type"))
@@ -84,10 +111,29 @@ def normalise_event(raw: object, *, route_type: str | None, facts: RequestFacts)
         # RudderStack's SDKs send identify traits in context.traits only; downstream reads traits.
         event["traits"] = dict(event["context"]["traits"])
     event["sourceId"] = facts.source_id
-    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # NaN, Infinity, or a literal beyond a double such as 1e400
+        raise InvalidEvent("invalid_number") from exc
+    data = text.encode("utf-8")
+    if facts.may_hold_duplicate_keys or may_break_limits(data):
+        check_values(event)
+    for holder in (event.get("traits"), event["context"].get("traits")):
+        if isinstance(holder, dict):
+            check_traits(holder)
+    if isinstance(event.get("properties"), dict):
+        check_names(event["properties"])
+    if len(data) > MAX_IDENTIFIER_BYTES:  # only then can an identifier inside be too long
+        _check_identifier_paths(event, facts.limits)
     if len(data) > MAX_STORED_EVENT_BYTES:
         raise InvalidEvent("event_too_large", limit="32 KB per event", limit_bytes=MAX_EVENT_BYTES)
     return OutgoingRecord(event=event, data=data, partition_key=partition_key(event))
+
+
+def _check_identifier_paths(event: dict[str, Any], limits: EventLimits) -> None:
+    check_identifier_paths(event, BUILTIN_IDENTIFIER_PATHS)
+    if limits.identifier_paths is not None:
+        check_identifier_paths(event, limits.identifier_paths())
 
 
 def partition_key(event: Mapping[str, Any]) -> str:
@@ -110,6 +156,7 @@ def _identifier(value: object, reason: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
+        check_identifier(value)
         return value if value.strip() else None
     if isinstance(value, bool):
         raise InvalidEvent(reason)
@@ -135,6 +182,9 @@ def _check_type_fields(event: dict[str, Any]) -> None:
             raise InvalidEvent("missing_event")
         if not isinstance(name, str):
             raise InvalidEvent("invalid_event_name")
+        check_name(name)
+    elif kind in ("page", "screen") and isinstance(event.get("name"), str):
+        check_name(event["name"])
     elif kind == "group":
         group_id = _identifier(event.get("groupId"), "invalid_group_id")
         if group_id is None:
@@ -169,15 +219,26 @@ def _set_timestamps(event: dict[str, Any], raw: Mapping[str, Any], facts: Reques
             raise InvalidEvent("invalid_timestamp") from exc
     else:
         timestamp = client_timestamp or original or received_at
-    event["timestamp"] = format_time(timestamp)
-    event["receivedAt"] = format_time(received_at)
+    limits = facts.limits
+    if timestamp - received_at > limits.max_future or timestamp < limits.earliest:
+        # A time the lake cannot show, or a forged future one: when we received it is the best
+        # we know. The sender's own time stays in originalTimestamp.
+        timestamp = received_at
+    received_text = _received_text(received_at)
+    event["timestamp"] = received_text if timestamp == received_at else format_time(timestamp)
+    event["receivedAt"] = received_text
     _set_or_drop(event, "originalTimestamp", format_time(original) if original else None)
     _set_or_drop(event, "sentAt", format_time(sent_at) if sent_at else None)
+
+
+#: Every event of a request has the same receivedAt (and many have it as their timestamp).
+_received_text = functools.lru_cache(maxsize=8)(format_time)
 
 
 def _message_id(raw: Mapping[str, Any], source_id: str) -> str:
     value = raw.get("messageId")
     if isinstance(value, str) and value.strip():
+        check_identifier(value)
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -198,6 +259,8 @@ def _message_id(raw: Mapping[str, Any], source_id: str) -> str:
 
 
 def _context(value: object, facts: RequestFacts) -> dict[str, Any]:
+    if type(value) is AmbiguousObject or type(facts.context) is AmbiguousObject:
+        raise InvalidEvent("duplicate_key")
     context: dict[str, Any] = dict(facts.context) if facts.context else {}
     if isinstance(value, dict):
         context.update(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -13,6 +13,7 @@ from cdp.times import format_time
 
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
 from .events import OutgoingRecord, RequestFacts, normalise_event
+from .limits import DEFAULT_LIMITS, AmbiguousObject, EventLimits, ambiguous_seen, as_sent, writable
 
 #: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
 #: of any type (``track`` when it names none) in the ``data`` query parameter.
@@ -70,9 +71,11 @@ class QuarantineEntry:
     content_encoding: str | None = None
     ip: str | None = None
     user_agent: str | None = None
-    #: The batch's own ``sentAt`` and ``context``, which the event inherits on replay.
+    #: The batch's own ``sentAt`` and ``context``, which the event inherits on replay. Each of
+    #: ``payload``, ``sent_at`` and ``context`` is kept as its JSON text (a string) when it holds
+    #: what JSON on disk cannot (a lone surrogate, NaN).
     sent_at: Any = None
-    context: dict[str, Any] | None = None
+    context: dict[str, Any] | str | None = None
 
 
 class SourceStore(Protocol):
@@ -96,6 +99,7 @@ def ingest(
     quarantine: Quarantine,
     now: datetime,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    limits: EventLimits = DEFAULT_LIMITS,
 ) -> IngestResult:
     """Accept the valid events of ``request`` into ``sink``; quarantine what a known source sent wrong.
 
@@ -111,11 +115,13 @@ def ingest(
     payload: object = None
     body_key: str | None = None
     try:
+        ambiguous_before = ambiguous_seen()
         payload = _read(request, max_request_bytes)
         if source is None:
             body_key = _body_write_key(payload)
             source = _authenticate(sources, body_key)
-        events, facts = _unpack(request, payload, source, now)
+        events, facts = _unpack(request, payload, source, now, limits)
+        facts = replace(facts, may_hold_duplicate_keys=ambiguous_seen() != ambiguous_before)
     except (MalformedRequest, PayloadTooLarge) as exc:
         if source is not None:
             quarantine.put([_raw_entry(request, source, received_at, exc.reason,
@@ -151,6 +157,8 @@ def ingest(
 def _authenticate(sources: SourceStore, write_key: str | None) -> Source:
     if not write_key:
         raise WriteKeyRejected("missing_write_key")
+    if not write_key.isascii():  # write keys are ASCII; a lone surrogate could not even be hashed
+        raise WriteKeyRejected("unknown_write_key")
     source = sources.authenticate(write_key)
     if source is None:
         raise WriteKeyRejected("unknown_write_key")
@@ -171,13 +179,15 @@ def _body_write_key(payload: object) -> str | None:
 
 
 def _unpack(
-    request: IngestRequest, payload: object, source: Source, now: datetime
+    request: IngestRequest, payload: object, source: Source, now: datetime, limits: EventLimits = DEFAULT_LIMITS
 ) -> tuple[list[Any], RequestFacts]:
     if not isinstance(payload, dict):
         raise MalformedRequest("not_an_object")
     context = None
     sent_at = None
     if request.route == "batch":
+        if type(payload) is AmbiguousObject:
+            raise MalformedRequest("duplicate_key")
         events = payload.get("batch")
         if not isinstance(events, list):
             raise MalformedRequest("batch_not_a_list")
@@ -186,7 +196,8 @@ def _unpack(
             raise MalformedRequest("invalid_batch_context")
         sent_at = payload.get("sentAt")
     elif request.route == "pixel":
-        events = [payload if payload.get("type") is not None else {**payload, "type": "track"}]
+        # type(payload) keeps the mark of an object with a duplicate key
+        events = [payload if payload.get("type") is not None else type(payload)({**payload, "type": "track"})]
     else:
         events = [payload]
     facts = RequestFacts(
@@ -196,6 +207,7 @@ def _unpack(
         user_agent=request.user_agent,
         sent_at=sent_at,
         context=context,
+        limits=limits,
     )
     return events, facts
 
@@ -236,9 +248,10 @@ def _event_entry(
         received_at=received_at,
         route=request.route,
         index=index,
-        payload=raw,
+        # The parsed value cannot show a duplicate key: such an event is kept as the text sent.
+        payload=as_sent(raw) if reason == "duplicate_key" else writable(raw),
         ip=request.ip,
         user_agent=request.user_agent,
-        sent_at=facts.sent_at,
-        context=dict(facts.context) if facts.context else None,
+        sent_at=writable(facts.sent_at),
+        context=writable(dict(facts.context)) if facts.context else None,
     )

@@ -123,6 +123,8 @@ def _revalidate(
         except (MalformedRequest, PayloadTooLarge) as exc:
             return [], [replace(entry, reason=exc.reason)]
         indexes = range(len(events))
+    elif isinstance(entry.context, str):  # the batch context kept as text is still unreadable
+        return [], [entry]
     else:
         events = [entry.payload]
         indexes = [entry.index]

@@ -44,6 +44,12 @@ def stamp(event: Mapping[str, Any], now: datetime) -> str:
     return f"{event_time(event, now)}|{event.get('messageId', '')}"
 
 
+def received_stamp(event: Mapping[str, Any], now: datetime) -> str:
+    """Order of consent statements: when we received them, which no sender can forge."""
+    moment = parse_time(event.get("receivedAt"))
+    return f"{format_time(moment or now)}|{event.get('messageId', '')}"
+
+
 def message_key(message_id: str) -> str:
     """72-bit digest of a messageId: 12 characters whatever the id's length, so the window stays
     small in the item (write units), and a collision within one profile's window is negligible."""
@@ -163,7 +169,7 @@ def apply_event(profile: Profile, event: Mapping[str, Any], config: IdentityConf
     if profile.last_seen is None or when > profile.last_seen:
         profile.last_seen = when
     profile.computed = apply_computed(profile.computed, event, event_stamp, config)
-    profile.consent = apply_consent(profile.consent, event, event_stamp)
+    profile.consent = apply_consent(profile.consent, event, received_stamp(event, now))
     profile.lifecycle = apply_lifecycle_event(profile.lifecycle, event, when, config.lifecycle)
     remember(profile, [message_key(str(event["messageId"]))], config)
 
