@@ -15,7 +15,9 @@ Figures only; nothing asserts. ``BENCH_SECONDS`` sets each throughput run's leng
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -139,6 +141,12 @@ class NullQuarantine:
 
 
 def load_app() -> Any:
+    from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS
+
+    # The environment the template gives the collector (the stores themselves are replaced below).
+    for name in FUNCTION_FIELDS | COLLECTOR_FIELDS:
+        os.environ.setdefault(name.upper(), f"bench-{name}")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CDPBench")
     spec = importlib.util.spec_from_file_location("bench_collect_app", APP_FILE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -236,7 +244,8 @@ def median_of(code: str) -> float:
 
 
 def main() -> int:
-    collect_rate, baseline_rate = throughput()
+    with contextlib.redirect_stdout(io.StringIO()):  # the EMF metric lines Lambda would ship to CloudWatch
+        collect_rate, baseline_rate = throughput()
     print(
         f"collect handler : {collect_rate:>10,.0f} events/s per core (batches of {BATCH}, Chalice app, in-memory stores)"
     )
