@@ -18,7 +18,8 @@ entry. docs/architecture.md ("Exactly-once effects") has the crash matrix.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -74,12 +75,10 @@ class InMemoryEffectLedger:
     """An EffectLedger in memory with the same rules as the DynamoDB one (tests, one-off runs)."""
 
     def __init__(self, *, hold_s: float = 300, max_attempts: int = 2,
-                 clock: Any = None) -> None:
-        import time
-
+                 clock: Callable[[], float] = time.time) -> None:
         self.hold_s = hold_s
         self.max_attempts = max_attempts
-        self.clock = clock or time.time
+        self.clock = clock
         self.items: dict[str, dict[str, Any]] = {}
 
     def claim(self, key: str) -> ClaimResult:
