@@ -81,4 +81,3 @@ def evaluate_batch(
     publish(changes)
     store_announced(membership, changes)
     return changes
-
