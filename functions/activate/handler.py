@@ -46,5 +46,6 @@ def handler(event: dict, context: object) -> dict:
     record_activation(report, failures)
     logger.info("activation", extra={"messages": len(event.get("Records") or []), "sent": len(report.sent),
                                      "skipped": dict(Counter(report.skipped.values())), "duplicates": len(report.duplicates),
-                                     "failed": failures})
+                                     "failed": failures, "refused": dict(Counter(report.failed.values())),
+                                     "unrecorded": len(report.unrecorded)})
     return response

@@ -12,7 +12,7 @@ from cdp.adapters.aws import aws_client
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.ses import SesEmailSender
 from cdp.adapters.sqs import SqsChangePublisher
-from cdp.errors import StoreError
+from cdp.errors import EmailNotSent, StoreError
 from cdp.segments.membership import MembershipChange
 from cdp.settings import Settings
 
@@ -24,15 +24,15 @@ REGION = "us-east-1"
 def test_a_key_is_claimed_once(stack_settings: Settings) -> None:
     ledger = DynamoEffectLedger(stack_settings)
 
-    assert ledger.claim("email:vip:p1:r1") is True
-    assert ledger.claim("email:vip:p1:r1") is False
-    assert DynamoEffectLedger(stack_settings).claim("email:vip:p1:r1") is False
+    assert ledger.claim("email:vip:p1:r1") == "acquired"
+    assert ledger.claim("email:vip:p1:r1") == "pending"
+    assert DynamoEffectLedger(stack_settings).claim("email:vip:p1:r1") == "pending"
 
 
 def test_claims_of_different_keys_do_not_collide(stack_settings: Settings) -> None:
     ledger = DynamoEffectLedger(stack_settings)
 
-    assert ledger.claim("email:vip:p1:r1") and ledger.claim("email:vip:p2:r1")
+    assert ledger.claim("email:vip:p1:r1") == ledger.claim("email:vip:p2:r1") == "acquired"
 
 
 def test_a_released_key_can_be_claimed_again(stack_settings: Settings) -> None:
@@ -41,7 +41,7 @@ def test_a_released_key_can_be_claimed_again(stack_settings: Settings) -> None:
 
     ledger.release("email:vip:p1:r1")
 
-    assert ledger.claim("email:vip:p1:r1") is True
+    assert ledger.claim("email:vip:p1:r1") == "acquired"
 
 
 def test_a_claim_expires_by_the_tables_ttl(stack_settings: Settings) -> None:
@@ -80,13 +80,14 @@ def test_an_email_is_sent_from_the_sender_to_the_contact_with_its_subject(stack_
     assert message.subject == "Welcome, Ada"
 
 
-def test_an_unverified_sender_is_refused_and_not_worth_retrying(stack_settings: Settings) -> None:
+def test_an_unverified_sender_is_refused_as_not_sent_so_the_claim_can_be_released(stack_settings: Settings) -> None:
     sender = SesEmailSender(replace(stack_settings, email_sender="nobody@unverified.example"))
 
-    with pytest.raises(StoreError) as raised:
+    with pytest.raises(EmailNotSent) as raised:
         sender.send(to="ada@example.com", subject="s", text="t", html_body="<p>t</p>", tags={})
 
-    assert not raised.value.retryable
+    # SES answered before accepting: nothing was sent, and once the sender is verified a retry sends.
+    assert raised.value.retryable
     assert sent_messages() == []
 
 

@@ -116,3 +116,30 @@ def test_a_profile_entered_and_exited_in_one_apply_ends_up_out(store: DynamoMemb
     store.apply("vip", [Member("p1", "r1", "t"), Member("p2", "r1", "t")], ["p1"])
 
     assert set(store.members("vip")) == {"p2"}
+
+
+def test_an_unannounced_member_is_read_back_unannounced_by_every_read(store: DynamoMembershipStore):
+    pending = Member("p1", "rt:m1", "t", announced=False)
+
+    store.apply("vip", [pending, Member("p2", "r1", "t")], [])
+
+    assert store.members("vip")["p1"] == pending and store.member("vip", "p1") == pending
+    assert store.members_of([("vip", "p1"), ("vip", "p2")]) == {("vip", "p1"): pending,
+                                                                ("vip", "p2"): Member("p2", "r1", "t")}
+
+
+def test_a_run_on_dynamodb_announces_a_pending_entry_with_its_stored_run_id(store: DynamoMembershipStore):
+    store.apply("rb", [Member("p1", "r1", "2024-03-31T12:00:00Z", announced=False)], [])
+
+    class Engine:
+        dialect = "duckdb"
+
+        def run(self, sql):
+            return QueryResult([{"profile_id": "p1"}], 0)
+
+    sent: list[MembershipChange] = []
+    run_segment(parse_segment("name: rb\ncondition: {trait: plan, eq: pro}\n"), engine=Engine(), membership=store,
+                publish=sent.extend, run_id="r2", now=datetime(2024, 4, 1, tzinfo=UTC))
+
+    assert [c.dedupe_key for c in sent] == ["rb|p1|entered|r1"]
+    assert store.member("rb", "p1") == Member("p1", "r1", "2024-03-31T12:00:00Z")

@@ -10,37 +10,50 @@ from cdp.activation import (
     ActivationReport,
     Contact,
     EmailTemplate,
+    InMemoryEffectLedger,
     activate_change,
     contact_from_profile,
     effect_key,
 )
+from cdp.errors import EffectInFlight, EmailNotSent, SendOutcomeUnknown, StoreError
 from cdp.segments.membership import MembershipChange
 
 
-class Ledger:
+class Crash(BaseException):
+    """The process dies here: nothing after it runs (not an Exception, so no handler sees it)."""
+
+
+class Clock:
     def __init__(self) -> None:
-        self.keys: set[str] = set()
+        self.now = 1_000.0
 
-    def claim(self, key: str) -> bool:
-        if key in self.keys:
-            return False
-        self.keys.add(key)
-        return True
+    def __call__(self) -> float:
+        return self.now
 
-    def release(self, key: str) -> None:
-        self.keys.discard(key)
+
+def Ledger(clock: Clock | None = None) -> InMemoryEffectLedger:  # noqa: N802 - reads as the fake it is
+    return InMemoryEffectLedger(hold_s=300, max_attempts=2, clock=clock or Clock())
 
 
 class Sender:
-    def __init__(self, fail: bool = False) -> None:
+    """Records what reached the provider; ``errors`` are raised by the next calls, in order.
+
+    An error raised *after* the provider accepted (``accepted_then``) still counts as reaching it.
+    """
+
+    def __init__(self, *errors: BaseException, accepted_then: bool = False) -> None:
         self.sent: list[str] = []
-        self.fail = fail
+        self.errors = list(errors)
+        self.accepted_then = accepted_then
 
     def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str:
-        if self.fail:
-            raise RuntimeError("SES down")
+        if self.errors:
+            error = self.errors.pop(0)
+            if self.accepted_then:
+                self.sent.append(to)
+            raise error
         self.sent.append(to)
-        return "id"
+        return f"ses-{len(self.sent)}"
 
 
 class Directory:
@@ -99,15 +112,6 @@ def test_an_exit_sends_nothing() -> None:
     assert sender.sent == []
 
 
-def test_a_failed_send_releases_the_claim_so_the_retry_sends() -> None:
-    ledger, directory = Ledger(), Directory(Contact("p1", "a@x.io"))
-    with pytest.raises(RuntimeError):
-        activate_change(entered(), contacts=directory, ledger=ledger, sender=Sender(fail=True), templates=TEMPLATES)
-    sender = Sender()
-    activate_change(entered(), contacts=directory, ledger=ledger, sender=sender, templates=TEMPLATES)
-    assert sender.sent == ["a@x.io"]
-
-
 def test_contact_from_profile_reads_email_identifier_and_unsubscribe_trait() -> None:
     contact = contact_from_profile({"profile_id": "p", "identifiers": {"email": ["email:z@x.io"]},
                                     "traits": {"unsubscribed": True, "first_name": "Zoe"}})
@@ -115,7 +119,7 @@ def test_contact_from_profile_reads_email_identifier_and_unsubscribe_trait() -> 
 
 
 def test_contact_from_profile_honours_a_denied_email_consent() -> None:
-    contact = contact_from_profile({"profile_id": "p", "traits": {"email": "a@x.io"},
+    contact = contact_from_profile({"profile_id": "p", "identifiers": {"email": ["a@x.io"]},
                                     "consent": {"email": False}})
     assert contact.email_consent is False
 
@@ -145,3 +149,253 @@ def test_an_activation_config_entry_without_a_subject_is_a_clear_error(tmp_path)
     bad.write_text("email:\n  vip: {text: hello}\n")
     with pytest.raises(InvalidConfig, match="subject"):
         load_email_templates(bad)
+
+
+# ---------------------------------------------------------------- validated addresses only
+
+
+def test_the_address_is_the_profiles_email_identifier_never_the_raw_trait() -> None:
+    contact = contact_from_profile({"profile_id": "p", "identifiers": {"email": ["ada@x.io"]},
+                                    "traits": {"email": "Someone.Else@Other.io"}})
+    assert contact.email == "ada@x.io"
+
+
+def test_a_profile_with_only_an_invalid_trait_email_is_skipped_as_no_valid_email() -> None:
+    contact = contact_from_profile({"profile_id": "p1", "identifiers": {}, "traits": {"email": "not-an-address"}})
+    sender = Sender()
+
+    report = activate_change(entered(), contacts=Directory(contact), ledger=Ledger(), sender=sender,
+                             templates=TEMPLATES)
+
+    assert sender.sent == [] and report.skipped == {effect_key(entered()): "no_valid_email"}
+
+
+def test_an_identifier_that_does_not_normalise_as_an_email_is_not_used() -> None:
+    contact = contact_from_profile({"profile_id": "p", "identifiers": {"email": ["email:broken", "ok@x.io"]}})
+    assert contact.email == "ok@x.io"
+
+
+# ---------------------------------------------------------------- the crash matrix
+# Each cell: what happened to the first delivery, then what its redelivery (SQS retries the
+# message) does before and after the claim's hold (300 s) expires.
+
+def _activate(sender: Sender, ledger: InMemoryEffectLedger, contacts: object = None) -> ActivationReport:
+    return activate_change(entered(), contacts=contacts or Directory(Contact("p1", "a@x.io")), ledger=ledger,
+                           sender=sender, templates=TEMPLATES)
+
+
+class ClaimThenCrash(InMemoryEffectLedger):
+    def claim(self, key: str):  # type: ignore[no-untyped-def]
+        result = super().claim(key)
+        if not getattr(self, "crashed", False):
+            self.crashed = True
+            raise Crash
+        return result
+
+
+class SentThenCrash(InMemoryEffectLedger):
+    def mark_sent(self, key: str, provider_id: str) -> None:
+        if not getattr(self, "crashed", False):
+            self.crashed = True
+            raise Crash
+        super().mark_sent(key, provider_id)
+
+
+class DirectoryThenCrash(Directory):
+    calls = 0
+
+    def contacts(self, profile_ids: list[str]) -> dict[str, Contact]:
+        self.calls += 1
+        if self.calls == 1:
+            raise Crash
+        return super().contacts(profile_ids)
+
+
+def test_crash_before_the_claim_then_redelivery_sends_once() -> None:
+    sender, ledger, directory = Sender(), Ledger(), DirectoryThenCrash(Contact("p1", "a@x.io"))
+    with pytest.raises(Crash):
+        _activate(sender, ledger, directory)
+
+    _activate(sender, ledger, directory)
+
+    assert sender.sent == ["a@x.io"]
+
+
+def test_crash_after_the_claim_before_sending_waits_for_the_hold_then_sends_once() -> None:
+    clock, sender = Clock(), Sender()
+    ledger = ClaimThenCrash(hold_s=300, max_attempts=2, clock=clock)
+    with pytest.raises(Crash):
+        _activate(sender, ledger)
+
+    with pytest.raises(EffectInFlight):
+        _activate(sender, ledger)  # redelivered within the hold: the holder might still be sending
+    clock.now += 300
+    report = _activate(sender, ledger)
+
+    assert sender.sent == ["a@x.io"] and report.sent == [effect_key(entered())]
+
+
+def test_an_unknown_outcome_keeps_the_claim_pending_and_sends_at_most_once_more_after_the_hold() -> None:
+    clock = Clock()
+    ledger, sender = Ledger(clock), Sender(SendOutcomeUnknown("read timeout"), accepted_then=True)
+    with pytest.raises(SendOutcomeUnknown):
+        _activate(sender, ledger)
+
+    with pytest.raises(EffectInFlight):
+        _activate(sender, ledger)
+    clock.now += 300
+    _activate(sender, ledger)
+    clock.now += 300
+    last = _activate(sender, ledger)
+
+    assert sender.sent == ["a@x.io", "a@x.io"]  # SES has no idempotency token: the honest bound is two
+    assert last.duplicates == [effect_key(entered())]
+
+
+def test_two_unknown_outcomes_exhaust_the_claim_and_a_third_send_never_happens() -> None:
+    clock = Clock()
+    unknown = SendOutcomeUnknown("connection reset")
+    ledger, sender = Ledger(clock), Sender(unknown, unknown, accepted_then=True)
+    for _ in range(2):
+        with pytest.raises(SendOutcomeUnknown):
+            _activate(sender, ledger)
+        clock.now += 300
+
+    report = _activate(sender, ledger)
+
+    assert len(sender.sent) == 2 and report.skipped == {effect_key(entered()): "outcome_unknown"}
+
+
+def test_an_unexpected_error_from_the_sender_is_treated_as_an_unknown_outcome() -> None:
+    ledger, sender = Ledger(), Sender(RuntimeError("bug after the request went out"))
+    with pytest.raises(RuntimeError):
+        _activate(sender, ledger)
+
+    with pytest.raises(EffectInFlight):
+        _activate(sender, ledger)
+
+
+def test_a_refusal_before_accepting_releases_the_claim_and_the_redelivery_sends_at_once() -> None:
+    ledger, sender = Ledger(), Sender(EmailNotSent("throttled", retryable=True, code="Throttling"))
+    with pytest.raises(EmailNotSent):
+        _activate(sender, ledger)
+
+    report = _activate(sender, ledger)
+
+    assert sender.sent == ["a@x.io"] and report.sent == [effect_key(entered())]
+
+
+def test_a_released_attempt_does_not_count_against_the_takeover_after_an_unknown_outcome() -> None:
+    clock = Clock()
+    refused = EmailNotSent("paused", retryable=True, code="AccountSendingPausedException")
+    ledger = Ledger(clock)
+    with pytest.raises(EmailNotSent):
+        _activate(Sender(refused), ledger)
+    with pytest.raises(SendOutcomeUnknown):
+        _activate(Sender(SendOutcomeUnknown("timeout")), ledger)
+    clock.now += 300
+    sender = Sender()
+
+    _activate(sender, ledger)
+
+    assert sender.sent == ["a@x.io"]
+
+
+def test_a_permanent_refusal_marks_the_claim_failed_and_is_never_retried() -> None:
+    ledger = Ledger()
+    first = _activate(Sender(EmailNotSent("bad address", retryable=False, code="InvalidParameterValue")), ledger)
+    sender = Sender()
+
+    again = _activate(sender, ledger)
+
+    assert first.failed == {effect_key(entered()): "InvalidParameterValue"}
+    assert sender.sent == [] and again.duplicates == [effect_key(entered())]
+    assert ledger.items[effect_key(entered())]["state"] == "failed"
+
+
+def test_crash_after_sending_before_marking_sent_sends_at_most_once_more_after_the_hold() -> None:
+    clock, sender = Clock(), Sender()
+    ledger = SentThenCrash(hold_s=300, max_attempts=2, clock=clock)
+    with pytest.raises(Crash):
+        _activate(sender, ledger)
+
+    with pytest.raises(EffectInFlight):
+        _activate(sender, ledger)
+    clock.now += 300
+    _activate(sender, ledger)
+    clock.now += 300
+    _activate(sender, ledger)
+
+    assert sender.sent == ["a@x.io", "a@x.io"]
+
+
+def test_a_ledger_that_cannot_record_the_send_reports_it_sent_and_does_not_ask_for_a_retry() -> None:
+    class Unrecordable(InMemoryEffectLedger):
+        def mark_sent(self, key: str, provider_id: str) -> None:
+            raise StoreError("table unavailable")
+
+    sender = Sender()
+    report = _activate(sender, Unrecordable())
+
+    assert sender.sent == ["a@x.io"]
+    assert report.sent == report.unrecorded == [effect_key(entered())]
+
+
+def test_after_marking_sent_every_redelivery_is_a_duplicate_whenever_it_comes() -> None:
+    clock, sender = Clock(), Sender()
+    ledger = Ledger(clock)
+    _activate(sender, ledger)
+
+    for _ in range(3):
+        clock.now += 10_000
+        assert _activate(sender, ledger).duplicates == [effect_key(entered())]
+
+    assert sender.sent == ["a@x.io"]
+    assert ledger.items[effect_key(entered())] | {"hold_until": 0} == {
+        "state": "sent", "provider_id": "ses-1", "attempts": 1, "hold_until": 0}
+
+
+# ---------------------------------------------------------------- what an SES error means
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "SendEmail")
+
+
+@pytest.mark.parametrize(("code", "status"), [("MessageRejected", 400), ("MailFromDomainNotVerifiedException", 400),
+                                              ("ConfigurationSetDoesNotExist", 400), ("Throttling", 400)])
+def test_an_ses_refusal_means_not_sent_and_retryable(code: str, status: int) -> None:
+    from cdp.adapters.ses import send_error
+
+    error = send_error(_client_error(code, status))
+    assert isinstance(error, EmailNotSent) and error.retryable
+
+
+def test_an_invalid_message_is_a_permanent_refusal() -> None:
+    from cdp.adapters.ses import send_error
+
+    error = send_error(_client_error("InvalidParameterValue", 400))
+    assert isinstance(error, EmailNotSent) and not error.retryable
+
+
+def test_a_5xx_a_read_timeout_or_a_reset_connection_is_an_unknown_outcome() -> None:
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+    from cdp.adapters.ses import send_error
+
+    for exc in (_client_error("InternalFailure", 500), ReadTimeoutError(endpoint_url="https://ses"),
+                ConnectionClosedError(endpoint_url="https://ses")):
+        assert isinstance(send_error(exc), SendOutcomeUnknown)
+
+
+def test_a_connection_never_made_means_not_sent() -> None:
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+    from cdp.adapters.ses import send_error
+
+    for exc in (ConnectTimeoutError(endpoint_url="https://ses"), EndpointConnectionError(endpoint_url="https://ses")):
+        error = send_error(exc)
+        assert isinstance(error, EmailNotSent) and error.retryable

@@ -103,15 +103,40 @@ def test_a_completed_run_retried_with_its_id_publishes_nothing_and_returns_its_r
     assert again == SegmentRunReport(**{**first.to_dict(), "replayed": True})
 
 
-def test_a_run_that_failed_to_publish_leaves_membership_unchanged():
+def test_a_run_that_failed_to_publish_keeps_its_entries_unannounced_and_its_exits_in_place():
     store = InMemoryMembershipStore()
     run(FakeEngine("p1"), store, Outbox(), run_id="r1")
 
     with pytest.raises(ConnectionError):
         run(FakeEngine("p2"), store, Outbox(fail=True), run_id="r2")
 
-    assert set(store.members("rb")) == {"p1"}
+    assert {p: (m.entered_run, m.announced) for p, m in store.members("rb").items()} == {
+        "p1": ("r1", True), "p2": ("r2", False)}
     assert store.completed_run("rb", "r2") is None
+
+
+def test_the_next_run_announces_an_unannounced_entry_with_its_stored_run_id():
+    store = InMemoryMembershipStore()
+    with pytest.raises(ConnectionError):
+        run(FakeEngine("p1"), store, Outbox(fail=True), run_id="r1")
+    outbox = Outbox()
+
+    report = run(FakeEngine("p1"), store, outbox, run_id="r2")
+
+    assert [c.dedupe_key for c in outbox.sent] == ["rb|p1|entered|r1"]
+    assert store.members("rb")["p1"].announced and report.entered == 1
+
+
+def test_a_run_after_the_entries_were_announced_announces_nothing():
+    store = InMemoryMembershipStore()
+    with pytest.raises(ConnectionError):
+        run(FakeEngine("p1"), store, Outbox(fail=True), run_id="r1")
+    run(FakeEngine("p1"), store, Outbox(), run_id="r2")
+    outbox = Outbox()
+
+    run(FakeEngine("p1"), store, outbox, run_id="r3")
+
+    assert outbox.sent == []
 
 
 def test_a_retry_after_a_crash_republishes_the_same_changes_with_the_same_ids():

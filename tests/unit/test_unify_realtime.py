@@ -67,4 +67,113 @@ def test_a_failing_membership_store_makes_the_applied_events_retry() -> None:
                            store, config=IdentityConfig(), now=NOW,
                            realtime=RealtimeSegments([PRO], membership, broken))
     assert result.retry == ["1"]
-    assert membership.members("pro") == {}
+    assert [m.announced for m in membership.members("pro").values()] == [False]
+
+
+class FlakyMembership(InMemoryMembershipStore):
+    """Fails the chosen write calls (1 = the first ``apply``), like a store that times out."""
+
+    def __init__(self, *failing_writes: int) -> None:
+        super().__init__()
+        self.failing = set(failing_writes)
+        self.writes = 0
+
+    def apply(self, segment, entered, exited) -> None:  # type: ignore[no-untyped-def]
+        self.writes += 1
+        if self.writes in self.failing:
+            from cdp.errors import StoreError
+
+            raise StoreError("membership table timed out")
+        super().apply(segment, entered, exited)
+
+
+class CrashingOnce:
+    """A publisher whose first call dies before anything leaves (the process crashed)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.published: list[MembershipChange] = []
+
+    def __call__(self, changes: list[MembershipChange]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            from cdp.errors import StoreError
+
+            raise StoreError("crashed before publishing")
+        self.published.extend(changes)
+
+
+PRO_EVENT = {"messageId": "m1", "type": "identify", "userId": "u1", "traits": {"plan": "pro"}}
+
+
+def _scheduled_run(membership: InMemoryMembershipStore, profile_ids: list[str]) -> list[MembershipChange]:
+    from cdp.segments.engines import QueryResult
+    from cdp.segments.run import run_segment
+
+    class Engine:
+        dialect = "duckdb"
+
+        def run(self, sql: str) -> QueryResult:
+            return QueryResult([{"profile_id": p} for p in profile_ids], 0)
+
+    sent: list[MembershipChange] = []
+    run_segment(PRO, engine=Engine(), membership=membership, publish=sent.extend, run_id="tick-1", now=NOW)
+    return sent
+
+
+def test_published_but_not_stored_then_redelivered_announces_one_entry_under_one_run_id() -> None:
+    store, published = InMemoryIdentityStore(), []
+    membership = FlakyMembership(2)  # 1: the outbox write, 2: marking it announced after publishing
+    realtime = RealtimeSegments([PRO], membership, published.extend)
+    batch = _records(PRO_EVENT)
+
+    first = unify_records(batch, store, config=IdentityConfig(), now=NOW, realtime=realtime)
+    again = unify_records(batch, store, config=IdentityConfig(), now=NOW, realtime=realtime)
+
+    assert first.retry == ["1"] and again.retry == [] and again.outcome.duplicates == ["m1"]
+    assert {c.dedupe_key for c in published} == {f"pro|{published[0].profile_id}|entered|rt:m1"}
+    assert all(m.announced for m in membership.members("pro").values())
+
+
+def test_a_scheduled_run_after_the_redelivery_announces_nothing_new() -> None:
+    store, published = InMemoryIdentityStore(), []
+    membership = FlakyMembership(2)
+    realtime = RealtimeSegments([PRO], membership, published.extend)
+    for _ in range(2):
+        unify_records(_records(PRO_EVENT), store, config=IdentityConfig(), now=NOW, realtime=realtime)
+
+    assert _scheduled_run(membership, [published[0].profile_id]) == []
+
+
+def test_a_scheduled_run_announces_an_entry_left_unannounced_with_its_realtime_run_id() -> None:
+    store, published = InMemoryIdentityStore(), []
+    membership = FlakyMembership(2)
+    unify_records(_records(PRO_EVENT), store, config=IdentityConfig(), now=NOW,
+                  realtime=RealtimeSegments([PRO], membership, published.extend))
+
+    again = _scheduled_run(membership, [published[0].profile_id])
+
+    assert [c.dedupe_key for c in again] == [published[0].dedupe_key]
+
+
+def test_a_crash_after_storing_before_publishing_is_published_once_by_the_next_evaluation() -> None:
+    store, membership, publisher = InMemoryIdentityStore(), InMemoryMembershipStore(), CrashingOnce()
+    realtime = RealtimeSegments([PRO], membership, publisher)
+    batch = _records(PRO_EVENT)
+
+    unify_records(batch, store, config=IdentityConfig(), now=NOW, realtime=realtime)
+    unify_records(batch, store, config=IdentityConfig(), now=NOW, realtime=realtime)
+    unify_records(batch, store, config=IdentityConfig(), now=NOW, realtime=realtime)
+
+    assert [(c.change, c.run_id) for c in publisher.published] == [("entered", "rt:m1")]
+
+
+def test_a_later_event_of_the_profile_announces_a_pending_entry_with_the_first_run_id() -> None:
+    store, membership, publisher = InMemoryIdentityStore(), InMemoryMembershipStore(), CrashingOnce()
+    realtime = RealtimeSegments([PRO], membership, publisher)
+    unify_records(_records(PRO_EVENT), store, config=IdentityConfig(), now=NOW, realtime=realtime)
+
+    unify_records(_records({**PRO_EVENT, "messageId": "m2", "traits": {"plan": "pro", "seats": 3}}),
+                  store, config=IdentityConfig(), now=NOW, realtime=realtime)
+
+    assert [c.run_id for c in publisher.published] == ["rt:m1"]

@@ -156,3 +156,29 @@ class QueryCancelled(QueryFailed):
     """A segment query was cancelled: by the Athena work group's bytes-scanned cutoff, or by hand."""
 
     code = "query_cancelled"
+
+
+# ---------------------------------------------------------------- activation
+
+
+class EmailNotSent(StoreError):
+    """The email provider answered that it did not accept the message (details: code).
+
+    ``retryable`` says whether sending again may succeed (throttling, a sender or configuration set
+    not verified yet) or cannot (the message itself is invalid). Either way nothing was sent.
+    """
+
+    code = "email_not_sent"
+
+
+class SendOutcomeUnknown(StoreError):
+    """The request may have reached the provider but no answer came back (a read timeout, a reset
+    connection, a 5xx): the message may or may not have been sent."""
+
+    code = "send_outcome_unknown"
+
+
+class EffectInFlight(StoreError):
+    """Another attempt holds the claim on this effect and its hold has not expired; retry later."""
+
+    code = "effect_in_flight"

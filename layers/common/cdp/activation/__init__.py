@@ -1,19 +1,31 @@
 """Activation: turn segment entries into messages on channels, once per entry.
 
-Email through SES first. Effects are exactly-once per entry: the entry's key
-``email#<segment>#<profile>#<entry run>`` is claimed with a conditional write before sending,
-and released if the send fails, so a redelivered or re-sent entry never sends twice.
+Email through SES first, once per entry, through a ledger of effects keyed
+``email#<segment>#<profile>#<entry run>``. A claim is one of:
+
+* ``pending`` — held by one attempt until ``hold_until``; a claim that is pending and expired is taken
+  over (its holder died or never learnt the outcome), at most ``max_attempts - 1`` times;
+* ``sent`` — the provider accepted the message (its message id is kept);
+* ``failed`` — the provider refused it for good (an invalid message); never retried.
+
+A send the provider refused before accepting (``EmailNotSent``, retryable) releases the claim at
+once; an unknown outcome (``SendOutcomeUnknown``, or any unexpected error) keeps it pending so only
+the expiry decides. SES has no idempotency token, so an entry whose outcome was unknown may be sent
+once more after the hold expires: at most ``max_attempts`` (2) sends ever reach the provider per
+entry. docs/architecture.md ("Exactly-once effects") has the crash matrix.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from cdp.errors import InvalidConfig
+from cdp.errors import EffectInFlight, EmailNotSent, InvalidConfig, StoreError
+from cdp.identity.identifiers import normalise_value
 from cdp.identity.store import IdentityStore
 from cdp.segments.membership import Change, MembershipChange
 
@@ -24,18 +36,74 @@ class Contact:
     email: str | None
     email_consent: bool = True
     name: str | None = None
+    # The profile has an email trait but no valid email identifier: it is never sent to.
+    unvalidated_email: bool = False
 
 
 class ContactDirectory(Protocol):
     def contacts(self, profile_ids: list[str]) -> dict[str, Contact]: ...
 
 
+ClaimResult = Literal["acquired", "sent", "failed", "pending", "exhausted"]
+
+
 class EffectLedger(Protocol):
-    def claim(self, key: str) -> bool:
-        """True if the key was not claimed before (and now is)."""
+    """Claims on effects (``cdp.adapters.idempotency.DynamoEffectLedger``; ``InMemoryEffectLedger``).
+
+    ``claim`` answers ``acquired`` (the caller now holds a pending claim: new, released, or taken over
+    after its hold expired), ``sent`` / ``failed`` (done before), ``pending`` (another attempt holds
+    it and its hold has not expired) or ``exhausted`` (pending and expired, but every allowed attempt
+    was used: its outcome stays unknown and it is not sent again).
+    """
+
+    def claim(self, key: str) -> ClaimResult: ...
+
+    def mark_sent(self, key: str, provider_id: str) -> None:
+        """The provider accepted the message: the claim is ``sent`` for good."""
         ...
 
-    def release(self, key: str) -> None: ...
+    def mark_failed(self, key: str, reason: str) -> None:
+        """The provider refused the message for good: the claim is ``failed``."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Nothing was sent: the pending claim may be claimed again at once (this attempt not counted)."""
+        ...
+
+
+class InMemoryEffectLedger:
+    """An EffectLedger in memory with the same rules as the DynamoDB one (tests, one-off runs)."""
+
+    def __init__(self, *, hold_s: float = 300, max_attempts: int = 2,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.hold_s = hold_s
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def claim(self, key: str) -> ClaimResult:
+        now = self.clock()
+        item = self.items.get(key)
+        if item is None or (item["state"] == "pending" and item["hold_until"] <= now
+                            and item["attempts"] < self.max_attempts):
+            attempts = (item or {}).get("attempts", 0) + 1
+            self.items[key] = {"state": "pending", "hold_until": now + self.hold_s, "attempts": attempts}
+            return "acquired"
+        if item["state"] in ("sent", "failed"):
+            return item["state"]  # type: ignore[no-any-return]
+        return "pending" if item["hold_until"] > now else "exhausted"
+
+    def mark_sent(self, key: str, provider_id: str) -> None:
+        self.items[key] = {**self.items[key], "state": "sent", "provider_id": provider_id}
+
+    def mark_failed(self, key: str, reason: str) -> None:
+        if self.items[key]["state"] == "pending":
+            self.items[key] = {**self.items[key], "state": "failed", "reason": reason}
+
+    def release(self, key: str) -> None:
+        item = self.items[key]
+        if item["state"] == "pending":
+            self.items[key] = {**item, "hold_until": 0, "attempts": item["attempts"] - 1}
 
 
 class EmailSender(Protocol):
@@ -72,6 +140,10 @@ class ActivationReport:
     sent: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # key -> reason
+    # Refused for good by the provider (key -> provider's code); the claim is marked failed.
+    failed: dict[str, str] = field(default_factory=dict)
+    # Sent, but the ledger could not record it: the pending claim expires unless redelivered.
+    unrecorded: list[str] = field(default_factory=list)
 
 
 def effect_key(change: MembershipChange) -> str:
@@ -81,7 +153,12 @@ def effect_key(change: MembershipChange) -> str:
 def activate_change(change: MembershipChange, *, contacts: ContactDirectory, ledger: EffectLedger,
                     sender: EmailSender, templates: Mapping[str, EmailTemplate],
                     report: ActivationReport | None = None) -> ActivationReport:
-    """Send the entry's email once; exits and unreachable or unconsenting contacts send nothing."""
+    """Send the entry's email once; exits and unreachable or unconsenting contacts send nothing.
+
+    Raises ``EmailNotSent`` (retryable: claim released), ``SendOutcomeUnknown`` or any unexpected
+    error (claim kept pending until it expires) and ``EffectInFlight`` (another attempt holds the
+    claim): the message should be redelivered later. A permanent refusal is reported, not raised.
+    """
     report = report if report is not None else ActivationReport()
     key = effect_key(change)
     if change.change is not Change.ENTERED:
@@ -92,22 +169,41 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
         report.skipped[key] = "no_channel"
         return report
     contact = contacts.contacts([change.profile_id]).get(change.profile_id)
+    if contact is not None and not contact.email and contact.unvalidated_email:
+        report.skipped[key] = "no_valid_email"
+        return report
     if contact is None or not contact.email:
         report.skipped[key] = "no_email"
         return report
     if not contact.email_consent:
         report.skipped[key] = "no_consent"
         return report
-    if not ledger.claim(key):
+    subject, text, html_body = template.render(contact)
+    claim = ledger.claim(key)
+    if claim == "pending":
+        raise EffectInFlight("another attempt holds this email's claim", key=key)
+    if claim == "exhausted":
+        report.skipped[key] = "outcome_unknown"
+        return report
+    if claim != "acquired":  # sent or failed before
         report.duplicates.append(key)
         return report
-    subject, text, html_body = template.render(contact)
     try:
-        sender.send(to=contact.email, subject=subject, text=text, html_body=html_body,
-                    tags={"segment": change.segment, "run": change.run_id})
-    except Exception:
-        ledger.release(key)  # not sent: let the retry send it
-        raise
+        provider_id = sender.send(to=contact.email, subject=subject, text=text, html_body=html_body,
+                                  tags={"segment": change.segment, "run": change.run_id})
+    except EmailNotSent as exc:
+        if exc.retryable:
+            ledger.release(key)  # refused before accepting: nothing was sent, the retry may send
+            raise
+        ledger.mark_failed(key, str(exc.details.get("code") or exc.reason))
+        report.failed[key] = str(exc.details.get("code") or exc.reason)
+        return report
+    # Any other error may have happened after the provider accepted: the claim stays pending.
+    try:
+        ledger.mark_sent(key, provider_id)
+    except StoreError:
+        # Sent all the same; raising would make the redelivery send again once the hold expires.
+        report.unrecorded.append(key)
     report.sent.append(key)
     return report
 
@@ -115,13 +211,25 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
 _FALSE = {False, "false", "no", "0", "denied", "opted_out", "unsubscribed"}
 
 
-def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
-    """A contact from a profile view (``Profile.view()``): email, name and email consent."""
-    traits = profile.get("traits") or {}
+def validated_email(profile: Mapping[str, Any]) -> str | None:
+    """The first of the profile's email identifiers that normalises as an email, else None."""
     emails = (profile.get("identifiers") or {}).get("email") or []
-    email = traits.get("email") if isinstance(traits.get("email"), str) else None
-    if not email and emails:
-        email = emails[0].split(":", 1)[-1] if emails[0].startswith("email:") else emails[0]
+    for value in emails:
+        text = str(value)
+        email = normalise_value("email", text[len("email:"):] if text.startswith("email:") else text)
+        if email:
+            return email
+    return None
+
+
+def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
+    """A contact from a profile view (``Profile.view()``): validated email, name and email consent.
+
+    The address comes only from the profile's ``email`` identifiers (normalised and validated by
+    identity resolution), never from the raw ``traits.email``.
+    """
+    traits = profile.get("traits") or {}
+    email = validated_email(profile)
     consent = profile.get("consent") or {}
     email_consent_value = consent.get("email", consent.get("marketing", True))
     if isinstance(email_consent_value, Mapping):
@@ -130,7 +238,8 @@ def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
     name = traits.get("first_name") or traits.get("firstName") or traits.get("name")
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
                    email_consent=(email_consent_value not in _FALSE) and not unsubscribed,
-                   name=name if isinstance(name, str) else None)
+                   name=name if isinstance(name, str) else None,
+                   unvalidated_email=email is None and bool(traits.get("email")))
 
 
 class ProfileContacts:

@@ -2,13 +2,14 @@
 
 Items:
 
-* a member: ``segment=<name>``, ``profile_id``, ``entered_run``, ``entered_at``;
+* a member: ``segment=<name>``, ``profile_id``, ``entered_run``, ``entered_at``, ``announced``
+  (BOOL: False while its entry waits to be published; absent on items written before it = True);
 * a completed run: ``segment=#run:<name>``, ``profile_id=<run id>``, ``at``, ``report`` (JSON);
 * the latest completed run of a segment: ``segment=#last-run``, ``profile_id=<name>``, same fields.
 
 Segment names never start with ``#`` (the definition's validation forbids it), so run records never
-mix with members. Every attribute is a string, so items are written in the low-level client's
-``{"S": ...}`` form directly.
+mix with members. Items are written in the low-level client's form directly (``{"S": ...}``,
+``{"BOOL": ...}`` for ``announced``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class DynamoMembershipStore(AwsAdapter):
                 **_key(segment, member.profile_id),
                 "entered_run": {"S": member.entered_run},
                 "entered_at": {"S": member.entered_at},
+                "announced": {"BOOL": member.announced},
             }}}
         for profile_id in exited:
             requests[profile_id] = {"DeleteRequest": {"Key": _key(segment, profile_id)}}
@@ -175,4 +177,5 @@ def _member(item: dict[str, Any]) -> Member:
         profile_id=item["profile_id"]["S"],
         entered_run=item.get("entered_run", {}).get("S", ""),
         entered_at=item.get("entered_at", {}).get("S", ""),
+        announced=bool(item.get("announced", {}).get("BOOL", True)),
     )

@@ -1,19 +1,42 @@
-"""Email through SES (moto's SES locally: sent mail is kept, not delivered)."""
+"""Email through SES (moto's SES locally: sent mail is kept, not delivered).
+
+SES has no idempotency token, so what a failed call means decides whether it may be retried:
+
+| what happened | error | sent? |
+| --- | --- | --- |
+| SES answered a refusal (4xx): throttled, MessageRejected, sender not verified, no such configuration set, sending paused | ``EmailNotSent`` (retryable) | no |
+| SES answered that the message is invalid (InvalidParameterValue, ValidationError) | ``EmailNotSent`` (not retryable) | no |
+| no connection was made (connect timeout, endpoint unreachable) | ``EmailNotSent`` (retryable) | no |
+| read timeout, reset connection, 5xx: the request went out, the answer did not come back | ``SendOutcomeUnknown`` | unknown |
+
+The client makes exactly one attempt per call: the SDK's own retries would resend after a read
+timeout, which only the effect ledger may decide.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from cdp.adapters.aws import AwsAdapter
-from cdp.adapters.errors import aws_errors
+from cdp.adapters.errors import THROTTLING_CODES, error_code
+from cdp.errors import EmailNotSent, SendOutcomeUnknown
+from cdp.settings import Settings
+
+PERMANENT_CODES = frozenset({"InvalidParameterValue", "ValidationError"})
 
 
 class SesEmailSender(AwsAdapter):
     service = "ses"
 
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = single_attempt_client(self.settings)
+        return self._client
+
     def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str:
-        """The SES message id. Raises StoreError (not retryable when SES refused the message)."""
-        with aws_errors("SES refused the email"):
+        try:
             out = self.client.send_email(
                 Source=self.settings.email_sender,
                 Destination={"ToAddresses": [to]},
@@ -21,7 +44,38 @@ class SesEmailSender(AwsAdapter):
                          "Body": {"Text": {"Data": text, "Charset": "UTF-8"},
                                   "Html": {"Data": html_body, "Charset": "UTF-8"}}},
                 Tags=[{"Name": k, "Value": _tag(v)} for k, v in tags.items()])
+        except Exception as exc:
+            raise send_error(exc) from exc
         return str(out["MessageId"])
+
+
+def single_attempt_client(settings: Settings) -> Any:
+    """An SES client configured like :func:`cdp.adapters.aws.aws_client`'s, but making one attempt."""
+    import boto3.session
+    from botocore.config import Config
+
+    from cdp.adapters.aws import botocore_config
+
+    config = botocore_config(settings).merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    return boto3.session.Session().client("ses", region_name=settings.aws_region,
+                                          endpoint_url=settings.aws_endpoint_url or None, config=config)
+
+
+def send_error(exc: BaseException) -> Exception:
+    """The domain error for an exception of ``send_email``: refused (not sent) or outcome unknown."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        return EmailNotSent("could not connect to SES", retryable=True, code="connect")
+    if isinstance(exc, ClientError):
+        code = error_code(exc) or "unknown"
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in THROTTLING_CODES:
+            return EmailNotSent("SES throttled the email", retryable=True, code=code)
+        if status >= 500 or status == 0:
+            return SendOutcomeUnknown("SES failed while handling the email", code=code)
+        return EmailNotSent("SES refused the email", retryable=code not in PERMANENT_CODES, code=code)
+    return SendOutcomeUnknown("no answer from SES", code=type(exc).__name__)
 
 
 def _tag(value: str) -> str:

@@ -51,12 +51,13 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
     outcome = resolve_batch(events, store, config=config, now=now)
     retry = [sequence_of[mid] for mid in outcome.failed if mid in sequence_of]
     changes: list[MembershipChange] = []
-    if realtime is not None and outcome.applied:
+    if realtime is not None and (outcome.applied or outcome.duplicates):
         try:
             changes = _evaluate_realtime(outcome, store, realtime, now)
         except CdpError:
             # The profile updates are done; a redelivery dedupes them and evaluates again.
-            retry = [sequence_of[mid] for mid in outcome.applied if mid in sequence_of] + retry
+            touched = (*outcome.applied, *outcome.duplicates)
+            retry = [sequence_of[mid] for mid in touched if mid in sequence_of] + retry
     # An undecodable record cannot succeed: reporting it lets bounded retries hand it to the
     # on-failure destination instead of dropping it.
     return UnifyResult(outcome=outcome, changes=changes, retry=sorted({*retry, *undecodable}, key=int),
@@ -65,9 +66,12 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
 
 def _evaluate_realtime(outcome: BatchOutcome, store: IdentityStore, realtime: RealtimeSegments,
                        now: datetime) -> list[MembershipChange]:
+    # Duplicates too: a redelivery means the previous attempt may have stopped between the profile
+    # write and the membership outbox, and only evaluating again finishes (or re-announces) it.
     run_ids: dict[str, str] = {}
-    for message_id in outcome.applied:  # the first event of the batch that changed the profile
-        run_ids.setdefault(outcome.profile_of[message_id], f"rt:{message_id}")
+    for message_id in (*outcome.applied, *outcome.duplicates):  # the first event that touched the profile
+        if message_id in outcome.profile_of:
+            run_ids.setdefault(outcome.profile_of[message_id], f"rt:{message_id}")
     profiles = [p.view() for p in store.get_profiles(list(run_ids)).values() if not p.is_tombstone]
     return evaluate_batch(realtime.definitions, profiles, membership=realtime.membership,
                           publish=realtime.publish, run_ids=run_ids, now=now)

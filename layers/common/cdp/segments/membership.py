@@ -10,11 +10,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A member of a segment and the run at which it entered (the id activation dedupes on)."""
+    """A member of a segment and the run at which it entered (the id activation dedupes on).
+
+    ``announced`` is False from the moment an entry is stored until its change has been published
+    (an outbox): any later evaluation that finds an unannounced member publishes its entry again
+    with the stored ``entered_run`` and ``entered_at``, so the entry is announced under one id only.
+    """
 
     profile_id: str
     entered_run: str
     entered_at: str  # ISO 8601, UTC
+    announced: bool = True
 
 
 class Change(StrEnum):
@@ -82,7 +88,7 @@ class MembershipStore(Protocol):
         ...
 
     def apply(self, segment: str, entered: Iterable[Member], exited: Iterable[str]) -> None:
-        """Add ``entered`` members and remove the ``exited`` profile ids."""
+        """Add (or overwrite) ``entered`` members, with their ``announced`` flag; remove ``exited`` ids."""
         ...
 
     def completed_run(self, segment: str, run_id: str) -> dict[str, Any] | None:
@@ -139,3 +145,16 @@ class InMemoryMembershipStore:
 if TYPE_CHECKING:
     # mypy proves the twin keeps up with the port.
     _twin: MembershipStore = InMemoryMembershipStore()
+
+
+def store_announced(membership: MembershipStore, changes: Iterable[MembershipChange]) -> None:
+    """After publishing: entries become announced members, exits leave."""
+    by_segment: dict[str, tuple[list[Member], list[str]]] = {}
+    for change in changes:
+        entered, exited = by_segment.setdefault(change.segment, ([], []))
+        if change.change is Change.ENTERED:
+            entered.append(Member(change.profile_id, change.run_id, change.at))
+        else:
+            exited.append(change.profile_id)
+    for segment, (entered, exited) in by_segment.items():
+        membership.apply(segment, entered, exited)

@@ -1,10 +1,13 @@
 """Real-time segments: when unify changes a profile, re-evaluate the profile-only definitions.
 
 The stored membership is the one the scheduled runs use, so a profile that enters in real time is
-already a member when the next scheduled run diffs, and is not announced twice. Changes are
-published before the membership is written, as in a scheduled run; ``run_id`` should be
-deterministic for the triggering change (e.g. ``"rt:" + messageId``) so a retried record re-sends
-the same entry id, which activation dedupes.
+already a member when the next scheduled run diffs, and is not announced twice.
+
+Entries go through an outbox: a new member is stored ``announced=False`` BEFORE its change is
+published, and marked announced after. Whoever next finds it unannounced (a redelivered record, the
+next real-time evaluation, the scheduled run) publishes the entry again with the STORED run id, which
+activation dedupes; so an entry is announced under one id whatever fails in between. ``run_id``
+should be deterministic for the triggering change (``"rt:" + messageId``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cdp.segments.definition import SegmentDefinition
-from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore
+from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, store_announced
 from cdp.segments.predicate import evaluate_profile
 from cdp.times import format_time
 
@@ -54,27 +57,27 @@ def evaluate_batch(
         return []
     at = format_time(now)
     keys = [(d.name, str(p["profile_id"])) for d in realtime for p in profiles]
-    stored = membership.members_of(keys)
+    stored: dict[tuple[str, str], Member] = membership.members_of(keys)
     changes: list[MembershipChange] = []
+    pending: dict[str, list[Member]] = {}
     for profile in profiles:
         profile_id = str(profile["profile_id"])
         for defn in realtime:
             is_member = evaluate_profile(defn, profile)
-            was_member = (defn.name, profile_id) in stored
-            if is_member and not was_member:
-                changes.append(MembershipChange(defn.name, profile_id, Change.ENTERED, run_ids[profile_id], at))
-            elif was_member and not is_member:
+            member = stored.get((defn.name, profile_id))
+            if is_member and member is None:
+                entry = Member(profile_id, run_ids[profile_id], at, announced=False)
+                pending.setdefault(defn.name, []).append(entry)
+                changes.append(MembershipChange(defn.name, profile_id, Change.ENTERED, entry.entered_run, at))
+            elif is_member and member is not None and not member.announced:
+                changes.append(MembershipChange(defn.name, profile_id, Change.ENTERED, member.entered_run,
+                                                member.entered_at))
+            elif member is not None and not is_member:
                 changes.append(MembershipChange(defn.name, profile_id, Change.EXITED, run_ids[profile_id], at))
     if not changes:
         return []
+    for segment, entries in pending.items():
+        membership.apply(segment, entries, [])
     publish(changes)
-    by_segment: dict[str, tuple[list[Member], list[str]]] = {}
-    for change in changes:
-        entered, exited = by_segment.setdefault(change.segment, ([], []))
-        if change.change is Change.ENTERED:
-            entered.append(Member(change.profile_id, change.run_id, at))
-        else:
-            exited.append(change.profile_id)
-    for segment, (entered, exited) in by_segment.items():
-        membership.apply(segment, entered, exited)
+    store_announced(membership, changes)
     return changes

@@ -1,9 +1,10 @@
 """One segment run: query the members, diff with the stored membership, publish, then store.
 
-Order matters. Changes are published FIRST and the membership stored after: a run that crashes
-between the two is retried with the same run id, recomputes the same diff against the unchanged
-stored membership and re-publishes the same changes with the same ids, which activation dedupes
-on ``(segment, profile_id, run_id)``. A run that completed is recorded under its run id, so a
+Order matters. New entries are stored FIRST as unannounced members (an outbox), then every change
+is published, then entries are marked announced and exits removed. Whatever is found unannounced
+by a later run (a retry of this one, or the next scheduled or real-time evaluation) is published
+again with its STORED entry run id, which activation dedupes on ``(segment, profile_id, run_id)``:
+an entry is announced under one id only, even if the run crashes between any two steps. A run that completed is recorded under its run id, so a
 retry of a completed run publishes nothing and returns the first report. A failed query raises
 before anything is published or stored.
 """
@@ -19,7 +20,7 @@ from cdp.errors import CdpError
 from cdp.segments.compiler import compile_segment
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.engines import QueryEngine
-from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore
+from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, store_announced
 from cdp.segments.schedule import is_due
 from cdp.times import as_utc, format_time, parse_time
 
@@ -62,12 +63,18 @@ def query_members(defn: SegmentDefinition, *, engine: QueryEngine, now: datetime
 def diff_membership(
     segment: str, previous: dict[str, Member], current: set[str], *, run_id: str, at: str
 ) -> tuple[list[Member], list[str], list[MembershipChange]]:
-    """Entered members, exited profile ids and the changes to publish (entries first, sorted)."""
+    """New (unannounced) members, exited profile ids and the changes to publish (entries first, sorted).
+
+    Members stored but not yet announced are announced again with their stored run id and time.
+    """
     entered = [
-        Member(profile_id=p, entered_run=run_id, entered_at=at) for p in sorted(current - previous.keys())
+        Member(profile_id=p, entered_run=run_id, entered_at=at, announced=False)
+        for p in sorted(current - previous.keys())
     ]
+    unannounced = [m for p, m in previous.items() if p in current and not m.announced]
     exited = sorted(previous.keys() - current)
-    changes = [MembershipChange(segment, m.profile_id, Change.ENTERED, run_id, at) for m in entered]
+    entries = sorted([*entered, *unannounced], key=lambda m: m.profile_id)
+    changes = [MembershipChange(segment, m.profile_id, Change.ENTERED, m.entered_run, m.entered_at) for m in entries]
     changes += [MembershipChange(segment, p, Change.EXITED, run_id, at) for p in exited]
     return entered, exited, changes
 
@@ -95,15 +102,17 @@ def run_segment(
     current, bytes_scanned = query_members(defn, engine=engine, now=now)
     previous = membership.members(defn.name)
     entered, exited, changes = diff_membership(defn.name, previous, current, run_id=run_id, at=at)
+    if entered:
+        membership.apply(defn.name, entered, [])  # the outbox: stored before anyone hears of them
     if changes:
         publish(changes)
-    membership.apply(defn.name, entered, exited)
+        store_announced(membership, changes)
     report = SegmentRunReport(
         segment=defn.name,
         run_id=run_id,
         at=at,
         members=len(current),
-        entered=len(entered),
+        entered=sum(1 for c in changes if c.change is Change.ENTERED),
         exited=len(exited),
         bytes_scanned=bytes_scanned,
     )

@@ -1,0 +1,115 @@
+"""The effect ledger's claim states on the template's IdempotencyTable (moto)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdp.adapters.aws import reset_clients
+from cdp.adapters.idempotency import DynamoEffectLedger
+from cdp.settings import Settings
+
+KEY = "email#vip#p1#r1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(stack_settings: Settings, clock: Clock) -> DynamoEffectLedger:
+    reset_clients()  # clients made under an earlier moto would not see this one's tables
+    return DynamoEffectLedger(stack_settings, hold_s=300, max_attempts=2, clock=clock)
+
+
+def test_a_first_claim_is_acquired_and_stored_pending_with_its_hold(ledger: DynamoEffectLedger, clock: Clock):
+    assert ledger.claim(KEY) == "acquired"
+
+    item = ledger.state(KEY)
+    assert (item["state"], item["attempts"], item["hold_until"]) == ("pending", 1, int(clock.now) + 300)
+    assert item["expires_at"] > item["hold_until"]
+
+
+def test_a_pending_claim_within_its_hold_is_not_taken(ledger: DynamoEffectLedger, clock: Clock):
+    ledger.claim(KEY)
+    clock.now += 299
+
+    assert ledger.claim(KEY) == "pending"
+
+
+def test_an_expired_pending_claim_is_taken_over_once(ledger: DynamoEffectLedger, clock: Clock):
+    ledger.claim(KEY)
+    clock.now += 300
+
+    assert ledger.claim(KEY) == "acquired"
+    assert ledger.state(KEY)["attempts"] == 2
+    clock.now += 300
+    assert ledger.claim(KEY) == "exhausted"
+
+
+def test_a_sent_claim_keeps_the_provider_id_and_is_never_claimed_again(ledger: DynamoEffectLedger, clock: Clock):
+    ledger.claim(KEY)
+    ledger.mark_sent(KEY, "ses-0001")
+    clock.now += 10_000
+
+    assert ledger.claim(KEY) == "sent"
+    assert (ledger.state(KEY)["state"], ledger.state(KEY)["provider_id"]) == ("sent", "ses-0001")
+
+
+def test_a_failed_claim_keeps_its_reason_and_is_never_claimed_again(ledger: DynamoEffectLedger, clock: Clock):
+    ledger.claim(KEY)
+    ledger.mark_failed(KEY, "InvalidParameterValue")
+    clock.now += 10_000
+
+    assert ledger.claim(KEY) == "failed"
+    assert ledger.state(KEY)["reason"] == "InvalidParameterValue"
+
+
+def test_a_released_claim_is_claimed_again_at_once_and_its_attempt_is_given_back(ledger: DynamoEffectLedger):
+    ledger.claim(KEY)
+    ledger.release(KEY)
+
+    assert ledger.claim(KEY) == "acquired"
+    assert ledger.state(KEY)["attempts"] == 1
+
+
+def test_releasing_or_failing_a_sent_claim_changes_nothing(ledger: DynamoEffectLedger):
+    ledger.claim(KEY)
+    ledger.mark_sent(KEY, "ses-0001")
+
+    ledger.release(KEY)
+    ledger.mark_failed(KEY, "late")
+
+    assert ledger.claim(KEY) == "sent" and ledger.state(KEY)["attempts"] == 1
+
+
+def test_activation_on_moto_sends_once_across_a_redelivery(ledger: DynamoEffectLedger, stack_settings: Settings):
+    from cdp.activation import Contact, EmailTemplate, activate_change
+    from cdp.segments.membership import MembershipChange
+
+    class Directory:
+        def contacts(self, ids: list[str]) -> dict[str, Contact]:
+            return {"p1": Contact("p1", "a@x.io")}
+
+    class Sender:
+        sent = 0
+
+        def send(self, **_: object) -> str:
+            self.sent += 1
+            return "ses-1"
+
+    sender = Sender()
+    change = MembershipChange("vip", "p1", "entered", "r1", "2026-11-20T00:00:00Z")
+    for _ in range(2):
+        activate_change(change, contacts=Directory(), ledger=ledger, sender=sender,
+                        templates={"vip": EmailTemplate("Hi", "Hello")})
+
+    assert sender.sent == 1 and ledger.state(KEY)["state"] == "sent"
