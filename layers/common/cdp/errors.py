@@ -65,6 +65,12 @@ class InvalidSegment(CdpError):
     code = "invalid_segment"
 
 
+class InvalidJourney(CdpError):
+    """config/journey.yaml does not parse or names an unknown stage (reason has file:line)."""
+
+    code = "invalid_journey"
+
+
 # ---------------------------------------------------------------- collection
 
 

@@ -34,6 +34,8 @@ PROFILES_SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("email", pa.string()), ("first_seen", _TS), ("last_seen", _TS),
     ("event_count", pa.int64()), ("lifecycle_stage", pa.string()), ("traits", pa.string()),
     ("computed", pa.string()), ("consent", pa.string()),
+    # JSON list of {"stage", "at"}, oldest first: the stage changes the profile keeps (reports read it).
+    ("lifecycle_history", pa.string()),
 ])
 
 
@@ -91,6 +93,7 @@ def write_profiles_snapshot(profiles: Iterable[ProfileView], fs: pafs.FileSystem
             "traits": json.dumps(p["traits"], default=str, sort_keys=True),
             "computed": json.dumps(p["computed_traits"], default=str, sort_keys=True),
             "consent": json.dumps(p["consent"], default=str, sort_keys=True),
+            "lifecycle_history": json.dumps(p["lifecycle_history"], sort_keys=True),
         }
 
     return write_snapshot((row(p) for p in profiles), PROFILES_SCHEMA, fs,
