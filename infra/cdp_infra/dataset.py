@@ -178,7 +178,9 @@ def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> t
     first = FIRST_NAMES[index % len(FIRST_NAMES)]
     email = _email(index)
     user_id = _user_id(index)
-    start = now - timedelta(days=rng.randint(5, 45), minutes=rng.randint(0, 1440))
+    # Several months of history: early customers go quiet long enough to churn, and a quarter of
+    # the people pause for weeks or months and come back (returning customers).
+    start = now - timedelta(days=rng.randint(5, 150), minutes=rng.randint(0, 1440))
     web = _Device(rng, "web")
     devices = [web]
     clock = start
@@ -187,9 +189,12 @@ def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> t
     buys = signs_up and rng.random() < 0.55
     second_device = signs_up and rng.random() < 0.35
     signup_at = n // 3
+    pause_at = n // 2 if rng.random() < 0.25 else -1
     identified = False
     current = web
     for k in range(n):
+        if k == pause_at:
+            clock += timedelta(days=rng.randint(20, 100))
         clock = min(now - timedelta(seconds=1), clock + timedelta(minutes=rng.randint(5, 2000)))
         uid = user_id if identified else None
         if signs_up and k == signup_at:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from .client import SendResult, TrackingClient
 from .dataset import Dataset, generate
 from .local import LocalConfig, LocalPipeline
+from .report_cli import demo_report
 
 
 @dataclass
@@ -49,6 +50,8 @@ class DemoSummary:
     # The functions' business metrics as CloudWatch would sum them (name -> total).
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # The report run at the end (run id, events, bytes scanned, seconds, where to open the dashboard).
+    report: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -318,6 +321,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.email_entries = email_entries(pipeline)
         summary.failure_destination = sum(p.sent_to_failure_destination for p in pipeline.kinesis_pollers)
         summary.metrics = pipeline.metrics.totals()
+        summary.report = demo_report(pipeline, progress)
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
     summary.checks = evaluate(summary)
     return summary
@@ -402,6 +406,8 @@ def format_summary(s: DemoSummary) -> str:
         *[f"    {name:<24}{value:>10,.0f}" for name, value in sorted(s.metrics.items()) if name != "ColdStart"],
         f"  time: send {s.seconds.get('send', 0)}s, drain {s.seconds.get('drain', 0)}s, "
         f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, total {s.seconds.get('total', 0)}s",
+        f"  report: {s.report.get('events', 0):,} events in {s.report.get('seconds')}s, "
+        f"{s.report.get('bytes_scanned', 0):,} bytes scanned; open {s.report.get('open') or s.report.get('error')}",
         "",
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in s.checks.items()],

@@ -238,7 +238,8 @@ class LocalPipeline:
         # Longest literal prefix first, so /v1/profiles/{id}/explain wins over /v1/profiles/{id}.
         routes.sort(key=lambda r: (-len(r.resource.split("{")[0]), r.resource))
         self.api = LocalApi(routes, host=self.config.host, port=self.config.port, stage=stage,
-                            throttle=throttle, admin=AdminRoutes(self.admin_token, self.metrics_view)).start()
+                            throttle=throttle, admin=AdminRoutes(self.admin_token, self.metrics_view,
+                                               pages={"/v1/reports/latest": self.latest_report})).start()
 
     def _queue_url_for_arn(self, arn: str) -> str:
         assert self.stack is not None
@@ -294,6 +295,11 @@ class LocalPipeline:
         assert self.scheduler is not None
         return [self.scheduler.fire(fn, rule, at) for fn, rule, _ in self.scheduler.jobs
                 if function is None or fn.spec.logical_id == function]
+
+    def latest_report(self) -> bytes | None:
+        from .report_cli import latest_dashboard
+
+        return latest_dashboard(self.settings)
 
     def metrics_view(self) -> dict[str, Any]:
         """The metrics the functions flushed so far, summed per function (served at GET /v1/metrics)."""

@@ -14,8 +14,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -117,8 +117,20 @@ class AdminRoutes:
     admin_token: str
     metrics: Callable[[], dict[str, Any]]
     path: str = "/v1/metrics"
+    # Admin pages by path (e.g. /v1/reports/latest): HTML, or None when there is nothing yet.
+    pages: Mapping[str, Callable[[], bytes | None]] = field(default_factory=dict)
 
-    def answer(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def page(self, path: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        status, payload = self.answer(authorization, lambda: {})
+        if status != 200:
+            return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+        html = self.pages[path]()
+        if html is None:
+            return 404, {"Content-Type": "application/json"}, b'{"message": "nothing here yet"}'
+        return 200, {"Content-Type": "text/html; charset=utf-8"}, html
+
+    def answer(self, authorization: str | None,
+               body: Callable[[], dict[str, Any]] | None = None) -> tuple[int, dict[str, Any]]:
         from cdp.collect.profiles import require_bearer
         from cdp.errors import Unauthorized
 
@@ -126,7 +138,7 @@ class AdminRoutes:
             require_bearer(authorization, self.admin_token)
         except Unauthorized as exc:
             return 401, {"success": False, "error": exc.code, "reason": exc.reason}
-        return 200, self.metrics()
+        return 200, (body or self.metrics)()
 
 
 class LocalApi:
@@ -203,6 +215,9 @@ class LocalApi:
                     path = path[len(api.stage) + 1:]
                 if api.admin is not None and path == api.admin.path and self.command == "GET":
                     self._json(*api.admin.answer(self.headers.get("Authorization")))
+                    return
+                if api.admin is not None and path in api.admin.pages and self.command == "GET":
+                    self._send(*api.admin.page(path, self.headers.get("Authorization")))
                     return
                 route, params, path_exists = api.match(self.command, path)
                 if route is None:
