@@ -12,7 +12,7 @@ from cdp.adapters.lake import lake_filesystem
 from cdp.adapters.run_history import DynamoRunHistory
 from cdp.errors import InvalidJourney
 from cdp.jobs.report_job import compute_report, quarantine_counts, segment_runs, write_report
-from cdp.reports import ReportRange
+from cdp.reports import DEFAULT_DAYS, ReportRange
 from cdp.reports.journey import JourneyMap, load_journey
 from cdp.segments.catalog import all_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
@@ -42,7 +42,7 @@ def handler(event: dict, context: object) -> dict:
     s, tick = settings(), EventBridgeEvent(event)
     now, detail = parse_timestamp(tick.time), tick.detail or {}
     last = parse_timestamp(detail["to"]).date() if detail.get("to") else now.date()
-    first = parse_timestamp(detail["from"]).date() if detail.get("from") else last - timedelta(days=90)
+    first = parse_timestamp(detail["from"]).date() if detail.get("from") else last - timedelta(days=DEFAULT_DAYS)
     fs, root = lake_filesystem(s), s.lake_bucket
     report = compute_report(
         engine=query_engine(s), window=ReportRange(first, last, detail.get("by", "week")), journey=journey(),

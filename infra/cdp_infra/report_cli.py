@@ -34,7 +34,7 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
     from cdp.adapters.run_history import DynamoRunHistory
     from cdp.errors import InvalidJourney
     from cdp.jobs.report_job import compute_report, quarantine_counts, segment_runs, write_report
-    from cdp.reports import ReportRange
+    from cdp.reports import DEFAULT_DAYS, ReportRange
     from cdp.reports.journey import JourneyMap, load_journey
     from cdp.segments.catalog import all_segments
 
@@ -42,7 +42,7 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
 
     now = now or datetime.now(UTC)
     last = last or now.date()
-    first = first or last - timedelta(days=90)
+    first = first or last - timedelta(days=DEFAULT_DAYS)
     journey: JourneyMap | InvalidJourney
     try:
         journey = load_journey(REPO_ROOT / "config" / "journey.yaml")
@@ -154,7 +154,7 @@ def add_parser(sub: Any) -> None:
     report.add_argument("table", nargs="?", default="funnel", choices=sorted(TABLES),
                         help="show: which table (default funnel)")
     report.add_argument("--from", dest="first", type=date.fromisoformat, default=None,
-                        help="run: first day (default 90 days before --to)")
+                        help="run: first day (default 180 days before --to)")
     report.add_argument("--to", dest="last", type=date.fromisoformat, default=None, help="run: last day (today)")
     report.add_argument("--by", default="week", choices=["day", "week", "month"], help="run: granularity")
     report.set_defaults(func=cmd_report)
@@ -170,5 +170,5 @@ def demo_report(pipeline: Any, progress: Any) -> dict[str, Any]:
     path = LOCAL_COPY / meta["run_id"] / "dashboard.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(latest_dashboard(pipeline.settings) or b"")
-    return {k: meta[k] for k in ("run_id", "events", "bytes_scanned", "seconds", "journey_error")} | {
+    return {k: meta[k] for k in ("run_id", "events", "bytes_scanned", "seconds", "query_seconds", "journey_error")} | {
         "open": str(path.resolve())}

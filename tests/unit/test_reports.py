@@ -29,10 +29,8 @@ CONFIG = load_identity_config(ROOT / "config" / "identity.yaml")
 JOURNEY = load_journey(ROOT / "config" / "journey.yaml")
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory):
+def build_lake(root: str):
     """A lake and profiles built from a generated dataset by the real unify and snapshot code."""
-    root = str(tmp_path_factory.mktemp("lake"))
     dataset = generate(80, 2400, seed=3, now=NOW)
     store = InMemoryIdentityStore()
     valid = []
@@ -45,6 +43,11 @@ def lake(tmp_path_factory: pytest.TempPathFactory):
     write_events(valid, fs, root, "batch-0")
     write_snapshots(store, fs, root)
     return root, fs, dataset, store, valid
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory):
+    return build_lake(str(tmp_path_factory.mktemp("lake")))
 
 
 def _report(lake, first: datetime, last: datetime, granularity: str = "week", journey=JOURNEY):

@@ -52,30 +52,34 @@ class _Counting:
 
     def __init__(self, engine: QueryEngine) -> None:
         self.engine, self.bytes_scanned, self.queries = engine, 0, 0
+        self.seconds: list[float] = []
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
+        started = time.monotonic()
         result = self.engine.run(sql)
+        self.seconds.append(round(time.monotonic() - started, 2))
         self.bytes_scanned += result.bytes_scanned
         self.queries += 1
         return result.rows
 
 
 def quarantine_counts(fs: pafs.FileSystem, root: str, window: ReportRange) -> list[dict[str, Any]]:
-    """Quarantined entries per day and reason, read from ``quarantine/dt=<day>/*.jsonl``."""
+    """Quarantined entries per day and reason, read from ``quarantine/dt=<day>/*.jsonl`` (one listing)."""
     counts: Counter[tuple[str, str]] = Counter()
-    for day in window.days():
-        folder = f"{root}/{QUARANTINE_PREFIX}/dt={day.isoformat()}"
-        infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
-        for info in infos:
-            if info.type != pafs.FileType.File or not info.path.endswith(".jsonl"):
-                continue
-            with fs.open_input_stream(info.path) as stream:
-                for line in stream.read().decode("utf-8", "replace").splitlines():
-                    try:
-                        reason = str(json.loads(line).get("reason") or compute.UNKNOWN)
-                    except (ValueError, AttributeError):
-                        reason = "unreadable"
-                    counts[(day.isoformat(), reason)] += 1
+    first, last = window.first.isoformat(), window.last.isoformat()
+    folder = f"{root}/{QUARANTINE_PREFIX}"
+    for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True)):
+        partition = info.path[len(folder):].lstrip("/").split("/", 1)[0]
+        day = partition[3:] if partition.startswith("dt=") else ""
+        if info.type != pafs.FileType.File or not info.path.endswith(".jsonl") or not first <= day <= last:
+            continue
+        with fs.open_input_stream(info.path) as stream:
+            for line in stream.read().decode("utf-8", "replace").splitlines():
+                try:
+                    reason = str(json.loads(line).get("reason") or compute.UNKNOWN)
+                except (ValueError, AttributeError):
+                    reason = "unreadable"
+                counts[(day, reason)] += 1
     return [{"day": d, "reason": r, "entries": n} for (d, r), n in sorted(counts.items())]
 
 
@@ -115,6 +119,7 @@ def compute_report(*, engine: QueryEngine, window: ReportRange, journey: Journey
         "health": health,
         "journey_error": journey_error,
         "queries": q.queries,
+        "query_seconds": q.seconds,
         "bytes_scanned": q.bytes_scanned,
         "seconds": round(time.monotonic() - started, 2),
     }

@@ -12,6 +12,8 @@ from datetime import date, timedelta
 
 REPORTS_PREFIX = "reports"
 GRANULARITIES = ("day", "week", "month")
+#: The range a scheduled run covers, ending today: long enough for cohorts and churn (90 days idle).
+DEFAULT_DAYS = 180
 
 
 def period_start(day: date, granularity: str) -> date:

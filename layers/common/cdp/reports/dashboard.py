@@ -92,7 +92,7 @@ def lines(name: str, series: dict[str, list[tuple[str, float]]], caption: str, *
     values = [v for points in series.values() for _, v in points]
     if not xs or not any(values):
         return _figure(name, _empty(caption), caption)
-    top = max(values) or 1.0
+    top = float(max(values)) or 1.0
     left, right, bottom, top_pad = 50, 150, 30, 10
     span = max(1, len(xs) - 1)
 
@@ -107,7 +107,7 @@ def lines(name: str, series: dict[str, list[tuple[str, float]]], caption: str, *
              f'</text><text x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>']
     step = max(1, len(xs) // 6)
     for i, x in enumerate(xs):
-        if i % step == 0 or i == len(xs) - 1:
+        if i % step == 0 or (i == len(xs) - 1 and i % step >= step / 2):
             parts.append(f'<text x="{x_of(x):.1f}" y="{height - 12}" text-anchor="middle">{escape(x)}</text>')
     for i, (label, points) in enumerate(sorted(series.items())):
         color = PALETTE[i % len(PALETTE)]
