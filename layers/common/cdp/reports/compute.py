@@ -58,7 +58,7 @@ def stages_over_time(profiles: list[Row], window: ReportRange, now: datetime) ->
     """People per stage at the end of each period: the stage of each profile's last change recorded
     by then; a period that ends after ``now`` shows the stages now (the snapshot's)."""
     histories = [(p.get("stage"), _history(p.get("history"))) for p in profiles]
-    rows = []
+    rows: list[Row] = []
     ends = [*window.periods()[1:], None]
     for start, following in zip(window.periods(), ends, strict=True):
         cut = min(following, _next_day(window.last)) if following else _next_day(window.last)

@@ -161,11 +161,12 @@ def sankey(name: str, flows: list[Row], caption: str) -> str:
                      f'<title>{escape(s)} → {escape(t)}: {n:,}</title></path>')
     for names, at, x, anchor, dx in ((sources, y_src, left, "end", -6), (targets, y_dst, right, "start", node_w + 6)):
         side = 0 if names is sources else 1
-        for n in names:
-            h = sum(v for k, v in totals.items() if k[side] == n) * scale
-            parts.append(f'<rect x="{x}" y="{at[n]:.1f}" width="{node_w}" height="{max(h, 1):.1f}" fill="#1f2d3d"/>'
-                         f'<text x="{x + dx}" y="{at[n] + h / 2 + 4:.1f}" text-anchor="{anchor}">{escape(n)} '
-                         f'({sum(v for k, v in totals.items() if k[side] == n):,})</text>')
+        for node in names:
+            people = sum(v for k, v in totals.items() if k[side] == node)
+            h = people * scale
+            parts.append(f'<rect x="{x}" y="{at[node]:.1f}" width="{node_w}" height="{max(h, 1):.1f}" '
+                         f'fill="#1f2d3d"/><text x="{x + dx}" y="{at[node] + h / 2 + 4:.1f}" '
+                         f'text-anchor="{anchor}">{escape(node)} ({people:,})</text>')
     return _figure(name, _svg(height, "".join(parts), caption), caption)
 
 

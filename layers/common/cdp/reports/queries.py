@@ -8,6 +8,7 @@ literals, so values never reach the SQL as text. Only strings and numbers come b
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 import sqlglot
 from sqlglot import exp
@@ -15,6 +16,10 @@ from sqlglot import exp
 from cdp.reports import ReportRange
 from cdp.reports.journey import JourneyMap, JourneyRule
 from cdp.segments.compiler import render
+
+if TYPE_CHECKING:
+    # sqlglot's base node class (annotations only: older sqlglot releases name it differently)
+    from sqlglot.expressions import Expr
 
 # Events of the range, each resolved to its profile through the identity snapshot (as segments do).
 _RESOLVED = """
@@ -71,7 +76,7 @@ GROUP BY 1
 
 
 @cache
-def _parsed(sql: str) -> exp.Expression:
+def _parsed(sql: str) -> Expr:
     return sqlglot.parse_one(sql, read="duckdb")
 
 
@@ -86,9 +91,9 @@ def ranged(sql: str, dialect: str, window: ReportRange, **values: object) -> str
     return build(sql, dialect, first=window.first.isoformat(), last=window.last.isoformat(), **values)
 
 
-def _matches(rule: JourneyRule) -> exp.Expression:
+def _matches(rule: JourneyRule) -> Expr:
     column = "event" if rule.event is not None else "type"
-    condition: exp.Expression = exp.column(column, "ev").eq(exp.Literal.string(rule.event or rule.type or ""))
+    condition: Expr = exp.column(column, "ev").eq(exp.Literal.string(rule.event or rule.type or ""))
     for path, values in rule.where:
         extracted = exp.JSONExtractScalar(this=exp.column("properties", "ev"),
                                           expression=exp.Literal.string("$." + ".".join(path)))
@@ -96,7 +101,7 @@ def _matches(rule: JourneyRule) -> exp.Expression:
     return condition
 
 
-def rule_case(journey: JourneyMap) -> exp.Expression:
+def rule_case(journey: JourneyMap) -> Expr:
     """The index of the deepest rule an event matches (rules are in stage order), else NULL."""
     order = list(enumerate(journey.rules))[::-1]
     return exp.Case(ifs=[exp.If(this=_matches(rule), true=exp.Literal.number(i)) for i, rule in order])
