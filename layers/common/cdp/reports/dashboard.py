@@ -107,7 +107,7 @@ def lines(name: str, series: dict[str, list[tuple[str, float]]], caption: str, *
              f'</text><text x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>']
     step = max(1, len(xs) // 6)
     for i, x in enumerate(xs):
-        if i % step == 0 or (i == len(xs) - 1 and i % step >= step / 2):
+        if i % step == 0 or (i == len(xs) - 1 and i % step > step / 2):
             parts.append(f'<text x="{x_of(x):.1f}" y="{height - 12}" text-anchor="middle">{escape(x)}</text>')
     for i, (label, points) in enumerate(sorted(series.items())):
         color = PALETTE[i % len(PALETTE)]
@@ -133,7 +133,7 @@ def sankey(name: str, flows: list[Row], caption: str) -> str:
     sources = sorted({s for s, _ in totals}, key=lambda s: -sum(n for (a, _), n in totals.items() if a == s))
     targets = sorted({t for _, t in totals}, key=lambda t: -sum(n for (_, b), n in totals.items() if b == t))
     total = sum(totals.values())
-    height, gap, node_w, left, right = 320, 6, 14, 150, W - 150
+    height, gap, node_w, left, right = 320, 6, 14, 150, W - 190
     usable_l = height - gap * (len(sources) + 1)
     usable_r = height - gap * (len(targets) + 1)
     scale = min(usable_l, usable_r) / total
