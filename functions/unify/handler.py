@@ -12,6 +12,7 @@ from pathlib import Path
 from aws_lambda_powertools import Logger, Tracer
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+from cdp.adapters.failures import S3FailureStore
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
@@ -32,6 +33,11 @@ def store() -> DynamoIdentityStore:
 
 
 @cache
+def failures() -> S3FailureStore:
+    return S3FailureStore(Settings.from_env(require=FUNCTION_FIELDS))
+
+
+@cache
 def config() -> IdentityConfig:
     return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
 
@@ -48,11 +54,12 @@ def realtime() -> RealtimeSegments:
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC),
-                           realtime=realtime())
+                           realtime=realtime(), failures=failures())
     record_unify(result)
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
-                                  "rejected": o.rejected, "profiles_created": len(o.created), "merges": len(o.merges),
+                                  "rejected": o.rejected, "isolated": o.isolated,
+                                  "kept": len(result.kept), "profiles_created": len(o.created), "merges": len(o.merges),
                                   "refused": len(o.refusals), "retry": len(result.retry),
                                   "segment_changes": len(result.changes)})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.retry]}

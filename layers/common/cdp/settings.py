@@ -31,6 +31,8 @@ class Settings:
     membership_table: str = ""
     lake_bucket: str = ""
     activation_queue_url: str = ""
+    # The Kinesis mappings' on-failure queue; unify also announces the records it keeps there.
+    failure_queue_url: str = ""
     glue_database: str = ""
     athena_workgroup: str = ""
     query_engine: str = "athena"

@@ -16,6 +16,9 @@ class DeliveredRecord:
     shard_id: str
     sequence_number: str
     data: bytes
+    partition_key: str = ""
+    # approximateArrivalTimestamp: when the record reached the stream (epoch seconds).
+    arrived_at: float | None = None
 
 
 def stream_records(event: dict[str, Any]) -> list[DeliveredRecord]:
@@ -27,7 +30,8 @@ def stream_records(event: dict[str, Any]) -> list[DeliveredRecord]:
             data = base64.b64decode(kinesis["data"], validate=True)
         except (binascii.Error, ValueError):
             data = b""
-        records.append(DeliveredRecord(r["eventID"].split(":", 1)[0], kinesis["sequenceNumber"], data))
+        records.append(DeliveredRecord(r["eventID"].split(":", 1)[0], kinesis["sequenceNumber"], data,
+                                       str(kinesis.get("partitionKey", "")), kinesis.get("approximateArrivalTimestamp")))
     return records
 
 

@@ -11,6 +11,7 @@ from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.collect.events import OutgoingRecord
 from cdp.errors import StoreError, StreamUnavailable
+from cdp.failures import StreamRecord
 from cdp.settings import Settings
 
 #: PutRecords limits (AWS): 500 records and 5 MiB (data plus partition keys) per call.
@@ -70,6 +71,10 @@ class KinesisSink(AwsAdapter):
     def put(self, records: Sequence[OutgoingRecord]) -> None:
         for chunk in chunk_records(records):
             self._put_chunk(chunk)
+
+    def put_raw(self, records: Sequence[StreamRecord]) -> None:
+        """Put records read back (a replay) with their bytes and partition keys unchanged."""
+        self.put([OutgoingRecord({}, r.data, r.partition_key) for r in records])
 
     def _put_chunk(self, chunk: list[OutgoingRecord]) -> None:
         pending = chunk

@@ -57,6 +57,11 @@ class BatchOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     # Permanent problems: redelivery cannot help (e.g. no usable identifier).
     rejected: dict[str, str] = field(default_factory=dict)
+    # The store refused a write with a non-retryable error (validation ...): one of these events is
+    # the cause; ``cdp.identity.isolate`` finds which and lets the others through.
+    store_refused: dict[str, str] = field(default_factory=dict)
+    # Events the store cannot hold (over a limit, or refused on their own): isolated from the batch.
+    isolated: dict[str, str] = field(default_factory=dict)
     # messageId -> the profile the event now belongs to (applied and duplicates).
     profile_of: dict[str, str] = field(default_factory=dict)
     log: list[MergeLogEntry] = field(default_factory=list)
@@ -195,8 +200,7 @@ def resolve_batch(
         try:
             pending = _attempt(pending, store, config, now, outcome)
         except StoreError as exc:
-            for item in pending:
-                outcome.failed[item.message_id] = exc.code
+            _fail(outcome, [item.message_id for item in pending], exc)
             pending = []
     for item in pending:
         outcome.failed[item.message_id] = ConcurrentUpdate.code
@@ -207,11 +211,21 @@ def resolve_batch(
         except StoreError as exc:
             for entry in unresolved:
                 outcome.rejected.pop(entry.message_id or "", None)
-                outcome.failed[entry.message_id or ""] = exc.code
+            _fail(outcome, [entry.message_id or "" for entry in unresolved], exc)
     # A later attempt may have applied an event an earlier one reported as failed.
     for message_id in (*outcome.applied, *outcome.duplicates):
         outcome.failed.pop(message_id, None)
+        outcome.store_refused.pop(message_id, None)
     return outcome
+
+
+def _fail(outcome: BatchOutcome, message_ids: Iterable[str], exc: StoreError) -> None:
+    """Retryable errors go back for redelivery; a refusal is kept apart, for isolation."""
+    for message_id in message_ids:
+        if exc.retryable:
+            outcome.failed[message_id] = exc.code
+        else:
+            outcome.store_refused[message_id] = str(exc.details.get("code") or exc.code)
 
 
 # ------------------------------------------------------------------------------ one attempt
@@ -498,9 +512,7 @@ def _write(plans: list[_Plan], pending: list[_Item], store: IdentityStore, outco
         store.append_merge_log(entries)
     except StoreError as exc:
         # The profiles are written; redelivery finds the events applied and finishes these writes.
-        for plan in done:
-            for item in plan.items:
-                outcome.failed[item.message_id] = exc.code
+        _fail(outcome, [item.message_id for plan in done for item in plan.items], exc)
         return retry
 
     for plan in done:
@@ -533,8 +545,7 @@ def _write_profiles(
             retry.extend(plan.items)
             continue
         except StoreError as exc:
-            for item in plan.items:
-                outcome.failed[item.message_id] = exc.code
+            _fail(outcome, [item.message_id for item in plan.items], exc)
             continue
         done.append(plan)
     return done, retry

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from cdp.errors import CdpError
+from cdp.errors import CdpError, StoreError
+from cdp.failures import FailedRecord, FailureStore
 from cdp.identity.config import IdentityConfig
-from cdp.identity.resolve import BatchOutcome, resolve_batch
+from cdp.identity.isolate import resolve_isolating
+from cdp.identity.resolve import BatchOutcome
 from cdp.identity.store import IdentityStore
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.membership import MembershipChange, MembershipStore
 from cdp.segments.realtime import evaluate_batch
 from cdp.streams import DeliveredRecord, decode
+from cdp.times import format_time
+
+#: The function name under which unify keeps its failure records (failures/unify/...).
+FUNCTION = "unify"
 
 
 @dataclass
@@ -25,6 +31,8 @@ class UnifyResult:
     # Sequence numbers to report as batchItemFailures: the mapping retries from the lowest.
     retry: list[str] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
+    # What this delivery wrote to the failure store (isolated records, and retried ones).
+    kept: list[FailedRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class RealtimeSegments:
 
 
 def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, config: IdentityConfig, now: datetime,
-                  realtime: RealtimeSegments | None = None) -> UnifyResult:
+                  realtime: RealtimeSegments | None = None, failures: FailureStore | None = None) -> UnifyResult:
     events: list[dict[str, Any]] = []
     sequence_of: dict[str, str] = {}
     undecodable: list[str] = []
@@ -48,7 +56,7 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
             continue
         events.append(event)
         sequence_of.setdefault(str(event.get("messageId")), record.sequence_number)
-    outcome = resolve_batch(events, store, config=config, now=now)
+    outcome = resolve_isolating(events, store, config=config, now=now)
     retry = [sequence_of[mid] for mid in outcome.failed if mid in sequence_of]
     changes: list[MembershipChange] = []
     if realtime is not None and (outcome.applied or outcome.duplicates):
@@ -58,10 +66,50 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
             # The profile updates are done; a redelivery dedupes them and evaluates again.
             touched = (*outcome.applied, *outcome.duplicates)
             retry = [sequence_of[mid] for mid in touched if mid in sequence_of] + retry
-    # An undecodable record cannot succeed: reporting it lets bounded retries hand it to the
-    # on-failure destination instead of dropping it.
-    return UnifyResult(outcome=outcome, changes=changes, retry=sorted({*retry, *undecodable}, key=int),
-                       undecodable=undecodable)
+    unprocessable = {sequence_of[mid]: reason for mid, reason in outcome.isolated.items() if mid in sequence_of}
+    unprocessable.update(dict.fromkeys(undecodable, "undecodable"))
+    reasons = {sequence_of[mid]: code for mid, code in outcome.failed.items() if mid in sequence_of}
+    kept = _keep_failures(records, unprocessable, {seq: reasons.get(seq, "realtime_segments") for seq in retry},
+                          failures, now)
+    if kept is None:
+        # Not kept (no failure store, or it failed): only the mapping's retries and its on-failure
+        # destination can still save these records, so they are reported, never dropped.
+        retry = [*retry, *unprocessable]
+    return UnifyResult(outcome=outcome, changes=changes, retry=sorted(set(retry), key=int),
+                       undecodable=undecodable, kept=kept or [])
+
+
+def _keep_failures(records: list[DeliveredRecord], unprocessable: dict[str, str], retry: dict[str, str],
+                   failures: FailureStore | None, now: datetime) -> list[FailedRecord] | None:
+    """Write every record isolated or sent back for retry to the failure store, before it is reported.
+
+    Keys depend only on the record, so a redelivery rewrites the same failure record. Returns what
+    was written, or None when there is no store or it failed.
+    """
+    if not (unprocessable or retry):
+        return []
+    if failures is None:
+        return None
+    by_sequence = {r.sequence_number: r for r in records}
+    kept = [_failed_record(by_sequence[seq], reason, False, 1, now) for seq, reason in unprocessable.items()]
+    try:
+        retried = [_failed_record(by_sequence[seq], reason, True, 1, now) for seq, reason in sorted(retry.items())]
+        seen = failures.attempts([r.key for r in retried])
+        kept += [_failed_record(by_sequence[r.sequence_number], r.reason, True, seen.get(r.key, 0) + 1, now)
+                 for r in retried]
+        failures.put(kept)
+    except StoreError:
+        return None
+    return kept
+
+
+def _failed_record(record: DeliveredRecord, reason: str, retryable: bool, attempt: int, now: datetime) -> FailedRecord:
+    event = decode(record)
+    message_id = event.get("messageId") if event is not None else None
+    arrived = datetime.fromtimestamp(record.arrived_at, UTC) if record.arrived_at is not None else now
+    return FailedRecord(FUNCTION, record.shard_id, record.sequence_number, record.partition_key, record.data,
+                        format_time(arrived), reason, retryable, attempt, format_time(now),
+                        message_id if isinstance(message_id, str) else None)
 
 
 def _evaluate_realtime(outcome: BatchOutcome, store: IdentityStore, realtime: RealtimeSegments,
