@@ -112,3 +112,53 @@ def test_a_retried_record_is_kept_with_its_count_of_failed_deliveries(
     kept = failures.read(key)
     assert (kept.attempt, kept.final, kept.retryable) == (MAPPING_DELIVERIES, True, True)
     assert len(_queue_bodies(stack_settings)) == 1  # announced once, at the last delivery
+
+
+# ------------------------------------------------------------------ the crash matrix
+class Crash(Exception):
+    """The function dies (timeout, out of memory): the mapping redelivers the whole batch."""
+
+
+class CrashingFailures:
+    """The real failure store, dying or failing at one point of keeping the records."""
+
+    def __init__(self, real: S3FailureStore, point: str) -> None:
+        self.real, self.point = real, point
+
+    def attempts(self, keys: Any) -> dict[str, int]:
+        return self.real.attempts(keys)
+
+    def put(self, records: Any) -> None:
+        from cdp.errors import StoreError
+
+        if self.point == "crash before writing":
+            raise Crash
+        if self.point == "store fails before writing":
+            raise StoreError("failure_store_unavailable")
+        self.real.put(records)
+        if self.point == "crash after writing, before reporting":
+            raise Crash
+
+
+@pytest.mark.parametrize("point", ["crash before writing", "store fails before writing",
+                                   "crash after writing, before reporting", "no crash"])
+def test_a_redelivery_after_any_crash_keeps_the_bad_record_once_and_applies_the_good_events_once(
+    store: DynamoIdentityStore, failures: S3FailureStore, stack_settings: Settings, point: str
+) -> None:
+    # Given a first delivery that dies or fails at ``point``
+    batch = _records(*BATCH)
+    try:
+        first = unify_records(batch, store, config=CONFIG, now=NOW, failures=CrashingFailures(failures, point))
+    except Crash:
+        first = None
+    if point == "store fails before writing":
+        assert first is not None and first.retry == ["101"]  # not kept, so not dropped: retried
+    # When the mapping redelivers the batch
+    second = unify_records(batch, store, config=CONFIG, now=NOW, failures=failures)
+    # Then the good events were applied once, and the bad record is kept once
+    assert sorted(second.outcome.duplicates) == ["good-1", "good-2"] and second.retry == []
+    assert lookup_profile("user_id:u1", store)["event_count"] == 1  # type: ignore[index]
+    assert lookup_profile("anonymous_id:a2", store)["event_count"] == 1  # type: ignore[index]
+    keys = _lake_keys(stack_settings)
+    assert keys == [f"failures/unify/dt=2026-11-20/{SHARD}-101.jsonl"]
+    assert failures.read(keys[0]).message_id == "bad"
