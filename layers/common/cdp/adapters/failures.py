@@ -104,7 +104,7 @@ class SqsFailureQueue:
         seen: dict[str, Pointer | Notice] = {}
         while True:
             with aws_errors(_UNAVAILABLE):
-                # A short visibility timeout: the messages stay hidden only while this command reads.
+                # Hidden while this command reads them all, so each receive brings new ones.
                 got = self.client.receive_message(QueueUrl=self._settings.failure_queue_url,
                                                   MaxNumberOfMessages=10, VisibilityTimeout=30,
                                                   WaitTimeSeconds=0).get("Messages", [])
@@ -115,6 +115,11 @@ class SqsFailureQueue:
                 parsed = parse_message(message["ReceiptHandle"], message["Body"])
                 if parsed is not None:
                     seen[message["MessageId"]] = parsed
+        # Visible again at once (nothing else consumes this queue, so the receipts stay valid for delete).
+        for message in seen.values():
+            with aws_errors(_UNAVAILABLE):
+                self.client.change_message_visibility(QueueUrl=self._settings.failure_queue_url,
+                                                      ReceiptHandle=message.receipt, VisibilityTimeout=0)
         return list(seen.values())
 
     def delete(self, receipt: str) -> None:
