@@ -221,3 +221,30 @@ def test_scheduled_functions_run_one_at_a_time_and_send_failures_to_a_queue(temp
         assert p["ReservedConcurrentExecutions"] == 1, logical
         failure = p["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
         assert failure["Type"] == "SQS" and failure["Destination"]["Fn::GetAtt"][0] in queues, logical
+
+
+def test_unify_counts_as_many_deliveries_as_the_stream_mappings_make(template: dict[str, Any]) -> None:
+    from cdp.failures import MAPPING_DELIVERIES
+
+    for r in template["Resources"].values():
+        for event in r.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "Kinesis":
+                assert event["Properties"]["MaximumRetryAttempts"] + 1 == MAPPING_DELIVERIES
+
+
+def test_unify_writes_to_the_lake_only_its_own_failure_records(template: dict[str, Any]) -> None:
+    statements = list(role_statements(template["Resources"]["UnifyRole"]))
+    s3 = [s for s in statements if any(str(a).startswith("s3:") for a in _as_list(s["Action"]))]
+    objects = [s["Resource"] for s in s3 if "s3:PutObject" in s["Action"]]
+    assert objects == [{"Fn::Sub": "${LakeBucket.Arn}/failures/unify/*"}]
+    [listing] = [s for s in s3 if "s3:ListBucket" in s["Action"]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "failures/unify/*"}}
+
+
+def test_what_unify_keeps_is_announced_on_the_queue_whose_alarm_fires(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["FAILURE_QUEUE_URL"] == {
+        "Ref": "UnifyFailureQueue"}
+    alarm = resources["UnifyFailureQueueAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["UnifyFailureQueue", "QueueName"]}}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
