@@ -37,6 +37,7 @@ NAMES = {
     "MEMBERSHIP_TABLE": "outage-membership",
     "LAKE_BUCKET": "outage-lake",
     "ACTIVATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-activation",
+    "FAILURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-unify-failures",
     "GLUE_DATABASE": "outage",
     "ATHENA_WORKGROUP": "outage",
     "ADMIN_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:outage/admin-token",
@@ -114,6 +115,24 @@ def _identity(s: Settings) -> Any:
     return DynamoIdentityStore(s).get_pointers(["user_id:u1"])
 
 
+def _failure_records(s: Settings) -> Any:
+    from cdp.adapters.failures import S3FailureStore
+
+    return S3FailureStore(s).attempts(["failures/unify/dt=2024-05-01/shardId-0-1.jsonl"])
+
+
+def _failure_queue(s: Settings) -> Any:
+    from cdp.adapters.failures import SqsFailureQueue
+
+    return SqsFailureQueue(s).peek()
+
+
+def _stream_range(s: Settings) -> Any:
+    from cdp.adapters.failures import KinesisRangeReader
+
+    return KinesisRangeReader(s).read_range("shardId-0", "1", "2")
+
+
 def _athena(s: Settings) -> Any:
     from cdp.adapters.engines import query_engine
 
@@ -127,7 +146,7 @@ def _duckdb_on_s3(s: Settings) -> Any:
 
 
 @pytest.mark.parametrize("call", [_sources, _kinesis, _quarantine, _ledger, _ses, _sqs, _membership, _identity,
-                                  _athena, _duckdb_on_s3])
+                                  _failure_records, _failure_queue, _stream_range, _athena, _duckdb_on_s3])
 def test_a_refused_connection_is_a_retryable_store_error(outage: Settings, call: Callable[[Settings], Any]) -> None:
     with pytest.raises(StoreError) as raised:
         call(outage)

@@ -39,7 +39,8 @@ def resolve_isolating(
     batch = resolve_batch(admitted, store, config=config, now=now)
     _absorb(outcome, batch)
     by_id = {_message_id(e): e for e in admitted}
-    for message_id in sorted(batch.store_refused, key=lambda m: stamp(by_id[m], now)):
+    suspects = [m for m in batch.store_refused if m in by_id]
+    for message_id in sorted(suspects, key=lambda m: stamp(by_id[m], now)):
         alone = resolve_batch([by_id[message_id]], store, config=config, now=now)
         if message_id in alone.store_refused:
             outcome.isolated[message_id] = alone.store_refused[message_id]
