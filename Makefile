@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install node-deps checkov demo dev test lint bench lock clean
+.PHONY: install node-deps checkov demo dev test lint bench lock clean sam-cli emulator deploy-local test-deployed emulator-stop
 
 install: $(STAMP)
 
@@ -53,5 +53,41 @@ bench: install ## figures only, no pass/fail
 lock:          ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra local --extra dev --python-version 3.11 -o requirements.lock
 
+# ---------------------------------------------------------------- a real deploy, locally
+# SAM CLI and the local AWS emulator (ministack), each in a virtualenv of its own from its own lock
+# file in infra/deploy/, on python3.12 (the functions' runtime: sam build builds with it, and the
+# emulator runs the handlers with the interpreter it runs on).
+PYTHON312     ?= $(shell infra/deploy/find-python.sh 2>/dev/null)
+SAM_VENV      := .venv-sam
+SAM_STAMP     := $(SAM_VENV)/.installed-$(shell cat infra/deploy/sam.lock | cksum | cut -d' ' -f1)
+EMU_VENV      := .venv-emulator
+EMU_STAMP     := $(EMU_VENV)/.installed-$(shell cat infra/deploy/emulator.lock | cksum | cut -d' ' -f1)
+
+sam-cli: $(SAM_STAMP)
+
+$(SAM_STAMP): infra/deploy/sam.lock | $(STAMP)
+	@test -n "$(PYTHON312)" || { echo "python3.12 is required for sam build (set PYTHON312=...)"; exit 1; }
+	test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
+	$(BIN)/uv pip install -q --python $(SAM_VENV)/bin/python -r infra/deploy/sam.lock
+	rm -f $(SAM_VENV)/.installed-* && touch $(SAM_STAMP)
+
+emulator: $(EMU_STAMP)
+
+$(EMU_STAMP): infra/deploy/emulator.lock | $(STAMP)
+	@test -n "$(PYTHON312)" || { echo "python3.12 is required for the emulator (set PYTHON312=...)"; exit 1; }
+	test -x $(EMU_VENV)/bin/python || $(PYTHON312) -m venv $(EMU_VENV)
+	$(BIN)/uv pip install -q --python $(EMU_VENV)/bin/python -r infra/deploy/emulator.lock
+	rm -f $(EMU_VENV)/.installed-* && touch $(EMU_STAMP)
+
+deploy-local: install sam-cli emulator  ## sam build + sam deploy of template.yaml to ministack on 127.0.0.1
+	$(BIN)/python -m cdp_infra.deployed deploy $(ARGS)
+
+test-deployed: install  ## smoke tests of the deployed local stack (deploys it first; skips, saying why, without an emulator)
+	-$(MAKE) --no-print-directory sam-cli emulator
+	$(BIN)/python -m pytest -p no:xdist -q tests/deployed $(ARGS)
+
+emulator-stop:
+	$(BIN)/python -m cdp_infra.deployed stop
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SAM_VENV) $(EMU_VENV) .pytest_cache .hypothesis .ruff_cache
