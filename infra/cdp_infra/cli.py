@@ -138,6 +138,9 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdp", description="Serverless Customer Data Platform")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the handlers log")
+    parser.add_argument("--stack", default=os.environ.get("CDP_STACK") or None, metavar="NAME",
+                        help="work on a deployed stack, found from its CloudFormation outputs (on AWS with "
+                             "the ambient credentials, or the stack `make deploy-local` runs); default: `cdp dev`")
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the whole stack locally until Ctrl-C")
@@ -184,7 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         os.environ.setdefault("LOG_LEVEL", "WARNING")
-    if args.command not in ("dev", "demo"):
+    if args.stack and args.command not in ("dev", "demo"):
+        from .deployed import use_stack
+
+        use_stack(args.stack)
+        if getattr(args, "url", None) == DEFAULT_URL and os.environ.get("CDP_URL"):
+            args.url = os.environ["CDP_URL"]
+    elif args.command not in ("dev", "demo"):
         use_dev_stack()
     return int(args.func(args) or 0)
 
