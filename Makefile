@@ -84,7 +84,7 @@ deploy-local: install sam-cli emulator  ## sam build + sam deploy of template.ya
 
 test-deployed: install  ## smoke tests of the deployed local stack (deploys it first; skips, saying why, without an emulator)
 	-$(MAKE) --no-print-directory sam-cli emulator
-	$(BIN)/python -m pytest -p no:xdist -q tests/deployed $(ARGS)
+	CDP_DEPLOYED_TESTS=1 $(BIN)/python -m pytest -p no:xdist -q tests/deployed $(ARGS)
 
 emulator-stop:
 	$(BIN)/python -m cdp_infra.deployed stop
