@@ -11,6 +11,7 @@ proof that the unchanged template deploys and runs as Lambda functions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -146,10 +147,8 @@ def stop_emulator() -> bool:
     if not STATE_FILE.exists():
         return False
     state = json.loads(STATE_FILE.read_text())
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(int(state["pid"]), signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     STATE_FILE.unlink(missing_ok=True)
     return True
 
@@ -180,7 +179,8 @@ def deploy(stack: str = DEFAULT_STACK, parameters: dict[str, str] | None = None)
     state.timings["emulator_start_s"] = round(time.monotonic() - started, 1)
     env = _sam_environment(state.environment())
     overrides = {"Architecture": host_architecture(), **(parameters or {})}
-    override_args = [f"{k}={v}" for k, v in overrides.items()]
+    # SAM CLI joins the overrides and splits them on spaces again: quote each value.
+    override_args = [f'{k}="{v}"' for k, v in overrides.items()]
 
     t = time.monotonic()
     build_dir = ROOT / ".aws-sam" / "local-build"

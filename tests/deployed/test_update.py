@@ -1,5 +1,5 @@
 """A second `sam deploy` with a changed template keeps the data: the profiles and the lake are
-intact and no stateful resource was replaced. Runs after test_smoke.py (same session)."""
+intact and no stateful resource was replaced."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from cdp_infra.stateful import stateful_resources
 
 from .conftest import TIMINGS, eventually
-from .test_smoke import USER, _get
+from .test_smoke import _get
+
+USER = f"update-{int(time.time())}"
 
 pytestmark = pytest.mark.e2e
 
@@ -31,13 +33,26 @@ def _table_creation(stack: dict[str, str]) -> dict[str, Any]:
 
 def test_an_update_with_a_changed_parameter_keeps_profiles_lake_and_stateful_resources(
         deployment: Any, stack: dict[str, str], admin_token: str, write_key: str) -> None:
+    from segment.analytics.client import Client
+
     from cdp_infra.deployed import deploy
 
+    client = Client(write_key, host=stack["CDP_URL"], sync_mode=True, max_retries=2, timeout=120)
     # Given a stack that holds a profile and lake data
-    status, before = _get(f"{stack['CDP_URL']}/v1/profiles/user_id:{USER}", admin_token)
-    assert status == 200, "test_smoke.py runs first and stores the profile"
-    lake_before = {o["Key"] for o in boto3.client("s3").list_objects_v2(
-        Bucket=stack["LAKE_BUCKET"], Prefix="events/").get("Contents", [])}
+    client.identify(USER, {"email": f"{USER}@example.com"})
+    client.flush()
+
+    def stored() -> Any:
+        status, body = _get(f"{stack['CDP_URL']}/v1/profiles/user_id:{USER}", admin_token)
+        return body if status == 200 else None
+
+    before = eventually(stored)
+
+    def lake_files() -> set[str]:
+        return {o["Key"] for o in boto3.client("s3").list_objects_v2(
+            Bucket=stack["LAKE_BUCKET"], Prefix="events/").get("Contents", [])}
+
+    lake_before = eventually(lake_files)
     ids_before, tables_before = _physical_ids(deployment.stack), _table_creation(stack)
     # When the template changes (a parameter that reaches a schedule and the API's throttling) and
     # is deployed again
@@ -52,13 +67,8 @@ def test_an_update_with_a_changed_parameter_keeps_profiles_lake_and_stateful_res
     # And the profile, the write key and the lake files are all still there
     status, after = _get(f"{stack['CDP_URL']}/v1/profiles/user_id:{USER}", admin_token)
     assert status == 200 and json.dumps(after) == json.dumps(before)
-    lake_after = {o["Key"] for o in boto3.client("s3").list_objects_v2(
-        Bucket=stack["LAKE_BUCKET"], Prefix="events/").get("Contents", [])}
-    assert lake_before <= lake_after
+    assert lake_before <= lake_files()
     # And the updated stack still takes events with the same write key
-    from segment.analytics.client import Client
-
-    client = Client(write_key, host=stack["CDP_URL"], sync_mode=True, max_retries=2, timeout=120)
     client.track(USER, "Order Completed", {"revenue": 30})
     client.flush()
 
