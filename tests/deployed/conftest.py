@@ -47,12 +47,15 @@ def deployment() -> Iterator[Any]:
     if reason:
         pytest.skip(f"the local emulator cannot run here: {reason}")
     running = deployed.LocalDeployment.load()
-    started = running is None
-    try:
-        state = running if running and _stack_exists(running) else deployed.deploy()
-    except deployed.EmulatorUnavailable as exc:
-        pytest.skip(f"the local emulator cannot run here: {exc}")
-    TIMINGS.update({f"deploy {k}": v for k, v in state.timings.items()} if started or not running else {})
+    started = running is None  # stop only an emulator this session started
+    if running is not None and _stack_exists(running):
+        state = running
+    else:
+        try:
+            state = deployed.deploy()
+        except deployed.EmulatorUnavailable as exc:
+            pytest.skip(f"the local emulator cannot run here: {exc}")
+        TIMINGS.update({f"deploy {k}": v for k, v in state.timings.items()})
     yield state
     if started:
         deployed.stop_emulator()
