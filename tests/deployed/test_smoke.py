@@ -126,3 +126,25 @@ def test_no_failure_destination_holds_anything(stack: dict[str, str], outputs: d
         attributes = sqs.get_queue_attributes(QueueUrl=outputs[key], AttributeNames=["ApproximateNumberOfMessages"])
         depths[key] = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
     assert depths == dict.fromkeys(depths, 0)
+
+
+def test_cdp_status_reports_the_stack_healthy_with_the_segment_run(
+        deployment: Any, stack: dict[str, str], outputs: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cdp_infra.cli", "--stack", deployment.stack, "status", "--json"],
+                            capture_output=True, text=True, check=False)
+    status = json.loads(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status["healthy"] is True and status["alarms_in_alarm"] == []
+    assert "repeat-buyers" in status["last_segment_runs"]
+
+
+def test_cdp_logs_shows_the_functions_log_lines(deployment: Any, stack: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cdp_infra.cli", "--stack", deployment.stack, "logs", "segment",
+                             "--since", "1h"], capture_output=True, text=True, check=True)
+    assert "segments run" in result.stdout
