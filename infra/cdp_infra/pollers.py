@@ -47,6 +47,12 @@ class _Poller:
         if self._thread:
             self._thread.join(timeout=30)
 
+    def restart(self) -> None:
+        """Stop, then poll again as a new poller would (fault runs): a stream resumes at its checkpoint."""
+        self.stop()
+        self._stop = threading.Event()
+        self.start()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -79,12 +85,19 @@ class KinesisShardPoller(_Poller):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._iterator: str | None = None
+        # The last record done with (succeeded or sent to the failure destination), as Lambda keeps it.
+        self.checkpoint: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> KinesisShardPoller:
+        # Records read but not done with are read again from the checkpoint, never skipped.
+        self.buffer.clear()
+        self.caught_up = False
+        position: dict[str, str] = {"ShardIteratorType": self.starting_position}
+        if self.checkpoint:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": self.checkpoint}
         self._iterator = self.kinesis.get_shard_iterator(
-            StreamName=self.stream_name, ShardId=self.shard_id,
-            ShardIteratorType=self.starting_position)["ShardIterator"]
+            StreamName=self.stream_name, ShardId=self.shard_id, **position)["ShardIterator"]
         self._start_thread()
         return self
 
@@ -161,10 +174,10 @@ class KinesisShardPoller(_Poller):
                 continue
             failed = self._failed_index(batch, response)
             if failed is None:
-                self.processed += len(batch)
+                self._done(batch)
                 return
             # Checkpoint before the first failed record; retry from it.
-            self.processed += failed
+            self._done(batch[:failed])
             batch = batch[failed:]
             if self._exhausted(attempt):
                 self._to_failure_destination(batch[:1], "RetryAttemptsExhausted")
@@ -172,6 +185,11 @@ class KinesisShardPoller(_Poller):
                 continue
             attempt += 1
             time.sleep(min(0.05 * 2 ** attempt, 2.0))
+
+    def _done(self, records: list[dict[str, Any]]) -> None:
+        if records:
+            self.processed += len(records)
+            self.checkpoint = records[-1]["SequenceNumber"]
 
     def _exhausted(self, attempt: int) -> bool:
         return self.max_retries >= 0 and attempt >= self.max_retries
@@ -193,7 +211,7 @@ class KinesisShardPoller(_Poller):
 
     def _to_failure_destination(self, records: list[dict[str, Any]], condition: str) -> None:
         self.sent_to_failure_destination += len(records)
-        self.processed += len(records)
+        self._done(records)
         if not self.failure_queue_url:
             log.error("dropping %d records of %s: no on-failure destination", len(records), self.shard_id)
             return
