@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install node-deps checkov demo dev test lint bench lock clean sam-cli emulator deploy-local test-deployed emulator-stop
+.PHONY: install node-deps checkov demo dev test lint bench chaos lock clean sam-cli emulator deploy-local test-deployed emulator-stop
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ lint: install
 
 bench: install ## figures only, no pass/fail
 	$(BIN)/python -m bench $(ARGS)
+
+chaos: install ## the fault run: the demo under injected faults; fails if an effect is lost or doubled
+	$(BIN)/python bench/bench_chaos.py $(ARGS)
 
 lock:          ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra local --extra dev --python-version 3.11 -o requirements.lock

@@ -1,0 +1,269 @@
+"""The fault run: the demo dataset through the local stack while faults are injected at random (seeded),
+then every effect counted against the generator's ground truth. Figures, and a non-zero exit if any
+effect was lost or doubled.
+
+``python bench/bench_chaos.py [--people N --events N --seed S]`` (``make chaos ARGS=...``); under
+``make bench`` the size comes from BENCH_PEOPLE / BENCH_EVENTS. The faults: ``cdp_infra.chaos``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cdp_infra.chaos import ChaosConfig, FaultInjector
+from cdp_infra.dataset import generate
+from cdp_infra.demo import (
+    REPEAT_BUYERS,
+    Progress,
+    expected_repeat_buyers,
+    identity_problems,
+    membership_problems,
+    owners_of,
+    segment_members,
+    send_batches,
+)
+from cdp_infra.local import LocalConfig, LocalPipeline
+
+WRITE_KEY = "chaos-write-key"
+# Locally a failed SQS message is visible again after 1 s instead of the queue's 180 s: the claim's
+# hold (300 s on AWS) shrinks in proportion, keeping hold < visibility x (maxReceiveCount - 1).
+CLAIM_HOLD_S = 3
+SEGMENT_ATTEMPTS = 3  # an asynchronous invocation: the first try and EventBridge's two retries
+
+
+@dataclass
+class ChaosFigures:
+    seed: int = 0
+    people: int = 0
+    events_sent: int = 0
+    events_accepted: int = 0
+    events_rejected: int = 0
+    expected_rejected: int = 0
+    lake_distinct: int = 0
+    lake_rows: int = 0
+    profiles: int = 0
+    expected_profiles: int = 0
+    identity_problems: list[str] = field(default_factory=list)
+    # Profiles whose event_count is not the number of their person's valid events (lost or doubled updates).
+    event_count_problems: list[str] = field(default_factory=list)
+    membership_problems: list[str] = field(default_factory=list)
+    segment_runs_failed: int = 0
+    email_entries: int = 0
+    emails_sent: int = 0
+    entries_without_email: list[str] = field(default_factory=list)
+    entries_emailed_twice: list[str] = field(default_factory=list)
+    emails_to_no_entry: list[str] = field(default_factory=list)
+    failure_destinations: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def checks(self) -> dict[str, bool]:
+        return {
+            "every event answered, the broken ones rejected":
+                self.events_accepted + self.events_rejected == self.events_sent
+                and self.events_rejected == self.expected_rejected,
+            "no event lost from the lake": self.lake_distinct == self.events_accepted,
+            "one profile per person, exactly that person's identifiers":
+                self.profiles == self.expected_profiles and not self.identity_problems,
+            "each profile counted each of its events once": not self.event_count_problems,
+            "repeat buyers = the ground truth": not self.membership_problems and not self.segment_runs_failed,
+            "one email per segment entry": not (self.entries_without_email or self.entries_emailed_twice
+                                                or self.emails_to_no_entry)
+                                          and self.emails_sent == self.email_entries,
+            "nothing in a failure destination": not any(self.failure_destinations.values()),
+            "faults were injected": sum(self.faults.values()) > 0,
+        }
+
+    @property
+    def ok(self) -> bool:
+        return all(self.checks().values())
+
+
+def queue_depth(pipeline: LocalPipeline, logical_id: str) -> int:
+    assert pipeline.stack is not None
+    attrs = pipeline.client("sqs").get_queue_attributes(
+        QueueUrl=pipeline.stack.attrs[logical_id]["QueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def failure_objects(pipeline: LocalPipeline) -> int:
+    s3 = pipeline.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.settings.lake_bucket, Prefix="failures/")
+    return sum(len(page.get("Contents", [])) for page in pages)
+
+
+def lake_counts(pipeline: LocalPipeline) -> tuple[int, int]:
+    from cdp.adapters.engines import query_engine
+
+    row = query_engine(pipeline.settings).run(
+        "SELECT count(DISTINCT message_id) AS distinct_ids, count(*) AS n FROM events").rows[0]
+    return int(row["distinct_ids"]), int(row["n"])
+
+
+def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tuple[str, str, str]]) -> None:
+    """Each entry of a segment with an email channel owes exactly one email to its member's address."""
+    from cdp.activation import ProfileContacts, load_email_templates
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+    from cdp.adapters.membership import DynamoMembershipStore
+    from cdp_infra.template import REPO_ROOT
+
+    store = DynamoMembershipStore(pipeline.settings)
+    contacts = ProfileContacts(DynamoIdentityStore(pipeline.settings))
+    owed: Counter[tuple[str, str]] = Counter()
+    for segment in load_email_templates(REPO_ROOT / "config" / "activation.yaml"):
+        members = sorted(store.members(segment))
+        found = contacts.contacts(members)
+        for profile_id in members:
+            contact = found.get(profile_id)
+            if contact is None or not contact.email or not contact.email_consent:
+                continue  # owes nothing: activation skips it on purpose
+            owed[(segment, contact.email)] += 1
+    sent = Counter((segment, to) for to, segment, _run in sends)
+    figures.email_entries = sum(owed.values())
+    figures.emails_sent = sum(sent.values())
+    figures.entries_without_email = sorted(f"{s} {to}" for (s, to), n in owed.items() if sent[(s, to)] < n)
+    figures.entries_emailed_twice = sorted(f"{s} {to} x{sent[(s, to)]}" for (s, to), n in owed.items()
+                                           if sent[(s, to)] > n)
+    figures.emails_to_no_entry = sorted(f"{s} {to}" for (s, to) in sent if (s, to) not in owed)
+
+
+def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, config: ChaosConfig | None = None,
+              progress: Progress | None = None) -> ChaosFigures:
+    progress = progress or Progress(None)
+    config = config or ChaosConfig(seed=seed)
+    figures = ChaosFigures(seed=config.seed, people=people)
+    t0 = time.monotonic()
+    dataset = generate(people, events, seed=dataset_seed)
+    figures.events_sent, figures.expected_rejected = dataset.events, dataset.invalid
+    figures.expected_profiles = len(dataset.expected_profiles)
+    with LocalPipeline(LocalConfig(write_key=WRITE_KEY, run_schedules=False)) as pipeline, \
+            FaultInjector(config) as injector:
+        # The template's log level is set with the stack; the crashes' error lines would drown the figures.
+        os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ["LOG_LEVEL"] = "CRITICAL"
+        activation = pipeline.functions["ActivateFunction"]
+        activation._load()
+        sys.modules["cdp_fn_activatefunction"].deps()["ledger"].hold_s = CLAIM_HOLD_S
+        for function in pipeline.functions.values():
+            sources = {e["Type"] for e in function.spec.events.values()}
+            injector.attach(function, redeliver=bool(sources & {"Kinesis", "SQS"}))
+        injector.start_restarts([*pipeline.kinesis_pollers, *pipeline.sqs_pollers])
+        progress(f"sending {dataset.events:,} events from {people:,} people; faults seeded with {config.seed}")
+        tally = send_batches(pipeline.url, WRITE_KEY, dataset.batches, progress=progress)
+        figures.events_accepted, figures.events_rejected = tally.accepted, tally.rejected
+        progress("draining the stream")
+        pipeline.wait_drained(timeout_s=1800)
+        progress("running the segment job (retried as EventBridge retries an asynchronous invocation)")
+        ran_from = at = datetime.now(UTC).replace(microsecond=0)
+        for attempt in range(SEGMENT_ATTEMPTS):
+            try:
+                reports = pipeline.run_schedules("SegmentFunction", at=at)
+            except Exception as exc:
+                progress(f"segment job attempt {attempt + 1} failed: {exc}")
+                continue
+            figures.segment_runs_failed = sum(len(r.get("failures", {})) for r in reports)
+            break
+        else:
+            figures.segment_runs_failed = 1
+        ran_until = datetime.now(UTC)
+        progress("draining activation")
+        pipeline.wait_drained(timeout_s=1800)
+        injector.stop_restarts()
+        pipeline.wait_drained(timeout_s=1800)
+        progress("counting")
+        figures.lake_distinct, figures.lake_rows = lake_counts(pipeline)
+        profile_check(figures, pipeline, dataset, ran_from=ran_from, ran_until=ran_until)
+        email_check(figures, pipeline, injector.sends)
+        figures.failure_destinations = {
+            "unify/archive on-failure queue": queue_depth(pipeline, "UnifyFailureQueue"),
+            "activation dead-letter queue": queue_depth(pipeline, "ActivationDeadLetterQueue"),
+            "schedule failure queue": queue_depth(pipeline, "ScheduleFailureQueue"),
+            "lake failures/ objects": failure_objects(pipeline),
+        }
+        figures.faults = dict(sorted(injector.counts.items()))
+    figures.seconds = round(time.monotonic() - t0, 1)
+    return figures
+
+
+def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, *, ran_from: datetime,
+                  ran_until: datetime) -> None:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+
+    live = [p for p in DynamoIdentityStore(pipeline.settings).scan_profiles() if not p.is_tombstone]
+    profiles = {p.profile_id: frozenset(p.identifiers) for p in live}
+    figures.profiles = len(live)
+    figures.identity_problems = identity_problems(dataset.expected_profiles, profiles)
+    people = [p for p in dataset.persons if p.identifiers]
+    owners = owners_of([p.identifiers for p in people], profiles)
+    for profile in live:
+        index = owners.get(profile.profile_id)
+        if index is None:
+            continue
+        want = len(people[index].message_ids)
+        if profile.event_count != want:
+            figures.event_count_problems.append(
+                f"profile {profile.profile_id}: {profile.event_count} events counted, person sent {want}")
+    must, may = expected_repeat_buyers(dataset, ran_from=ran_from, ran_until=ran_until)
+    by_index = {i: p.index for i, p in enumerate(people)}
+    figures.membership_problems = membership_problems(
+        REPEAT_BUYERS, segment_members(pipeline, REPEAT_BUYERS),
+        {pid: by_index[i] for pid, i in owners.items()}, must=must, may=may)
+
+
+def format_figures(f: ChaosFigures) -> str:
+    lines = [
+        "",
+        f"Fault run — seed {f.seed}, {f.people:,} people, {f.events_sent:,} events ({f.seconds}s)",
+        f"  events sent               {f.events_sent:>8,}",
+        f"    accepted                {f.events_accepted:>8,}",
+        f"    rejected                {f.events_rejected:>8,}   (dataset's broken events: {f.expected_rejected:,})",
+        f"  lake: distinct events     {f.lake_distinct:>8,}",
+        f"        rows                {f.lake_rows:>8,}   (redelivered rows, read once through DISTINCT: "
+        f"{f.lake_rows - f.lake_distinct:,})",
+        f"  profiles                  {f.profiles:>8,}   (ground truth {f.expected_profiles:,}; "
+        f"identity problems {len(f.identity_problems)}, event counts off {len(f.event_count_problems)})",
+        f"  repeat-buyers problems    {len(f.membership_problems):>8,}   (failed segment runs {f.segment_runs_failed})",
+        f"  email entries             {f.email_entries:>8,}",
+        f"  emails sent (SES)         {f.emails_sent:>8,}   (entries missing one {len(f.entries_without_email)}, "
+        f"emailed twice {len(f.entries_emailed_twice)}, to no entry {len(f.emails_to_no_entry)})",
+        "  failure destinations:",
+        *[f"    {name:<28}{n:>6,}" for name, n in f.failure_destinations.items()],
+        "  faults injected:",
+        *[f"    {kind:<40}{n:>6,}" for kind, n in f.faults.items()],
+        "",
+        "checks:",
+        *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
+    ]
+    for problems in (f.identity_problems, f.event_count_problems, f.membership_problems, f.entries_without_email,
+                     f.entries_emailed_twice, f.emails_to_no_entry):
+        lines += [f"  - {p}" for p in problems[:10]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=int(os.environ.get("BENCH_PEOPLE", "1000")))
+    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", "20000")))
+    parser.add_argument("--seed", type=int, default=1, help="seeds the faults (the dataset keeps the demo's)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    # Crashes are the point: the stack's own error logs for them would drown the figures.
+    logging.basicConfig(level=logging.CRITICAL)
+    for name in ("cdp", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    figures = run_chaos(people=args.people, events=args.events, seed=args.seed,
+                        progress=Progress(None if args.quiet else sys.stderr))
+    print(format_figures(figures))
+    return 0 if figures.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

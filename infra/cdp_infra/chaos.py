@@ -1,0 +1,283 @@
+"""Faults, injected into the local stack at random but reproducibly (a seed), to show that every effect
+still happens exactly once.
+
+What it injects, and where:
+
+- **crashes** of a function before or after one of its AWS writes (DynamoDB, Kinesis, SQS, SES), or
+  after its handler returned and before the event source saw the answer: :class:`SimulatedCrash`, a
+  ``BaseException`` so that no ``except Exception`` in the code under test can swallow it (a killed
+  process runs no handler), which the invocation wrapper reports to the event source as a function
+  error (:class:`FunctionCrashed`);
+- **throttling** of DynamoDB, Kinesis and SES calls: the ``ClientError`` the service answers once the
+  SDK's own retries are spent (ProvisionedThroughputExceededException, ThrottlingException, Throttling);
+- **duplicate** deliveries (a batch or message delivered again at once) and **out-of-order** ones (an
+  earlier batch delivered again after later ones), to the stream and queue consumers;
+- **poller restarts** mid-batch (:meth:`cdp_infra.pollers._Poller.restart`): a stream poller resumes
+  at its checkpoint.
+
+Calls are intercepted at ``botocore.client.BaseClient._make_api_call`` (boto3 and PynamoDB both call
+it; pyarrow's S3 writes do not, hence the crash after the handler), only on a thread that is running
+an invocation wrapped here, so the stack's own plumbing (pollers, checks) is left alone.
+
+Each decision is drawn from a generator seeded by ``(seed, function, delivery, attempt)``: the same
+delivery meets the same faults whatever the thread interleaving. Batches formed by time windows may
+differ between runs, so two runs with one seed inject similar, not identical, faults.
+
+Not injected: a crash after SES accepted a message and before the ledger records it. SES has no
+idempotency token, so that case may send twice by design (docs/architecture.md, the crash matrix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("cdp.local.chaos")
+
+#: Operations that change something (crash points).
+WRITE_PREFIXES = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Send", "Change")
+#: service -> the error code its throttling answers with.
+THROTTLE_CODES = {"dynamodb": "ProvisionedThroughputExceededException",
+                  "kinesis": "ProvisionedThroughputExceededException", "ses": "Throttling"}
+
+
+class SimulatedCrash(BaseException):  # noqa: N818 - a crash is not an error the code may handle
+    """The process died here."""
+
+
+class FunctionCrashed(RuntimeError):
+    """What the event source sees of a crashed invocation: a function error."""
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    seed: int = 1
+    crash_rate: float = 0.15  # invocations that crash at a random write (or after the handler)
+    throttle_rate: float = 0.1  # invocations that meet one throttled DynamoDB/Kinesis/SES call
+    duplicate_rate: float = 0.1  # deliveries delivered again at once
+    reorder_rate: float = 0.05  # deliveries followed by an earlier one delivered again
+    restart_every_s: float = 3.0  # a random poller restarted this often (0: never)
+    # A crash after SES accepted (the documented "at most once more" case) is left out unless asked.
+    crash_after_send: bool = False
+
+
+@dataclass
+class _Invocation:
+    function: str
+    rng: random.Random
+    crash_at: int | None  # index among this invocation's writes; None: no crash
+    crash_after: bool
+    throttle_at: int | None  # index among this invocation's throttleable calls
+    writes: int = 0
+    throttleable: int = 0
+
+
+@dataclass
+class FaultInjector:
+    config: ChaosConfig = field(default_factory=ChaosConfig)
+    counts: Counter[str] = field(default_factory=Counter)
+    # Every message SES accepted: (to, segment tag, run tag).
+    sends: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._deliveries: Counter[str] = Counter()
+        self._writes_seen: dict[str, list[int]] = {}  # function -> [invocations, writes]
+        self._original: Any = None
+        self._stop = threading.Event()
+        self._restarter: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the SDK hook
+    def install(self) -> FaultInjector:
+        from botocore.client import BaseClient
+
+        if self._original is None:
+            self._original = BaseClient._make_api_call
+            injector = self
+
+            def _make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+                return injector._call(client, operation, params)
+
+            BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
+        return self
+
+    def uninstall(self) -> None:
+        from botocore.client import BaseClient
+
+        self.stop_restarts()
+        if self._original is not None:
+            BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def __enter__(self) -> FaultInjector:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.counts[kind] += 1
+
+    def _call(self, client: Any, operation: str, params: dict[str, Any]) -> Any:
+        service = client.meta.service_model.service_name
+        inv: _Invocation | None = getattr(self._local, "invocation", None)
+        is_write = operation.startswith(WRITE_PREFIXES)
+        if inv is not None and service in THROTTLE_CODES:
+            index, inv.throttleable = inv.throttleable, inv.throttleable + 1
+            if index == inv.throttle_at:
+                self._count(f"throttle {service}")
+                raise throttling_error(service, operation)
+        crash_here = inv is not None and is_write and inv.writes == inv.crash_at
+        if inv is not None and is_write:
+            inv.writes += 1
+        if crash_here and inv is not None and not inv.crash_after:
+            self._count(f"crash before a {service} write")
+            raise SimulatedCrash(f"before {service}.{operation}")
+        result = self._original(client, operation, params)
+        if service == "ses" and operation == "SendEmail":
+            self._record_send(params)
+            if crash_here and not self.config.crash_after_send:
+                crash_here = False  # see the module's docstring
+                self._count("crash after an SES send (not injected)")
+        if crash_here:
+            self._count(f"crash after a {service} write")
+            raise SimulatedCrash(f"after {service}.{operation}")
+        return result
+
+    def _record_send(self, params: dict[str, Any]) -> None:
+        tags = {t["Name"]: t["Value"] for t in params.get("Tags") or []}
+        with self._lock:
+            for to in params.get("Destination", {}).get("ToAddresses", []):
+                self.sends.append((to, tags.get("segment", ""), tags.get("run", "")))
+
+    # ------------------------------------------------------------------ invocations
+    def _plan(self, function: str, event: Any) -> _Invocation:
+        key = delivery_key(function, event)
+        with self._lock:
+            self._deliveries[key] += 1
+            attempt = self._deliveries[key]
+            seen = self._writes_seen.setdefault(function, [0, 0])
+            mean_writes = seen[1] / seen[0] if seen[0] else 2.0
+        rng = random.Random(f"{self.config.seed}|{key}|{attempt}")
+        crash_at = throttle_at = None
+        if rng.random() < self.config.crash_rate:
+            # Past the last write: the crash comes after the handler returned.
+            crash_at = rng.randrange(int(mean_writes) + 1)
+        crash_after = rng.random() < 0.5
+        if rng.random() < self.config.throttle_rate:
+            throttle_at = rng.randrange(int(mean_writes) + 1)
+        return _Invocation(function, rng, crash_at, crash_after, throttle_at)
+
+    def invoke(self, function: str, invoke: Callable[[Any], Any], event: Any) -> Any:
+        """Run one invocation under the plan drawn for it; a crash surfaces as :class:`FunctionCrashed`."""
+        inv = self._plan(function, event)
+        self._local.invocation = inv
+        try:
+            response = invoke(event)
+            if inv.crash_at is not None and inv.writes <= inv.crash_at:
+                self._count("crash after the handler returned")
+                raise SimulatedCrash("after the handler returned")
+            return response
+        except SimulatedCrash as exc:
+            raise FunctionCrashed(str(exc)) from None
+        finally:
+            self._local.invocation = None
+            with self._lock:
+                seen = self._writes_seen[function]
+                seen[0] += 1
+                seen[1] += inv.writes
+
+    def attach(self, function: Any, *, redeliver: bool) -> None:
+        """Wrap ``function.invoke`` (a :class:`cdp_infra.runtime.LocalFunction`); ``redeliver``: it is an
+        event source mapping's target, so its deliveries may come twice or out of order."""
+        original = function.invoke
+        name = function.spec.logical_id
+        earlier: deque[Any] = deque(maxlen=8)
+
+        def invoke(event: Any) -> Any:
+            response = self.invoke(name, original, event)
+            if not redeliver:
+                return response
+            rng = random.Random(f"{self.config.seed}|redeliver|{delivery_key(name, event)}")
+            if rng.random() < self.config.duplicate_rate:
+                self._count(f"duplicate delivery to {name}")
+                self._quietly(name, original, event)
+            if earlier and rng.random() < self.config.reorder_rate:
+                self._count(f"out-of-order delivery to {name}")
+                self._quietly(name, original, earlier[rng.randrange(len(earlier))])
+            earlier.append(event)
+            return response
+
+        function.invoke = invoke
+
+    def _quietly(self, name: str, original: Callable[[Any], Any], event: Any) -> None:
+        # A redelivery's own failure changes nothing for the delivery that already succeeded.
+        try:
+            self.invoke(name, original, event)
+        except Exception as exc:
+            log.debug("redelivery to %s failed: %s", name, exc)
+
+    # ------------------------------------------------------------------ pollers
+    def start_restarts(self, pollers: list[Any]) -> None:
+        """Restart a random poller every ``restart_every_s`` until :meth:`stop_restarts`."""
+        if self.config.restart_every_s <= 0 or not pollers:
+            return
+        rng = random.Random(f"{self.config.seed}|restarts")
+
+        def loop() -> None:
+            while not self._stop.wait(self.config.restart_every_s):
+                poller = pollers[rng.randrange(len(pollers))]
+                poller.restart()
+                self._count(f"poller restart {poller.function.spec.logical_id}")
+
+        self._restarter = threading.Thread(target=loop, name="chaos-restarts", daemon=True)
+        self._restarter.start()
+
+    def stop_restarts(self) -> None:
+        self._stop.set()
+        if self._restarter is not None:
+            self._restarter.join(timeout=60)
+            self._restarter = None
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """No faults on this thread (the run's own checks that happen to invoke a function)."""
+        saved = getattr(self._local, "invocation", None)
+        self._local.invocation = None
+        try:
+            yield
+        finally:
+            self._local.invocation = saved
+
+
+def throttling_error(service: str, operation: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    code = THROTTLE_CODES[service]
+    return ClientError({"Error": {"Code": code, "Message": "Rate exceeded (injected)"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+
+
+def delivery_key(function: str, event: Any) -> str:
+    """A stable name for one delivery: the function and the records (or request) it carries."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if records:
+        ids = [str(r.get("eventID") or r.get("messageId")) for r in records]
+        what = f"{ids[0]}..{ids[-1]}#{len(ids)}"
+    elif isinstance(event, dict) and "detail-type" in event:  # a schedule's tick: its id is random
+        what = f"{event.get('resources')}@{event.get('time')}"
+    elif isinstance(event, dict) and "body" in event:
+        what = hashlib.sha256(str(event.get("body")).encode()).hexdigest()[:16]
+    else:
+        what = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{function}:{what}"
