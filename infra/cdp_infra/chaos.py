@@ -70,12 +70,12 @@ class ChaosConfig:
 
 
 @dataclass
-class _Invocation:
-    function: str
-    rng: random.Random
-    crash_at: int | None  # index among this invocation's writes; None: no crash
-    crash_after: bool
-    throttle_at: int | None  # index among this invocation's throttleable calls
+class Plan:
+    """The faults of one invocation."""
+
+    crash_at: int | None = None  # index among the invocation's writes (past the last: after the handler)
+    crash_after: bool = False  # after that write, or before it
+    throttle_at: int | None = None  # index among its DynamoDB, Kinesis and SES calls
     writes: int = 0
     throttleable: int = 0
 
@@ -86,6 +86,8 @@ class FaultInjector:
     counts: Counter[str] = field(default_factory=Counter)
     # Every message SES accepted: (to, segment tag, run tag).
     sends: list[tuple[str, str, str]] = field(default_factory=list)
+    # Tests choose the faults: (function, event) -> Plan.
+    planner: Callable[[str, Any], Plan] | None = None
 
     def __post_init__(self) -> None:
         self._local = threading.local()
@@ -130,7 +132,7 @@ class FaultInjector:
 
     def _call(self, client: Any, operation: str, params: dict[str, Any]) -> Any:
         service = client.meta.service_model.service_name
-        inv: _Invocation | None = getattr(self._local, "invocation", None)
+        inv: Plan | None = getattr(self._local, "invocation", None)
         is_write = operation.startswith(WRITE_PREFIXES)
         if inv is not None and service in THROTTLE_CODES:
             index, inv.throttleable = inv.throttleable, inv.throttleable + 1
@@ -161,7 +163,9 @@ class FaultInjector:
                 self.sends.append((to, tags.get("segment", ""), tags.get("run", "")))
 
     # ------------------------------------------------------------------ invocations
-    def _plan(self, function: str, event: Any) -> _Invocation:
+    def _plan(self, function: str, event: Any) -> Plan:
+        if self.planner is not None:
+            return self.planner(function, event)
         key = delivery_key(function, event)
         with self._lock:
             self._deliveries[key] += 1
@@ -176,7 +180,7 @@ class FaultInjector:
         crash_after = rng.random() < 0.5
         if rng.random() < self.config.throttle_rate:
             throttle_at = rng.randrange(int(mean_writes) + 1)
-        return _Invocation(function, rng, crash_at, crash_after, throttle_at)
+        return Plan(crash_at, crash_after, throttle_at)
 
     def invoke(self, function: str, invoke: Callable[[Any], Any], event: Any) -> Any:
         """Run one invocation under the plan drawn for it; a crash surfaces as :class:`FunctionCrashed`."""
@@ -193,7 +197,7 @@ class FaultInjector:
         finally:
             self._local.invocation = None
             with self._lock:
-                seen = self._writes_seen[function]
+                seen = self._writes_seen.setdefault(function, [0, 0])
                 seen[0] += 1
                 seen[1] += inv.writes
 
