@@ -35,8 +35,7 @@ import logging
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,16 +251,6 @@ class FaultInjector:
         if self._restarter is not None:
             self._restarter.join(timeout=60)
             self._restarter = None
-
-    @contextmanager
-    def quiet(self) -> Iterator[None]:
-        """No faults on this thread (the run's own checks that happen to invoke a function)."""
-        saved = getattr(self._local, "invocation", None)
-        self._local.invocation = None
-        try:
-            yield
-        finally:
-            self._local.invocation = saved
 
 
 def throttling_error(service: str, operation: str) -> Exception:
