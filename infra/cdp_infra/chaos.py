@@ -59,7 +59,7 @@ class FunctionCrashed(RuntimeError):
 @dataclass(frozen=True)
 class ChaosConfig:
     seed: int = 1
-    crash_rate: float = 0.15  # invocations that crash at a random write (or after the handler)
+    crash_rate: float = 0.2  # invocations that crash at a random write (or after the handler)
     throttle_rate: float = 0.1  # invocations that meet one throttled DynamoDB/Kinesis/SES call
     duplicate_rate: float = 0.1  # deliveries delivered again at once
     reorder_rate: float = 0.05  # deliveries followed by an earlier one delivered again
