@@ -165,3 +165,25 @@ def test_a_restarted_stream_poller_resumes_at_its_checkpoint_and_skips_no_record
     assert poller.checkpoint == sequences[-1]
     assert delivered[0] == sequences
     assert delivered[1] == sequences[3:]  # from the checkpoint, after record 2
+
+
+@pytest.mark.parametrize("call", [0, 1, 2, 3])
+def test_a_throttled_dynamodb_call_leaves_the_event_for_the_retry_which_applies_it_once(
+        stack_settings: Settings, call: int):
+    store = DynamoIdentityStore(stack_settings)
+    batch = [ev("m1", type_="identify", userId="42", anonymousId="a", traits={"email": "ada@x.io"}),
+             ev("m2", 1, anonymousId="a")]
+    throttled = FaultInjector(planner=lambda fn, event: Plan(throttle_at=call))
+
+    with throttled:
+        try:
+            first = throttled.invoke("UnifyFunction",
+                                     lambda event: resolve_batch(event, store, config=CONFIG, now=NOW), batch)
+        except Exception:  # a function error: the whole batch is retried
+            first = None
+    retry = [e for e in batch if first is None or e["messageId"] in first.failed]
+    resolve_batch(retry, store, config=CONFIG, now=NOW)
+
+    assert throttled.counts == {"throttle dynamodb": 1}
+    profile = lookup_profile("user_id:42", store)
+    assert profile is not None and profile["event_count"] == 2
