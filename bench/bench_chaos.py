@@ -62,6 +62,7 @@ class ChaosFigures:
     entries_emailed_twice: list[str] = field(default_factory=list)
     emails_to_no_entry: list[str] = field(default_factory=list)
     failure_destinations: dict[str, int] = field(default_factory=dict)
+    failures_retried: int = 0  # failure records of retried deliveries (each retry applied them: see the checks)
     faults: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -95,10 +96,21 @@ def queue_depth(pipeline: LocalPipeline, logical_id: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def failure_objects(pipeline: LocalPipeline) -> int:
-    s3 = pipeline.client("s3")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.settings.lake_bucket, Prefix="failures/")
-    return sum(len(page.get("Contents", [])) for page in pages)
+def failure_records(pipeline: LocalPipeline) -> tuple[int, int]:
+    """(final, retried) records under failures/: final ones have no delivery left (kept until replayed);
+    the others were kept while the mapping retried them."""
+    import json
+
+    from cdp.failures import FailedRecord
+
+    s3, bucket = pipeline.client("s3"), pipeline.settings.lake_bucket
+    final = retried = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="failures/"):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
+            record = FailedRecord.from_dict(json.loads(body.split("\n", 1)[0]))
+            final, retried = (final + 1, retried) if record.final else (final, retried + 1)
+    return final, retried
 
 
 def lake_counts(pipeline: LocalPipeline) -> tuple[int, int]:
@@ -186,8 +198,8 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             "unify/archive on-failure queue": queue_depth(pipeline, "UnifyFailureQueue"),
             "activation dead-letter queue": queue_depth(pipeline, "ActivationDeadLetterQueue"),
             "schedule failure queue": queue_depth(pipeline, "ScheduleFailureQueue"),
-            "lake failures/ objects": failure_objects(pipeline),
         }
+        figures.failure_destinations["lake failures/ (final)"], figures.failures_retried = failure_records(pipeline)
         figures.faults = dict(sorted(injector.counts.items()))
     figures.seconds = round(time.monotonic() - t0, 1)
     return figures
@@ -235,7 +247,8 @@ def format_figures(f: ChaosFigures) -> str:
         f"  emails sent (SES)         {f.emails_sent:>8,}   (entries missing one {len(f.entries_without_email)}, "
         f"emailed twice {len(f.entries_emailed_twice)}, to no entry {len(f.emails_to_no_entry)})",
         "  failure destinations:",
-        *[f"    {name:<28}{n:>6,}" for name, n in f.failure_destinations.items()],
+        *[f"    {name:<32}{n:>6,}" for name, n in f.failure_destinations.items()],
+        f"    (failures/ records of deliveries retried and then applied: {f.failures_retried:,})",
         "  faults injected:",
         *[f"    {kind:<40}{n:>6,}" for kind, n in f.faults.items()],
         "",
@@ -254,12 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", "20000")))
     parser.add_argument("--seed", type=int, default=1, help="seeds the faults (the dataset keeps the demo's)")
     parser.add_argument("--quiet", action="store_true")
+    defaults = ChaosConfig()
+    for name in ("crash_rate", "throttle_rate", "duplicate_rate", "reorder_rate", "restart_every_s"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     args = parser.parse_args(argv)
+    config = ChaosConfig(seed=args.seed, crash_rate=args.crash_rate, throttle_rate=args.throttle_rate,
+                         duplicate_rate=args.duplicate_rate, reorder_rate=args.reorder_rate,
+                         restart_every_s=args.restart_every_s)
     # Crashes are the point: the stack's own error logs for them would drown the figures.
     logging.basicConfig(level=logging.CRITICAL)
     for name in ("cdp", "werkzeug"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    figures = run_chaos(people=args.people, events=args.events, seed=args.seed,
+    figures = run_chaos(people=args.people, events=args.events, seed=args.seed, config=config,
                         progress=Progress(None if args.quiet else sys.stderr))
     print(format_figures(figures))
     return 0 if figures.ok else 1
