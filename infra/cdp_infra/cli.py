@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--token", default=None, help="admin token (or CDP_ADMIN_TOKEN)")
     profile.set_defaults(func=cmd_profile)
 
-    for module in ("segments_cli", "collect_cli", "identity_cli", "report_cli", "failures_cli", "stack_cli"):
+    for module in ("segments_cli", "collect_cli", "identity_cli", "report_cli", "failures_cli", "stack_cli",
+                   "import_cli"):
         try:
             extension = __import__(f"cdp_infra.{module}", fromlist=["add_parser"])
         except ImportError:
