@@ -71,19 +71,27 @@ def _csv_rows(path: Path, columns: frozenset[str] | None) -> Iterator[Row]:
             include_columns=[h for h in header if columns is None or h in columns] or header[:1],
         ),
     )
+    # pyarrow numbers a skipped row among all rows, header included: that row's data row is number - 1.
+    pending: dict[int, str] = {}
     number = 0
     for batch in reader:
-        # A block's malformed rows come out before its good ones (pyarrow reports them while parsing).
-        for _line, text in malformed:
-            number += 1
-            yield Row(number, malformed=text)
+        for line, text in malformed:
+            if line > number + 1:
+                pending[line - 1] = text
+            else:  # position unknown: before the block's good rows
+                number += 1
+                yield Row(number, malformed=text)
         malformed.clear()
         for values in batch.to_pylist():
             number += 1
+            while number in pending:
+                yield Row(number, malformed=pending.pop(number))
+                number += 1
             yield Row(number, values=values)
-    for _line, text in malformed:
-        number += 1
-        yield Row(number, malformed=text)
+    for line, text in malformed:
+        pending.setdefault(line - 1 if line > number + 1 else number + 1 + len(pending), text)
+    for row_number in sorted(pending):
+        yield Row(row_number, malformed=pending[row_number])
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
