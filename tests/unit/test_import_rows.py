@@ -195,3 +195,26 @@ def test_a_batch_is_paced_by_the_records_it_sent() -> None:
 
     _run([Row(n, {"id": str(n)} if n % 2 else {}) for n in range(1, 6)], pacer=CountingPacer(None), batch_rows=2)
     assert sent == [1, 1, 1]
+
+
+@pytest.mark.parametrize(("key", "imported"), [
+    ("imports/crm-contacts/contacts.csv", True),
+    ("imports/crm-contacts/2026/11/contacts.csv.gz", True),
+    ("imports/_reports/crm-contacts/contacts.csv.json", False),
+    ("imports/_checkpoints/crm-contacts/contacts.csv.json", False),
+    ("imports/contacts.csv", False),
+    ("imports/crm-contacts/", False),
+    ("quarantine/dt=2026-11-30/x.jsonl", False),
+])
+def test_only_files_in_a_mapping_folder_under_imports_are_imported(key: str, imported: bool) -> None:
+    from cdp.adapters.imports import is_import_key
+
+    assert is_import_key(key) is imported
+
+
+def test_eventbridge_and_s3_notifications_name_the_same_object() -> None:
+    from cdp.adapters.imports import object_events
+
+    bridge = {"detail": {"bucket": {"name": "lake"}, "object": {"key": "imports/crm/a b.csv"}}}
+    notification = {"Records": [{"s3": {"bucket": {"name": "lake"}, "object": {"key": "imports/crm/a+b.csv"}}}]}
+    assert object_events(bridge) == object_events(notification) == [("lake", "imports/crm/a b.csv")]
