@@ -22,7 +22,8 @@ def _load(name: str) -> dict:
 
 def test_there_is_one_sample_per_trigger_of_the_template() -> None:
     assert {p.name for p in EVENTS.glob("*.json")} == {
-        "api-gateway-batch.json", "kinesis-batch.json", "schedule.json", "sqs-activation.json"}
+        "api-gateway-batch.json", "kinesis-batch.json", "schedule.json", "sqs-activation.json",
+        "s3-import-object-created.json"}
 
 
 def test_the_api_gateway_sample_is_a_segment_batch_with_a_write_key() -> None:
@@ -49,3 +50,13 @@ def test_the_schedule_sample_has_a_time_the_segment_job_uses_as_run_id() -> None
 def test_the_sqs_sample_carries_a_membership_change() -> None:
     record = next(iter(SQSEvent(_load("sqs-activation.json")).records))
     assert MembershipChange.from_dict(json.loads(record.body)).change == "entered"
+
+
+def test_the_s3_sample_names_a_file_to_import_in_the_folder_of_a_shipped_mapping() -> None:
+    from cdp.adapters.imports import is_import_key, mapping_name, object_events
+
+    sample = _load("s3-import-object-created.json")
+    assert EventBridgeEvent(sample).detail_type == "Object Created"
+    ((bucket, key),) = object_events(sample)
+    assert bucket == sample["detail"]["bucket"]["name"] and is_import_key(key)
+    assert (EVENTS.parent / "config" / "imports" / f"{mapping_name(key)}.yaml").is_file()
