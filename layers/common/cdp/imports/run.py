@@ -22,9 +22,9 @@ from typing import Any
 
 from cdp.collect.events import OutgoingRecord, RequestFacts, normalise_event
 from cdp.collect.ingest import EventSink, Quarantine, QuarantineEntry
-from cdp.collect.timestamps import format_timestamp
 from cdp.errors import InvalidEvent
 from cdp.identity.config import IdentityConfig
+from cdp.times import format_time
 
 from .mapping import ImportMapping
 from .rows import json_value, primary_identifier, row_to_event
@@ -139,7 +139,7 @@ def import_rows(
     """
     pacer = pacer or Pacer(None)
     facts = RequestFacts(source_id=report.source_id, received_at=now)
-    received_at = format_timestamp(now)
+    received_at = format_time(now)
     batch: list[Row] = []
     skip = report.next_row
     sent = 0
@@ -159,7 +159,7 @@ def import_rows(
     if batch:
         _send(batch, mapping, identity, report, facts, received_at, sink, quarantine, pacer)
     report.complete = True
-    report.finished_at = format_timestamp(now)
+    report.finished_at = format_time(now)
     if commit:
         commit(report)
     return report

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cdp.collect.ingest import EventSink, Quarantine
-from cdp.collect.timestamps import format_timestamp
 from cdp.errors import CdpError
 from cdp.identity.config import IdentityConfig
 from cdp.imports.files import file_format, read_rows
 from cdp.imports.mapping import ImportMapping, load_mapping
 from cdp.imports.run import ImportReport, Pacer, import_rows
+from cdp.times import format_time
 
 #: Batches between two checkpoints of an object's import (and always before a run stops early).
 COMMIT_EVERY = 10
@@ -43,7 +43,7 @@ def import_file(
     fmt = file_format(path.name)
     if report is None:
         report = ImportReport(source_id=source_id or mapping.source_id, mapping=mapping.name,
-                              file=file_id or path.name, format=fmt, started_at=format_timestamp(now))
+                              file=file_id or path.name, format=fmt, started_at=format_time(now))
     report.invocations += 1
     return import_rows(read_rows(path, fmt, columns=mapping.columns), mapping=mapping, identity=identity,
                        report=report, sink=sink, quarantine=quarantine, now=now, pacer=pacer,
@@ -100,7 +100,7 @@ def import_object(
     except CdpError as exc:
         error = exc.reason if exc.reason != "invalid_config" else str(exc)
         objects.write_report(key, {"object": key, "mapping": name, "complete": False, "error": error,
-                                   "finished_at": format_timestamp(now)})
+                                   "finished_at": format_time(now)})
         return ObjectImport(key, None, error)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         local = Path(tmp) / file_id
