@@ -218,3 +218,22 @@ def test_eventbridge_and_s3_notifications_name_the_same_object() -> None:
     bridge = {"detail": {"bucket": {"name": "lake"}, "object": {"key": "imports/crm/a b.csv"}}}
     notification = {"Records": [{"s3": {"bucket": {"name": "lake"}, "object": {"key": "imports/crm/a+b.csv"}}}]}
     assert object_events(bridge) == object_events(notification) == [("lake", "imports/crm/a b.csv")]
+
+
+def test_a_continuation_invokes_the_function_asynchronously_with_an_event_naming_the_same_object() -> None:
+    import json
+
+    from cdp.adapters.imports import LambdaContinuation, object_events
+    from cdp.settings import Settings
+
+    calls: list[dict] = []
+
+    class FakeLambda:
+        def invoke(self, **kwargs: object) -> None:
+            calls.append(kwargs)
+
+    LambdaContinuation(Settings(), "arn:aws:lambda:eu-west-1:1:function:cdp-import", client=FakeLambda())(
+        "lake", "imports/crm/a b.csv")
+    (call,) = calls
+    assert call["InvocationType"] == "Event" and call["FunctionName"].endswith(":cdp-import")
+    assert object_events(json.loads(call["Payload"])) == [("lake", "imports/crm/a b.csv")]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.settings import Settings
 
@@ -40,28 +40,20 @@ def checkpoint_key(key: str) -> str:
     return f"{CHECKPOINTS}{key[len(PREFIX):]}.json"
 
 
-class S3Imports:
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        self._settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self._settings, "s3")
-        return self._client
+class S3Imports(AwsAdapter):
+    service = "s3"
 
     def download(self, key: str, destination: Path) -> str:
         """Copy the object to ``destination`` (streamed to disk); returns its ETag."""
         with aws_errors("import_read_failed", key=key):
-            head = self.client.head_object(Bucket=self._settings.lake_bucket, Key=key)
-            self.client.download_file(self._settings.lake_bucket, key, str(destination))
+            head = self.client.head_object(Bucket=self.settings.lake_bucket, Key=key)
+            self.client.download_file(self.settings.lake_bucket, key, str(destination))
         return str(head.get("ETag", "")).strip('"')
 
     def read_checkpoint(self, key: str) -> dict[str, Any] | None:
         with aws_errors("import_checkpoint_failed", key=key):
             try:
-                body = self.client.get_object(Bucket=self._settings.lake_bucket, Key=checkpoint_key(key))["Body"]
+                body = self.client.get_object(Bucket=self.settings.lake_bucket, Key=checkpoint_key(key))["Body"]
             except self.client.exceptions.NoSuchKey:
                 return None
             data = json.loads(body.read())
@@ -72,35 +64,35 @@ class S3Imports:
 
     def delete_checkpoint(self, key: str) -> None:
         with aws_errors("import_checkpoint_failed", key=key):
-            self.client.delete_object(Bucket=self._settings.lake_bucket, Key=checkpoint_key(key))
+            self.client.delete_object(Bucket=self.settings.lake_bucket, Key=checkpoint_key(key))
 
     def write_report(self, key: str, report: dict[str, Any]) -> None:
         self._put(report_key(key), report, "import_report_failed")
 
     def read_report(self, key: str) -> dict[str, Any]:
         with aws_errors("import_report_failed", key=key):
-            body = self.client.get_object(Bucket=self._settings.lake_bucket, Key=report_key(key))["Body"]
+            body = self.client.get_object(Bucket=self.settings.lake_bucket, Key=report_key(key))["Body"]
             return dict(json.loads(body.read()))
 
     def _put(self, key: str, data: dict[str, Any], reason: str) -> None:
         with aws_errors(reason, key=key):
-            self.client.put_object(Bucket=self._settings.lake_bucket, Key=key, ContentType="application/json",
+            self.client.put_object(Bucket=self.settings.lake_bucket, Key=key, ContentType="application/json",
                                    Body=json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
 
 
-class LambdaContinuation:
+class LambdaContinuation(AwsAdapter):
     """Starts the import function again, asynchronously, to go on where this invocation stopped."""
 
+    service = "lambda"
+
     def __init__(self, settings: Settings, function_arn: str, *, client: Any = None) -> None:
-        self._settings = settings
+        super().__init__(settings, client=client)
         self._function_arn = function_arn
-        self._client = client
 
     def __call__(self, bucket: str, key: str) -> None:
-        client = self._client or aws_client(self._settings, "lambda")
         payload = {"continuation": True, "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}
         with aws_errors("import_continuation_failed", key=key):
-            client.invoke(FunctionName=self._function_arn, InvocationType="Event",
+            self.client.invoke(FunctionName=self._function_arn, InvocationType="Event",
                           Payload=json.dumps(payload).encode("utf-8"))
 
 
