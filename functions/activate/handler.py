@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from functools import cache, partial
 from pathlib import Path
 
@@ -9,13 +10,22 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from cdp.activation import ActivationReport, ProfileContacts, activate_change, load_email_templates
+from cdp.activation import (
+    ActivationReport,
+    ProfileContacts,
+    activate_change,
+    effect_key,
+    load_email_templates,
+)
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
+from cdp.adapters.messages import DynamoMessageJournal
 from cdp.adapters.ses import SesEmailSender
 from cdp.observability import metrics, record_activation
+from cdp.profiles.messages import record_sent
 from cdp.segments.membership import MembershipChange
 from cdp.settings import FUNCTION_FIELDS, Settings
+from cdp.times import format_time
 
 logger = Logger()
 tracer = Tracer()  # patches botocore: DynamoDB and SES calls are subsegments
@@ -31,8 +41,18 @@ def deps() -> dict:
             "templates": load_email_templates(Path(__file__).parent / "config" / "activation.yaml")}
 
 
+@cache
+def journal() -> DynamoMessageJournal:
+    return DynamoMessageJournal(Settings.from_env(require=FUNCTION_FIELDS))
+
+
 def record_handler(record: SQSRecord, report: ActivationReport | None = None) -> None:
-    activate_change(MembershipChange.from_dict(json.loads(record.body)), report=report, **deps())
+    change = MembershipChange.from_dict(json.loads(record.body))
+    report = activate_change(change, report=report, **deps())
+    # What was sent, by profile, for the customer view (the ledger's keys cannot be listed by profile).
+    record_sent(journal(), key=effect_key(change), sent=report.sent, profile_id=change.profile_id,
+                segment=change.segment, run=change.run_id, entered_at=change.at,
+                sent_at=format_time(datetime.now(UTC)))
 
 
 @tracer.capture_lambda_handler

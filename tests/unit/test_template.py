@@ -43,8 +43,9 @@ def test_every_environment_variable_of_the_template_is_a_settings_field_and_back
     assert globals_ == {name.upper() for name in FUNCTION_FIELDS}
     own = {lid: set(r["Properties"].get("Environment", {}).get("Variables", {}))
            for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    admin = {name.upper() for name in COLLECTOR_FIELDS}
     assert {lid: names for lid, names in own.items() if names} == {
-        "CollectFunction": {name.upper() for name in COLLECTOR_FIELDS}}
+        "CollectFunction": admin, "ProfileViewFunction": admin}
 
 
 def test_every_function_handler_file_exists_where_its_code_uri_says() -> None:

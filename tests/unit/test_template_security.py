@@ -122,11 +122,12 @@ def test_each_allow_list_sits_beside_the_code_of_its_functions(template: dict[st
         assert path.parent == (REPO_ROOT / functions[function]["Properties"]["CodeUri"]).resolve()
 
 
-def test_the_collector_alone_may_read_the_admin_secret(cloudformation: dict[str, Any]) -> None:
+def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformation: dict[str, Any]) -> None:
     readers = {function for role, function in function_roles(cloudformation).items()
                for st in role_statements(cloudformation["Resources"][role])
                if "secretsmanager:GetSecretValue" in _as_list(st["Action"])}
-    assert readers == {"CollectFunction"}
+    # The collector (profile API) and the customer view (timeline, page and its signed links).
+    assert readers == {"CollectFunction", "ProfileViewFunction"}
 
 
 def test_the_collector_writes_to_the_lake_only_under_quarantine(template: dict[str, Any]) -> None:
@@ -153,7 +154,7 @@ def test_the_admin_token_is_generated_into_a_secret_under_the_stacks_key(templat
     assert secret["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
     given = {k for k, r in template["Resources"].items()
              if {"Ref": logical} in r.get("Properties", {}).get("Environment", {}).get("Variables", {}).values()}
-    assert given == {"CollectFunction"}
+    assert given == {"CollectFunction", "ProfileViewFunction"}
 
 
 # ------------------------------------------------------------------ hardening

@@ -1,0 +1,59 @@
+"""Short-lived signed links to the customer view page.
+
+A browser cannot send the admin token as a header, and the token must never sit in a URL (browser
+history, proxies' logs). ``cdp profile view`` signs ``(identifier, expiry)`` with a key derived from
+the admin token instead: the link opens one person's page until it expires, and rotating the token
+revokes every link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from cdp.errors import Unauthorized
+
+DEFAULT_MINUTES = 15
+#: Longest life a link may be signed for: a day, so a leaked link does not outlive a shift.
+MAX_MINUTES = 24 * 60
+_PURPOSE = b"cdp profile view link v1"
+
+
+def _key(admin_token: str) -> bytes:
+    # A key of its own, so a signature can never be replayed as the token or the token's hash.
+    return hmac.new(admin_token.encode("utf-8"), _PURPOSE, hashlib.sha256).digest()
+
+
+def _signature(identifier: str, expires: int, admin_token: str) -> str:
+    message = f"{identifier}\n{expires}".encode()
+    return hmac.new(_key(admin_token), message, hashlib.sha256).hexdigest()
+
+
+def sign_view_link(identifier: str, admin_token: str, *, now: float, minutes: int = DEFAULT_MINUTES) -> dict[str, str]:
+    """The query parameters (``expires``, ``signature``) of a link to ``identifier``'s page."""
+    if not admin_token:
+        raise Unauthorized("admin_token_required")
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise ValueError(f"a link lives 1 to {MAX_MINUTES} minutes")
+    expires = int(now) + minutes * 60
+    return {"expires": str(expires), "signature": _signature(identifier, expires, admin_token)}
+
+
+def verify_view_link(identifier: str, expires: str | None, signature: str | None, admin_token: str, *,
+                     now: float) -> None:
+    """Raise :class:`Unauthorized` unless the link to ``identifier`` is signed and not expired."""
+    if not expires or not signature:
+        raise Unauthorized("admin_token_required")
+    try:
+        expiry = int(expires)
+    except ValueError:
+        raise Unauthorized("link_invalid") from None
+    if not admin_token:
+        raise Unauthorized("admin_token_required")
+    expected = _signature(identifier, expiry, admin_token)
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        raise Unauthorized("link_invalid")
+    if expiry <= now:
+        raise Unauthorized("link_expired")
+    if expiry > now + MAX_MINUTES * 60:
+        raise Unauthorized("link_invalid")
