@@ -1,0 +1,192 @@
+"""The customer view (functions/profileview) on the stack of template.yaml (moto), the lake on disk."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pyarrow.fs as pafs
+import pytest
+
+from cdp.profiles.links import sign_view_link
+from cdp.settings import Settings
+
+from .collect_support import ADMIN_TOKEN, proxy_event, response_json
+from .profileview_support import (
+    ACTIVATE_FILE,
+    APP_FILE,
+    HOSTILE,
+    build_history,
+    load_module,
+    sqs_record,
+)
+
+ALICE = "user_id:u-alice"
+
+
+@pytest.fixture
+def view_app(stack_environment: dict[str, str], stack_settings: Settings, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, dict[str, str]]]:
+    """The customer view's app on the stack, with Alice's and Bob's history and one email to Alice."""
+    for name, value in stack_environment.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=stack_settings.admin_token_secret_arn, SecretString=ADMIN_TOKEN)
+    ids = build_history(stack_settings, tmp_path / "lake")
+    activate = load_module(ACTIVATE_FILE, "cdp_test_activate_for_view")
+    activate.record_handler(sqs_record({"segment": "repeat-buyers", "profile_id": ids["alice"],
+                                        "change": "entered", "run_id": "run-7", "at": "2024-05-05T00:00:00.000Z"}))
+    app = load_module(APP_FILE, "cdp_test_profileview_app")
+    # The lake of this test is on disk: pyarrow's S3 client cannot reach moto in this process.
+    monkeypatch.setattr(app, "lake", lambda: (pafs.LocalFileSystem(), str(tmp_path / "lake")))
+    yield app, ids
+
+
+def call(app: ModuleType, identifier: str, route: str, *, headers: dict[str, str] | None = None,
+         query: dict[str, str] | None = None) -> dict[str, Any]:
+    path = f"/v1/profiles/{quote(identifier, safe=':@+')}/{route}"
+    event = proxy_event(path, method="GET", headers=headers, resource=f"/v1/profiles/{{identifier}}/{route}",
+                        path_parameters={"identifier": quote(identifier, safe=':@+')})
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()} or None
+    return app.app(event, None)  # type: ignore[no-any-return]
+
+
+def bearer() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def body_text(response: dict[str, Any]) -> str:
+    body = response["body"]
+    return base64.b64decode(body).decode() if response.get("isBase64Encoded") else body
+
+
+def test_the_timeline_lists_exactly_the_persons_events_in_time_order_across_days_and_a_merge(view_app) -> None:
+    app, ids = view_app
+
+    response = call(app, ALICE, "timeline", headers=bearer())
+
+    assert response["statusCode"] == 200
+    view = response_json(response)
+    assert view["profile_id"] == ids["alice"]
+    assert [e["messageId"] for e in view["events"]] == ["a1", "a2", "a3", "a4", "a5"]
+    assert [e["timestamp"][:10] for e in view["events"]] == [
+        "2024-05-01", "2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"]
+    assert view["events_more"] is False
+    # Only the days between first and last seen (and a day either side) were read.
+    assert view["events_days_read"] == {"from": "2024-04-30", "to": "2024-05-05", "count": 6}
+
+
+def test_the_timeline_holds_the_profile_its_merge_segments_and_messages(view_app) -> None:
+    app, ids = view_app
+
+    view = response_json(call(app, "email:Alice@Example.com", "timeline", headers=bearer()))
+
+    assert view["identifiers"]["user_id"] == ["u-alice"]
+    assert set(view["identifiers"]["anonymous_id"]) == {"anon-1", "anon-2"}
+    assert view["traits"]["first_name"] == "Alice"
+    assert view["computed_traits"]["orders_count"] == 1
+    assert view["consent"]["email"]["granted"] is True and view["consent"]["email"]["message_id"] == "a3"
+    assert view["consent_history"] == [
+        {"at": "2024-05-02T08:00:00.000Z", "message_id": "a3", "purpose": "email", "granted": True}]
+    assert view["lifecycle_stage"] and view["lifecycle_history"]
+    assert len(view["merges"]) == 1 and len(view["absorbed_profiles"]) == 1
+    assert [(s["segment"], s["profile_id"]) for s in view["segments"]] == [("repeat-buyers", ids["alice"])]
+    assert [(m["channel"], m["segment"], m["run"], m["profile_id"]) for m in view["messages"]] == [
+        ("email", "repeat-buyers", "run-7", ids["alice"])]
+    assert view["messages"][0]["sent_at"]
+
+
+def test_the_limit_keeps_the_latest_events_still_in_time_order(view_app) -> None:
+    app, _ = view_app
+
+    view = response_json(call(app, ALICE, "timeline", headers=bearer(), query={"limit": "2"}))
+
+    assert [e["messageId"] for e in view["events"]] == ["a4", "a5"]
+    assert view["events_more"] is True
+
+
+def test_a_limit_outside_1_to_500_is_refused(view_app) -> None:
+    app, _ = view_app
+
+    responses = [call(app, ALICE, "timeline", headers=bearer(), query={"limit": limit})
+                 for limit in ("0", "501", "many")]
+
+    assert [r["statusCode"] for r in responses] == [400, 400, 400]
+    assert {response_json(r)["reason"] for r in responses} == {"invalid_limit"}
+
+
+def test_the_timeline_needs_the_admin_token(view_app) -> None:
+    app, _ = view_app
+
+    assert call(app, ALICE, "timeline")["statusCode"] == 401
+    assert call(app, ALICE, "timeline", headers={"Authorization": "Bearer nope"})["statusCode"] == 401
+
+
+def test_an_unknown_person_is_404(view_app) -> None:
+    app, _ = view_app
+
+    assert call(app, "user_id:nobody", "timeline", headers=bearer())["statusCode"] == 404
+
+
+def test_every_read_is_audited_without_the_identifier(view_app, caplog: pytest.LogCaptureFixture) -> None:
+    app, ids = view_app
+
+    with caplog.at_level("INFO", logger="cdp.audit"):
+        call(app, ALICE, "timeline", headers=bearer())
+        call(app, ALICE, "view", query=sign_view_link(ALICE, ADMIN_TOKEN, now=time.time()))
+
+    records = [r.getMessage() for r in caplog.records if r.name == "cdp.audit"]
+    assert len(records) == 2 and all(ids["alice"] in r and "u-alice" not in r for r in records)
+    assert '"route": "timeline"' in records[0] and '"auth": "link"' in records[1]
+
+
+def test_the_page_opens_from_a_signed_link_and_escapes_hostile_traits(view_app) -> None:
+    app, ids = view_app
+
+    response = call(app, ALICE, "view", query=sign_view_link(ALICE, ADMIN_TOKEN, now=time.time()))
+
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in response["headers"]["Content-Security-Policy"]
+    page = body_text(response)
+    assert ids["alice"] in page and "a5" in page
+    assert HOSTILE not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+
+
+def test_the_page_also_opens_with_the_admin_token(view_app) -> None:
+    app, ids = view_app
+
+    response = call(app, ALICE, "view", headers=bearer())
+
+    assert response["statusCode"] == 200 and ids["alice"] in body_text(response)
+
+
+def tampered_links(now: float) -> dict[str, tuple[str, dict[str, str]]]:
+    """A valid link to Alice's page, spoiled in every way a caller could (identifier, query)."""
+    link = sign_view_link(ALICE, ADMIN_TOKEN, now=now)
+    flipped = link["signature"][:-1] + ("0" if link["signature"][-1] != "0" else "1")
+    return {
+        "expired": (ALICE, sign_view_link(ALICE, ADMIN_TOKEN, now=now - 3600, minutes=15)),
+        "signature changed": (ALICE, {**link, "signature": flipped}),
+        "another person": ("email:bob@example.com", link),
+        "expiry pushed back": (ALICE, {**link, "expires": str(int(link["expires"]) + 3600)}),
+        "no signature": (ALICE, {}),
+        "signed with another token": (ALICE, sign_view_link(ALICE, "another-token", now=now)),
+    }
+
+
+def test_an_expired_or_tampered_link_is_refused(view_app) -> None:
+    app, _ = view_app
+
+    responses = {case: call(app, identifier, "view", query=query)
+                 for case, (identifier, query) in tampered_links(time.time()).items()}
+
+    assert {case: r["statusCode"] for case, r in responses.items()} == dict.fromkeys(responses, 401)
+    assert not any("alice" in body_text(r).lower() for r in responses.values())
