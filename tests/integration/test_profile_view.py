@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import boto3
 import pyarrow.fs as pafs
@@ -190,3 +193,60 @@ def test_an_expired_or_tampered_link_is_refused(view_app) -> None:
 
     assert {case: r["statusCode"] for case, r in responses.items()} == dict.fromkeys(responses, 401)
     assert not any("alice" in body_text(r).lower() for r in responses.values())
+
+
+# ---------------------------------------------------------------- in a real browser
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def serve_view(app: ModuleType) -> tuple[Any, list[str]]:
+    """The customer view's routes of template.yaml behind the local API Gateway; the paths it served."""
+    from cdp_infra.server import LocalApi, Route
+    from cdp_infra.template import load_template
+
+    served: list[str] = []
+
+    class Function:
+        account_id = "123456789012"
+
+        def invoke(self, event: dict[str, Any]) -> Any:
+            served.append(event["path"])
+            return app.app(event, None)
+
+    events = load_template()["Resources"]["ProfileViewFunction"]["Properties"]["Events"].values()
+    routes = [Route(method=e["Properties"]["Method"], resource=e["Properties"]["Path"], function=Function())  # type: ignore[arg-type]
+              for e in events if e["Type"] == "Api"]
+    return LocalApi(routes).start(), served
+
+
+def page_requests(net_log: Path, origin: str) -> list[str]:
+    """URLs requested on behalf of a page of ``origin`` (its subresources, the favicon; not the
+    navigation to it, nor the browser's own background requests)."""
+    log = json.loads(net_log.read_text(encoding="utf-8"))
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [e["params"].get("url") for e in log["events"]
+            if e["type"] == start and e.get("params", {}).get("initiator") == origin]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package: chromium)")
+def test_the_page_in_headless_chromium_shows_the_person_without_errors_or_requests(view_app, tmp_path: Path) -> None:
+    app, ids = view_app
+    api, served = serve_view(app)
+    query = urlencode(sign_view_link(ALICE, ADMIN_TOKEN, now=time.time(), minutes=5))
+    url = f"{api.url}/v1api/v1/profiles/{quote(ALICE, safe=':@+')}/view?{query}"
+    net_log = tmp_path / "net.json"
+    try:
+        done = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             f"--log-net-log={net_log}", "--virtual-time-budget=5000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        api.stop()
+    dom = done.stdout
+    assert f'<h1 id="profile-id">{ids["alice"]}</h1>' in dom
+    assert all(f"<td>{mid}</td>" in dom for mid in ("a1", "a2", "a3", "a4", "a5"))
+    assert "&lt;script&gt;" in dom and "<script>" not in dom
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+    assert served == [f"/v1/profiles/{ALICE}/view"]
+    assert page_requests(net_log, api.url) == []

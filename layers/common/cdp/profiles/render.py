@@ -12,11 +12,13 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
-#: The page loads nothing, runs nothing and may not be framed; the signed link is not sent on.
+#: The page loads nothing and runs nothing; the header adds that it may not be framed (a policy
+#: in a meta element cannot say so).
+_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+#: ... and the signed link is not sent on to anyone.
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
-    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-                                "form-action 'none'; frame-ancestors 'none'"),
+    "Content-Security-Policy": f"{_POLICY}; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -125,7 +127,7 @@ def render_page(view: Mapping[str, Any]) -> str:
     profile_id = escape(_text(view.get("profile_id")))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{escape(PAGE_HEADERS['Content-Security-Policy'])}\">"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{escape(_POLICY)}\">"
         "<meta name=\"referrer\" content=\"no-referrer\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>Customer {profile_id}</title><style>{_CSS}</style></head><body>"
