@@ -92,17 +92,48 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     if args.action == "unmerge":
         return cmd_unmerge(args)
+    if args.action == "view":
+        return cmd_view_link(args)
     client = TrackingClient(args.url, "")
     path = f"/v1/profiles/{quote(args.identifier, safe=':@+')}"
-    if args.action == "explain":
-        path += "/explain"
+    if args.action in ("explain", "timeline"):
+        path += f"/{args.action}"
+    if args.action == "timeline" and args.limit is not None:
+        path += f"?limit={args.limit}"
     status, _, body = client.request("GET", path, headers={"Authorization": f"Bearer {_admin_token(args)}"})
     client.close()
     try:
-        print(json.dumps(json.loads(body), indent=2))
+        answer = json.loads(body)
     except ValueError:
         print(body.decode("utf-8", "replace"))
+        return 1
+    if args.action == "timeline" and status == 200 and not args.json:
+        from cdp.profiles.render import render_text
+
+        print(render_text(answer), end="")
+    else:
+        print(json.dumps(answer, indent=2))
     return 0 if status == 200 else 1
+
+
+def cmd_view_link(args: argparse.Namespace) -> int:
+    """Print a link to the person's page, signed with the admin token, valid for --minutes."""
+    import time
+    from urllib.parse import urlencode
+
+    from cdp.profiles.links import sign_view_link
+
+    token = _admin_token(args)
+    if not token:
+        print("no admin token: give --token, set CDP_ADMIN_TOKEN or run `cdp dev`", file=sys.stderr)
+        return 1
+    try:
+        query = urlencode(sign_view_link(args.identifier, token, now=time.time(), minutes=args.minutes))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{args.url.rstrip('/')}/v1/profiles/{quote(args.identifier, safe=':@+')}/view?{query}")
+    return 0
 
 
 def cmd_unmerge(args: argparse.Namespace) -> int:
@@ -159,13 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(func=cmd_demo)
 
-    profile = sub.add_parser("profile", help="read (get, explain) or repair (unmerge) a unified profile")
-    profile.add_argument("action", choices=["get", "explain", "unmerge"])
+    profile = sub.add_parser("profile", help="read (get, explain, timeline), link to (view) or repair (unmerge) "
+                                             "a unified profile")
+    profile.add_argument("action", choices=["get", "explain", "timeline", "view", "unmerge"],
+                         help="timeline: everything about the person, with their latest events; "
+                              "view: print a short-lived signed link to their page")
     profile.add_argument("identifier", help="type:value, e.g. email:alice@example.com or user_id:42 "
                                             "(with unmerge --undo-merge: the absorbed profile id)")
     profile.add_argument("--undo-merge", action="store_true",
                          help="unmerge: bring back the absorbed profile IDENTIFIER instead of detaching")
     profile.add_argument("--reason", default="manual", help="unmerge: recorded in the merge log")
+    profile.add_argument("--limit", type=int, default=None, help="timeline: latest events to show (1-500, 50)")
+    profile.add_argument("--json", action="store_true", help="timeline: print the JSON instead of text")
+    profile.add_argument("--minutes", type=int, default=15, help="view: minutes the link stays valid (max 1440)")
     profile.add_argument("--url", default=os.environ.get("CDP_URL", DEFAULT_URL))
     profile.add_argument("--token", default=None, help="admin token (or CDP_ADMIN_TOKEN)")
     profile.set_defaults(func=cmd_profile)

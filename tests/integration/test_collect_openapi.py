@@ -18,11 +18,11 @@ from .collect_support import (
     basic,
     check_against_spec,
     event_reasons,
-    load_app,
     load_spec,
     proxy_event,
     request_reasons,
 )
+from .profileview_support import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = load_spec()
@@ -41,17 +41,29 @@ def test_the_contract_is_a_valid_openapi_document() -> None:
     validate(SPEC)
 
 
+#: The functions behind the API: the collector, and the customer view (it reads the lake).
+API_APPS = {"CollectFunction": REPO / "functions/collect/app.py", "ProfileViewFunction": REPO / "functions/profileview/app.py"}
+
+
 def test_the_contract_names_exactly_the_routes_the_template_deploys() -> None:
-    events = load_template()["Resources"]["CollectFunction"]["Properties"]["Events"].values()
+    resources = load_template()["Resources"]
     deployed = {
-        (e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
+        for e in r["Properties"].get("Events", {}).values() if e["Type"] == "Api"
     }
     assert spec_routes() == deployed
 
 
-def test_the_contract_names_exactly_the_routes_the_app_serves() -> None:
-    app = load_app("cdp_contract_app").app
-    served = {(method, path) for path, methods in app.routes.items() for method in methods}
+def test_the_contract_names_exactly_the_routes_the_apps_serve() -> None:
+    served = set()
+    for function, path in API_APPS.items():
+        app = load_module(path, f"cdp_contract_{function.lower()}").app
+        routes = {(method, route) for route, methods in app.routes.items() for method in methods}
+        events = load_template()["Resources"][function]["Properties"]["Events"].values()
+        assert routes == {(e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+                          for e in events if e["Type"] == "Api"}, function
+        served |= routes
     assert spec_routes() == served
 
 
@@ -123,3 +135,42 @@ def test_profile_answers_are_ones_the_contract_documents(
     response = collector.app(event, None)
     assert response["statusCode"] == status
     check_against_spec(SPEC, "/v1/profiles/{identifier}", "GET", response)
+
+
+def _view_event(route: str, token: str | None, query: dict[str, str] | None = None) -> dict[str, Any]:
+    event = proxy_event(f"/v1/profiles/email:a@example.com/{route}", method="GET",
+                        headers={"Authorization": f"Bearer {token}"} if token else {},
+                        resource=f"/v1/profiles/{{identifier}}/{route}",
+                        path_parameters={"identifier": "email:a@example.com"})
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()} or None
+    return event
+
+
+@pytest.mark.parametrize(("route", "status", "token", "query"), [
+    ("timeline", 401, None, None), ("timeline", 404, ADMIN_TOKEN, None), ("timeline", 400, ADMIN_TOKEN, {"limit": "0"}),
+    ("timeline", 200, ADMIN_TOKEN, None), ("view", 401, None, {"expires": "1", "signature": "x"}),
+    ("view", 200, ADMIN_TOKEN, None)])
+def test_customer_view_answers_are_ones_the_contract_documents(
+    collector: ModuleType, monkeypatch: pytest.MonkeyPatch, route: str, status: int, token: str | None,
+    query: dict[str, str] | None,
+) -> None:
+    from cdp.errors import NotFound
+
+    view = load_module(REPO / "functions/profileview/app.py", "cdp_contract_view")
+    found = {"profile_id": "p-1", "identifiers": {}, "traits": {}, "computed_traits": {}, "consent": {},
+             "consent_history": [], "lifecycle_history": [], "merges": [], "segments": [], "messages": [],
+             "events": [], "events_limit": 50, "events_more": False}
+
+    def timeline(identifier: str, limit: str | None) -> dict[str, Any]:
+        from cdp.profiles.timeline import parse_limit
+
+        parse_limit(limit)
+        if status == 404:
+            raise NotFound("profile_not_found")
+        return found
+
+    monkeypatch.setattr(view, "timeline", timeline)
+    response = view.app(_view_event(route, token, query), None)
+    assert response["statusCode"] == status
+    check_against_spec(SPEC, f"/v1/profiles/{{identifier}}/{route}", "GET", response)

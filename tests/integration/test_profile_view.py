@@ -250,3 +250,21 @@ def test_the_page_in_headless_chromium_shows_the_person_without_errors_or_reques
     assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
     assert served == [f"/v1/profiles/{ALICE}/view"]
     assert page_requests(net_log, api.url) == []
+
+
+def test_cdp_profile_timeline_prints_the_view_in_the_terminal(view_app, capsys: pytest.CaptureFixture[str]) -> None:
+    from cdp_infra import cli
+
+    app, ids = view_app
+    api, _ = serve_view(app)
+    try:
+        status = cli.main(["profile", "timeline", ALICE, "--url", api.url, "--token", ADMIN_TOKEN])
+    finally:
+        api.stop()
+
+    out = capsys.readouterr().out
+    assert status == 0 and out.startswith(f"Profile {ids['alice']}")
+    events = out[out.index("== Events"):].splitlines()[1:6]
+    assert [line.split()[-1] for line in events] == ["a1", "a2", "a3", "a4", "a5"]
+    assert "repeat-buyers" in out[out.index("== Segments"):out.index("== Messages sent")]
+    assert "repeat-buyers" in out[out.index("== Messages sent"):out.index("== Merges")]

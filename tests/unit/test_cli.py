@@ -40,3 +40,20 @@ def test_an_explicit_stack_environment_wins_over_the_dev_file(tmp_path: Path, mo
     cli.DEV_STACK_FILE.parent.mkdir()
     cli.DEV_STACK_FILE.write_text(json.dumps({"LAKE_BUCKET": "theirs"}))
     assert cli.use_dev_stack() is False
+
+
+def test_profile_view_prints_a_link_signed_for_that_person_and_refuses_long_lives(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    from cdp.profiles.links import verify_view_link
+
+    monkeypatch.delenv("CDP_ADMIN_TOKEN", raising=False)
+    assert cli.main(["profile", "view", "email:a+b@x.io", "--token", "t0k", "--url", "https://api.example/v1api",
+                     "--minutes", "5"]) == 0
+    link = urlsplit(capsys.readouterr().out.strip())
+    assert link.path == "/v1api/v1/profiles/email:a+b@x.io/view"
+    query = {k: v[0] for k, v in parse_qs(link.query).items()}
+    verify_view_link("email:a+b@x.io", query["expires"], query["signature"], "t0k", now=time.time())
+    assert cli.main(["profile", "view", "user_id:1", "--token", "t0k", "--minutes", "100000"]) == 2

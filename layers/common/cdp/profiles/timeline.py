@@ -38,9 +38,9 @@ def parse_limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise MalformedRequest("invalid_limit", limit=MAX_LIMIT) from None
+        raise MalformedRequest("invalid_limit", limit=f"1 to {MAX_LIMIT} events") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise MalformedRequest("invalid_limit", limit=MAX_LIMIT)
+        raise MalformedRequest("invalid_limit", limit=f"1 to {MAX_LIMIT} events")
     return limit
 
 
