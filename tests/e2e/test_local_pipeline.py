@@ -278,3 +278,22 @@ def test_unmerging_an_unknown_identifier_fails_with_a_reason(pipeline: LocalPipe
     assert main(["profile", "unmerge", "email:nobody@nowhere.example"]) == 1
     error = json.loads(capsys.readouterr().err)
     assert error["error"] == "not_found" and error["identifier"] == "email:nobody@nowhere.example"
+
+
+def test_the_customer_view_of_a_repeat_buyer_lists_their_events_segment_and_email(
+        pipeline: LocalPipeline, delivered: dict, dataset: Dataset) -> None:
+    members = segment_members(pipeline, "repeat-buyers")
+    profiles = live_profiles(pipeline)
+    person, profile_id = next((p, pid) for p in dataset.persons for pid in members
+                              if p.identifiers and profiles.get(pid) == p.identifiers)
+    identifier = sorted(person.identifiers)[0]
+
+    status, view = _get(pipeline, f"/v1/profiles/{identifier}/timeline?limit=500")
+
+    assert status == 200 and view["profile_id"] == profile_id
+    assert {e["messageId"] for e in view["events"]} == person.message_ids
+    times = [e["timestamp"] for e in view["events"]]
+    assert times == sorted(times)
+    assert "repeat-buyers" in {s["segment"] for s in view["segments"]}
+    assert [(m["channel"], m["segment"]) for m in view["messages"] if m["segment"] == "repeat-buyers"] == [
+        ("email", "repeat-buyers")]
