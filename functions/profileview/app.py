@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from chalice import Chalice, Response
 
 from cdp.collect.http import HttpResponse, error_response
-from cdp.collect.profiles import _as_json_object, audit_record, require_bearer
+from cdp.collect.profiles import audit_record, require_bearer
 from cdp.errors import CdpError
 from cdp.observability import metrics
 from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, Settings
@@ -88,9 +88,8 @@ def read_events(identifiers: Any, first_seen: str | None, last_seen: str | None,
 def timeline(identifier: str, limit: str | None) -> dict[str, Any]:
     from cdp.profiles.timeline import build_timeline, parse_limit
 
-    return _as_json_object(build_timeline(
-        identifier, config=identity_config(), segments=segment_names(), read_events=read_events,
-        limit=parse_limit(limit), **stores()))
+    return build_timeline(identifier, config=identity_config(), segments=segment_names(), read_events=read_events,
+                          limit=parse_limit(limit), **stores())
 
 
 def _respond(response: HttpResponse) -> Response:

@@ -175,3 +175,48 @@ def test_days_outside_first_and_last_seen_are_not_read(lake) -> None:
 def test_only_identifier_types_the_lake_has_a_column_for_are_searched() -> None:
     assert identifier_filter(["phone:+4420", "device_id:d"]) is None
     assert days_between(None, "2024-05-01T00:00:00Z") == []
+
+
+# ---------------------------------------------------------------- the view, on in-memory stores
+def test_the_view_asks_the_lake_for_every_identifier_and_finds_segments_and_messages_of_merged_profiles() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from cdp.identity import IdentityConfig, InMemoryIdentityStore, resolve_batch
+    from cdp.profiles.timeline import build_timeline
+    from cdp.segments.membership import Member
+
+    store, config = InMemoryIdentityStore(), IdentityConfig()
+    for batch in ([ev("m1", "2024-05-01T10:00:00Z", anonymousId="a1")],
+                  [ev("m2", "2024-05-02T10:00:00Z", userId="u1")],
+                  [ev("m3", "2024-05-03T10:00:00Z", userId="u1", anonymousId="a1")]):
+        resolve_batch(batch, store, config=config, now=datetime(2024, 5, 4, tzinfo=UTC))
+    live = store.get_pointers(["user_id:u1"])["user_id:u1"]
+    absorbed = ({store.get_pointers(["anonymous_id:a1"])["anonymous_id:a1"]} | set(store.profiles)) - {live}
+    (old,) = absorbed
+    store.profiles[live].traits["score"] = Decimal("1.5")
+
+    class Memberships:
+        def members_of(self, keys):
+            held = {("vip", old): Member(old, "r1", "2024-05-02T00:00:00.000Z"),
+                    ("new", live): Member(live, "r2", "2024-05-03T00:00:00.000Z"),
+                    ("vip", "someone-else"): Member("someone-else", "r1", "x")}
+            return {k: held[k] for k in keys if k in held}
+
+    journal = InMemoryMessageJournal()
+    record_sent(journal, sent=["email#vip#" + old + "#r1"], **{**message_args("email#vip#" + old + "#r1"),
+                                                             "profile_id": old})
+    asked = []
+
+    def read_events(identifiers, first_seen, last_seen, limit):
+        asked.append((sorted(identifiers), first_seen, last_seen, limit))
+        return {"events": [], "matched": 0, "more": False, "days_read": {}}
+
+    view = build_timeline("user_id:u1", store=store, config=config, segments=["new", "vip"], memberships=Memberships(),
+                          journal=journal, read_events=read_events, limit=7)
+
+    assert asked == [(["anonymous_id:a1", "user_id:u1"], "2024-05-01T10:00:00.000Z", "2024-05-03T10:00:00.000Z", 7)]
+    assert view["absorbed_profiles"] == [old]
+    assert [(s["segment"], s["profile_id"]) for s in view["segments"]] == [("vip", old), ("new", live)]
+    assert [m["profile_id"] for m in view["messages"]] == [old]
+    assert view["traits"]["score"] == 1.5

@@ -6,7 +6,9 @@ lake, with pyarrow), so this module stays importable anywhere.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Protocol
 
 from cdp.errors import MalformedRequest, NotFound
@@ -63,7 +65,7 @@ def build_timeline(
     found = memberships.members_of((segment, pid) for segment in segments for pid in profile_ids)
     lake = read_events(list(profile.identifiers), profile.first_seen, profile.last_seen, limit)
     events = list(lake.get("events") or [])
-    return {
+    return _json_ready({
         "identifier": identifier,
         "profile_id": profile.profile_id,
         "identifiers": by_type(profile.identifiers),
@@ -88,7 +90,23 @@ def build_timeline(
         "events_matched": int(lake.get("matched") or len(events)),
         "events_more": bool(lake.get("more")),
         "events_days_read": lake.get("days_read") or {},
-    }
+    })
+
+
+def _json_ready(view: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON values: the stores hand back Decimals (DynamoDB), sets and datetimes."""
+    ready: dict[str, Any] = json.loads(json.dumps(view, default=_plain))
+    return ready
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def _stamp(stamp: str) -> dict[str, str | None]:
