@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cdp.adapters.aws import aws_client
+from cdp.adapters.aws import AwsAdapter, aws_client
 from cdp.adapters.errors import aws_errors
 from cdp.errors import StoreError
 from cdp.failures import PREFIX, FailedRecord, Notice, Pointer, StreamRecord, notice_body, parse_message
@@ -87,25 +87,17 @@ class S3FailureStore:
                                ContentType="application/x-ndjson")
 
 
-class SqsFailureQueue:
+class SqsFailureQueue(AwsAdapter):
     """The mappings' on-failure queue, read without consuming: messages stay until replayed."""
 
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        self._settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self._settings, "sqs")
-        return self._client
+    service = "sqs"
 
     def peek(self) -> list[Pointer | Notice]:
         seen: dict[str, Pointer | Notice] = {}
         while True:
             with aws_errors(_UNAVAILABLE):
                 # Hidden while this command reads them all, so each receive brings new ones.
-                got = self.client.receive_message(QueueUrl=self._settings.failure_queue_url,
+                got = self.client.receive_message(QueueUrl=self.settings.failure_queue_url,
                                                   MaxNumberOfMessages=10, VisibilityTimeout=30,
                                                   WaitTimeSeconds=0).get("Messages", [])
             fresh = [m for m in got if m["MessageId"] not in seen]
@@ -118,33 +110,25 @@ class SqsFailureQueue:
         # Visible again at once (nothing else consumes this queue, so the receipts stay valid for delete).
         for message in seen.values():
             with aws_errors(_UNAVAILABLE):
-                self.client.change_message_visibility(QueueUrl=self._settings.failure_queue_url,
+                self.client.change_message_visibility(QueueUrl=self.settings.failure_queue_url,
                                                       ReceiptHandle=message.receipt, VisibilityTimeout=0)
         return list(seen.values())
 
     def delete(self, receipt: str) -> None:
         with aws_errors(_UNAVAILABLE):
-            self.client.delete_message(QueueUrl=self._settings.failure_queue_url, ReceiptHandle=receipt)
+            self.client.delete_message(QueueUrl=self.settings.failure_queue_url, ReceiptHandle=receipt)
 
 
-class KinesisRangeReader:
+class KinesisRangeReader(AwsAdapter):
     """A shard's records from one sequence number to another, while the stream retains them."""
 
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        self._settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client(self._settings, "kinesis")
-        return self._client
+    service = "kinesis"
 
     def read_range(self, shard_id: str, start: str, end: str) -> list[StreamRecord]:
         found: list[StreamRecord] = []
         with aws_errors("stream_read_failed", shard=shard_id):
             iterator = self.client.get_shard_iterator(
-                StreamName=self._settings.events_stream, ShardId=shard_id,
+                StreamName=self.settings.events_stream, ShardId=shard_id,
                 ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=start)["ShardIterator"]
             while iterator:
                 page = self.client.get_records(ShardIterator=iterator, Limit=1000)
