@@ -20,14 +20,23 @@ from cdp.times import parse_timestamp
 
 NEW = "(new)"  # the "from" of a profile's first stage
 UNKNOWN = "(none)"
+_CHANGES = "_changes"  # where a row keeps its parsed history
 
 Row = dict[str, Any]
 
 
-def _history(value: Any) -> list[tuple[datetime, str]]:
+def _history(profile: Row) -> list[tuple[datetime, str]]:
     """(when, stage) of a snapshot row's lifecycle_history in the order the profile recorded them
     (unify records a change at the time of the event that caused it, so times need not ascend when
-    events arrive out of order); unreadable -> empty."""
+    events arrive out of order); unreadable -> empty. Parsed once per row: three reports read it, and
+    on a large lake the parsing outweighs the queries."""
+    cached = profile.get(_CHANGES)
+    if cached is None:
+        cached = profile[_CHANGES] = _parse_history(profile.get("history"))
+    return cached  # type: ignore[no-any-return]
+
+
+def _parse_history(value: Any) -> list[tuple[datetime, str]]:
     try:
         changes = json.loads(value) if isinstance(value, str) else (value or [])
     except ValueError:
@@ -57,7 +66,7 @@ def funnel(profiles: list[Row]) -> list[Row]:
 def stages_over_time(profiles: list[Row], window: ReportRange, now: datetime) -> list[Row]:
     """People per stage at the end of each period: the stage of each profile's last change recorded
     by then; a period that ends after ``now`` shows the stages now (the snapshot's)."""
-    histories = [(p.get("stage"), _history(p.get("history"))) for p in profiles]
+    histories = [(p.get("stage"), _history(p)) for p in profiles]
     rows: list[Row] = []
     ends = [*window.periods()[1:], None]
     for start, following in zip(window.periods(), ends, strict=True):
@@ -86,7 +95,7 @@ def transitions(profiles: list[Row], window: ReportRange) -> list[Row]:
     counts: Counter[tuple[str, str, str]] = Counter()
     for p in profiles:
         previous = NEW
-        for when, stage in _history(p.get("history")):
+        for when, stage in _history(p):
             if window.first <= when.date() <= window.last:
                 counts[(window.period_of(when.date()), previous, stage)] += 1
             previous = stage
@@ -98,7 +107,7 @@ def time_in_stage(profiles: list[Row], now: datetime) -> list[Row]:
     done: dict[str, list[float]] = defaultdict(list)
     ongoing: dict[str, list[float]] = defaultdict(list)
     for p in profiles:
-        history = _history(p.get("history"))
+        history = _history(p)
         for (start, stage), (end, _) in zip(history, history[1:], strict=False):
             done[stage].append((end - start).total_seconds() / 86400)
         if history:
