@@ -188,3 +188,30 @@ class EffectInFlight(StoreError):
     """Another attempt holds the claim on this effect and its hold has not expired; retry later."""
 
     code = "effect_in_flight"
+
+
+# ---------------------------------------------------------------- destinations (ad audiences, webhooks)
+
+
+class DestinationRefused(StoreError):
+    """An ad platform or a webhook endpoint did not take a request (details: status, code).
+
+    ``action`` says what to do: ``retry`` (a transient failure: try again with backoff), ``slow_down``
+    (rate-limited: try again after ``retry_after`` seconds or a longer backoff), ``abort`` (the request
+    or the credentials are wrong: retrying cannot help; it is dead-lettered) or ``disable`` (a webhook
+    endpoint answered 410 Gone: the destination is switched off).
+    """
+
+    code = "destination_refused"
+
+    def __init__(self, reason: str = "", *, action: str = "retry", retry_after: float | None = None,
+                 **details: object) -> None:
+        super().__init__(reason, retryable=action in ("retry", "slow_down"), **details)
+        self.action = action
+        self.retry_after = retry_after
+
+
+class UnsafeEndpoint(InvalidConfig):
+    """A webhook URL that may not be called (not HTTPS on AWS, or a private, loopback or link-local host)."""
+
+    code = "unsafe_endpoint"

@@ -15,6 +15,7 @@ _CONVERT = {"int": int, "float": float}
 TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
+    "allow_local_endpoints",
 })
 
 
@@ -31,6 +32,14 @@ class Settings:
     membership_table: str = ""
     lake_bucket: str = ""
     activation_queue_url: str = ""
+    # Membership changes for the ad audiences and webhooks (their own queue and consumer), and where
+    # the deliveries that gave up are kept for ``cdp webhooks replay``.
+    destination_queue_url: str = ""
+    destination_dead_letter_url: str = ""
+    # Secrets of the destinations (tokens, webhook signing secrets) are named <prefix><secret>.
+    destination_secret_prefix: str = ""
+    # Only the local stack may call http://127.0.0.1 webhook endpoints.
+    allow_local_endpoints: str = ""
     # The Kinesis mappings' on-failure queue; unify also announces the records it keeps there.
     failure_queue_url: str = ""
     glue_database: str = ""
@@ -93,5 +102,9 @@ class Settings:
 #: Fields template.yaml gives one function only (in its own Environment), not every function.
 COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn"})
 
+#: Fields template.yaml gives the delivery function only.
+DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix"})
+
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
-FUNCTION_FIELDS = frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
+FUNCTION_FIELDS = (frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
+                   - DELIVERY_FIELDS)

@@ -1,4 +1,10 @@
-"""Hands membership changes to activation through the activation queue."""
+"""Hands membership changes to activation: the email queue, then the destinations queue.
+
+Two queues, two consumers: a failing ad platform or webhook endpoint never holds up email and the
+other way round (docs/architecture.md, "Destinations"). A change is sent to each queue in turn; if the
+second send fails the publish fails and the outbox announces the change again, which the email
+channel's effect ledger dedupes.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +23,16 @@ class SqsChangePublisher(AwsAdapter):
     service = "sqs"
 
     def __call__(self, changes: list[MembershipChange]) -> None:
+        queues = [q for q in (self.settings.activation_queue_url, self.settings.destination_queue_url) if q]
+        for queue in queues:
+            self._send(queue, changes)
+
+    def _send(self, queue: str, changes: list[MembershipChange]) -> None:
         for start in range(0, len(changes), BATCH_SIZE):
             chunk = changes[start:start + BATCH_SIZE]
             with aws_errors("cannot publish membership changes"):
                 out = self.client.send_message_batch(
-                    QueueUrl=self.settings.activation_queue_url,
+                    QueueUrl=queue,
                     Entries=[{"Id": str(i), "MessageBody": json.dumps(c.to_dict())} for i, c in enumerate(chunk)])
             if out.get("Failed"):
                 raise StoreError("some membership changes were not published", failed=out["Failed"])

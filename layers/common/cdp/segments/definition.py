@@ -207,6 +207,25 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+def load_marked(text: str, source_name: str) -> Any:
+    """One YAML document whose mappings and lists carry ``line`` and ``child_lines`` (for file:line
+    errors in other configs as code); raises :class:`InvalidSegment` naming the line."""
+    loader = _Loader(text)
+    loader.source_name = source_name
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise InvalidSegment(
+            f"{source_name}:{line}: not valid YAML: {exc.problem or exc}", file=source_name, line=line
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise InvalidSegment(f"{source_name}:0: not valid YAML: {exc}", file=source_name, line=0) from exc
+    finally:
+        loader.dispose()
+
+
 # ---------------------------------------------------------------- parsing
 
 

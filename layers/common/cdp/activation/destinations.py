@@ -1,0 +1,407 @@
+"""Destinations as code (``config/destinations/*.yaml``) and the delivery of changes to them.
+
+A destination names the segments it follows and where their changes go: a Meta Custom Audience, a
+Google Customer Match list or a webhook. Each file is validated with file:line errors::
+
+    name: meta-repeat-buyers        # unique; defaults to the file name
+    type: meta_audience             # meta_audience | google_audience | webhook
+    segments: [repeat-buyers]
+    secret: meta-ads                # Secrets Manager: <stack>/destinations/meta-ads
+    audience_id: "23851234567890"   # meta_audience
+    # google_audience: account_id, user_list_id (and optionally account_type: GOOGLE_ADS)
+    # webhook: url (https), changes: [entered, exited]
+
+Delivery (the destinations queue, one consumer): a change from the segment publisher is fanned out
+to every destination that follows its segment; each (destination, change) is then handled on its
+own, so one failing destination never delays another. A failure is re-queued as a delivery for that
+destination alone, after a jittered backoff (a delay over SQS's 15-minute maximum is carried as
+``not_before`` and the message re-queued until then); a delivery that gives up or is refused for
+good goes to the dead-letter store (``cdp webhooks replay``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cdp.activation import EffectLedger
+from cdp.activation.audiences import AudiencePlatform
+from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, sync_changes
+from cdp.activation.webhooks import WEBHOOK_SCHEDULE, HttpPoster, Webhook, backoff
+from cdp.errors import CdpError, DestinationRefused, InvalidConfig, InvalidSegment, StoreError
+from cdp.segments.definition import load_marked
+from cdp.segments.membership import MembershipChange, MembershipStore
+
+KINDS = ("meta_audience", "google_audience", "webhook")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_REQUIRED = {"meta_audience": ("audience_id",), "google_audience": ("account_id", "user_list_id"),
+             "webhook": ("url",)}
+_OPTIONAL = {"meta_audience": (), "google_audience": ("account_type",), "webhook": ("changes",)}
+_COMMON = ("name", "type", "segments", "secret", "description")
+#: Ad platforms: retried for about three hours, then dead-lettered (a resync repairs the audience).
+AUDIENCE_SCHEDULE: tuple[int, ...] = (30, 120, 600, 1800, 3600, 7200)
+#: SQS DelaySeconds is at most 15 minutes.
+MAX_QUEUE_DELAY_S = 900
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    name: str
+    type: str
+    segments: tuple[str, ...]
+    secret: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    changes: tuple[str, ...] = ("entered", "exited")
+    source: str = ""
+
+    def follows(self, change: MembershipChange) -> bool:
+        return change.segment in self.segments and change.change.value in self.changes
+
+
+def parse_destination(text: str, source_name: str = "<destination>") -> Destination:
+    try:
+        doc = load_marked(text, source_name)
+    except InvalidSegment as exc:
+        raise InvalidConfig(exc.reason, **exc.details) from exc
+
+    def fail(key: str | None, reason: str) -> InvalidConfig:
+        line = getattr(doc, "child_lines", {}).get(key, getattr(doc, "line", 1)) if key else getattr(doc, "line", 1)
+        where = f"{key}: " if key else ""
+        return InvalidConfig(f"{source_name}:{line}: {where}{reason}", file=source_name, line=line, field=key)
+
+    if not isinstance(doc, dict):
+        raise InvalidConfig(f"{source_name}:1: a destination must be a mapping with name, type and segments",
+                            file=source_name, line=1)
+    kind = doc.get("type")
+    if kind not in KINDS:
+        raise fail("type" if "type" in doc else None, f"must be one of {', '.join(KINDS)} (got {kind!r})")
+    allowed = _COMMON + _REQUIRED[kind] + _OPTIONAL[kind]
+    for key in doc:
+        if key not in allowed:
+            raise fail(key, f"unknown field for a {kind} (allowed: {', '.join(allowed)})")
+    default_name = Path(source_name).stem if not source_name.startswith("<") else None
+    name = doc.get("name", default_name)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise fail("name", f"must be lower-case letters, digits, '-' or '_', got {name!r}")
+    segments = doc.get("segments")
+    if not isinstance(segments, list) or not segments or not all(isinstance(s, str) and s for s in segments):
+        raise fail("segments", "must be a non-empty list of segment names")
+    secret = doc.get("secret")
+    if not isinstance(secret, str) or not _NAME_RE.match(secret):
+        raise fail("secret", "must name the destination's secret (lower-case letters, digits, '-' or '_')")
+    options: dict[str, str] = {}
+    for key in _REQUIRED[kind]:
+        value = doc.get(key)
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise fail(key if key in doc else None, f"{key}: is required for a {kind}" if key not in doc
+                       else "must be a string")
+        options[key] = str(value).strip()
+    if kind == "google_audience":
+        options["account_type"] = str(doc.get("account_type", "GOOGLE_ADS"))
+    changes: tuple[str, ...] = ("entered", "exited")
+    if kind == "webhook":
+        url = options["url"]
+        if not (url.startswith("https://") or url.startswith("http://127.0.0.1")):
+            raise fail("url", "must be an https:// URL (http://127.0.0.1 is allowed for local runs only)")
+        raw = doc.get("changes", list(changes))
+        if not isinstance(raw, list) or not raw or any(c not in ("entered", "exited") for c in raw):
+            raise fail("changes", "must be a list of 'entered' and/or 'exited'")
+        changes = tuple(raw)
+    elif (kind == "meta_audience" and not options["audience_id"].isdigit()) or (
+            kind == "google_audience" and not options["account_id"].replace("-", "").isdigit()):
+        key = "audience_id" if kind == "meta_audience" else "account_id"
+        raise fail(key, "must be the platform's numeric id")
+    return Destination(name=name, type=kind, segments=tuple(segments), secret=secret, options=options,
+                       changes=changes, source=source_name)
+
+
+def load_destinations(directory: str | Path, *, segments: Iterable[str] | None = None) -> dict[str, Destination]:
+    """Every ``*.yaml`` under ``directory`` by name; a missing directory is no destinations.
+
+    With ``segments`` (the defined segment names), a destination naming an unknown segment fails.
+    """
+    base = Path(directory)
+    if not base.is_dir():
+        return {}
+    known = set(segments) if segments is not None else None
+    found: dict[str, Destination] = {}
+    for path in sorted(p for p in base.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()):
+        text = path.read_text(encoding="utf-8")
+        destination = parse_destination(text, str(path))
+        if destination.name in found:
+            raise InvalidConfig(f"{path}:1: name: {destination.name!r} is already defined in "
+                                f"{found[destination.name].source}", file=str(path), line=1)
+        if known is not None:
+            for segment in destination.segments:
+                if segment not in known:
+                    line = next((i for i, row in enumerate(text.splitlines(), 1) if segment in row), 1)
+                    raise InvalidConfig(f"{path}:{line}: segments: no segment named {segment!r}",
+                                        file=str(path), line=line)
+        found[destination.name] = destination
+    return found
+
+
+# ---------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One unit of work on the destinations queue: a change, for every destination or one of them."""
+
+    change: MembershipChange
+    destination: str | None = None
+    attempt: int = 0  # failed attempts so far
+    not_before: float = 0.0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {**self.change.to_dict()}
+        if self.destination is not None:
+            data.update(destination=self.destination, attempt=self.attempt, not_before=self.not_before)
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Delivery:
+        destination = data.get("destination")
+        return cls(change=MembershipChange.from_dict(data),
+                   destination=str(destination) if destination is not None else None,
+                   attempt=int(data.get("attempt", 0)), not_before=float(data.get("not_before", 0.0)),
+                   reason=str(data.get("reason", "")))
+
+
+class DeliveryQueue(Protocol):
+    def send(self, items: Sequence[tuple[Delivery, int]]) -> None:
+        """Queue each delivery after its delay in seconds (at most 900)."""
+        ...
+
+
+class DeadLetters(Protocol):
+    def put(self, items: Sequence[Delivery]) -> None: ...
+
+
+class DestinationState(Protocol):
+    def disabled(self, name: str) -> str | None:
+        """Why the destination is switched off, or None."""
+        ...
+
+    def disable(self, name: str, reason: str) -> None: ...
+
+    def enable(self, name: str) -> None: ...
+
+
+class InMemoryDestinationState:
+    def __init__(self) -> None:
+        self.off: dict[str, str] = {}
+
+    def disabled(self, name: str) -> str | None:
+        return self.off.get(name)
+
+    def disable(self, name: str, reason: str) -> None:
+        self.off[name] = reason
+
+    def enable(self, name: str) -> None:
+        self.off.pop(name, None)
+
+
+@dataclass
+class DestinationReport:
+    pushed: int = 0  # audience adds + removes, webhook posts accepted
+    added: int = 0
+    removed: int = 0
+    posted: int = 0
+    duplicates: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+    dead: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+    def died(self, reason: str, n: int = 1) -> None:
+        self.dead[reason] = self.dead.get(reason, 0) + n
+
+
+@dataclass
+class DeliveryReport:
+    by_destination: dict[str, DestinationReport] = field(default_factory=dict)
+    deferred: int = 0
+
+    def of(self, name: str) -> DestinationReport:
+        return self.by_destination.setdefault(name, DestinationReport())
+
+
+class Targets(Protocol):
+    """Builds the client of a destination (reads its secret); cached by the caller's adapter."""
+
+    def audience(self, destination: Destination) -> AudiencePlatform: ...
+
+    def webhook(self, destination: Destination) -> Webhook: ...
+
+
+@dataclass
+class DeliveryContext:
+    destinations: Mapping[str, Destination]
+    targets: Targets
+    profiles: ProfileViews
+    membership: MembershipStore
+    ledger: EffectLedger
+    queue: DeliveryQueue
+    dead_letters: DeadLetters
+    state: DestinationState
+    transport: HttpPoster
+    rand: Callable[[], float] = random.random
+
+
+def webhook_key(destination: str, change: MembershipChange) -> str:
+    return f"wh#{destination}#{change.dedupe_key}"
+
+
+def expand(items: Iterable[Delivery], destinations: Mapping[str, Destination]) -> list[Delivery]:
+    """Changes from the publisher, one delivery per destination that follows them."""
+    out: list[Delivery] = []
+    for item in items:
+        if item.destination is not None:
+            out.append(item)
+            continue
+        out.extend(Delivery(item.change, d.name) for d in destinations.values() if d.follows(item.change))
+    return out
+
+
+def deliver(items: Sequence[Delivery], ctx: DeliveryContext, *, now: float,
+            report: DeliveryReport | None = None) -> DeliveryReport:
+    """Hand every delivery to its destination; failures are re-queued or dead-lettered, never raised.
+
+    Raises only if the queue or the dead-letter store cannot be written (then the whole batch is
+    redelivered, and the effect ledger dedupes what was already done).
+    """
+    report = report if report is not None else DeliveryReport()
+    later: list[tuple[Delivery, int]] = []
+    dead: list[Delivery] = []
+    by_destination: dict[str, list[Delivery]] = {}
+    for item in expand(items, ctx.destinations):
+        assert item.destination is not None
+        if item.destination not in ctx.destinations:
+            report.of(item.destination).skip("unknown_destination")
+            continue
+        if item.not_before > now:
+            later.append((item, int(min(MAX_QUEUE_DELAY_S, max(1, item.not_before - now)))))
+            report.deferred += 1
+            continue
+        by_destination.setdefault(item.destination, []).append(item)
+    for name, batch in by_destination.items():
+        destination = ctx.destinations[name]
+        mine = report.of(name)
+        if destination.type == "webhook":
+            _deliver_webhooks(destination, batch, ctx, now, mine, later, dead)
+        else:
+            _deliver_audience(destination, batch, ctx, now, mine, later, dead)
+    if later:
+        ctx.queue.send(later)
+    if dead:
+        ctx.dead_letters.put(dead)
+    return report
+
+
+def _retry(item: Delivery, schedule: tuple[int, ...], ctx: DeliveryContext, now: float, action: str,
+           retry_after: float | None, report: DestinationReport, later: list[tuple[Delivery, int]],
+           dead: list[Delivery]) -> None:
+    attempt = item.attempt + 1
+    delay = backoff(attempt, schedule, retry_after=retry_after, rand=ctx.rand)
+    if delay is None:
+        dead.append(Delivery(item.change, item.destination, attempt, 0.0, f"gave_up:{action}"))
+        report.died("gave_up")
+        return
+    report.retried += 1
+    later.append((Delivery(item.change, item.destination, attempt, now + delay, action),
+                  int(min(MAX_QUEUE_DELAY_S, max(1, delay)))))
+
+
+def _deliver_audience(destination: Destination, batch: list[Delivery], ctx: DeliveryContext, now: float,
+                      report: DestinationReport, later: list[tuple[Delivery, int]], dead: list[Delivery]) -> None:
+    by_key = {item.change.dedupe_key: item for item in batch}
+    try:
+        platform = ctx.targets.audience(destination)
+        sync = sync_changes(destination.name, [i.change for i in batch], platform=platform,
+                            profiles=ctx.profiles, membership=ctx.membership, ledger=ctx.ledger,
+                            report=SyncReport())
+    except (StoreError, DestinationRefused) as exc:  # the secret or the profiles could not be read
+        for item in batch:
+            _retry(item, AUDIENCE_SCHEDULE, ctx, now, getattr(exc, "action", "retry"), None, report, later, dead)
+        return
+    report.added += len(sync.added)
+    report.removed += len(sync.removed)
+    report.pushed += len(sync.added) + len(sync.removed)
+    report.duplicates += len(sync.duplicates)
+    for reason in sync.skipped.values():
+        report.skip(reason)
+    for item in batch:
+        code = sync.failed.get(audience_key(destination.name, item.change))
+        if code is not None:
+            dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0, f"refused:{code}"))
+            report.died("refused")
+    for change in sync.retry:
+        _retry(by_key[change.dedupe_key], AUDIENCE_SCHEDULE, ctx, now, sync.retry_action or "retry",
+               sync.retry_after, report, later, dead)
+
+
+def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: DeliveryContext, now: float,
+                      report: DestinationReport, later: list[tuple[Delivery, int]], dead: list[Delivery]) -> None:
+    off = ctx.state.disabled(destination.name)
+    if off is not None:
+        dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in batch)
+        report.died("disabled", len(batch))
+        return
+    try:
+        hook = ctx.targets.webhook(destination)
+    except InvalidConfig as exc:  # a malformed secret or an unsafe URL: nothing will ever go
+        dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, f"refused:{exc.code}") for i in batch)
+        report.died("refused", len(batch))
+        return
+    except StoreError:
+        for item in batch:
+            _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)
+        return
+    for index, item in enumerate(batch):
+        key = webhook_key(destination.name, item.change)
+        claim = ctx.ledger.claim(key)
+        if claim == "pending":
+            _retry(item, WEBHOOK_SCHEDULE, ctx, now, "in_flight", None, report, later, dead)
+            continue
+        if claim != "acquired":
+            report.duplicates += 1
+            continue
+        try:
+            msg_id = hook.post(item.change, ctx.transport, now=int(now))
+        except DestinationRefused as exc:
+            if exc.action in ("retry", "slow_down"):
+                ctx.ledger.release(key)  # the receiver dedupes on webhook-id: a repeat is harmless
+                _retry(item, WEBHOOK_SCHEDULE, ctx, now, exc.action, exc.retry_after, report, later, dead)
+                continue
+            if exc.action == "disable":
+                ctx.ledger.release(key)
+                ctx.state.disable(destination.name, f"410 Gone at {int(now)}")
+                rest = batch[index:]
+                dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in rest)
+                report.died("disabled", len(rest))
+                return
+            ctx.ledger.mark_failed(key, str(exc.details.get("status")))
+            dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0,
+                                 f"refused:{exc.details.get('status')}"))
+            report.died("refused")
+            continue
+        except CdpError:
+            ctx.ledger.release(key)
+            _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)
+            continue
+        # Posted even if the mark is lost: a redelivery posts again with the same webhook-id (deduped).
+        with contextlib.suppress(StoreError):
+            ctx.ledger.mark_sent(key, msg_id)
+        report.posted += 1
+        report.pushed += 1
