@@ -148,6 +148,8 @@ class LocalPipeline:
         # moto copies whole tables for each transaction: claim new identifiers with single puts.
         env["CLAIM_TRANSACTION_MIN"] = "100"
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
+        # Webhooks and ad-platform fakes on 127.0.0.1 are allowed here only (never on AWS).
+        env["ALLOW_LOCAL_ENDPOINTS"] = "1"
         self._set_env(env)
         capture_emf()
         self.admin_token = self._admin_token(env.get("ADMIN_TOKEN_SECRET_ARN", ""), cfg.admin_token)

@@ -105,7 +105,7 @@ def test_an_activation_batch_counts_sent_skipped_by_reason_duplicates_and_failur
 def test_every_catalogued_metric_names_its_emitter_and_a_low_cardinality_dimension() -> None:
     for spec in CATALOGUE.values():
         assert spec.emitted_by.endswith("Function") and spec.meaning
-        assert spec.dimension in (None, "reason", "rule", "segment")
+        assert spec.dimension in (None, "reason", "rule", "segment", "destination")
 
 
 def test_the_recorder_sums_metric_sets_per_function_and_dimension() -> None:

@@ -123,11 +123,18 @@ def test_each_allow_list_sits_beside_the_code_of_its_functions(template: dict[st
 
 
 def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformation: dict[str, Any]) -> None:
-    readers = {function for role, function in function_roles(cloudformation).items()
-               for st in role_statements(cloudformation["Resources"][role])
-               if "secretsmanager:GetSecretValue" in _as_list(st["Action"])}
+    readers = {function: [r for st in role_statements(cloudformation["Resources"][role])
+                          if "secretsmanager:GetSecretValue" in _as_list(st["Action"])
+                          for r in _as_list(st["Resource"])]
+               for role, function in function_roles(cloudformation).items()}
+    readers = {function: resources for function, resources in readers.items() if resources}
     # The collector (profile API) and the customer view (timeline, page and its signed links).
-    assert readers == {"CollectFunction", "ProfileViewFunction"}
+    admin = {f for f, resources in readers.items() if {"Ref": "AdminTokenSecret"} in resources}
+    assert admin == {"CollectFunction", "ProfileViewFunction"}
+    # The destinations read their own secrets only, under the stack's destinations/ prefix.
+    assert readers["DeliverFunction"] == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                                                      "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
+    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction"}
 
 
 def test_the_collector_writes_to_the_lake_only_under_quarantine(template: dict[str, Any]) -> None:

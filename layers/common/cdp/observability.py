@@ -25,6 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 if TYPE_CHECKING:
     from cdp.activation import ActivationReport
+    from cdp.activation.destinations import DeliveryReport
     from cdp.collect.ingest import IngestResult
     from cdp.errors import CdpError
     from cdp.jobs.segment_job import SegmentJobReport
@@ -73,6 +74,12 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
                "changes that send nothing: exited, no_channel, no_email, no_consent, duplicate"),
     MetricSpec("ActivationFailures", None, "ActivateFunction",
                "messages that failed and go back to the queue (then its dead-letter queue)"),
+    MetricSpec("DestinationPushed", "destination", "DeliverFunction",
+               "audience adds and removes applied, webhook messages accepted"),
+    MetricSpec("DestinationRetries", "destination", "DeliverFunction",
+               "deliveries re-queued after a failure, a rate limit or a Retry-After"),
+    MetricSpec("DestinationDeadLetters", "destination", "DeliverFunction",
+               "deliveries that gave up, were refused for good or hit a disabled webhook"),
 )}
 
 
@@ -93,6 +100,15 @@ def _add_by(name: str, counts: Mapping[str, int]) -> None:
 
 def _tally(keys: Iterable[str]) -> Counter[str]:
     return Counter(keys)
+
+
+# ---------------------------------------------------------------- destinations
+def record_delivery(report: DeliveryReport) -> None:
+    """One batch of the destinations queue: pushed, re-tried and dead-lettered, per destination."""
+    by = report.by_destination
+    _add_by("DestinationPushed", {name: r.pushed for name, r in by.items()})
+    _add_by("DestinationRetries", {name: r.retried for name, r in by.items()})
+    _add_by("DestinationDeadLetters", {name: sum(r.dead.values()) for name, r in by.items()})
 
 
 # ---------------------------------------------------------------- collect

@@ -23,6 +23,7 @@ from cdp.activation import EffectLedger
 from cdp.activation.audiences import AudiencePlatform, Upload
 from cdp.activation.audiences.normalise import PersonKeys, person_keys
 from cdp.errors import DestinationRefused
+from cdp.identity.store import IdentityStore
 from cdp.segments.membership import Change, MembershipChange, MembershipStore
 
 ADS_PURPOSE = "ads"
@@ -202,3 +203,14 @@ def remove_person(profile: Mapping[str, Any], platforms: Iterable[AudiencePlatfo
         platform.remove([keys])
         count += 1
     return count
+
+
+class StoreProfileViews:
+    """Profile views from the unified profiles (erased profiles, tombstones, are absent)."""
+
+    def __init__(self, store: IdentityStore) -> None:
+        self.store = store
+
+    def views(self, profile_ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        profiles = self.store.get_profiles(profile_ids)
+        return {pid: p.view() for pid, p in profiles.items() if not p.is_tombstone}

@@ -1,0 +1,56 @@
+"""SQS (segment membership changes, and re-tried deliveries) -> ad audiences and webhooks."""
+
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+from aws_lambda_powertools import Logger, Tracer
+
+from cdp.activation.audiences.sync import StoreProfileViews
+from cdp.activation.destinations import Delivery, DeliveryContext, DeliveryReport, deliver, load_destinations
+from cdp.adapters.destinations import (
+    DynamoDestinationState,
+    SecretTargets,
+    SqsDeadLetters,
+    SqsDeliveryQueue,
+    webhook_transport,
+)
+from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+from cdp.adapters.idempotency import DynamoEffectLedger
+from cdp.adapters.membership import DynamoMembershipStore
+from cdp.observability import metrics, record_delivery
+from cdp.settings import DELIVERY_FIELDS, FUNCTION_FIELDS, Settings
+
+logger = Logger()
+tracer = Tracer()
+
+
+@cache
+def context() -> DeliveryContext:
+    s = Settings.from_env(require=FUNCTION_FIELDS | DELIVERY_FIELDS)
+    return DeliveryContext(
+        destinations=load_destinations(Path(__file__).parent / "config" / "destinations"),
+        targets=SecretTargets(s), profiles=StoreProfileViews(DynamoIdentityStore(s)),
+        membership=DynamoMembershipStore(s), ledger=DynamoEffectLedger(s, max_attempts=10),
+        queue=SqsDeliveryQueue(s), dead_letters=SqsDeadLetters(s), state=DynamoDestinationState(s),
+        transport=webhook_transport(s))
+
+
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context
+def handler(event: dict, context_: object) -> dict:
+    records = event.get("Records") or []
+    # A record that does not parse is dropped with a log line (hostile input: it can never succeed).
+    items = []
+    for record in records:
+        try:
+            items.append(Delivery.from_dict(json.loads(record["body"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("malformed delivery dropped", extra={"messageId": record.get("messageId"), "error": str(exc)})
+    report = deliver(items, context(), now=time.time(), report=DeliveryReport())
+    record_delivery(report)
+    logger.info("delivery", extra={"messages": len(records), "deferred": report.deferred,
+                                   "destinations": {n: vars(r) for n, r in report.by_destination.items()}})
+    return {"batchItemFailures": []}
