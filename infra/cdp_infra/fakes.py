@@ -60,7 +60,8 @@ class _Server:
         self._scripted: deque[tuple[int, dict[str, Any], dict[str, str]]] = deque()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name=type(self).__name__)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True, name=type(self).__name__)
 
     @property
     def url(self) -> str:

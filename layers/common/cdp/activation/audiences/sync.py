@@ -15,6 +15,7 @@ Only people with ``ads`` consent are added (:func:`may_send_ads`, the one place 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -120,8 +121,12 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
 def _send(op: str, items: list[tuple[str, MembershipChange, PersonKeys]], platform: AudiencePlatform,
           ledger: EffectLedger, report: SyncReport) -> None:
     people = [keys for _, _, keys in items]
+    # One single-batch session per request (Meta's session fields; Google ignores them). Derived from
+    # the claims, so a retried batch reuses its session id.
+    session = int(hashlib.sha256("|".join(k for k, _, _ in items).encode()).hexdigest()[:15], 16)
     try:
-        upload: Upload = platform.add(people) if op == "add" else platform.remove(people)
+        send = platform.add if op == "add" else platform.remove
+        upload: Upload = send(people, session=session, batch_seq=1, last=True, estimated_total=len(people))
     except DestinationRefused as exc:
         if exc.action == "abort":
             reason = str(exc.details.get("code") or exc.details.get("status") or exc.reason)
