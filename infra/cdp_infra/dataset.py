@@ -173,6 +173,12 @@ def _page(rng: random.Random, device: _Device, at: datetime, user_id: str | None
     return event
 
 
+def ads_consent(index: int) -> bool:
+    """Whether person ``index`` grants the ``ads`` purpose at signup (no random draw: the rest of
+    the dataset is the same with or without it)."""
+    return index % 4 != 0
+
+
 def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> tuple[list[_Device], bool]:
     """The person's devices, with their events, and whether the person signed up."""
     first = FIRST_NAMES[index % len(FIRST_NAMES)]
@@ -200,6 +206,8 @@ def _person(rng: random.Random, index: int, per_person: int, now: datetime) -> t
         if signs_up and k == signup_at:
             identify = _base(rng, current, "identify", clock, user_id)
             identify["traits"] = {"email": email, "first_name": first, "plan": "free", "created_at": format_time(clock)}
+            # Ad consent at signup (Segment's categoryPreferences): three people in four grant it.
+            identify["context"]["consent"] = {"categoryPreferences": {"ads": ads_consent(index)}}
             current.events.append(identify)
             current.events.append({**_base(rng, current, "track", clock, user_id), "event": "Signed Up",
                                    "properties": {"method": "email"}})

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from . import demo_destinations
 from .client import SendResult, TrackingClient
 from .dataset import Dataset, generate
 from .local import LocalConfig, LocalPipeline
@@ -52,6 +53,8 @@ class DemoSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     # The report run at the end (run id, events, bytes scanned, seconds, where to open the dashboard).
     report: dict[str, Any] = field(default_factory=dict)
+    # Ad audiences and webhooks (demo_destinations): per destination pushed, expected, requests, violations.
+    destinations: dict[str, dict[str, int]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -281,6 +284,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
     t0 = time.monotonic()
     with LocalPipeline(LocalConfig(port=port, write_key=write_key, run_schedules=False)) as pipeline:
         progress(f"collector listening on {pipeline.url}")
+        fakes = demo_destinations.start(pipeline)
         dataset = generate(people, events, seed=seed)
         expect(summary, dataset)
         progress(f"generated {dataset.events:,} events from {people:,} people in {len(dataset.batches):,} batches")
@@ -322,6 +326,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.failure_destination = sum(p.sent_to_failure_destination for p in pipeline.kinesis_pollers)
         summary.metrics = pipeline.metrics.totals()
         summary.report = demo_report(pipeline, progress)
+        summary.destinations = demo_destinations.summarise(pipeline, fakes, summary.segments)
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
     summary.checks = evaluate(summary)
     return summary
@@ -362,6 +367,8 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
         "metrics agree: events accepted": s.metrics.get("EventsAccepted") == s.events_accepted,
         "metrics agree: emails sent": s.metrics.get("EmailsSent", 0) == s.emails_sent,
         "nothing sent to the failure destination": s.failure_destination == 0,
+        "each ad audience and webhook holds exactly its consenting members, within the contract":
+            all(d["pushed"] == d["expected"] and d["violations"] == 0 for d in s.destinations.values()),
     }
 
 
@@ -402,6 +409,7 @@ def format_summary(s: DemoSummary) -> str:
     lines += [
         f"  entries to email          {s.email_entries:>10,}",
         f"  emails sent (SES)         {s.emails_sent:>10,}",
+        *demo_destinations.format_lines(s.destinations),
         "  metrics (as on CloudWatch; GET /v1/metrics under `cdp dev`):",
         *[f"    {name:<24}{value:>10,.0f}" for name, value in sorted(s.metrics.items()) if name != "ColdStart"],
         f"  time: send {s.seconds.get('send', 0)}s, drain {s.seconds.get('drain', 0)}s, "

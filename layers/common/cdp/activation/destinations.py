@@ -331,9 +331,17 @@ def _deliver_audience(destination: Destination, batch: list[Delivery], ctx: Deli
         sync = sync_changes(destination.name, [i.change for i in batch], platform=platform,
                             profiles=ctx.profiles, membership=ctx.membership, ledger=ctx.ledger,
                             report=SyncReport())
-    except (StoreError, DestinationRefused) as exc:  # the secret or the profiles could not be read
+    except InvalidConfig as exc:  # a malformed secret: nothing will go until it is fixed
+        dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, f"refused:{exc.code}") for i in batch)
+        report.died("refused", len(batch))
+        return
+    except StoreError as exc:  # the secret or the profiles could not be read
+        if not exc.retryable:  # e.g. no such secret: dead-lettered at once, replayed once it exists
+            dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "no_credentials") for i in batch)
+            report.died("no_credentials", len(batch))
+            return
         for item in batch:
-            _retry(item, AUDIENCE_SCHEDULE, ctx, now, getattr(exc, "action", "retry"), None, report, later, dead)
+            _retry(item, AUDIENCE_SCHEDULE, ctx, now, "retry", None, report, later, dead)
         return
     report.added += len(sync.added)
     report.removed += len(sync.removed)
@@ -364,7 +372,11 @@ def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: Deli
         dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, f"refused:{exc.code}") for i in batch)
         report.died("refused", len(batch))
         return
-    except StoreError:
+    except StoreError as exc:
+        if not exc.retryable:
+            dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "no_credentials") for i in batch)
+            report.died("no_credentials", len(batch))
+            return
         for item in batch:
             _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)
         return

@@ -20,7 +20,7 @@ from cdp.activation.audiences import AudiencePlatform
 from cdp.activation.audiences.google import GoogleAudience
 from cdp.activation.audiences.meta import MetaAudience
 from cdp.activation.destinations import Delivery, Destination
-from cdp.activation.webhooks import Webhook
+from cdp.activation.webhooks import Webhook, secret_key
 from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.adapters.http import Urllib3Transport, check_url
@@ -143,12 +143,20 @@ class SecretTargets:
 
     def webhook(self, destination: Destination) -> Webhook:
         url = destination.options["url"]
+        secret = self.secret(destination.secret)
+        if secret.startswith("{"):
+            # JSON form: {"secret": "whsec_...", "url": ...}; the URL override is for local runs only.
+            try:
+                data = json.loads(secret)
+                secret = str(data["secret"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InvalidConfig("a webhook secret is whsec_... or JSON with a secret",
+                                    destination=destination.name) from exc
+            if self.local and isinstance(data.get("url"), str):
+                url = data["url"]
         check_url(url, allow_local=self.local)
-        hook = Webhook(destination.name, url, self.secret(destination.secret))
-        from cdp.activation.webhooks import secret_key
-
-        secret_key(hook.secret)  # a malformed secret is refused before anything is posted
-        return hook
+        secret_key(secret)  # a malformed secret is refused before anything is posted
+        return Webhook(destination.name, url, secret)
 
 
 def webhook_transport(settings: Settings) -> Urllib3Transport:
