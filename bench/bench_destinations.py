@@ -27,7 +27,13 @@ from cdp.activation import InMemoryEffectLedger
 from cdp.activation.audiences.google import GoogleAudience
 from cdp.activation.audiences.meta import MetaAudience
 from cdp.activation.audiences.sync import resync, sync_changes
-from cdp.activation.destinations import Delivery, DeliveryContext, InMemoryDestinationState, deliver, parse_destination
+from cdp.activation.destinations import (
+    Delivery,
+    DeliveryContext,
+    InMemoryDestinationState,
+    deliver,
+    parse_destination,
+)
 from cdp.adapters.http import Urllib3Transport
 from cdp.segments.membership import InMemoryMembershipStore, Member, MembershipChange
 from cdp_infra.fakes import GoogleFake, MetaFake, WebhookReceiver

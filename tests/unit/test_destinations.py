@@ -202,3 +202,35 @@ def test_hosts_resolving_to_private_loopback_or_link_local_addresses_are_refused
 
 def test_a_public_host_is_pinned_to_its_checked_address() -> None:
     assert check_host("hooks.example.com", 443, allow_local=False, resolve=_resolver("93.184.216.34")) == "93.184.216.34"
+
+
+# ---------------------------------------------------------------- the shipped files
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_destinations_are_valid_and_follow_existing_segments() -> None:
+    from cdp.activation.destinations import load_destinations
+    from cdp.segments.definition import load_segments
+
+    names = [d.name for d in load_segments(REPO / "segments")]
+    found = load_destinations(REPO / "config" / "destinations", segments=names)
+    assert {d.type for d in found.values()} == {"meta_audience", "google_audience", "webhook"}
+
+
+def test_a_destination_naming_an_unknown_segment_fails_with_its_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdp.activation.destinations import load_destinations
+
+    (tmp_path / "hook.yaml").write_text("type: webhook\nsecret: s\nurl: https://e.com\nsegments:\n  - vip\n  - nope\n")
+    with pytest.raises(InvalidConfig) as caught:
+        load_destinations(tmp_path, segments=["vip"])
+    assert str(caught.value) == f"{tmp_path / 'hook.yaml'}:6: segments: no segment named 'nope'"
+
+
+def test_two_files_may_not_define_the_same_destination(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdp.activation.destinations import load_destinations
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text("name: x\ntype: webhook\nsegments: [v]\nsecret: s\nurl: https://e.com\n")
+    with pytest.raises(InvalidConfig, match="b.yaml:1: name: 'x' is already defined"):
+        load_destinations(tmp_path)

@@ -58,6 +58,8 @@ class Destination:
     options: Mapping[str, str] = field(default_factory=dict)
     changes: tuple[str, ...] = ("entered", "exited")
     source: str = ""
+    # The line of each segment name in its file (for errors found after parsing).
+    segment_lines: tuple[int, ...] = field(default=(), compare=False)
 
     def follows(self, change: MembershipChange) -> bool:
         return change.segment in self.segments and change.change.value in self.changes
@@ -116,8 +118,10 @@ def parse_destination(text: str, source_name: str = "<destination>") -> Destinat
             kind == "google_audience" and not options["account_id"].replace("-", "").isdigit()):
         key = "audience_id" if kind == "meta_audience" else "account_id"
         raise fail(key, "must be the platform's numeric id")
+    lines = getattr(segments, "child_lines", {})
     return Destination(name=name, type=kind, segments=tuple(segments), secret=secret, options=options,
-                       changes=changes, source=source_name)
+                       changes=changes, source=source_name,
+                       segment_lines=tuple(lines.get(i, 1) for i in range(len(segments))))
 
 
 def load_destinations(directory: str | Path, *, segments: Iterable[str] | None = None) -> dict[str, Destination]:
@@ -137,9 +141,9 @@ def load_destinations(directory: str | Path, *, segments: Iterable[str] | None =
             raise InvalidConfig(f"{path}:1: name: {destination.name!r} is already defined in "
                                 f"{found[destination.name].source}", file=str(path), line=1)
         if known is not None:
-            for segment in destination.segments:
+            for index, segment in enumerate(destination.segments):
                 if segment not in known:
-                    line = next((i for i, row in enumerate(text.splitlines(), 1) if segment in row), 1)
+                    line = destination.segment_lines[index] if index < len(destination.segment_lines) else 1
                     raise InvalidConfig(f"{path}:{line}: segments: no segment named {segment!r}",
                                         file=str(path), line=line)
         found[destination.name] = destination
