@@ -376,3 +376,16 @@ def test_the_fake_refuses_unsigned_or_tampered_messages() -> None:
 
 def test_people_keys_dataclass_is_hashable_for_sets() -> None:
     assert len({PersonKeys("p1"), PersonKeys("p1")}) == 1
+
+
+def test_erasure_asks_every_ad_audience_destination_and_no_webhook(meta: MetaFake, google: GoogleFake) -> None:
+    from cdp.activation.destinations import remove_from_audiences
+
+    files = {"m": "type: meta_audience\nsegments: [vip]\nsecret: s\naudience_id: '1234'\n",
+             "g": "type: google_audience\nsegments: [vip]\nsecret: s\naccount_id: '1234567890'\nuser_list_id: '777'\n",
+             "h": "type: webhook\nsegments: [vip]\nsecret: s\nurl: https://e.com\n"}
+    destinations = {n: parse_destination(t, f"{n}.yaml") for n, t in files.items()}
+    google.lists["777"] = {sha("p1@example.com")}
+    targets = FakeTargets(Urllib3Transport(), meta_url=meta.url, google_url=google.url)
+    assert remove_from_audiences(person("p1"), destinations, targets) == ["m", "g"]
+    assert google.members("777") == set()

@@ -421,3 +421,19 @@ def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: Deli
             ctx.ledger.mark_sent(key, msg_id)
         report.posted += 1
         report.pushed += 1
+
+
+def remove_from_audiences(profile: Mapping[str, Any], destinations: Mapping[str, Destination],
+                          targets: Targets) -> list[str]:
+    """Erasure: take one person out of every ad audience before the profile is deleted.
+
+    For the erase job (its ``ErasureNotice``): returns the destinations asked. Webhooks are not told.
+    Raises :class:`DestinationRefused` or :class:`StoreError` (the job retries the erasure).
+    """
+    from cdp.activation.audiences.sync import remove_person
+
+    asked = []
+    for destination in destinations.values():
+        if destination.type != "webhook" and remove_person(profile, [targets.audience(destination)]):
+            asked.append(destination.name)
+    return asked
