@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def handler(event: dict, context_: object) -> dict:
             items.append(Delivery.from_dict(json.loads(record["body"])))
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("malformed delivery dropped", extra={"messageId": record.get("messageId"), "error": str(exc)})
-    report = deliver(items, context(), now=time.time(), report=DeliveryReport())
+    # Stop posting 15 s before the timeout: what is left is re-queued, not repeated with the batch.
+    remaining = getattr(context_, "get_remaining_time_in_millis", lambda: 60_000)() / 1000
+    ctx = replace(context(), deadline=time.monotonic() + remaining - 15)
+    report = deliver(items, ctx, now=time.time(), report=DeliveryReport())
     record_delivery(report)
     logger.info("delivery", extra={"messages": len(records), "deferred": report.deferred,
                                    "destinations": {n: vars(r) for n, r in report.by_destination.items()}})

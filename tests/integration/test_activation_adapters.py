@@ -128,7 +128,7 @@ def test_more_changes_than_one_batch_are_sent_in_chunks_of_ten(stack_settings: S
     finally:
         client.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", count)
 
-    assert batch_sizes == [10, 10, 3]
+    assert batch_sizes == [10, 10, 3] * 2  # the email queue, then the destinations queue
     assert sorted(b["profile_id"] for b in queued(stack_settings)) == sorted(f"p{n}" for n in range(23))
 
 

@@ -37,6 +37,7 @@ NAMES = {
     "MEMBERSHIP_TABLE": "outage-membership",
     "LAKE_BUCKET": "outage-lake",
     "ACTIVATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-activation",
+    "DESTINATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-destinations",
     "FAILURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-unify-failures",
     "GLUE_DATABASE": "outage",
     "ATHENA_WORKGROUP": "outage",

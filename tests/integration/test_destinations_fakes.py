@@ -389,3 +389,15 @@ def test_erasure_asks_every_ad_audience_destination_and_no_webhook(meta: MetaFak
     targets = FakeTargets(Urllib3Transport(), meta_url=meta.url, google_url=google.url)
     assert remove_from_audiences(person("p1"), destinations, targets) == ["m", "g"]
     assert google.members("777") == set()
+
+
+def test_webhooks_left_when_the_time_budget_runs_out_are_requeued_unchanged(world: World) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        ctx = _hook_world(world, receiver)
+        ticks = iter([0.0, 0.0, 99.0, 99.0])
+        ctx.deadline, ctx.clock = 10.0, lambda: next(ticks)
+        items = [Delivery(world.enter("p1")), Delivery(world.enter("p2")), Delivery(world.enter("p3"))]
+        report = deliver(items, ctx, now=world.now[0])
+        assert receiver.deliveries == 2 and report.by_destination["hook"].skipped == {"deferred": 1}
+        ((left, delay),) = ctx.queue.sent  # type: ignore[attr-defined]
+        assert (left.change.profile_id, left.attempt, delay) == ("p3", 0, 0)

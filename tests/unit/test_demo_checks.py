@@ -40,6 +40,7 @@ def _passing() -> DemoSummary:
         segments={"repeat-buyers": {"members": 1, "entered": 1, "exited": 0, "bytes_scanned": 10}},
         segments_configured=["repeat-buyers"], email_entries=1, emails_sent=1,
         metrics={"EventsAccepted": 8, "EmailsSent": 1},
+        destinations={"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 0}},
     )
 
 
@@ -86,7 +87,7 @@ def test_unrelated_profiles_can_be_ignored_on_a_shared_stack() -> None:
 # ----------------------------------------------------------------------------- evaluate
 def test_a_consistent_summary_passes_every_check() -> None:
     checks = evaluate(_passing())
-    assert len(checks) == 11 and all(checks.values())
+    assert len(checks) == 12 and all(checks.values())
 
 
 @pytest.mark.parametrize(("change", "failing"), [
@@ -110,6 +111,10 @@ def test_a_consistent_summary_passes_every_check() -> None:
     ({"metrics": {"EventsAccepted": 7, "EmailsSent": 1}}, "metrics agree: events accepted"),
     ({"metrics": {"EventsAccepted": 8}}, "metrics agree: emails sent"),
     ({"failure_destination": 1}, "nothing sent to the failure destination"),
+    ({"destinations": {"meta": {"pushed": 0, "expected": 1, "requests": 1, "violations": 0}}},
+     "each ad audience and webhook holds exactly its consenting members, within the contract"),
+    ({"destinations": {"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 1}}},
+     "each ad audience and webhook holds exactly its consenting members, within the contract"),
 ])
 def test_each_check_fails_on_a_wrong_result(change: dict, failing: str) -> None:
     checks = evaluate(dataclasses.replace(_passing(), **change))
