@@ -401,3 +401,12 @@ def test_webhooks_left_when_the_time_budget_runs_out_are_requeued_unchanged(worl
         assert receiver.deliveries == 2 and report.by_destination["hook"].skipped == {"deferred": 1}
         ((left, delay),) = ctx.queue.sent  # type: ignore[attr-defined]
         assert (left.change.profile_id, left.attempt, delay) == ("p3", 0, 0)
+
+
+def test_a_webhook_host_that_resolves_to_a_private_address_is_dead_lettered_not_retried(world: World) -> None:
+    files = {"hook": "type: webhook\nsegments: [vip]\nsecret: hook\nurl: https://hooks.example.com/in\n"}
+    ctx = _context(world, json.dumps(files), FakeTargets(Urllib3Transport(), secrets={"hook": SECRET}))
+    ctx.transport = Urllib3Transport(pin_public=True, resolve=lambda host, port, type=0: [(2, 1, 6, "", ("10.0.0.7", port))])
+    deliver([Delivery(world.enter("p1"))], ctx, now=world.now[0])
+    assert [d.reason for d in ctx.dead_letters.kept] == ["refused:unsafe_endpoint"]  # type: ignore[attr-defined]
+    assert ctx.queue.sent == []  # type: ignore[attr-defined]

@@ -421,6 +421,11 @@ def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: Deli
                                  f"refused:{exc.details.get('status')}"))
             report.died("refused")
             continue
+        except InvalidConfig as exc:  # the host resolves to a private address (SSRF): never posted
+            ctx.ledger.mark_failed(key, exc.code)
+            dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0, f"refused:{exc.code}"))
+            report.died("refused")
+            continue
         except CdpError:
             ctx.ledger.release(key)
             _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)

@@ -70,16 +70,18 @@ class Urllib3Transport:
     not have reached the server: callers rely on the other side being idempotent or deduping).
     """
 
-    def __init__(self, *, timeout_s: float = 10.0, pin_public: bool = False, allow_local: bool = False) -> None:
+    def __init__(self, *, timeout_s: float = 10.0, pin_public: bool = False, allow_local: bool = False,
+                 resolve: object = socket.getaddrinfo) -> None:
         self.timeout = urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s)
         self.pin_public = pin_public
         self.allow_local = allow_local
+        self.resolve = resolve
         self._pools: dict[tuple[str, str, int], urllib3.HTTPConnectionPool] = {}
 
     def _pool(self, url: str) -> urllib3.HTTPConnectionPool:
         scheme, host, port = check_url(url, allow_local=self.allow_local) if self.pin_public else (
             urlsplit(url).scheme, urlsplit(url).hostname or "", urlsplit(url).port or (443 if urlsplit(url).scheme == "https" else 80))
-        address = check_host(host, port, allow_local=self.allow_local) if self.pin_public else host
+        address = check_host(host, port, allow_local=self.allow_local, resolve=self.resolve) if self.pin_public else host
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None or (self.pin_public and pool.host != address):
