@@ -143,3 +143,14 @@ def test_compaction_merges_the_days_files_and_keeps_every_event_once(pipeline, f
     report = functions["CompactFunction"].invoke(tick)
     assert report["files_before"] == files >= 2 and report["files_after"] == 1
     assert report["rows_after"] == 2 and report["duplicates_removed"] == report["rows_before"] - 2
+
+
+def test_deliver_dead_letters_changes_for_destinations_whose_secret_does_not_exist(pipeline, functions) -> None:
+    # The shipped destinations have no secret on a fresh stack: their deliveries are kept, not retried.
+    response = functions["DeliverFunction"].invoke(_sample("sqs-destinations.json"))
+    assert response == {"batchItemFailures": []}
+    sqs = pipeline.client("sqs")
+    url = pipeline.settings.destination_dead_letter_url
+    kept = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    reasons = sorted({json.loads(m["Body"])["reason"] for m in kept})
+    assert reasons == ["no_credentials"]
