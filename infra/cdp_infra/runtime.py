@@ -132,7 +132,14 @@ class InvocationStats:
 
 
 class LocalFunction:
-    """One Lambda function of the template, loadable and invocable in-process."""
+    """One Lambda function of the template, loadable and invocable in-process.
+
+    Lambda runs one invocation at a time in an execution environment and starts another
+    environment for a concurrent one. Handler code relies on that: Chalice keeps the current
+    request on its app object, Powertools keeps per-invocation state in module globals. So each
+    concurrent invocation here gets an environment of its own (a separate instance of the
+    handler's module), and an idle environment is reused, warm, by the next invocation.
+    """
 
     def __init__(self, spec: FunctionSpec, function_name: str, region: str, account_id: str,
                  metrics: MetricsRecorder | None = None) -> None:
@@ -142,25 +149,50 @@ class LocalFunction:
         self.region = region
         self.account_id = account_id
         self.stats = InvocationStats()
-        self._handler: Callable[[Any, Any], Any] | None = None
         self._lock = threading.Lock()
+        self._environments: list[Callable[[Any, Any], Any]] = []  # each environment's handler
+        self._idle: list[Callable[[Any, Any], Any]] = []
+
+    @property
+    def module_name(self) -> str:
+        """The module of the first execution environment (the one a single-threaded caller gets)."""
+        return f"cdp_fn_{self.spec.logical_id.lower()}"
 
     def _load(self) -> Callable[[Any, Any], Any]:
+        """The first environment's handler, its module loaded on first use."""
         with self._lock:
-            if self._handler is None:
-                module_name = f"cdp_fn_{self.spec.logical_id.lower()}"
-                path = self.spec.module_file
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load handler module {path}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                spec.loader.exec_module(module)
-                self._handler = getattr(module, self.spec.handler_attr)
-            return self._handler
+            if not self._environments:
+                self._idle.append(self._new_environment())
+            return self._environments[0]
+
+    def _new_environment(self) -> Callable[[Any, Any], Any]:
+        n = len(self._environments)
+        module_name = self.module_name if n == 0 else f"{self.module_name}_env{n}"
+        path = self.spec.module_file
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load handler module {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        handler: Callable[[Any, Any], Any] = getattr(module, self.spec.handler_attr)
+        self._environments.append(handler)
+        return handler
+
+    def _acquire(self) -> Callable[[Any, Any], Any]:
+        with self._lock:
+            return self._idle.pop() if self._idle else self._new_environment()
+
+    def _release(self, handler: Callable[[Any, Any], Any]) -> None:
+        with self._lock:
+            self._idle.append(handler)
+
+    @property
+    def environments(self) -> int:
+        return len(self._environments)
 
     def invoke(self, event: Any) -> Any:
-        handler = self._load()
+        handler = self._acquire()
         context = LambdaContext(function_name=self.function_name, timeout_s=self.spec.timeout,
                                 region=self.region, account_id=self.account_id)
         started = time.perf_counter()
@@ -174,3 +206,4 @@ class LocalFunction:
         finally:
             _invocation.target = None
             self.stats.seconds += time.perf_counter() - started
+            self._release(handler)

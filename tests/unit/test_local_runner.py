@@ -126,3 +126,73 @@ def test_proxy_events_base64_encode_bodies_as_the_template_binary_media_types_as
     assert event["isBase64Encoded"] and base64.b64decode(event["body"]) == b'{"x":1}'
     assert event["requestContext"]["resourcePath"] == "/v1/track"
     assert event["queryStringParameters"] == {"a": "1"}
+
+
+ECHO_APP = '''
+import threading
+from chalice import Chalice
+
+app = Chalice(app_name="echo")
+first_entered = threading.Event()
+second_started = threading.Event()
+
+
+@app.route("/echo", methods=["POST"], content_types=["text/plain"])
+def echo():
+    body = app.current_request.raw_body
+    if body == b"second":
+        second_started.set()
+    else:
+        first_entered.set()
+        # Lambda runs one invocation per environment: a second one cannot start in this one.
+        second_started.wait(timeout=0.5)
+    return {"body": app.current_request.raw_body.decode()}
+
+
+def handler(event, context):
+    return app(event, context)
+'''
+
+
+def test_two_requests_to_one_chalice_function_each_get_their_own_body(tmp_path: Any) -> None:
+    """Chalice keeps the request on the app (``app.current_request``), which is safe on Lambda
+    because an execution environment runs one invocation at a time; locally, two at once would
+    read each other's request (an answer for the wrong batch, a batch never streamed)."""
+    import json
+    import sys
+    import threading
+
+    from cdp_infra.runtime import LocalFunction
+    from cdp_infra.template import FunctionSpec
+
+    (tmp_path / "app.py").write_text(ECHO_APP)
+    function = LocalFunction(FunctionSpec("Echo", tmp_path, "app.handler", {}, {}, 30), "echo", "us-east-1",
+                             "123456789012")
+    route = Route("POST", "/echo", function)
+    answers: dict[str, str] = {}
+
+    def call(body: bytes) -> None:
+        event = proxy_event("POST", route, "/echo", {}, "", [("Content-Type", "text/plain")], body,
+                            "127.0.0.1", "v1")
+        answers[body.decode()] = json.loads(function.invoke(event)["body"])["body"]
+
+    function._load()
+    module = sys.modules["cdp_fn_echo"]
+    first = threading.Thread(target=call, args=(b"first",))
+    first.start()
+    assert module.first_entered.wait(timeout=10)
+    call(b"second")
+    first.join()
+    assert answers == {"first": "first", "second": "second"}
+
+
+def test_invocations_one_after_another_reuse_one_warm_environment(tmp_path: Any) -> None:
+    from cdp_infra.runtime import LocalFunction
+    from cdp_infra.template import FunctionSpec
+
+    (tmp_path / "count.py").write_text("calls = []\n\ndef handler(event, context):\n"
+                                       "    calls.append(event)\n    return len(calls)\n")
+    function = LocalFunction(FunctionSpec("Count", tmp_path, "count.handler", {}, {}, 30), "count", "us-east-1",
+                             "123456789012")
+    assert [function.invoke({}) for _ in range(3)] == [1, 2, 3]
+    assert function.environments == 1
