@@ -158,3 +158,66 @@ def test_an_item_stored_before_sub_states_were_typed_reads_and_writes_back_uncha
     assert json.loads(item["lifecycle"]["S"]) == lifecycle
     assert json.loads(item["consent"]["S"]) == consent
     assert json.loads(item["computed"]["S"]) == computed
+
+
+@pytest.fixture
+def throttled_scan(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The second Scan call answers ProvisionedThroughputExceededException, as once the SDK's retries are spent."""
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    original = BaseClient._make_api_call
+    calls: list[int] = []
+
+    def make_api_call(client: BaseClient, operation: str, params: dict) -> object:
+        if operation == "Scan":
+            calls.append(len(calls))
+            if len(calls) == 2:
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    return calls
+
+
+def test_a_scan_throttled_midway_resumes_where_it_stopped(stack_settings: Settings, throttled_scan: list[int]) -> None:
+    # Given five profiles read two per Scan call
+    store = DynamoIdentityStore(stack_settings, scan_page_size=2, sleep=lambda _s: None)
+    resolve_batch([ev(f"m{i}", i, anonymousId=f"a{i}") for i in range(5)], store, config=CONFIG, now=NOW)
+    # When the second Scan call is throttled
+    profiles = [p.profile_id for p in store.scan_profiles()]
+    # Then every profile is read once, the scan going on from the last profile it had read
+    assert len(profiles) == len(set(profiles)) == 5
+    assert len(throttled_scan) == 4  # pages 1, 2 (throttled), 2 again, 3
+
+
+def test_an_identity_map_scan_throttled_midway_resumes_too(stack_settings: Settings,
+                                                           throttled_scan: list[int]) -> None:
+    store = DynamoIdentityStore(stack_settings, scan_page_size=2, sleep=lambda _s: None)
+    resolve_batch([ev(f"m{i}", i, anonymousId=f"a{i}") for i in range(5)], store, config=CONFIG, now=NOW)
+    pointers = list(store.scan_pointers())
+    assert sorted(i for i, _ in pointers) == [f"anonymous_id:a{i}" for i in range(5)]
+
+
+def test_a_scan_that_stays_throttled_fails_after_its_retries(stack_settings: Settings,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    from cdp.errors import ServiceThrottled
+
+    calls: list[str] = []
+
+    def make_api_call(client: BaseClient, operation: str, params: dict) -> object:
+        calls.append(operation)
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+
+    pauses: list[float] = []
+    store = DynamoIdentityStore(stack_settings, sleep=pauses.append)
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    with pytest.raises(ServiceThrottled):
+        list(store.scan_profiles())
+    assert calls == ["Scan"] * (DynamoIdentityStore.SCAN_RETRIES + 1)
+    assert pauses == sorted(pauses) and len(pauses) == DynamoIdentityStore.SCAN_RETRIES

@@ -12,8 +12,9 @@ Items:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from pynamodb.transactions import TransactWrite
 
 from cdp.adapters.aws import pynamodb_connection, pynamodb_meta
 from cdp.adapters.errors import aws_errors
-from cdp.errors import ConcurrentUpdate, IdentifierTaken
+from cdp.errors import ConcurrentUpdate, IdentifierTaken, StoreError
 from cdp.identity.computed import ComputedTraits, Consent, Lifecycle
 from cdp.identity.profile import Profile
 from cdp.identity.store import MergeLogEntry
@@ -111,8 +112,16 @@ _PROFILE_FIELDS = (
 class DynamoIdentityStore:
     """The identity store on the profiles, identity and merge-log tables of ``settings``."""
 
-    def __init__(self, settings: Settings, *, claim_transaction_min: int | None = None) -> None:
+    #: Retryable failures in a row (throttling, timeouts: the SDK's own retries already spent) a scan
+    #: outlasts, each time resuming after the last item it read; then it raises.
+    SCAN_RETRIES = 5
+    SCAN_BACKOFF_S = 0.2
+
+    def __init__(self, settings: Settings, *, claim_transaction_min: int | None = None,
+                 scan_page_size: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self._settings = settings
+        self._scan_page_size = scan_page_size  # items per Scan call; None: DynamoDB's 1 MB pages
+        self._sleep = sleep
         self._claim_transaction_min = (settings.claim_transaction_min if claim_transaction_min is None
                                        else claim_transaction_min)
         self._bound: _Models | None = None
@@ -315,14 +324,33 @@ class DynamoIdentityStore:
 
     # --------------------------------------------------------------- scans
     def scan_profiles(self) -> Iterator[Profile]:
-        with aws_errors("profile scan failed"):
-            for item in self._models.profile.scan():
-                yield self._to_profile(item)
+        for item in self._scan(self._models.profile, "profile scan failed"):
+            yield self._to_profile(item)
 
     def scan_pointers(self) -> Iterator[tuple[str, str]]:
-        with aws_errors("identity index scan failed"):
-            for item in self._models.identity.scan():
-                yield item.identifier, item.profile_id
+        for item in self._scan(self._models.identity, "identity index scan failed"):
+            yield item.identifier, item.profile_id
+
+    def _scan(self, model: Any, reason: str) -> Iterator[Any]:
+        """Every item of ``model``'s table, once. A scan reads the whole table page by page, so one
+        throttled or timed-out page must not undo it (a scheduled job would fail for good after its
+        retries): it resumes after the last item read, after a pause."""
+        start: dict[str, Any] | None = None
+        failures = 0
+        while True:
+            results = model.scan(last_evaluated_key=start, page_size=self._scan_page_size)
+            try:
+                with aws_errors(reason):
+                    for item in results:
+                        failures = 0
+                        yield item
+                return
+            except StoreError as exc:
+                if not exc.retryable or failures >= self.SCAN_RETRIES:
+                    raise
+                self._sleep(self.SCAN_BACKOFF_S * 2**failures)
+                failures += 1
+                start = results.last_evaluated_key
 
     @property
     def request_count(self) -> int:
