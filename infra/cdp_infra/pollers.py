@@ -31,6 +31,7 @@ class _Poller:
     function: LocalFunction
     _stop: threading.Event
     _thread: threading.Thread | None
+    stop_timeout_s: float = 30.0  # how long stop() waits for the thread (an invocation in flight)
 
     def _thread_name(self) -> str:
         raise NotImplementedError
@@ -45,11 +46,18 @@ class _Poller:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=self.stop_timeout_s)
 
     def restart(self) -> None:
-        """Stop, then poll again as a new poller would (fault runs): a stream resumes at its checkpoint."""
-        self.stop()
+        """Stop, then poll again as a new poller would (fault runs): a stream resumes at its checkpoint.
+
+        The invocation in flight is let finish first, however long it takes: a new thread started
+        beside it would share the buffer, the iterator and the checkpoint, and the old thread, seeing
+        the new stop event unset, would go on polling too (two invocations of one shard at once).
+        """
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
         self._stop = threading.Event()
         self.start()
 

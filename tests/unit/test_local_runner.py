@@ -196,3 +196,64 @@ def test_invocations_one_after_another_reuse_one_warm_environment(tmp_path: Any)
                              "123456789012")
     assert [function.invoke({}) for _ in range(3)] == [1, 2, 3]
     assert function.environments == 1
+
+
+class FakeKinesis:
+    """A shard of records, read through iterators that are just positions."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    def get_shard_iterator(self, **kwargs: Any) -> dict[str, str]:
+        after = kwargs.get("StartingSequenceNumber")
+        return {"ShardIterator": str(0 if after is None else int(after) + 1)}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        start = int(ShardIterator)
+        out = self.records[start:start + Limit]
+        return {"Records": out, "NextShardIterator": str(start + len(out))}
+
+
+def test_a_restart_waits_for_the_invocation_in_flight_so_a_shard_never_has_two_at_once() -> None:
+    import threading
+    import time
+
+    entered, release = threading.Event(), threading.Event()
+    active: list[int] = []
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    class SlowFunction(FakeFunction):
+        def invoke(self, event: dict[str, Any]) -> Any:
+            with lock:
+                active.append(1)
+                overlaps.append(len(active))
+            try:
+                if not entered.is_set():
+                    entered.set()
+                    release.wait(timeout=10)  # an invocation that outlasts the poller's stop timeout
+                return super().invoke(event)
+            finally:
+                with lock:
+                    active.pop()
+
+    function = SlowFunction()
+    poller = KinesisShardPoller(FakeKinesis(_records(4)), FakeSqs(), function,
+                                {"FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 2},
+                                stream_name="s", stream_arn="arn:s", shard_id="shardId-0", failure_queue_url="q")
+    poller.stop_timeout_s = 0.05
+    poller.start()
+    try:
+        assert entered.wait(timeout=10)
+        restarting = threading.Thread(target=poller.restart)
+        restarting.start()
+        restarting.join(timeout=0.5)
+        release.set()
+        restarting.join(timeout=10)
+        deadline = time.monotonic() + 10
+        while poller.checkpoint != "3" and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        poller.stop()
+    assert max(overlaps) == 1
+    assert poller.checkpoint == "3"
