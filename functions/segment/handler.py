@@ -13,7 +13,7 @@ from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.identity.refresh import refresh_lifecycle_stages
-from cdp.jobs.segment_job import run_segment_job, write_snapshots
+from cdp.jobs.segment_job import raise_if_incomplete, run_segment_job, write_snapshots
 from cdp.observability import metrics, record_segment_job
 from cdp.segments.catalog import all_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
@@ -47,4 +47,5 @@ def handler(event: dict, context: object) -> dict:
         snapshot=lambda: write_snapshots(store, lake_filesystem(s), s.lake_bucket))
     record_segment_job(report)
     logger.info("segments run", extra=report.to_dict())
+    raise_if_incomplete(report)  # EventBridge retries the tick: completed segments replay, failed ones run
     return report.to_dict()

@@ -221,3 +221,60 @@ def test_in_memory_members_are_copies():
     store.members("s").clear()
 
     assert set(store.members("s")) == {"p1"}
+
+
+# ---------------------------------------------------------------- the scheduled job's retries
+OTHER = parse_segment("name: browsers\ncondition: {event: Product Viewed, within_days: 30}\n")
+
+
+class FlakyEngine(FakeEngine):
+    """Fails its queries numbered in ``failing`` (from 0) with ``error``, answers the others."""
+
+    def __init__(self, *members: str, failing: set[int], error: Exception) -> None:
+        super().__init__(*members)
+        self.failing, self.failure = failing, error
+
+    def run(self, sql: str) -> QueryResult:
+        self.error = self.failure if len(self.queries) in self.failing else None
+        return super().run(sql)
+
+
+def _job(engine, store, outbox, run_id="tick-1"):
+    from cdp.jobs.segment_job import run_segment_job
+
+    return run_segment_job([OTHER, DEFN], engine=engine, membership=store, publish=outbox, run_id=run_id, now=NOW)
+
+
+def test_a_segment_failed_for_a_reason_that_may_pass_makes_the_job_ask_for_a_retry():
+    from cdp.errors import SegmentsIncomplete
+    from cdp.jobs.segment_job import raise_if_incomplete
+
+    report = _job(FlakyEngine("p1", failing={1}, error=QueryFailed("throttled", retryable=True)),
+                  InMemoryMembershipStore(), Outbox())
+
+    assert report.retryable == ["rb"] and list(report.failures) == ["rb"]
+    with pytest.raises(SegmentsIncomplete) as caught:
+        raise_if_incomplete(report)
+    assert caught.value.details["segments"] == ["rb"]
+
+
+def test_a_segment_that_cannot_pass_is_reported_and_the_job_is_not_retried():
+    from cdp.jobs.segment_job import raise_if_incomplete
+
+    report = _job(FlakyEngine("p1", failing={1}, error=QueryFailed("bad column", retryable=False)),
+                  InMemoryMembershipStore(), Outbox())
+
+    assert list(report.failures) == ["rb"] and report.retryable == []
+    raise_if_incomplete(report)  # nothing to retry: the next tick tries again, the failure is in the metrics
+
+
+def test_the_retried_tick_runs_only_the_failed_segment_and_announces_each_entry_once():
+    store, outbox = InMemoryMembershipStore(), Outbox()
+    engine = FlakyEngine("p1", failing={1}, error=QueryFailed("throttled", retryable=True))
+
+    _job(engine, store, outbox)
+    retry = _job(engine, store, outbox)
+
+    assert len(engine.queries) == 3  # browsers, rb (failed), rb again: browsers replays its record
+    assert [r.replayed for r in retry.segments] == [True, False] and retry.retryable == []
+    assert sorted((c.segment, c.profile_id) for c in outbox.sent) == [("browsers", "p1"), ("rb", "p1")]

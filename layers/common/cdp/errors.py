@@ -146,6 +146,13 @@ class InvalidUnmerge(CdpError):
 # ---------------------------------------------------------------- segments
 
 
+class SegmentsIncomplete(CdpError):
+    """Segments of a scheduled tick failed for a reason that may pass (throttling, a timeout): the tick
+    is to be run again under its run id (details: segments)."""
+
+    code = "segments_incomplete"
+
+
 class QueryFailed(StoreError):
     """A segment query failed or was cancelled (details: engine, state, query_id); nothing was changed."""
 

@@ -2,7 +2,10 @@
 
 The snapshots let SQL join events to resolved profiles (an event carries ids, not profiles).
 Each segment runs on its own: one failing query is reported and leaves that segment's
-previous membership intact; the others still run.
+previous membership intact; the others still run. When a segment failed for a reason that may
+pass (throttling, a timeout), :func:`raise_if_incomplete` fails the invocation after the others
+ran, so that EventBridge's retries run the tick again under the same run id: the segments that
+completed replay their record, the failed ones run again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from cdp.errors import SegmentsIncomplete, StoreError
 from cdp.identity.store import IdentityStore
 from cdp.lake.parquet import write_identity_snapshot, write_profiles_snapshot
 from cdp.segments.definition import SegmentDefinition
@@ -31,12 +35,14 @@ class SegmentJobReport:
     segments: list[SegmentRunReport] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # not due at this tick (their own schedule)
     failures: dict[str, str] = field(default_factory=dict)
+    # The failed segments whose error may pass: worth running the tick again.
+    retryable: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "identities": self.identities, "profiles": self.profiles,
                 "lifecycle_changes": self.lifecycle_changes,
                 "segments": [r.to_dict() for r in self.segments], "skipped": self.skipped,
-                "failures": self.failures}
+                "failures": self.failures, "retryable": self.retryable}
 
 
 def write_snapshots(store: IdentityStore, fs: pafs.FileSystem, root: str) -> tuple[int, int]:
@@ -61,4 +67,12 @@ def run_segment_job(definitions: list[SegmentDefinition], *, engine: QueryEngine
     report.segments = tick.reports
     report.skipped = tick.skipped
     report.failures = {name: f"{exc.code}: {exc.reason}" for name, exc in tick.failures.items()}
+    report.retryable = sorted(name for name, exc in tick.failures.items()
+                              if isinstance(exc, StoreError) and exc.retryable)
     return report
+
+
+def raise_if_incomplete(report: SegmentJobReport) -> None:
+    """Fail the tick when a segment may succeed if run again (the scheduler retries it under its run id)."""
+    if report.retryable:
+        raise SegmentsIncomplete("segments_incomplete", run_id=report.run_id, segments=report.retryable)
