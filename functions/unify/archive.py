@@ -4,7 +4,7 @@ from functools import cache
 
 from aws_lambda_powertools import Logger, Tracer
 
-from cdp.adapters.lake import lake_filesystem
+from cdp.adapters.lake import lake_filesystem, lake_root
 from cdp.lake.archive import archive_batch
 from cdp.observability import metrics, record_archive
 from cdp.settings import FUNCTION_FIELDS, Settings
@@ -23,7 +23,7 @@ def settings() -> Settings:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
-    result = archive_batch(stream_records(event), lake_filesystem(settings()), settings().lake_bucket)
+    result = archive_batch(stream_records(event), lake_filesystem(settings()), lake_root(settings()))
     record_archive(result)
     logger.info("archived", extra={"events": result.events, "files": result.written})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.unreadable]}

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import fields
@@ -42,13 +43,17 @@ def _admin_token(args: argparse.Namespace) -> str:
 def cmd_dev(args: argparse.Namespace) -> int:
     from .local import LocalConfig, LocalPipeline
 
-    # No default token anywhere: each run's stack generates one unless --token names it.
+    # No default token anywhere: each run's stack generates one unless --token names it. The lake
+    # lives on local disk for the run (LAKE_ROOT), like the emulator's state it goes when it stops.
+    lake = tempfile.TemporaryDirectory(prefix="cdp-lake-")
     pipeline = LocalPipeline(LocalConfig(port=args.port, host=args.host, write_key=args.write_key,
-                                         admin_token=args.token or os.environ.get("CDP_ADMIN_TOKEN"))).start()
+                                         admin_token=args.token or os.environ.get("CDP_ADMIN_TOKEN"),
+                                         lake_dir=lake.name)).start()
     print(f"collector:   {pipeline.url}  (point an SDK's host here)")
     print(f"write key:   {args.write_key}")
     print(f"admin token: {pipeline.admin_token}")
     print(f"metrics:     {pipeline.url}/v1/metrics  (admin token; what CloudWatch would show)")
+    print(f"lake:        {lake.name}  (Parquet on local disk for this run)")
     print(f"emulated AWS (moto) on {pipeline.endpoint_url}; Ctrl-C to stop", flush=True)
     names = {f.name.upper() for f in fields(Settings)}
     DEV_STACK_FILE.parent.mkdir(exist_ok=True)
@@ -63,6 +68,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     finally:
         DEV_STACK_FILE.unlink(missing_ok=True)
         pipeline.stop()
+        lake.cleanup()
     return 0
 
 

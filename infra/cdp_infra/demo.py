@@ -10,10 +10,12 @@ them a wrong result and see them fail.
 from __future__ import annotations
 
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -66,14 +68,72 @@ class DemoSummary:
 
 
 class Progress:
+    """Progress on a terminal: phase lines, and one live line redrawn with counts, rate and ETA.
+
+    Silent when ``out`` is None or not a terminal (a pipe, a file, CI): the summary says it all.
+    """
+
     def __init__(self, out: TextIO | None) -> None:
-        self.out = out
+        self.out = out if out is not None and out.isatty() else None
         self.started = time.monotonic()
+        self._live = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.out is not None
 
     def __call__(self, message: str) -> None:
         if self.out is not None:
+            self._end_live()
             self.out.write(f"[{time.monotonic() - self.started:6.1f}s] {message}\n")
             self.out.flush()
+
+    def live(self, message: str) -> None:
+        """Redraw the current line (the next :meth:`__call__` or :meth:`done` ends it)."""
+        if self.out is not None:
+            self.out.write(f"\r\033[K[{time.monotonic() - self.started:6.1f}s] {message}")
+            self.out.flush()
+            self._live = True
+
+    def done(self) -> None:
+        self._end_live()
+
+    def _end_live(self) -> None:
+        if self.out is not None and self._live:
+            self.out.write("\n")
+            self._live = False
+
+
+class Rate:
+    """Items per second over the last few seconds, and the ETA of the rest at that rate."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.samples: list[tuple[float, int]] = []
+
+    def add(self, done: int) -> float:
+        now = time.monotonic()
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.window_s:
+            self.samples.pop(0)
+        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @staticmethod
+    def seconds_left(remaining: int, rate: float) -> float | None:
+        if remaining <= 0:
+            return 0.0
+        return remaining / rate if rate > 0 else None
+
+    @staticmethod
+    def eta(remaining: int, rate: float) -> str:
+        return _eta(Rate.seconds_left(remaining, rate))
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}min"
 
 
 @dataclass
@@ -87,26 +147,43 @@ def send_batches(url: str, write_key: str, batches: list[list[dict[str, Any]]], 
                  progress: Progress | None = None) -> SendTally:
     """Send every batch; returns what the collector answered, rejections counted by reason."""
     tally = SendTally()
-    done = 0
     total = sum(len(b) for b in batches)
-    chunks = [batches[i::workers] for i in range(workers)]
+    lock = threading.Lock()
+    counts = {"done": 0}
+    pending = iter(batches)
 
-    def worker(mine: list[list[dict[str, Any]]]) -> list[tuple[SendResult, int]]:
+    def worker() -> None:
         client = TrackingClient(url, write_key)
         try:
-            return [(client.batch(b), len(b)) for b in mine]
+            while True:
+                with lock:
+                    batch = next(pending, None)
+                if batch is None:
+                    return
+                result = client.batch(batch)
+                with lock:
+                    tally.accepted += result.accepted
+                    tally.rejected += result.rejected
+                    tally.reasons.update(rejection_reasons(result))
+                    counts["done"] += len(batch)
         finally:
             client.close()
 
     with ThreadPoolExecutor(workers) as pool:
-        for results in pool.map(worker, chunks):
-            for result, n in results:
-                tally.accepted += result.accepted
-                tally.rejected += result.rejected
-                tally.reasons.update(rejection_reasons(result))
-                done += n
-            if progress:
-                progress(f"sent {done:,}/{total:,} events")
+        futures = [pool.submit(worker) for _ in range(workers)]
+        rate = Rate()
+        while not all(f.done() for f in futures):
+            if progress is not None and progress.enabled:
+                done = counts["done"]
+                per_s = rate.add(done)
+                progress.live(f"sending   {done:>9,}/{total:,} events  {per_s:>7,.0f}/s  "
+                              f"ETA {Rate.eta(total - done, per_s)}")
+            wait(futures, timeout=0.5)
+        for future in futures:
+            future.result()
+    if progress is not None:
+        progress(f"sent {counts['done']:,}/{total:,} events "
+                 f"({tally.accepted:,} accepted, {tally.rejected:,} rejected)")
     return tally
 
 
@@ -280,9 +357,12 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
              seed: int = 7, out: TextIO | None = sys.stderr, port: int = 0) -> DemoSummary:
     progress = Progress(out)
     summary = DemoSummary(people=people)
-    progress("starting the local stack (moto server, resources from template.yaml, handlers)")
+    progress("starting the local stack (AWS emulator, resources from template.yaml, handlers)")
     t0 = time.monotonic()
-    with LocalPipeline(LocalConfig(port=port, write_key=write_key, run_schedules=False)) as pipeline:
+    # The lake on local disk (LAKE_ROOT): the segment job reads it without a request per file.
+    with tempfile.TemporaryDirectory(prefix="cdp-lake-") as lake_dir, \
+            LocalPipeline(LocalConfig(port=port, write_key=write_key, run_schedules=False,
+                                      lake_dir=lake_dir)) as pipeline:
         progress(f"collector listening on {pipeline.url}")
         fakes = demo_destinations.start(pipeline)
         dataset = generate(people, events, seed=seed)
@@ -295,12 +375,12 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.seconds["send"] = round(time.monotonic() - t1, 1)
         progress("waiting for unify and archive to drain the stream")
         t2 = time.monotonic()
-        _wait(pipeline, progress)
+        _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["drain"] = round(time.monotonic() - t2, 1)
         progress("running the scheduled segment job")
         t3 = time.monotonic()
         ran_from = datetime.now(UTC)
-        reports = pipeline.run_schedules("SegmentFunction")
+        reports = _segment_job(pipeline, progress)
         ran_until = datetime.now(UTC)
         for report in reports:
             for seg in report.get("segments", []):
@@ -310,7 +390,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
                 summary.segments[name] = {"error": reason}
             summary.segments_skipped += report.get("skipped", [])
         progress("waiting for activation to send")
-        _wait(pipeline, progress)
+        _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["segment_and_activate"] = round(time.monotonic() - t3, 1)
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
@@ -372,18 +452,38 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
     }
 
 
-def _wait(pipeline: LocalPipeline, progress: Progress) -> None:
-    last = -1
+def _segment_job(pipeline: LocalPipeline, progress: Progress) -> list[Any]:
+    """Fire the segment job's schedule once; on a terminal, show how long it has run."""
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(pipeline.run_schedules, "SegmentFunction")
+        started = time.monotonic()
+        while not wait([job], timeout=0.5).done:
+            progress.live(f"segment job running  {time.monotonic() - started:5.1f}s")
+        progress.done()
+        return job.result()
+
+
+def _wait(pipeline: LocalPipeline, progress: Progress, expected: int) -> None:
+    """Wait until the pipeline is drained, showing each consumer's lag, its rate and an ETA."""
     deadline = time.monotonic() + 1800
-    while not pipeline.idle or last < 0:
-        processed = pipeline.stream_consumers_processed()
-        total = sum(processed.values())
-        if total != last:
-            progress("processed " + ", ".join(f"{k}: {v:,}" for k, v in sorted(processed.items())))
-            last = total
-        if time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
+    rates: dict[str, Rate] = {}
+    while not pipeline.idle and time.monotonic() < deadline:
+        if progress.enabled:
+            parts: list[str] = []
+            etas: list[float | None] = []
+            for name, done in sorted(pipeline.stream_consumers_processed().items()):
+                lag = max(expected - done, 0)
+                per_s = rates.setdefault(name, Rate()).add(done)
+                parts.append(f"{name.removesuffix('Function').lower()} lag {lag:,} ({per_s:,.0f}/s)")
+                etas.append(Rate.seconds_left(lag, per_s))
+            for poller in pipeline.sqs_pollers:
+                name = poller.function.spec.logical_id.removesuffix("Function").lower()
+                per_s = rates.setdefault(name, Rate()).add(poller.processed)
+                parts.append(f"{name} {poller.processed:,} done ({per_s:,.0f}/s)")
+            slowest = None if not etas or None in etas else max(e for e in etas if e is not None)
+            progress.live("draining  " + ", ".join(parts) + f"  ETA {_eta(slowest)}")
+        time.sleep(0.5)
+    progress.done()
     pipeline.wait_drained(timeout_s=600)
 
 

@@ -90,6 +90,8 @@ class KinesisShardPoller(_Poller):
         self.processed = 0
         self.sent_to_failure_destination = 0
         self.caught_up = False
+        # Sequence number of the last record done with (processed or sent to the failure destination).
+        self.checkpoint: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._iterator: str | None = None
@@ -142,6 +144,8 @@ class KinesisShardPoller(_Poller):
         batch = self.buffer[: self.batch_size]
         del self.buffer[: len(batch)]
         self._deliver(batch, attempt=0)
+        if not self._stop.is_set():
+            self.checkpoint = batch[-1]["SequenceNumber"]
 
     def _event(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"Records": [{

@@ -16,6 +16,7 @@ TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
     "allow_local_endpoints",
+    "lake_root",
 })
 
 
@@ -31,6 +32,9 @@ class Settings:
     sources_table: str = ""
     membership_table: str = ""
     lake_bucket: str = ""
+    # Where the lake's Parquet lives when not in ``lake_bucket``: a ``file://`` directory. Only the
+    # local stack sets it (reading many small files through an emulated S3 costs a request each).
+    lake_root: str = ""
     activation_queue_url: str = ""
     # Membership changes for the ad audiences and webhooks (their own queue and consumer), and where
     # the deliveries that gave up are kept for ``cdp webhooks replay``.

@@ -1,18 +1,24 @@
-"""The lake's filesystem: S3 through pyarrow (with the emulator's endpoint when one is set)."""
+"""The lake's filesystem: S3 through pyarrow (with the emulator's endpoint when one is set).
+
+On AWS the lake is the bucket ``lake_bucket``. The local stack may set ``lake_root`` to a
+``file://`` directory instead: the same pyarrow filesystem interface over local disk, so the
+handlers' code is the same and only configuration differs.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pyarrow.fs as pafs
 
+from cdp.errors import MalformedSetting
 from cdp.settings import Settings
 
 
 @lru_cache(maxsize=4)
 def lake_filesystem(settings: Settings) -> pafs.FileSystem:
-    """pyarrow's S3 filesystem. pyarrow does not read AWS_ENDPOINT_URL: pass it explicitly.
+    """pyarrow's local filesystem under a ``file://`` ``lake_root``; else its S3 filesystem. pyarrow does not read AWS_ENDPOINT_URL: pass it explicitly.
 
     Timeouts and attempts are those of every boto3 client (:mod:`cdp.adapters.aws`), in the AWS
     C++ SDK's terms: the standard retry strategy, ``aws_max_attempts`` calls in all. Its errors are
@@ -21,6 +27,8 @@ def lake_filesystem(settings: Settings) -> pafs.FileSystem:
     ``allow_delayed_open`` lets a small file go up as one PutObject instead of a three-request
     multipart upload (create, part, complete): a third of the requests for each archived batch.
     """
+    if _local_dir(settings) is not None:
+        return pafs.LocalFileSystem()
     kwargs: dict[str, object] = {
         "region": settings.aws_region,
         "allow_delayed_open": True,
@@ -36,4 +44,16 @@ def lake_filesystem(settings: Settings) -> pafs.FileSystem:
 
 
 def lake_root(settings: Settings) -> str:
-    return settings.lake_bucket
+    """The lake's base path in :func:`lake_filesystem`: a directory, or the bucket."""
+    local = _local_dir(settings)
+    return settings.lake_bucket if local is None else local
+
+
+def _local_dir(settings: Settings) -> str | None:
+    if not settings.lake_root:
+        return None
+    url = urlsplit(settings.lake_root)
+    if url.scheme != "file":
+        raise MalformedSetting(f"LAKE_ROOT must be a file:// URL, not {settings.lake_root!r}",
+                               name="LAKE_ROOT", expected="file:// URL")
+    return unquote(url.path).rstrip("/") or "/"

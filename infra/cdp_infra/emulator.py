@@ -1,0 +1,160 @@
+"""The AWS emulator of the local stack: moto in server mode, in a process of its own, on loopback.
+
+A process of its own, because moto's work (parsing, serialising, copying tables) then no longer
+competes for the handlers' GIL: the handlers wait on a socket while moto runs on another core.
+
+moto's backends are not thread-safe (a TransactWriteItems copies tables that a concurrent request
+may be changing), so requests are still served one at a time.
+
+Two things of moto are changed here, for a long-running local stack, and nothing else:
+
+* a Kinesis shard keeps every record ever put, and finds the last sequence number by listing all
+  of them: put and get grow with the stream's length, and memory grows without bound. The local
+  stack trims what every consumer has processed (``POST /_local/kinesis/trim``), as retention
+  would on AWS, and the shard remembers its last sequence number across trims;
+* the request dispatcher lists moto's package directory on every request: listed once.
+
+``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS.
+
+Run: ``python -m cdp_infra.emulator [--host H] [--port P]``; it prints ``ready HOST PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _patch_moto() -> None:
+    from collections import OrderedDict
+
+    from moto import backends
+    from moto.kinesis import models
+
+    def last_sequence(self: Any) -> int:
+        return next(reversed(self.records)) if self.records else getattr(self, "trimmed_through", 0)
+
+    def first_sequence(self: Any) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    models.Shard.get_max_sequence_number = last_sequence
+    models.Shard.get_min_sequence_number = first_sequence
+
+    def trim(shard: Any, through: int) -> int:
+        """Drop the records up to sequence number ``through``; how many were dropped."""
+        shard.trimmed_through = max(getattr(shard, "trimmed_through", 0), last_sequence(shard))
+        keep = OrderedDict((seq, r) for seq, r in shard.records.items() if seq > through)
+        dropped = len(shard.records) - len(keep)
+        shard.records = keep
+        return dropped
+
+    models.Shard.trim = trim
+
+    modules = list(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: iter(modules)
+
+
+def _trim(body: dict[str, Any]) -> int:
+    from moto.kinesis.models import kinesis_backends
+
+    backend = kinesis_backends[body["account"]][body["region"]]
+    shard = backend.streams[body["stream"]].shards[body["shard"]]
+    return int(shard.trim(int(body["through"])))
+
+
+class Emulator:
+    """The WSGI app: moto, one request at a time, plus the local stack's ``/_local/`` routes."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        _patch_moto()
+        self.app = DomainDispatcherApplication(create_backend_app)
+        self.lock = threading.Lock()
+        # (operation) -> [requests, seconds]: what the pipeline asks of AWS, for benchmarks.
+        self.calls: dict[str, list[float]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_local/"):
+            return self._local(environ, start_response, path)
+        with self.lock:
+            started = time.perf_counter()
+            body = list(self.app(environ, start_response))
+            stat = self.calls.setdefault(operation(environ), [0, 0.0])
+            stat[0] += 1
+            stat[1] += time.perf_counter() - started
+            return body
+
+    def _local(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
+        answer: Any
+        if path == "/_local/stats":
+            with self.lock:
+                answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls)}
+        elif path == "/_local/kinesis/trim" and environ.get("REQUEST_METHOD") == "POST":
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(size) or b"{}")
+            with self.lock:
+                answer = {"dropped": _trim(body)}
+        else:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"error": "unknown route"}']
+        data = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def operation(environ: dict[str, Any]) -> str:
+    """``DynamoDB_20120810.PutItem`` style name of a request (S3: method and first path part)."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return str(target)
+    query = environ.get("QUERY_STRING", "")
+    for part in query.split("&"):
+        if part.startswith("Action="):
+            return f"Query.{part[7:]}"
+    path = environ.get("PATH_INFO", "/")
+    return f"{environ.get('REQUEST_METHOD')} {'/'.join(path.split('/')[:3])}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    parser = argparse.ArgumentParser(prog="python -m cdp_infra.emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
+    host, port = server.server_address[:2]
+    print(f"ready {host} {port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
