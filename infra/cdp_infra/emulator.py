@@ -53,8 +53,14 @@ def _patch_moto() -> None:
     def first_sequence(self: Any) -> int:
         return next(iter(self.records)) if self.records else 0
 
+    def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        sequence_number = last_sequence(self) + 1
+        self.records[sequence_number] = models.Record(partition_key, data, sequence_number, explicit_hash_key)
+        return str(sequence_number)
+
     models.Shard.get_max_sequence_number = last_sequence
     models.Shard.get_min_sequence_number = first_sequence
+    models.Shard.put_record = put_record
 
     def trim(shard: Any, through: int) -> int:
         """Drop the records up to sequence number ``through``; how many were dropped."""

@@ -265,6 +265,7 @@ class SqsPoller(_Poller):
         self.failed = 0
         self.in_flight = 0
         self._last_empty = False
+        self._empty_polls = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -289,10 +290,14 @@ class SqsPoller(_Poller):
                                        WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
         messages = out.get("Messages", [])
         if not messages:
+            # Lambda long-polls an idle queue; here each empty poll is a request the emulator serves
+            # one at a time, so an idle queue is polled less and less often, down to once a second.
             self._last_empty = True
-            self._stop.wait(0.2)
+            self._empty_polls += 1
+            self._stop.wait(min(0.1 * 2 ** min(self._empty_polls, 4), 1.0))
             return
         self._last_empty = False
+        self._empty_polls = 0
         self.in_flight = len(messages)
         try:
             self._deliver(messages)

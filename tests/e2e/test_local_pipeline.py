@@ -35,8 +35,11 @@ TOKEN = "e2e-admin-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> Iterator[LocalPipeline]:
-    with LocalPipeline(LocalConfig(write_key=WRITE_KEY, admin_token=TOKEN, run_schedules=False)) as p:
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    # As `cdp demo` and `cdp dev` run it: the lake on local disk (test_handlers keeps it on S3).
+    config = LocalConfig(write_key=WRITE_KEY, admin_token=TOKEN, run_schedules=False,
+                         lake_dir=tmp_path_factory.mktemp("lake"))
+    with LocalPipeline(config) as p:
         yield p
 
 
@@ -297,3 +300,29 @@ def test_the_customer_view_of_a_repeat_buyer_lists_their_events_segment_and_emai
     assert "repeat-buyers" in {s["segment"] for s in view["segments"]}
     assert [(m["channel"], m["segment"]) for m in view["messages"] if m["segment"] == "repeat-buyers"] == [
         ("email", "repeat-buyers")]
+
+
+def test_the_lake_is_on_local_disk_and_holds_every_accepted_event_once(pipeline: LocalPipeline,
+                                                                       delivered: dict) -> None:
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from cdp.adapters.lake import lake_root
+
+    files = list((Path(lake_root(pipeline.settings)) / "events").rglob("*.parquet"))
+    ids = [i for f in files for i in pq.read_table(f, columns=["message_id"]).column("message_id").to_pylist()]
+    assert len(set(ids)) == delivered["accepted"]
+
+
+def test_events_sent_after_the_stream_is_trimmed_still_reach_the_lake(pipeline: LocalPipeline,
+                                                                      delivered: dict) -> None:
+    # Given a drained stream whose processed records are forgotten
+    pipeline.wait_drained(timeout_s=120)
+    pipeline.trim_streams()
+    # When more events arrive
+    more = generate(people=5, events=60, seed=99, invalid_ratio=0.0)
+    accepted = send_batches(pipeline.url, WRITE_KEY, more.batches, workers=1).accepted
+    pipeline.wait_drained(timeout_s=120)
+    # Then every consumer sees them: the shard's sequence numbers went on from where they were
+    assert count_lake_events(pipeline) == delivered["accepted"] + accepted

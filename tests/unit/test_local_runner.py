@@ -257,3 +257,17 @@ def test_a_restart_waits_for_the_invocation_in_flight_so_a_shard_never_has_two_a
         poller.stop()
     assert max(overlaps) == 1
     assert poller.checkpoint == "3"
+
+
+def test_the_checkpoint_is_the_last_record_done_with_even_one_sent_to_the_failure_destination() -> None:
+    poison = {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    poller = _poller(FakeFunction(poison, poison, poison), FakeSqs())
+    poller.buffer = _records(3)
+    poller._fill = lambda: None  # type: ignore[method-assign]
+    poller.poll_once()
+    assert poller.checkpoint == "2" and poller.sent_to_failure_destination == 1
+
+
+def test_nothing_is_checkpointed_before_a_batch_is_done() -> None:
+    poller = _poller(FakeFunction(), FakeSqs())
+    assert poller.checkpoint is None
