@@ -12,6 +12,9 @@ Two things of moto are changed here, for a long-running local stack, and nothing
   of them: put and get grow with the stream's length, and memory grows without bound. The local
   stack trims what every consumer has processed (``POST /_local/kinesis/trim``), as retention
   would on AWS, and the shard remembers its last sequence number across trims;
+* a DynamoDB transaction deep-copies every table it touches, to roll back if it fails: seconds
+  per transaction once a table holds a few thousand items, and gigabytes of garbage. Only the
+  items the transaction names are saved and put back;
 * the request dispatcher lists moto's package directory on every request: listed once.
 
 ``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -72,8 +76,71 @@ def _patch_moto() -> None:
 
     models.Shard.trim = trim
 
+    _patch_transactions()
     modules = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: iter(modules)
+
+
+def _patch_transactions() -> None:
+    import copy
+    import types
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        # transact_write_items' whole-table backup: the table itself; its items are saved below.
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined]
+    original = models.DynamoDBBackend.transact_write_items
+
+    def key_of(table: Any, op: dict[str, Any]) -> dict[str, Any] | None:
+        if "Key" in op:
+            return dict(op["Key"])
+        item = op.get("Item") or {}
+        names = [n for n in (table.hash_key_attr, table.range_key_attr) if n is not None]
+        return {n: item[n] for n in names} if all(n in item for n in names) else None
+
+    def restore(table: Any, key: dict[str, Any], old: Any) -> None:
+        hash_value = DynamoType(key[table.hash_key_attr])
+        if table.range_key_attr is None:
+            if old is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = old
+            return
+        range_value = DynamoType(key[table.range_key_attr])
+        bucket = table.items[hash_value]
+        if old is None:
+            bucket.pop(range_value, None)
+            if not bucket:
+                table.items.pop(hash_value, None)
+        else:
+            bucket[range_value] = old
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items[:100]:
+            op = next(iter(entry.values()), None) if isinstance(entry, dict) else None
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            key = key_of(table, op) if table is not None else None
+            if table is None or key is None:
+                continue
+            try:
+                current = self.get_item(table.name, key)
+            except Exception:  # a malformed key: the transaction itself will refuse it
+                continue
+            saved.append((table, key, copy.deepcopy(current) if current is not None else None))
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, key, old in reversed(saved):
+                restore(table, key, old)
+            raise
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def _trim(body: dict[str, Any]) -> int:
@@ -139,6 +206,13 @@ def operation(environ: dict[str, Any]) -> str:
     return f"{environ.get('REQUEST_METHOD')} {'/'.join(path.split('/')[:3])}"
 
 
+def _exit_with_parent(parent: int) -> None:
+    """The stack that started the emulator may die without stopping it (SIGKILL): go with it."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
@@ -152,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     print(f"ready {host} {port}", flush=True)
     try:
         server.serve_forever()

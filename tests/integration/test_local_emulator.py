@@ -50,3 +50,36 @@ def test_the_emulator_counts_the_requests_it_serves_and_reports_its_memory(emula
     stats = emulator.stats()
     assert stats["calls"]["Kinesis_20131202.ListStreams"][0] >= 1
     assert stats["rss_bytes"] > 0
+
+
+def _dynamodb(emulator: EmulatorServer):  # type: ignore[no-untyped-def]
+    return boto3.client("dynamodb", endpoint_url=f"http://{emulator.host}:{emulator.port}", region_name="us-east-1")
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(emulator) -> None:
+    # Given a table with one item
+    dynamodb = _dynamodb(emulator)
+    dynamodb.create_table(TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+    dynamodb.put_item(TableName="t", Item={"k": {"S": "a"}, "v": {"S": "old"}})
+    # When a transaction updates it, adds another and then fails a condition
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": "t", "Key": {"k": {"S": "a"}}, "UpdateExpression": "SET v = :n",
+                        "ExpressionAttributeValues": {":n": {"S": "new"}}}},
+            {"Put": {"TableName": "t", "Item": {"k": {"S": "b"}}}},
+            {"Put": {"TableName": "t", "Item": {"k": {"S": "c"}}, "ConditionExpression": "attribute_exists(k)"}},
+        ])
+    # Then nothing of it stays
+    assert dynamodb.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"]["v"] == {"S": "old"}
+    assert "Item" not in dynamodb.get_item(TableName="t", Key={"k": {"S": "b"}})
+
+
+def test_a_transaction_that_passes_applies_every_item(emulator) -> None:
+    dynamodb = _dynamodb(emulator)
+    dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "t", "Item": {"k": {"S": "d"}}, "ConditionExpression": "attribute_not_exists(k)"}},
+        {"Put": {"TableName": "t", "Item": {"k": {"S": "e"}}}},
+    ])
+    assert all("Item" in dynamodb.get_item(TableName="t", Key={"k": {"S": k}}) for k in "de")
