@@ -271,3 +271,23 @@ def test_the_checkpoint_is_the_last_record_done_with_even_one_sent_to_the_failur
 def test_nothing_is_checkpointed_before_a_batch_is_done() -> None:
     poller = _poller(FakeFunction(), FakeSqs())
     assert poller.checkpoint is None
+
+
+def test_concurrent_invocations_each_flush_their_own_metrics() -> None:
+    import threading
+
+    from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+    from cdp_infra.runtime import capture_emf
+
+    # Given the local runtime's metrics, and a function that has added a metric in its thread
+    capture_emf()
+    metrics = Metrics(namespace="Test", service="test")
+    metrics.add_metric(name="Mine", unit=MetricUnit.Count, value=1)
+    # When another invocation, in another thread, flushes its own (empty) set
+    other = threading.Thread(target=metrics.clear_metrics)
+    other.start()
+    other.join()
+    # Then the first function's metric is still there to flush
+    assert "Mine" in metrics.metric_set
+    metrics.clear_metrics()
