@@ -51,6 +51,9 @@ def main() -> None:
             samples.append(stack + emulator)
             print(f"{sent:>10,} {stack / MB:>10,.0f} {emulator / MB:>12,.0f} {(stack + emulator) / MB:>10,.0f} "
                   f"{sent / (time.perf_counter() - started):>10,.0f}", flush=True)
+        held = pipeline.emulator_stats()["held"]
+    print("held by the emulator at the end: " + ", ".join(
+        f"{name.rsplit('-', 1)[-1] if name.startswith('dynamodb') else name} {n:,}" for name, n in sorted(held.items())))
     half = samples[len(samples) // 2:]
     print(f"peak RSS (stack + emulator)  {max(samples) / MB:>8,.0f} MB")
     print(f"RSS growth over the second half of the run  {(half[-1] - half[0]) / MB:>+8,.0f} MB")

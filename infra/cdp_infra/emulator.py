@@ -151,6 +151,28 @@ def _trim(body: dict[str, Any]) -> int:
     return int(shard.trim(int(body["through"])))
 
 
+def held() -> dict[str, int]:
+    """What the emulator holds in memory: items per table, records per stream, objects per bucket."""
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.kinesis.models import kinesis_backends
+    from moto.s3.models import s3_backends
+
+    counts: dict[str, int] = {}
+    for regions in list(dynamodb_backends.values()):
+        for backend in list(regions.values()):
+            for name, table in backend.tables.items():
+                counts[f"dynamodb {name}"] = len(table)
+    for regions in list(kinesis_backends.values()):
+        for backend in list(regions.values()):
+            for name, stream in backend.streams.items():
+                counts[f"kinesis {name}"] = sum(len(s.records) for s in stream.shards.values())
+    for partitions in list(s3_backends.values()):
+        for backend in list(partitions.values()):
+            for name, bucket in backend.buckets.items():
+                counts[f"s3 {name}"] = len(bucket.keys)
+    return counts
+
+
 class Emulator:
     """The WSGI app: moto, one request at a time, plus the local stack's ``/_local/`` routes."""
 
@@ -179,7 +201,7 @@ class Emulator:
         answer: Any
         if path == "/_local/stats":
             with self.lock:
-                answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls)}
+                answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls), "held": held()}
         elif path == "/_local/kinesis/trim" and environ.get("REQUEST_METHOD") == "POST":
             size = int(environ.get("CONTENT_LENGTH") or 0)
             body = json.loads(environ["wsgi.input"].read(size) or b"{}")
