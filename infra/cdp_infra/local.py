@@ -165,6 +165,10 @@ class LocalPipeline:
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
         # Webhooks and ad-platform fakes on 127.0.0.1 are allowed here only (never on AWS).
         env["ALLOW_LOCAL_ENDPOINTS"] = "1"
+        # The emulator serves one request at a time, and moto takes seconds for a page of a Scan
+        # (1,000 profiles: ~3 s on a busy machine): AWS's 10 s read timeout would fail the demo's
+        # counts and the segment job's snapshots when the machine is loaded.
+        env["AWS_READ_TIMEOUT"] = os.environ.get("AWS_READ_TIMEOUT") or "60"
         if cfg.lake_dir is not None:
             lake = Path(cfg.lake_dir).resolve()
             lake.mkdir(parents=True, exist_ok=True)
