@@ -327,3 +327,16 @@ def test_events_sent_after_the_stream_is_trimmed_still_reach_the_lake(pipeline: 
     pipeline.wait_drained(timeout_s=120)
     # Then every consumer sees them: the shard's sequence numbers went on from where they were
     assert count_lake_events(pipeline) == before + accepted
+
+
+def test_with_the_lake_on_disk_reports_still_go_to_the_bucket(pipeline: LocalPipeline, delivered: dict,
+                                                               tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a working directory of our own
+    monkeypatch.chdir(tmp_path)
+    # When the report job runs
+    pipeline.run_schedules("ReportFunction")
+    # Then its files are in the lake bucket, beside the quarantine, and nothing is written here
+    s3 = pipeline.client("s3")
+    listed = s3.list_objects_v2(Bucket=pipeline.settings.lake_bucket, Prefix="reports/")
+    assert listed.get("KeyCount", 0) > 0
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,17 @@ from cdp.settings import Settings
 
 @lru_cache(maxsize=4)
 def lake_filesystem(settings: Settings) -> pafs.FileSystem:
-    """pyarrow's local filesystem under a ``file://`` ``lake_root``; else its S3 filesystem. pyarrow does not read AWS_ENDPOINT_URL: pass it explicitly.
+    """pyarrow's local filesystem under a ``file://`` ``lake_root``; else :func:`bucket_filesystem`."""
+    if _local_dir(settings) is not None:
+        return pafs.LocalFileSystem()
+    return bucket_filesystem(settings)
+
+
+@lru_cache(maxsize=4)
+def bucket_filesystem(settings: Settings) -> pafs.FileSystem:
+    """The bucket ``lake_bucket`` through pyarrow's S3 filesystem, whatever ``lake_root`` says: for
+    what lives in the bucket beside the Parquet lake (quarantine, reports). pyarrow does not read
+    AWS_ENDPOINT_URL: pass it explicitly.
 
     Timeouts and attempts are those of every boto3 client (:mod:`cdp.adapters.aws`), in the AWS
     C++ SDK's terms: the standard retry strategy, ``aws_max_attempts`` calls in all. Its errors are
@@ -27,8 +37,6 @@ def lake_filesystem(settings: Settings) -> pafs.FileSystem:
     ``allow_delayed_open`` lets a small file go up as one PutObject instead of a three-request
     multipart upload (create, part, complete): a third of the requests for each archived batch.
     """
-    if _local_dir(settings) is not None:
-        return pafs.LocalFileSystem()
     kwargs: dict[str, object] = {
         "region": settings.aws_region,
         "allow_delayed_open": True,
