@@ -62,6 +62,23 @@ def _patch_moto() -> None:
         self.records[sequence_number] = models.Record(partition_key, data, sequence_number, explicit_hash_key)
         return str(sequence_number)
 
+    def get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[list[Any], int, int]:
+        # Sequence numbers of a shard are consecutive (put_record above): read from the position
+        # instead of scanning every record held from the first.
+        if not self.records:
+            return [], int(last_sequence_id), 0
+        position = max(int(last_sequence_id), first_sequence(self) - 1)
+        end = last_sequence(self)
+        results = []
+        while position < end and (limit is None or len(results) < limit):
+            position += 1
+            record = self.records.get(position)
+            if record is not None:
+                results.append(record)
+        behind = (self.records[end].created_at - results[-1].created_at) if results and end in self.records else 0.0
+        return results, position if results else int(last_sequence_id), int(behind * 1000)
+
+    models.Shard.get_records = get_records
     models.Shard.get_max_sequence_number = last_sequence
     models.Shard.get_min_sequence_number = first_sequence
     models.Shard.put_record = put_record
@@ -77,8 +94,45 @@ def _patch_moto() -> None:
     models.Shard.trim = trim
 
     _patch_transactions()
+    _patch_dynamodb_responses()
     modules = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: iter(modules)
+
+
+# Item operations whose results moto already holds in DynamoDB's wire format (AttributeValue maps).
+_ITEM_OPERATIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem"})
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _patch_dynamodb_responses() -> None:
+    """Item results as JSON directly, instead of through moto's model-driven serialiser.
+
+    moto 5.2 walks each response against the service model, attribute by attribute; for a Scan
+    page of profiles that is seconds, and it was most of the emulator's time in the segment job.
+    These results are already DynamoDB's JSON (AttributeValue maps); anything the plain encoder
+    cannot write goes the usual way.
+    """
+    from moto.dynamodb import responses
+
+    original = responses.DynamoResult.execute_result
+
+    def execute_result(self: Any, context: Any) -> Any:
+        if context.operation_model.name in _ITEM_OPERATIONS and isinstance(self.result, dict):
+            try:
+                body = json.dumps(_drop_none(self.result), separators=(",", ":"))
+            except (TypeError, ValueError):
+                return original(self, context)
+            return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+        return original(self, context)
+
+    responses.DynamoResult.execute_result = execute_result
 
 
 def _patch_transactions() -> None:

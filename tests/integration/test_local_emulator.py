@@ -83,3 +83,80 @@ def test_a_transaction_that_passes_applies_every_item(emulator) -> None:
         {"Put": {"TableName": "t", "Item": {"k": {"S": "e"}}}},
     ])
     assert all("Item" in dynamodb.get_item(TableName="t", Key={"k": {"S": k}}) for k in "de")
+
+
+def test_reading_a_shard_from_a_position_returns_the_records_after_it_in_order(emulator) -> None:
+    # Given a shard with twenty records, the first five trimmed
+    kinesis = _kinesis(emulator)
+    kinesis.create_stream(StreamName="positions", ShardCount=1)
+    shard = kinesis.list_shards(StreamName="positions")["Shards"][0]["ShardId"]
+    sequences = [kinesis.put_record(StreamName="positions", Data=f"r{i}".encode(), PartitionKey="k")["SequenceNumber"]
+                 for i in range(20)]
+    emulator.trim_kinesis(account="123456789012", region="us-east-1", stream="positions", shard=shard,
+                          through=sequences[4])
+    # When it is read from the start in pages of four, and after the tenth record
+    iterator = kinesis.get_shard_iterator(StreamName="positions", ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    pages = []
+    for _ in range(5):
+        out = kinesis.get_records(ShardIterator=iterator, Limit=4)
+        pages.append([r["Data"].decode() for r in out["Records"]])
+        iterator = out["NextShardIterator"]
+    after = kinesis.get_shard_iterator(StreamName="positions", ShardId=shard, ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                                       StartingSequenceNumber=sequences[9])["ShardIterator"]
+    # Then every record kept comes once, in order, and nothing after the last
+    assert pages == [[f"r{i}" for i in range(s, s + 4)] for s in (5, 9, 13)] + [["r17", "r18", "r19"], []]
+    assert [r["Data"].decode() for r in kinesis.get_records(ShardIterator=after)["Records"]] == [
+        f"r{i}" for i in range(10, 20)]
+
+
+def test_item_results_are_the_same_json_as_moto_serialises() -> None:
+    # Given moto's own serialiser and the emulator's direct JSON for item results
+    import json
+
+    from moto import mock_aws
+    from moto.dynamodb import responses
+
+    from cdp_infra import emulator as module
+
+    serialiser = responses.DynamoResult.execute_result
+    module._patch_dynamodb_responses()
+    direct = responses.DynamoResult.execute_result
+    compared: list[str] = []
+
+    def both(self, context):  # type: ignore[no-untyped-def]
+        expected = serialiser(self, context)
+        if context.operation_model.name in module._ITEM_OPERATIONS:
+            assert json.loads(direct(self, context)[2]) == json.loads(expected[2])
+            compared.append(context.operation_model.name)
+        return expected
+
+    responses.DynamoResult.execute_result = both
+    try:
+        with mock_aws():
+            # When items of every attribute type are written and read back in every way
+            ddb = boto3.client("dynamodb", region_name="us-east-1")
+            ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                        {"AttributeName": "sk", "KeyType": "RANGE"}],
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                   {"AttributeName": "sk", "AttributeType": "S"}])
+            for i in range(12):
+                ddb.put_item(TableName="t", Item={
+                    "pk": {"S": f"p{i % 3}"}, "sk": {"S": str(i)}, "n": {"N": "1.50"}, "ss": {"SS": ["a", "b"]},
+                    "l": {"L": [{"S": "x"}, {"M": {"a": {"BOOL": True}, "b": {"NULL": True}}}]},
+                    "bin": {"B": b"\x00\x01"}})
+            key = {"pk": {"S": "p1"}, "sk": {"S": "1"}}
+            ddb.get_item(TableName="t", Key=key)
+            ddb.get_item(TableName="t", Key={"pk": {"S": "p1"}, "sk": {"S": "none"}})
+            ddb.query(TableName="t", KeyConditionExpression="pk = :p", Limit=2,
+                      ExpressionAttributeValues={":p": {"S": "p1"}})
+            ddb.scan(TableName="t", Limit=5, ReturnConsumedCapacity="TOTAL")
+            ddb.update_item(TableName="t", Key=key, UpdateExpression="SET n = n + :one",
+                            ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="ALL_NEW")
+            ddb.batch_get_item(RequestItems={"t": {"Keys": [key, {"pk": {"S": "p2"}, "sk": {"S": "2"}}]}})
+            ddb.delete_item(TableName="t", Key=key, ReturnValues="ALL_OLD")
+    finally:
+        responses.DynamoResult.execute_result = serialiser
+    # Then both wrote the same JSON for each
+    assert {"PutItem", "GetItem", "Query", "Scan", "UpdateItem", "BatchGetItem", "DeleteItem"} <= set(compared)
