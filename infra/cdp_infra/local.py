@@ -341,15 +341,24 @@ class LocalPipeline:
     def idle(self) -> bool:
         return all(p.idle for p in self.kinesis_pollers) and all(p.idle for p in self.sqs_pollers)
 
-    def wait_drained(self, timeout_s: float = 600.0, *, stable_checks: int = 3) -> None:
-        """Block until every stream consumer is caught up and every queue is empty."""
+    def wait_drained(self, timeout_s: float = 600.0) -> None:
+        """Block until every stream consumer is caught up and every queue is empty.
+
+        Drained means: every poller found its source empty by a read issued after the check began,
+        and no poller did any work meanwhile (work may put records where another already looked).
+        A read still in flight when the last records arrived does not count.
+        """
         deadline = time.monotonic() + timeout_s
-        stable = 0
-        while stable < stable_checks:
-            if time.monotonic() > deadline:
-                raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s")
-            stable = stable + 1 if self.idle else 0
-            time.sleep(0.3)
+        pollers: list[Any] = [*self.kinesis_pollers, *self.sqs_pollers]
+        while True:
+            since = time.monotonic()
+            done = [p.done for p in pollers]
+            while not all(p.idle_since(since) for p in pollers):
+                if time.monotonic() > deadline:
+                    raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s")
+                time.sleep(0.1)
+            if [p.done for p in pollers] == done:
+                return
 
     def run_schedules(self, function: str | None = None, at: datetime | None = None) -> list[Any]:
         """Fire the scheduled rules (of one function, by logical id) once, now, as EventBridge would."""

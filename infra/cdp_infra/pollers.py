@@ -90,8 +90,9 @@ class KinesisShardPoller(_Poller):
         self.processed = 0
         self.sent_to_failure_destination = 0
         self.caught_up = False
-        # Sequence number of the last record done with (processed or sent to the failure destination).
-        self.checkpoint: str | None = None
+        # When the read that found the shard caught up was issued (monotonic): a drain check counts
+        # only reads issued after it began, not one that was in flight as the last records came in.
+        self.caught_up_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._iterator: str | None = None
@@ -102,7 +103,7 @@ class KinesisShardPoller(_Poller):
     def start(self) -> KinesisShardPoller:
         # Records read but not done with are read again from the checkpoint, never skipped.
         self.buffer.clear()
-        self.caught_up = False
+        self.caught_up, self.caught_up_at = False, None
         position: dict[str, str] = {"ShardIteratorType": self.starting_position}
         if self.checkpoint:
             position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": self.checkpoint}
@@ -118,20 +119,32 @@ class KinesisShardPoller(_Poller):
     def idle(self) -> bool:
         return self.caught_up and not self.buffer
 
+    def idle_since(self, since: float) -> bool:
+        """Caught up, by a read issued at or after ``since`` (monotonic), with nothing in hand."""
+        at = self.caught_up_at
+        return self.idle and at is not None and at >= since
+
+    @property
+    def done(self) -> int:
+        """Records done with so far (processed or sent to the failure destination)."""
+        return self.processed + self.sent_to_failure_destination
+
     # ------------------------------------------------------------------ polling
     def _fill(self) -> None:
         deadline = time.monotonic() + self.window_s
         while len(self.buffer) < self.batch_size:
+            issued = time.monotonic()
             out = self.kinesis.get_records(ShardIterator=self._iterator, Limit=min(10_000, self.batch_size))
             self._iterator = out["NextShardIterator"]
             self.buffer.extend(out["Records"])
             if not out["Records"]:
                 self.caught_up = not self.buffer
+                self.caught_up_at = issued if self.caught_up else None
                 if self.buffer and time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
                 break
-            self.caught_up = False
+            self.caught_up, self.caught_up_at = False, None
             if time.monotonic() >= deadline:
                 break
 
@@ -140,7 +153,7 @@ class KinesisShardPoller(_Poller):
         if not self.buffer:
             self._stop.wait(0.5)  # Lambda polls an idle shard about once a second
             return
-        self.caught_up = False
+        self.caught_up, self.caught_up_at = False, None
         batch = self.buffer[: self.batch_size]
         del self.buffer[: len(batch)]
         self._deliver(batch, attempt=0)
@@ -265,6 +278,8 @@ class SqsPoller(_Poller):
         self.failed = 0
         self.in_flight = 0
         self._last_empty = False
+        # When the receive that found the queue empty was issued (monotonic); see KinesisShardPoller.
+        self._empty_at: float | None = None
         self._empty_polls = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -285,18 +300,28 @@ class SqsPoller(_Poller):
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
+    def idle_since(self, since: float) -> bool:
+        """Found empty by a receive issued at or after ``since``, nothing in hand, nothing in flight."""
+        at = self._empty_at
+        return at is not None and at >= since and self.idle
+
+    @property
+    def done(self) -> int:
+        return self.processed + self.failed
+
     def poll_once(self) -> None:
+        issued = time.monotonic()
         out = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
                                        WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
         messages = out.get("Messages", [])
         if not messages:
             # Lambda long-polls an idle queue; here each empty poll is a request the emulator serves
             # one at a time, so an idle queue is polled less and less often, down to once a second.
-            self._last_empty = True
+            self._last_empty, self._empty_at = True, issued
             self._empty_polls += 1
             self._stop.wait(min(0.1 * 2 ** min(self._empty_polls, 4), 1.0))
             return
-        self._last_empty = False
+        self._last_empty, self._empty_at = False, None
         self._empty_polls = 0
         self.in_flight = len(messages)
         try:
