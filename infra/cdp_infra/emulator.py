@@ -25,8 +25,10 @@ Run: ``python -m cdp_infra.emulator [--host H] [--port P]``; it prints ``ready H
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -240,6 +242,13 @@ class Emulator:
         self.calls: dict[str, list[float]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The connection stays open for the client's next request (see KeepAliveHandler): the
+        # request's body is read whole now, so none of it is left on the stream whatever moto reads.
+        stream = environ["wsgi.input"]
+        if environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"] = io.BytesIO(stream.read())
+        else:
+            environ["wsgi.input"] = io.BytesIO(stream.read(int(environ.get("CONTENT_LENGTH") or 0)))
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_local/"):
             return self._local(environ, start_response, path)
@@ -282,6 +291,54 @@ def operation(environ: dict[str, Any]) -> str:
     return f"{environ.get('REQUEST_METHOD')} {'/'.join(path.split('/')[:3])}"
 
 
+def keep_alive_handler() -> Any:
+    """moto's request handler, keeping connections open between requests (HTTP/1.1).
+
+    werkzeug's server closes every connection after one response; each AWS call of the stack then
+    opened a TCP connection, and the emulator started a thread for it: a good part of both
+    processes' time. The handler leaves out werkzeug's ``Connection: close`` unless the client asked
+    for it; the request body is always read whole first (:class:`Emulator`).
+    """
+    import selectors
+    import types
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug import serving
+
+    class NothingLeft:
+        """werkzeug reads what a client sent after its request until the client stops, as it closes
+        the connection anyway; on a kept connection that is the next request. The body is read
+        whole before (:class:`Emulator`), so there is nothing to drain."""
+
+        def register(self, *args: Any) -> None:
+            pass
+
+        def select(self, timeout: float | None = None) -> list[Any]:
+            return []
+
+        def close(self) -> None:
+            pass
+
+    serving.selectors = types.SimpleNamespace(DefaultSelector=NothingLeft,  # type: ignore[attr-defined]
+                                              EVENT_READ=selectors.EVENT_READ)
+
+    class KeepAliveHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body leave in two writes: without this, the second waits for the
+            # client's delayed acknowledgement of the first (40 ms) on a kept connection.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
+                return
+            super().send_header(keyword, value)
+
+    return KeepAliveHandler
+
+
 def _exit_with_parent(parent: int) -> None:
     """The stack that started the emulator may die without stopping it (SIGKILL): go with it."""
     while os.getppid() == parent:
@@ -292,7 +349,6 @@ def _exit_with_parent(parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
     parser = argparse.ArgumentParser(prog="python -m cdp_infra.emulator")
@@ -300,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=keep_alive_handler())
     host, port = server.server_address[:2]
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     print(f"ready {host} {port}", flush=True)
