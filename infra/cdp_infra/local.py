@@ -113,8 +113,12 @@ class LocalConfig:
     admin_token: str | None = None
     stack_name: str = "cdp-local"
     region: str = "us-east-1"
-    # Local runs cap the batching windows of the template (60 s for the archive is for AWS costs).
-    max_batch_window_s: float = 1.0
+    # Local runs cap the batching windows of the template (60 s for the archive is for AWS costs),
+    # and deliver a batch as soon as no record has come for ``batch_quiet_s``: while events keep
+    # coming, the archive's batches (one Parquet file per day each) grow towards their BatchSize,
+    # as on AWS, and the last batch of a burst does not wait for its window.
+    max_batch_window_s: float = 30.0
+    batch_quiet_s: float | None = 1.0
     run_schedules: bool = True
     throttle: bool = True
     # The lake's Parquet in this directory (LAKE_ROOT=file://...) instead of the emulated bucket:
@@ -293,7 +297,8 @@ class LocalPipeline:
                         self.kinesis_pollers.append(KinesisShardPoller(
                             self.client("kinesis"), sqs, function, event, stream_name=stream_name,
                             stream_arn=stream_arn, shard_id=shard["ShardId"], failure_queue_url=failure_url,
-                            max_window_s=self.config.max_batch_window_s, region=self.stack.region).start())
+                            max_window_s=self.config.max_batch_window_s, quiet_s=self.config.batch_quiet_s,
+                            region=self.stack.region).start())
                 elif event["Type"] == "SQS":
                     self.sqs_pollers.append(SqsPoller(
                         self.client("sqs"), function, event, queue_url=self._queue_url_for_arn(event["Queue"]),

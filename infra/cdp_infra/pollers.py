@@ -75,11 +75,14 @@ class KinesisShardPoller(_Poller):
 
     def __init__(self, kinesis: Any, sqs: Any, function: LocalFunction, mapping: dict[str, Any], *,
                  stream_name: str, stream_arn: str, shard_id: str, failure_queue_url: str | None,
-                 max_window_s: float = 1.0, region: str = "us-east-1") -> None:
+                 max_window_s: float = 1.0, quiet_s: float | None = None, region: str = "us-east-1") -> None:
         self.kinesis, self.sqs, self.function = kinesis, sqs, function
         self.stream_name, self.stream_arn, self.shard_id = stream_name, stream_arn, shard_id
         self.batch_size = int(mapping.get("BatchSize", 100))
         self.window_s = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), max_window_s)
+        # A batch in hand is delivered once no record has come for this long, before its window
+        # ends (None: only the window or the batch size ends it, as on Lambda).
+        self.quiet_s = quiet_s
         self.report_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
         self.bisect = bool(mapping.get("BisectBatchOnFunctionError", False))
         self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
@@ -132,6 +135,7 @@ class KinesisShardPoller(_Poller):
     # ------------------------------------------------------------------ polling
     def _fill(self) -> None:
         deadline = time.monotonic() + self.window_s
+        last_record = time.monotonic()
         while len(self.buffer) < self.batch_size:
             issued = time.monotonic()
             out = self.kinesis.get_records(ShardIterator=self._iterator, Limit=min(10_000, self.batch_size))
@@ -140,11 +144,13 @@ class KinesisShardPoller(_Poller):
             if not out["Records"]:
                 self.caught_up = not self.buffer
                 self.caught_up_at = issued if self.caught_up else None
-                if self.buffer and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                quiet = self.quiet_s is not None and time.monotonic() - last_record >= self.quiet_s
+                if self.buffer and time.monotonic() < deadline and not quiet:
+                    self._stop.wait(0.05 if self.quiet_s is None else min(0.25, self.quiet_s / 2))
                     continue
                 break
             self.caught_up, self.caught_up_at = False, None
+            last_record = time.monotonic()
             if time.monotonic() >= deadline:
                 break
 

@@ -347,3 +347,18 @@ def test_draining_checks_again_when_a_consumer_did_work_during_the_check() -> No
     pipeline.wait_drained(timeout_s=5)
     # Then a second round found nothing more done
     assert busy.rounds == 2 and quiet.rounds == 2
+
+
+def test_a_batch_grows_while_records_come_and_is_delivered_once_they_stop() -> None:
+    # Given a 60 s window (as the archive's), capped at 30 s locally, with a 0.2 s quiet cut
+    pages = [_records(3), _records(3), _records(2)]
+    poller = KinesisShardPoller(ScriptedKinesis(*pages), FakeSqs(), FakeFunction(),
+                                {"BatchSize": 100, "MaximumBatchingWindowInSeconds": 60},
+                                stream_name="s", stream_arn="arn:s", shard_id="shardId-0", failure_queue_url=None,
+                                max_window_s=30, quiet_s=0.2)
+    poller._iterator = "it"
+    started = time.monotonic()
+    # When it fills a batch
+    poller._fill()
+    # Then the batch holds every page, and it did not wait for the window
+    assert len(poller.buffer) == 8 and time.monotonic() - started < 5
