@@ -169,6 +169,9 @@ class LocalPipeline:
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
         # Webhooks and ad-platform fakes on 127.0.0.1 are allowed here only (never on AWS).
         env["ALLOW_LOCAL_ENDPOINTS"] = "1"
+        # The template samples DEBUG logs in 1% of invocations; here that would print stray lines
+        # into the terminal of `cdp demo` at random.
+        env["POWERTOOLS_LOGGER_SAMPLE_RATE"] = "0"
         # The emulator serves one request at a time, and moto takes seconds for a page of a Scan
         # (1,000 profiles: ~3 s on a busy machine): AWS's 10 s read timeout would fail the demo's
         # counts and the segment job's snapshots when the machine is loaded.

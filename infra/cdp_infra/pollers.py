@@ -189,9 +189,9 @@ class KinesisShardPoller(_Poller):
         while batch and not self._stop.is_set():
             try:
                 response = self.function.invoke(self._event(batch))
-            except Exception:
-                log.warning("%s failed on %d records (attempt %d)", self.function.spec.logical_id,
-                            len(batch), attempt + 1, exc_info=log.isEnabledFor(logging.DEBUG))
+            except Exception as exc:
+                log.warning("%s failed on %d records (attempt %d): %s: %s", self.function.spec.logical_id,
+                            len(batch), attempt + 1, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 if self._exhausted(attempt):
                     self._to_failure_destination(batch, "RetryAttemptsExhausted")
                     return

@@ -38,7 +38,7 @@ def test_the_sam_transform_turns_the_template_into_cloudformation_offline(cloudf
 
 def test_every_environment_variable_of_the_template_is_a_settings_field_and_back() -> None:
     template = load_template()
-    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "POWERTOOLS_LOGGER_SAMPLE_RATE"}
     globals_ = set(template["Globals"]["Function"]["Environment"]["Variables"]) - powertools
     assert globals_ == {name.upper() for name in FUNCTION_FIELDS}
     own = {lid: set(r["Properties"].get("Environment", {}).get("Variables", {}))
