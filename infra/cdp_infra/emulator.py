@@ -4,9 +4,11 @@ A process of its own, because moto's work (parsing, serialising, copying tables)
 competes for the handlers' GIL: the handlers wait on a socket while moto runs on another core.
 
 moto's backends are not thread-safe (a TransactWriteItems copies tables that a concurrent request
-may be changing), so requests are still served one at a time.
+may be changing), so the requests to one service are served one at a time; services (each a
+backend of its own) are served at once.
 
-Two things of moto are changed here, for a long-running local stack, and nothing else:
+The server keeps connections open between requests (werkzeug's closes each after one response).
+These things of moto are changed here, for a long-running local stack, and nothing else:
 
 * a Kinesis shard keeps every record ever put, and finds the last sequence number by listing all
   of them: put and get grow with the stream's length, and memory grows without bound. The local
@@ -15,7 +17,10 @@ Two things of moto are changed here, for a long-running local stack, and nothing
 * a DynamoDB transaction deep-copies every table it touches, to roll back if it fails: seconds
   per transaction once a table holds a few thousand items, and gigabytes of garbage. Only the
   items the transaction names are saved and put back;
-* the request dispatcher lists moto's package directory on every request: listed once.
+* the request dispatcher lists moto's package directory on every request: listed once;
+* DynamoDB item results (GetItem, Query, Scan...) are written as JSON directly: moto's
+  model-driven serialiser took seconds per Scan page of profiles;
+* a Kinesis read starts at its position instead of scanning the shard from its first record.
 
 ``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS.
 
@@ -28,11 +33,15 @@ import argparse
 import io
 import json
 import os
+import re
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
+from urllib.parse import unquote
 
 
 def rss_bytes(pid: int | str = "self") -> int:
@@ -229,17 +238,48 @@ def held() -> dict[str, int]:
     return counts
 
 
+_SCOPE = re.compile(r"Credential=[^/,&]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
+
+
+def service_of(environ: dict[str, Any]) -> str:
+    """The AWS service a request is signed for (``dynamodb``, ``kinesis``, ``s3``...); ``""`` if unsigned."""
+    found = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or _SCOPE.search(
+        unquote(environ.get("QUERY_STRING", "")).replace("X-Amz-Credential=", "Credential="))
+    return found.group(1) if found else ""
+
+
 class Emulator:
-    """The WSGI app: moto, one request at a time, plus the local stack's ``/_local/`` routes."""
+    """The WSGI app: moto, one request at a time per service, plus the local stack's ``/_local/`` routes.
+
+    moto's backends are not thread-safe, but each service's is its own: a profile read (DynamoDB)
+    no longer waits behind a put to the stream (Kinesis) or a receive (SQS).
+    """
 
     def __init__(self) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         _patch_moto()
         self.app = DomainDispatcherApplication(create_backend_app)
-        self.lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._calls_lock = threading.Lock()
         # (operation) -> [requests, seconds]: what the pipeline asks of AWS, for benchmarks.
         self.calls: dict[str, list[float]] = {}
+
+    def lock(self, service: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(service, threading.Lock())
+
+    @contextmanager
+    def all_locks(self) -> Iterator[None]:
+        for service in ("dynamodb", "kinesis", "s3", "sqs"):
+            self.lock(service)
+        with self._locks_lock:
+            locks = [self._locks[name] for name in sorted(self._locks)]
+        with ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            yield
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         # The connection stays open for the client's next request (see KeepAliveHandler): the
@@ -252,23 +292,25 @@ class Emulator:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_local/"):
             return self._local(environ, start_response, path)
-        with self.lock:
+        with self.lock(service_of(environ)):
             started = time.perf_counter()
             body = list(self.app(environ, start_response))
+            took = time.perf_counter() - started
+        with self._calls_lock:
             stat = self.calls.setdefault(operation(environ), [0, 0.0])
             stat[0] += 1
-            stat[1] += time.perf_counter() - started
-            return body
+            stat[1] += took
+        return body
 
     def _local(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
         answer: Any
         if path == "/_local/stats":
-            with self.lock:
+            with self.all_locks(), self._calls_lock:
                 answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls), "held": held()}
         elif path == "/_local/kinesis/trim" and environ.get("REQUEST_METHOD") == "POST":
             size = int(environ.get("CONTENT_LENGTH") or 0)
             body = json.loads(environ["wsgi.input"].read(size) or b"{}")
-            with self.lock:
+            with self.lock("kinesis"):
                 answer = {"dropped": _trim(body)}
         else:
             start_response("404 Not Found", [("Content-Type", "application/json")])
