@@ -287,8 +287,10 @@ def privacy_request() -> Response:
 
     def accept() -> Any:
         body = app.current_request.json_body
-        return accept_request(body, config=identity_config(), privacy=privacy_store(), identity=identity_store(),
-                              enqueue=SqsPrivacyQueue(settings()), now=datetime.now(UTC))
+        accepted = accept_request(body, config=identity_config(), privacy=privacy_store(), identity=identity_store(),
+                                  enqueue=SqsPrivacyQueue(settings()), now=datetime.now(UTC))
+        suppression().forget()  # this container at once; the others within the cache's 30 s
+        return accepted
 
     return _privacy("privacy_request", accept)
 
