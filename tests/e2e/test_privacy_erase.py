@@ -171,3 +171,46 @@ def test_privacy_routes_need_the_admin_token(pipeline: LocalPipeline) -> None:
     client.close()
     assert status == 401
     assert _api(pipeline, "GET", "/v1/privacy/requests/pr-unknown")[0] == 404
+
+
+def test_an_erasure_interrupted_after_rewriting_the_lake_and_restarted_with_the_cli_finishes_clean(
+        pipeline: LocalPipeline, dataset: Dataset, erased: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import UTC, datetime
+
+    from cdp.adapters.privacy import DynamoPrivacyStore, build_privacy_stores
+    from cdp.jobs.privacy_job import run_request
+    from cdp.privacy.requests import new_request
+    from cdp_infra.cli import main
+    from cdp_infra.privacy_cli import _segments
+
+    # Given another person's erase request, recorded (not queued: this test runs the job itself)
+    other = next(p for p in dataset.persons if p.identified and p is not erased["person"])
+    identifier = next(i for i in other.identifiers if i.startswith("user_id:"))
+    request = new_request("erase", identifier, now=datetime.now(UTC))
+    DynamoPrivacyStore(pipeline.settings).put_request(request)
+    stores = build_privacy_stores(pipeline.settings, segments=_segments())
+
+    class Died(BaseException):
+        pass
+
+    original = stores.erasure.erase_objects
+
+    def die_after(needles: Any) -> Any:
+        original(needles)
+        raise Died  # the process dies after the quarantine was cleaned, before its checkpoint
+
+    stores.erasure.erase_objects = die_after
+    with pytest.raises(Died):
+        run_request(request.request_id, stores, now=lambda: datetime.now(UTC))
+    saved = DynamoPrivacyStore(pipeline.settings).get_request(request.request_id)
+    assert saved is not None and saved.status == "running"
+    assert {"suppress", "resolve", "notices", "lake_events", "lake_snapshots"} <= set(saved.steps)
+    assert "lake_objects" not in saved.steps
+    # When it is restarted with the CLI
+    assert main(["privacy", "erase", request.request_id, "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    # Then it finished from where it stopped, and nothing of the person is left anywhere
+    assert done["status"] == "done" and done["result"]["remaining"] == 0
+    assert done["steps"]["lake_events"] == saved.steps["lake_events"]  # not redone
+    assert main(["privacy", "verify", request.request_id]) == 0
+    assert capsys.readouterr().out.startswith("0 records remain in ")
