@@ -405,3 +405,69 @@ def test_registered_destinations_are_told_of_the_erasure_with_every_identifier_o
         erase._NOTICES.clear()
     assert notice.told == [(request_id, request.person.identifiers)]
     assert request.steps["notices"]["destinations"] == 1
+
+
+# ---------------------------------------------------------------- replays and unmerge respect suppression
+
+
+def _is_bob(event: Any) -> bool:
+    return event.get("userId") == "bob"
+
+
+def test_quarantine_replay_leaves_events_about_a_suppressed_person_in_quarantine() -> None:
+    from cdp.collect.replay import replay_quarantine
+    from tests.unit.test_collect_replay import MemoryQuarantine, event_entry
+
+    key = "quarantine/dt=2024-05-01/a.jsonl"
+    bob = {"type": "track", "userId": "bob", "event": "E", "messageId": "m2"}
+    ann = {"type": "track", "userId": "ann", "event": "E", "messageId": "m1"}
+    store = MemoryQuarantine({key: [event_entry(ann), event_entry(bob)]})
+    sink = ListSink()
+    report = replay_quarantine(store, sink, suppressed=_is_bob)
+    assert (report.replayed, report.suppressed) == (1, 1)
+    assert [r.event["userId"] for r in sink.records] == ["ann"]
+
+
+class MemoryFailures:
+    def __init__(self, records: list[Any]) -> None:
+        self.records = {r.key: r for r in records}
+
+    def keys(self, function: str | None = None) -> list[str]:
+        return sorted(self.records)
+
+    def read(self, key: str) -> Any:
+        return self.records[key]
+
+    def delete(self, key: str) -> None:
+        self.records.pop(key)
+
+
+class RawWriter:
+    def __init__(self) -> None:
+        self.put: list[Any] = []
+
+    def put_raw(self, records: Any) -> None:
+        self.put.extend(records)
+
+
+def test_failures_replay_does_not_put_records_about_a_suppressed_person_back_on_the_stream() -> None:
+    from cdp.failures import FailedRecord, replay_failures
+
+    def failed(seq: str, user: str) -> FailedRecord:
+        data = json.dumps({"type": "track", "userId": user, "event": "E", "messageId": seq}).encode()
+        return FailedRecord("unify", "s-0", seq, "k", data, "2026-01-01T00:00:00.000Z", "isolated", False, 1,
+                            "2026-01-01T00:00:00.000Z", seq)
+
+    writer = RawWriter()
+    report = replay_failures(MemoryFailures([failed("1", "ann"), failed("2", "bob")]), None,  # type: ignore[arg-type]
+                             None, writer, suppressed=_is_bob)  # type: ignore[arg-type]
+    assert (report.replayed, report.suppressed) == (1, 1)
+    assert [r.sequence_number for r in writer.put] == ["1"]
+
+
+def test_an_unmerge_rebuild_replays_no_event_about_a_suppressed_person() -> None:
+    from cdp.jobs.unmerge_job import _unsuppressed
+
+    events = [{"userId": "ann"}, {"userId": "bob"}]
+    assert _unsuppressed(events, _is_bob) == [{"userId": "ann"}]
+    assert _unsuppressed(events, None) == events
