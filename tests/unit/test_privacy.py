@@ -20,7 +20,7 @@ from cdp.identity.store import InMemoryIdentityStore, MergeLogEntry
 from cdp.jobs.privacy_job import RUNNERS, PrivacyStores, accept_request, overdue, run_request
 from cdp.privacy.erase import STEPS, register_notice, registered_notices, run_erase
 from cdp.privacy.matching import Needles, days_query
-from cdp.privacy.requests import PrivacyRequest, new_request, one_month_after, parse_request, resolve_person
+from cdp.privacy.requests import PrivacyRequest, one_month_after, parse_request, resolve_person
 from cdp.privacy.suppression import SuppressionList, event_identifiers, identifier_hash
 from tests.unit.collect_fakes import ListSink
 

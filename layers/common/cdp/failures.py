@@ -240,10 +240,10 @@ def replay_failures(store: FailureStore, queue: FailureQueue | None, reader: Str
         done.append(pointer)
 
     if suppressed is not None:
-        for key, record in list(to_put.items()):
+        for where, record in list(to_put.items()):
             event = _event_of(record.data)
             if event is not None and suppressed(event):
-                del to_put[key]
+                del to_put[where]
                 report.suppressed += 1
     report.replayed = len(to_put)
     if dry_run or not to_put:

@@ -104,7 +104,8 @@ def run_erase(request: PrivacyRequest, *, requests: RequestStore, suppression: S
         # Every identifier of the person is suppressed too, not just the one asked about.
         suppression.suppress([identifier_hash(i) for i in request.person.identifiers],
                              request_id=request.request_id, at=format_time(now()))
-        found = {"identifiers": len(request.person.identifiers), "profiles": len(request.person.profile_ids)}
+        found: dict[str, Any] = {"identifiers": len(request.person.identifiers),
+                                 "profiles": len(request.person.profile_ids)}
         if not request.person.found:
             found["nothing_found"] = True
             if previous_erase:

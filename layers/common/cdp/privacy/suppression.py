@@ -13,11 +13,10 @@ identity package (cold start); unify checks every identifier its configuration e
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from hashlib import sha256
 from typing import Any, Protocol
-
 
 DEFAULT_TTL_S = 30.0
 
@@ -36,32 +35,32 @@ class SuppressionStore(Protocol):
 
 
 class SuppressionList:
-    """The suppressed hashes, re-read at most every ``ttl_s`` (thread-safe; the read is outside the lock)."""
+    """The suppressed hashes, re-read at most every ``ttl_s``.
+
+    The cached value is one tuple (hashes, read at), replaced whole: readers on other threads see
+    the old or the new list, never half of one, without a lock on the per-event path.
+    """
 
     def __init__(self, store: SuppressionStore, *, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._store, self._ttl, self._clock = store, ttl_s, clock
-        self._hashes: frozenset[str] = frozenset()
-        self._read_at: float | None = None
-        self._lock = threading.Lock()
+        self._cached: tuple[frozenset[str], float] | None = None
 
     def hashes(self) -> frozenset[str]:
-        now = self._clock()
-        with self._lock:
-            fresh = self._read_at is not None and now - self._read_at < self._ttl
-        if not fresh:
-            hashes = frozenset(self._store.suppressed_hashes())
-            with self._lock:
-                self._hashes, self._read_at = hashes, now
-        return self._hashes
+        cached, now = self._cached, self._clock()
+        if cached is None or now - cached[1] >= self._ttl:
+            cached = (frozenset(self._store.suppressed_hashes()), now)
+            self._cached = cached
+        return cached[0]
 
     def forget(self) -> None:
-        with self._lock:
-            self._read_at = None
+        self._cached = None
 
     def any_suppressed(self, identifiers: Iterable[str]) -> bool:
         hashes = self.hashes()
-        return bool(hashes) and any(identifier_hash(i) in hashes for i in identifiers)
+        if not hashes:
+            return False
+        return any(sha256(i.encode("utf-8")).hexdigest() in hashes for i in identifiers)
 
 
 def _text(value: Any) -> str | None:
