@@ -77,8 +77,10 @@ def privacy_store() -> Any:
 
 @functools.cache
 def suppression() -> SuppressionList:
-    # The whole (hashed) list, re-read every 30 s: no read per event.
-    return SuppressionList(privacy_store())
+    # The whole (hashed) list, re-read every 30 s: no read per event. If the privacy table does not
+    # answer, the collector keeps collecting with the last list it read (unify and the archive,
+    # which check again, fail closed): the privacy table is not one more way for collection to fail.
+    return SuppressionList(privacy_store(), fail_open=True)
 
 
 @functools.cache

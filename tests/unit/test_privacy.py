@@ -471,3 +471,33 @@ def test_an_unmerge_rebuild_replays_no_event_about_a_suppressed_person() -> None
     events = [{"userId": "ann"}, {"userId": "bob"}]
     assert _unsuppressed(events, _is_bob) == [{"userId": "ann"}]
     assert _unsuppressed(events, None) == events
+
+
+class DownStore:
+    def __init__(self) -> None:
+        self.up = False
+        self.reads = 0
+
+    def suppressed_hashes(self) -> set[str]:
+        from cdp.errors import StoreError
+
+        self.reads += 1
+        if not self.up:
+            raise StoreError("could not read the suppression list")
+        return {identifier_hash("user_id:u1")}
+
+
+def test_the_collectors_list_fails_open_and_tries_again_soon_while_unifys_fails_closed() -> None:
+    from cdp.errors import StoreError
+
+    clock = [0.0]
+    store = DownStore()
+    collector = SuppressionList(store, clock=lambda: clock[0], fail_open=True)  # type: ignore[arg-type]
+    assert collector.any_suppressed(["user_id:u1"]) is False and collector.read_failures == 1
+    clock[0] = 1.0
+    collector.any_suppressed(["user_id:u1"])
+    assert store.reads == 1  # not a read per event while the table is down
+    store.up, clock[0] = True, 6.0
+    assert collector.any_suppressed(["user_id:u1"]) is True
+    with pytest.raises(StoreError):
+        SuppressionList(DownStore()).any_suppressed(["user_id:u1"])  # type: ignore[arg-type]

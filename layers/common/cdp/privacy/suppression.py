@@ -18,7 +18,11 @@ from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
 from typing import Any, Protocol
 
+from cdp.errors import StoreError
+
 DEFAULT_TTL_S = 30.0
+#: Seconds before a failed read is tried again (fail-open lists only).
+RETRY_S = 5.0
 
 
 def identifier_hash(identifier: str) -> str:
@@ -42,14 +46,25 @@ class SuppressionList:
     """
 
     def __init__(self, store: SuppressionStore, *, ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fail_open: bool = False) -> None:
         self._store, self._ttl, self._clock = store, ttl_s, clock
         self._cached: tuple[frozenset[str], float] | None = None
+        self._fail_open = fail_open
+        self.read_failures = 0
 
     def hashes(self) -> frozenset[str]:
+        """The list, read again once ``ttl_s`` old. A failed read raises, or with ``fail_open`` (the
+        collector) keeps the last list read (empty before the first) and tries again in ``RETRY_S``:
+        unify and the archive, which fail closed, check every event again."""
         cached, now = self._cached, self._clock()
         if cached is None or now - cached[1] >= self._ttl:
-            cached = (frozenset(self._store.suppressed_hashes()), now)
+            try:
+                cached = (frozenset(self._store.suppressed_hashes()), now)
+            except StoreError:
+                if not self._fail_open:
+                    raise
+                self.read_failures += 1
+                cached = (cached[0] if cached else frozenset(), now - self._ttl + RETRY_S)
             self._cached = cached
         return cached[0]
 
