@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import hashlib
 import io
 import json
 import time
@@ -206,6 +207,19 @@ class LakeObjects(AwsAdapter):
             kwargs["KeyMarker"] = page.get("NextKeyMarker")
             kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
 
+    def prefixes(self) -> list[str]:
+        """The top-level folders of the lake, those holding only old versions included."""
+        found: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Delimiter": "/"}
+        while True:
+            with aws_errors("could not list the lake's folders"):
+                page = self.client.list_object_versions(**kwargs)
+            found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+            if not page.get("IsTruncated"):
+                return found
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
     def read(self, key: str, version: str | None) -> bytes:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version and version != "null":
@@ -286,8 +300,7 @@ class AwsErasureStores:
         """Every object of the lake outside events/ and the snapshots: quarantine, failures,
         reports, query results, import reports — every version."""
         removed: dict[str, int] = {}
-        prefixes = sorted({v["key"].split("/", 1)[0] + "/" for v in self.objects.versions()}
-                          - {EVENTS, *SNAPSHOTS})
+        prefixes = sorted(set(self.objects.prefixes()) - {EVENTS, *SNAPSHOTS})
         for prefix in prefixes:
             for name, count in self._scrub(prefix, needles).items():
                 removed[name] = removed.get(name, 0) + count
@@ -423,8 +436,9 @@ class AwsTraceScanner:
         for name, table in self.tables().items():
             yield f"dynamodb:{name}", "", ""  # the store was scanned, even if empty
             for item in _paged(db.scan, "could not scan a table", TableName=table):
-                key = ",".join(f"{k}" for k in sorted(item)[:2])
-                yield f"dynamodb:{name}", key, json.dumps(item, ensure_ascii=False)
+                text = json.dumps(item, ensure_ascii=False, sort_keys=True)
+                # Where, without the item's key (it may be the identifier itself): a digest of the item.
+                yield f"dynamodb:{name}", f"{table} item {hashlib.sha256(text.encode()).hexdigest()[:16]}", text
 
     def lake(self, days: Sequence[str] | None) -> Iterator[tuple[str, str, str]]:
         wanted = {f"{EVENTS}dt={d}/" for d in days} if days else None
