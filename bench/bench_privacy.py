@@ -69,6 +69,9 @@ def main() -> int:
     import logging
 
     logging.disable(logging.WARNING)
+    import faulthandler
+
+    faulthandler.dump_traceback_later(float(os.environ.get("BENCH_PRIVACY_WATCHDOG", "3600")), exit=True)
     for people, events in SIZES:
         with contextlib.redirect_stdout(io.StringIO()) as out:
             try:
