@@ -47,4 +47,6 @@ def handler(event: dict, context: object) -> dict:
             continue
         logger.info("privacy request", extra={"request_id": request_id,
                                               "status": request.status if request else "unknown"})
+        if request is not None and request.status == "failed":
+            failures.append({"itemIdentifier": record["messageId"]})  # traces remain: SQS runs it again
     return {"batchItemFailures": failures}

@@ -378,6 +378,10 @@ def test_remaining_traces_after_an_erasure_fail_the_request() -> None:
                        identity=stores.identity, stores=stores.erasure,  # type: ignore[arg-type]
                        verify=lambda n, d: {"remaining": 3, "stores_checked": 12}, now=_later, notices=[])
     assert failed.status == "failed" and failed.result["remaining"] == 3
+    # The stores are all done again on the next run (something wrote the person back meanwhile).
+    assert list(failed.steps) == ["suppress", "resolve", "notices"]
+    again = _erase(stores, request_id)
+    assert again.status == "done" and stores.erasure.calls["erase_items"] == 2  # type: ignore[union-attr]
 
 
 class ListNotice:

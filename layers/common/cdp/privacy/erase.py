@@ -136,6 +136,11 @@ def run_erase(request: PrivacyRequest, *, requests: RequestStore, suppression: S
     request.status = "done" if remaining == 0 else "failed"
     request.result = {"removed": removed_by_store(request.steps), "remaining": remaining,
                       "stores_checked": request.steps["verify"].get("stores_checked", 0)}
+    if remaining:
+        # Something wrote the person back meanwhile (a compaction of the same day that read the
+        # files before the rewrite, a restore): the next run does every store again.
+        request.result["findings"] = request.steps["verify"].get("by_store", {})
+        request.steps = {k: v for k, v in request.steps.items() if k in ("suppress", "resolve", "notices")}
     if not request.person.found:
         request.result["nothing_found"] = True
         if previous_erase:
