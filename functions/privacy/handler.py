@@ -4,7 +4,6 @@ A request that fails (or a function that times out) is not acknowledged: SQS han
 the visibility timeout and the job resumes from the checkpoints in its record.
 """
 
-import json
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from aws_lambda_powertools import Logger, Tracer
 
 from cdp.adapters.privacy import build_privacy_stores
-from cdp.jobs.privacy_job import PrivacyStores, overdue, run_request
+from cdp.jobs.privacy_job import PrivacyStores, overdue, queued_request_id, run_request
 from cdp.observability import metrics, record_overdue
 from cdp.segments.catalog import all_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
@@ -38,7 +37,7 @@ def handler(event: dict, context: object) -> dict:
         return {"overdue": late}
     failures = []
     for record in event["Records"]:
-        request_id = json.loads(record["body"])["request_id"]
+        request_id = queued_request_id(record["body"])
         try:
             request = run_request(request_id, stores(), now=lambda: datetime.now(UTC))
         except Exception:  # noqa: BLE001 - resumed from its checkpoints when SQS hands it back

@@ -8,10 +8,11 @@ the erasure is queued or running.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from cdp.identity.config import IdentityConfig
 from cdp.identity.store import IdentityStore
@@ -32,9 +33,9 @@ class PrivacyStore(Protocol):
 
     def suppressed_by(self, hash_: str) -> str | None: ...
 
-    def suppress(self, hashes: Any, *, request_id: str, at: str) -> None: ...
+    def suppress(self, hashes: Iterable[str], *, request_id: str, at: str) -> None: ...
 
-    def unsuppress(self, hashes: Any) -> None: ...
+    def unsuppress(self, hashes: Iterable[str]) -> None: ...
 
 
 @dataclass
@@ -48,7 +49,7 @@ class PrivacyStores:
     notices: list[ErasureNotice] | None = None
 
 
-def accept_request(body: Any, *, config: IdentityConfig, privacy: PrivacyStore, identity: IdentityStore,
+def accept_request(body: object, *, config: IdentityConfig, privacy: PrivacyStore, identity: IdentityStore,
                    enqueue: Callable[[str], None], now: datetime) -> PrivacyRequest:
     """Validate, record, suppress at once (erase, suppress) or lift (unsuppress), and queue the job.
 
@@ -109,6 +110,11 @@ RUNNERS: dict[str, Callable[[PrivacyRequest, PrivacyStores, Callable[[], datetim
     "suppress": _already_done,
     "unsuppress": _already_done,
 }
+
+
+def queued_request_id(body: str) -> str:
+    """The request id of a privacy queue message (what ``SqsPrivacyQueue`` sends)."""
+    return str(json.loads(body)["request_id"])
 
 
 def run_request(request_id: str, stores: PrivacyStores, *, now: Callable[[], datetime]) -> PrivacyRequest | None:

@@ -104,7 +104,7 @@ class RequestStore(Protocol):
     def get_request(self, request_id: str) -> PrivacyRequest | None: ...
 
 
-def parse_request(body: Any, *, config: IdentityConfig) -> tuple[str, str]:
+def parse_request(body: object, *, config: IdentityConfig) -> tuple[str, str]:
     """``{"kind": "erase", "identifier": "email:a@x.io"}`` -> (kind, normalised identifier).
 
     Raises :class:`MalformedRequest` or :class:`InvalidIdentifier` naming what is wrong (400).
