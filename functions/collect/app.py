@@ -299,7 +299,10 @@ def privacy_request() -> Response:
 
 @app.route("/v1/privacy/requests/{request_id}", methods=["GET"])
 def privacy_status(request_id: str) -> Response:
-    return _privacy("privacy_status", lambda: privacy_store().get_request(request_id))
+    from cdp.privacy.requests import is_request_id
+
+    return _privacy("privacy_status",
+                    lambda: privacy_store().get_request(request_id) if is_request_id(request_id) else None)
 
 
 def _run_app(event: dict[str, Any], context: Any) -> Any:

@@ -171,6 +171,7 @@ def test_privacy_routes_need_the_admin_token(pipeline: LocalPipeline) -> None:
     client.close()
     assert status == 401
     assert _api(pipeline, "GET", "/v1/privacy/requests/pr-unknown")[0] == 404
+    assert _api(pipeline, "GET", "/v1/privacy/requests/" + "x" * 3000)[0] == 404  # never reaches the table
 
 
 def test_an_erasure_interrupted_after_rewriting_the_lake_and_restarted_with_the_cli_finishes_clean(

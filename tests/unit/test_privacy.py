@@ -20,7 +20,7 @@ from cdp.identity.store import InMemoryIdentityStore, MergeLogEntry
 from cdp.jobs.privacy_job import RUNNERS, PrivacyStores, accept_request, overdue, run_request
 from cdp.privacy.erase import STEPS, register_notice, registered_notices, run_erase
 from cdp.privacy.matching import Needles, days_query
-from cdp.privacy.requests import PrivacyRequest, one_month_after, parse_request, resolve_person
+from cdp.privacy.requests import PrivacyRequest, new_request, one_month_after, parse_request, resolve_person
 from cdp.privacy.suppression import SuppressionList, event_identifiers, identifier_hash
 from tests.unit.collect_fakes import ListSink
 
@@ -144,6 +144,13 @@ def test_a_request_resolves_the_identifier_to_the_whole_person_through_merges() 
     assert person.profile_ids == ["p-alice", "p-tablet"]
     assert "anonymous_id:tablet-a" in person.identifiers and len(person.identifiers) == 4
     assert (person.first_seen, person.last_seen) == ("2025-12-30T10:00:00.000Z", "2026-01-20T10:00:00.000Z")
+
+
+def test_request_ids_are_recognised_and_anything_else_is_not() -> None:
+    from cdp.privacy.requests import is_request_id
+
+    assert is_request_id(new_request("erase", "user_id:1", now=NOW).request_id)
+    assert not is_request_id("pr-" + "x" * 3000) and not is_request_id("request#pr-1")
 
 
 def test_the_due_date_is_one_month_out_and_the_end_of_a_short_month_caps_it() -> None:

@@ -9,6 +9,7 @@ append-only and never holds a plain identifier.
 from __future__ import annotations
 
 import calendar
+import re
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,14 @@ def parse_request(body: object, *, config: IdentityConfig) -> tuple[str, str]:
     if not isinstance(text, str) or not text.strip():
         raise InvalidIdentifier("identifier is missing: give <type>:<value>", field="identifier")
     return kind, parse_identifier(text, config)
+
+
+_REQUEST_ID = re.compile(r"pr-[0-9a-f]{32}")
+
+
+def is_request_id(text: str) -> bool:
+    """Whether ``text`` can be a request id (anything else is looked up nowhere: hostile input)."""
+    return bool(_REQUEST_ID.fullmatch(text))
 
 
 def new_request(kind: str, identifier: str, *, now: datetime, request_id: str | None = None) -> PrivacyRequest:
