@@ -159,12 +159,17 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
         print("cdp: no stack: run `cdp dev` in this folder, or set the stack's environment", file=sys.stderr)
         return 2
     config = load_identity_config(REPO_ROOT / "config" / "identity.yaml")
+    from .collect_cli import suppression_check
+
     store, engine, now = DynamoIdentityStore(settings), query_engine(settings), datetime.now(UTC)
+    suppressed = suppression_check(settings)
     try:
         if args.undo_merge:
-            result = undo_profile_merge(args.identifier, store, engine, config=config, now=now, reason=args.reason)
+            result = undo_profile_merge(args.identifier, store, engine, config=config, now=now, reason=args.reason,
+                                        suppressed=suppressed)
         else:
-            result = detach_identifier(args.identifier, store, engine, config=config, now=now, reason=args.reason)
+            result = detach_identifier(args.identifier, store, engine, config=config, now=now, reason=args.reason,
+                                       suppressed=suppressed)
     except CdpError as exc:
         print(json.dumps({"error": exc.code, "reason": exc.reason, **exc.details}, default=str), file=sys.stderr)
         return 1
@@ -214,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.set_defaults(func=cmd_profile)
 
     for module in ("segments_cli", "collect_cli", "identity_cli", "report_cli", "failures_cli", "stack_cli",
-                   "import_cli", "destinations_cli"):
+                   "import_cli", "destinations_cli", "privacy_cli"):
         try:
             extension = __import__(f"cdp_infra.{module}", fromlist=["add_parser"])
         except ImportError:

@@ -57,6 +57,9 @@ class DemoSummary:
     report: dict[str, Any] = field(default_factory=dict)
     # Ad audiences and webhooks (demo_destinations): per destination pushed, expected, requests, violations.
     destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    # One person erased at the end: status, what was removed per store, the verification, the time,
+    # and the person's distinct events against what the lake lost.
+    erasure: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -407,6 +410,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.metrics = pipeline.metrics.totals()
         summary.report = demo_report(pipeline, progress)
         summary.destinations = demo_destinations.summarise(pipeline, fakes, summary.segments)
+        summary.erasure = demo_erasure(pipeline, dataset, write_key, progress)
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
     summary.checks = evaluate(summary)
     return summary
@@ -449,7 +453,44 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
         "nothing sent to the failure destination": s.failure_destination == 0,
         "each ad audience and webhook holds exactly its consenting members, within the contract":
             all(d["pushed"] == d["expected"] and d["violations"] == 0 for d in s.destinations.values()),
+        "one person erased: 0 records remain, the lake lost exactly their events":
+            s.erasure.get("status") == "done" and s.erasure.get("remaining") == 0
+            and s.erasure.get("lake_events_removed") == s.erasure.get("person_events"),
     }
+
+
+def demo_erasure(pipeline: LocalPipeline, dataset: Dataset, write_key: str, progress: Progress) -> dict[str, Any]:
+    """Erase the identified person with the most events through the privacy API, wait for the job,
+    and report what it removed, its verification, how long it took and what the lake lost."""
+    import json
+
+    person = max((p for p in dataset.persons if p.identified), key=lambda p: len(p.message_ids))
+    email = next(i for i in sorted(person.identifiers) if i.startswith("email:"))
+    progress(f"erasing one person ({len(person.message_ids)} events, {len(person.identifiers)} identifiers)")
+    before = count_lake_events(pipeline)
+    client = TrackingClient(pipeline.url, write_key)
+    headers = {"Authorization": f"Bearer {pipeline.admin_token}", "Content-Type": "application/json"}
+    started = time.monotonic()
+    status, _, body = client.request("POST", "/v1/privacy/requests",
+                                     json.dumps({"kind": "erase", "identifier": email}).encode(), headers=headers)
+    if status != 200:
+        client.close()
+        return {"error": body.decode("utf-8", "replace")}
+    request_id = json.loads(body)["request_id"]
+    view: dict[str, Any] = {}
+    while time.monotonic() - started < 600:
+        pipeline.wait_drained(timeout_s=600)
+        _, _, body = client.request("GET", f"/v1/privacy/requests/{request_id}", headers=headers)
+        view = json.loads(body)
+        if view.get("status") in ("done", "failed"):
+            break
+        time.sleep(0.5)
+    client.close()
+    result = view.get("result") or {}
+    return {"request_id": request_id, "status": view.get("status"), "seconds": round(time.monotonic() - started, 1),
+            "removed": result.get("removed", {}), "remaining": result.get("remaining"),
+            "stores_checked": result.get("stores_checked", 0), "person_events": len(person.message_ids),
+            "lake_events_removed": before - count_lake_events(pipeline)}
 
 
 def _segment_job(pipeline: LocalPipeline, progress: Progress) -> list[Any]:
@@ -487,6 +528,18 @@ def _wait(pipeline: LocalPipeline, progress: Progress, expected: int) -> None:
     pipeline.wait_drained(timeout_s=600)
 
 
+def format_erasure(e: dict[str, Any]) -> list[str]:
+    if "error" in e or not e:
+        return [f"  erasure: FAILED {e.get('error', 'not run')}"]
+    removed = e.get("removed", {})
+    return [
+        f"  erasure of one person ({e['person_events']:,} events): {e['status']} in {e['seconds']}s, request "
+        f"{e['request_id']}",
+        "    removed " + ", ".join(f"{k} {v:,}" for k, v in sorted(removed.items()) if v),
+        f"    verification: {e['remaining']} records remain in {e['stores_checked']} stores",
+    ]
+
+
 def format_summary(s: DemoSummary) -> str:
     lines = [
         "",
@@ -516,6 +569,7 @@ def format_summary(s: DemoSummary) -> str:
         f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, total {s.seconds.get('total', 0)}s",
         f"  report: {s.report.get('events', 0):,} events in {s.report.get('seconds')}s, "
         f"{s.report.get('bytes_scanned', 0):,} bytes scanned; open {s.report.get('open') or s.report.get('error')}",
+        *format_erasure(s.erasure),
         "",
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in s.checks.items()],

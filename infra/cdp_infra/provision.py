@@ -125,6 +125,9 @@ def _bucket(stack: Stack, s3: Any, logical: str, p: dict[str, Any]) -> None:
         s3.create_bucket(Bucket=name)
     else:
         s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": stack.region})
+    if (p.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+        # Overwritten and deleted objects leave noncurrent versions, as on AWS: erasure must reach them.
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     stack.refs[logical] = name
     stack.attrs[logical] = {"Arn": f"arn:aws:s3:::{name}"}
 

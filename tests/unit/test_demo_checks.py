@@ -41,6 +41,7 @@ def _passing() -> DemoSummary:
         segments_configured=["repeat-buyers"], email_entries=1, emails_sent=1,
         metrics={"EventsAccepted": 8, "EmailsSent": 1},
         destinations={"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 0}},
+        erasure={"status": "done", "remaining": 0, "person_events": 4, "lake_events_removed": 4},
     )
 
 
@@ -87,7 +88,7 @@ def test_unrelated_profiles_can_be_ignored_on_a_shared_stack() -> None:
 # ----------------------------------------------------------------------------- evaluate
 def test_a_consistent_summary_passes_every_check() -> None:
     checks = evaluate(_passing())
-    assert len(checks) == 12 and all(checks.values())
+    assert len(checks) == 13 and all(checks.values())
 
 
 @pytest.mark.parametrize(("change", "failing"), [
@@ -115,6 +116,13 @@ def test_a_consistent_summary_passes_every_check() -> None:
      "each ad audience and webhook holds exactly its consenting members, within the contract"),
     ({"destinations": {"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 1}}},
      "each ad audience and webhook holds exactly its consenting members, within the contract"),
+    ({"erasure": {"status": "done", "remaining": 1, "person_events": 4, "lake_events_removed": 4}},
+     "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {"status": "done", "remaining": 0, "person_events": 4, "lake_events_removed": 3}},
+     "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {"status": "failed", "remaining": 0, "person_events": 4, "lake_events_removed": 4}},
+     "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {}}, "one person erased: 0 records remain, the lake lost exactly their events"),
 ])
 def test_each_check_fails_on_a_wrong_result(change: dict, failing: str) -> None:
     checks = evaluate(dataclasses.replace(_passing(), **change))

@@ -80,6 +80,10 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
                "deliveries re-queued after a failure, a rate limit or a Retry-After"),
     MetricSpec("DestinationDeadLetters", "destination", "DeliverFunction",
                "deliveries that gave up, were refused for good or hit a disabled webhook"),
+    MetricSpec("EventsSuppressed", None, "CollectFunction, UnifyFunction, ArchiveFunction",
+               "events about a suppressed person (a privacy request): dropped and counted, never stored"),
+    MetricSpec("PrivacyRequestsOverdue", None, "PrivacyFunction",
+               "privacy requests still open past their due date (one month after they were received)"),
 )}
 
 
@@ -116,6 +120,17 @@ def record_ingest(result: IngestResult) -> None:
     _add("EventsAccepted", result.accepted)
     _add("EventsQuarantined", result.quarantined)
     _add_by("EventsRejected", _tally(r.reason for r in result.rejected))
+    if result.suppressed:
+        _add("EventsSuppressed", result.suppressed)
+
+
+def record_suppressed(count: int) -> None:
+    if count:
+        _add("EventsSuppressed", count)
+
+
+def record_overdue(count: int) -> None:
+    _add("PrivacyRequestsOverdue", count)
 
 
 def record_ingest_error(error: CdpError) -> None:
@@ -139,6 +154,7 @@ def record_unify(result: UnifyResult) -> None:
     _add("EventsUnified", len(outcome.applied))
     _add("UnifyRetries", len(result.retry))
     _add("ProfilesCreated", len(outcome.created))
+    record_suppressed(result.suppressed)
     _add("ProfilesMerged", sum(len(entry.other_profile_ids) for entry in outcome.merges))
     _add_by("EventsUnresolvable", _tally(outcome.rejected.values()))
     _add_by("MergesRefused", _tally(entry.rule or "unknown" for entry in outcome.refusals))
@@ -149,6 +165,7 @@ def record_unify(result: UnifyResult) -> None:
 def record_archive(result: ArchiveResult) -> None:
     _add("EventsArchived", result.events)
     _add("RecordsUnreadable", len(result.unreadable))
+    record_suppressed(result.suppressed)
 
 
 # ---------------------------------------------------------------- segments

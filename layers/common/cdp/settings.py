@@ -50,6 +50,9 @@ class Settings:
     athena_workgroup: str = ""
     query_engine: str = "athena"
     email_sender: str = "cdp@example.com"
+    # Privacy requests and the suppression list; the queue of requests to run (erase, export).
+    privacy_table: str = ""
+    privacy_queue_url: str = ""
     # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
     admin_token_secret_arn: str = ""
     aws_region: str = "us-east-1"
