@@ -46,6 +46,10 @@ class Settings:
     athena_workgroup: str = ""
     query_engine: str = "athena"
     email_sender: str = "cdp@example.com"
+    # SES v2 configuration set of campaign emails (its event destination feeds the feedback function).
+    ses_configuration_set: str = ""
+    # Base URL of the collector's API: campaign emails' one-click unsubscribe links point there.
+    unsubscribe_base_url: str = ""
     # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
     admin_token_secret_arn: str = ""
     aws_region: str = "us-east-1"

@@ -1,0 +1,96 @@
+"""One-click unsubscribe (RFC 8058): signed, expiring links, and the opt-out they record.
+
+Every campaign email carries ``List-Unsubscribe: <https://…/v1/unsubscribe?…>`` and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click``. The link names the profile, the campaign and
+the consent purpose, expires after :data:`LINK_DAYS` days and is signed with a key derived from the
+admin token for this purpose only (:mod:`cdp.profiles.links`), so it cannot be forged nor replayed
+as a customer-view link, and rotating the token revokes every link.
+
+The collector answers ``POST`` (the mailbox provider's one-click) and ``GET`` (a person who opened
+the link: a small page, which also records it). Either writes one event into the stream::
+
+    {"type": "track", "event": "Unsubscribed", "context": {"traits": {"email": …},
+     "consent": {"categoryPreferences": {"email": false}}}, "receivedAt": …}
+
+so unify applies it like any consent change (latest *received* statement per purpose wins), and
+:func:`cdp.campaigns.eligibility.may_contact` refuses every later email of that purpose, from every
+campaign. The messageId is derived from the link: a second click is a duplicate in unify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from cdp.errors import Unauthorized
+from cdp.profiles import links
+
+#: A link works this long after the send (mailbox providers may POST days after delivery).
+LINK_DAYS = 60
+_PURPOSE = b"cdp unsubscribe link v1"
+UNSUBSCRIBED_EVENT = "Unsubscribed"
+PATH = "/v1/unsubscribe"
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeLink:
+    profile_id: str
+    campaign: str
+    purpose: str
+
+    @property
+    def identifier(self) -> str:
+        return f"{self.profile_id}|{self.campaign}|{self.purpose}"
+
+    def message_id(self) -> str:
+        return "unsub-" + hashlib.sha256(self.identifier.encode()).hexdigest()[:32]
+
+
+def unsubscribe_url(base_url: str, link: UnsubscribeLink, secret: str, *, now: float) -> str:
+    expires = int(now) + LINK_DAYS * 86400
+    signature = links.sign(link.identifier, expires, secret, purpose=_PURPOSE)
+    query = urlencode({"p": link.profile_id, "c": link.campaign, "k": link.purpose, "e": expires, "s": signature})
+    return f"{base_url.rstrip('/')}{PATH}?{query}"
+
+
+def verify_link(params: dict[str, str], secret: str, *, now: float) -> UnsubscribeLink:
+    """The link the query parameters carry; :class:`Unauthorized` if forged, altered or expired."""
+    values = [params.get(k) or "" for k in ("p", "c", "k")]
+    if not all(values) or any(len(v) > 200 for v in values):
+        raise Unauthorized("link_invalid")
+    link = UnsubscribeLink(*values)
+    links.verify(link.identifier, params.get("e"), params.get("s"), secret, now=now, purpose=_PURPOSE,
+                 max_seconds=LINK_DAYS * 86400)
+    return link
+
+
+def opt_out_event(link: UnsubscribeLink, email: str, *, method: str) -> dict[str, Any]:
+    """The event that records the opt-out (the collector stamps receivedAt and validates it)."""
+    return {
+        "type": "track",
+        "event": UNSUBSCRIBED_EVENT,
+        "messageId": link.message_id(),
+        "properties": {"campaign": link.campaign, "purpose": link.purpose, "method": method},
+        "context": {"traits": {"email": email},
+                    "consent": {"categoryPreferences": {link.purpose: False}}},
+    }
+
+
+CONFIRMATION_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<h1>You are unsubscribed</h1>
+<p>You will not receive these emails any more.</p>
+</body></html>
+"""
+
+INVALID_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Link not valid</title></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<h1>This link is not valid any more</h1>
+<p>Use the unsubscribe link of a recent email.</p>
+</body></html>
+"""
