@@ -93,7 +93,8 @@ class Trigger:
     def matches(self, event: dict[str, Any]) -> bool:
         if event.get("type") != "track" or event.get("event") != self.event:
             return False
-        properties = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        found = event.get("properties")
+        properties: dict[str, Any] = found if isinstance(found, dict) else {}
         return all(_compare(f.op, properties.get(f.property), f.value) for f in self.where)
 
 
@@ -266,11 +267,12 @@ def _template(node: Any, ctx: Ctx) -> Template:
         raise ctx.child(node, "fallbacks").fail("must map trait names to non-empty text")
     template = Template(subject=str(_text(node, "subject", ctx)), text=str(_text(node, "text", ctx)),
                         html=_text(node, "html", ctx, required=False), fallbacks=dict(fallbacks))
-    from cdp.campaigns.render import check_template
+    from cdp.campaigns.render import check_source
 
-    problem = check_template(template)
-    if problem:
-        raise ctx.fail(problem)
+    for key in ("subject", "text", "html"):
+        problem = check_source(node[key]) if key in node else None
+        if problem:
+            raise ctx.child(node, key).fail(problem)
     return template
 
 

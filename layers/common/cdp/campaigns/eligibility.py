@@ -68,6 +68,9 @@ class Policy:
     default_timezone: str = "UTC"
 
 
+DEFAULT_POLICY = Policy()
+
+
 @dataclass(frozen=True, slots=True)
 class PastSend:
     campaign: str

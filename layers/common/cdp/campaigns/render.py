@@ -34,11 +34,10 @@ class Rendered:
     html: str
 
 
-def check_template(template: Template) -> str | None:
-    """The reason the template does not compile, or None."""
+def check_source(source: str) -> str | None:
+    """The reason a template text does not compile, or None."""
     try:
-        for source in (template.subject, template.text, template.html or ""):
-            _html.parse(source)
+        _html.parse(source)
     except TemplateError as exc:
         return f"template does not compile: {exc}"
     return None
