@@ -139,3 +139,33 @@ def history_from_journal(messages: Iterable[Any]) -> list[PastSend]:
         out.append(PastSend(campaign=segment[len("campaign:"):] if segment.startswith("campaign:") else "",
                             sent_at=moment))
     return out
+
+
+def load_policy(path: Any) -> Policy:
+    """The ``campaigns`` section of config/activation.yaml (defaults when absent)."""
+    from pathlib import Path
+
+    from cdp.campaigns.definition import _cap
+    from cdp.errors import InvalidCampaign
+    from cdp.marked_yaml import Ctx, load_marked
+
+    path = Path(path)
+    if not path.exists():
+        return DEFAULT_POLICY
+    doc = load_marked(path.read_text(encoding="utf-8"), str(path), InvalidCampaign) or {}
+    root = Ctx.root(str(path), doc, InvalidCampaign)
+    section = doc.get("campaigns") if isinstance(doc, dict) else None
+    if section is None:
+        return DEFAULT_POLICY
+    ctx = root.child(doc, "campaigns")
+    if not isinstance(section, dict):
+        raise ctx.fail("must be a mapping")
+    for key in section:
+        if key not in ("global_frequency_cap", "default_timezone"):
+            raise ctx.child(section, key).fail("unknown field; expected global_frequency_cap, default_timezone")
+    cap = _cap(section["global_frequency_cap"], ctx.child(section, "global_frequency_cap")) \
+        if "global_frequency_cap" in section else DEFAULT_POLICY.global_cap
+    zone = section.get("default_timezone", "UTC")
+    if not valid_timezone(zone):
+        raise ctx.child(section, "default_timezone").fail(f"not an IANA time zone: {zone!r}")
+    return Policy(global_cap=cap, default_timezone=zone)

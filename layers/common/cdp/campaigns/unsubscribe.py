@@ -2,12 +2,14 @@
 
 Every campaign email carries ``List-Unsubscribe: <https://…/v1/unsubscribe?…>`` and
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``. The link names the profile, the campaign and
-the consent purpose, expires after :data:`LINK_DAYS` days and is signed with a key derived from the
-admin token for this purpose only (:mod:`cdp.profiles.links`), so it cannot be forged nor replayed
-as a customer-view link, and rotating the token revokes every link.
+the consent purpose, expires after :data:`LINK_DAYS` days and is signed (HMAC-SHA256, as
+:mod:`cdp.profiles.links`) with a key derived for this purpose from a secret of its own
+(UnsubscribeLinkSecret): it cannot be forged nor replayed as a customer-view link, and rotating the
+secret revokes every link.
 
 The collector answers ``POST`` (the mailbox provider's one-click) and ``GET`` (a person who opened
-the link: a small page, which also records it). Either writes one event into the stream::
+the link: a small page whose one button POSTs, so mail scanners that fetch links unsubscribe nobody).
+The POST writes one event into the stream::
 
     {"type": "track", "event": "Unsubscribed", "context": {"traits": {"email": …},
      "consent": {"categoryPreferences": {"email": false}}}, "receivedAt": …}
@@ -92,5 +94,53 @@ INVALID_PAGE = """<!doctype html>
 <body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
 <h1>This link is not valid any more</h1>
 <p>Use the unsubscribe link of a recent email.</p>
+</body></html>
+"""
+
+
+def record_unsubscribe(params: dict[str, str], *, secret: str, profiles: Any, sink: Any, now: Any,
+                       method: str) -> UnsubscribeLink:
+    """Verify the link and put the opt-out event into the stream (received now). Returns the link.
+
+    ``profiles`` reads profiles by id (an IdentityStore); a profile merged since the send is
+    followed to the one that absorbed it. Raises :class:`Unauthorized` for a bad or expired link,
+    :class:`cdp.errors.NotFound` when no live profile with a valid address remains.
+    """
+    from cdp.activation import validated_email
+    from cdp.collect.events import RequestFacts, normalise_event
+    from cdp.errors import NotFound
+
+    link = verify_link(params, secret, now=now.timestamp())
+    profile_id: str | None = link.profile_id
+    email = None
+    for _ in range(5):  # merges chain rarely; a cycle must not loop
+        profile = profiles.get_profiles([profile_id]).get(profile_id) if profile_id else None
+        if profile is None:
+            break
+        if not profile.is_tombstone:
+            email = validated_email(profile.view())
+            break
+        profile_id = profile.merged_into
+    if not email:
+        raise NotFound("no_profile")
+    record = normalise_event(opt_out_event(link, email, method=method), route_type="track",
+                             facts=RequestFacts(source_id="unsubscribe", received_at=now))
+    sink.put([record])
+    return link
+
+
+def confirmation_form(action_query: str) -> str:
+    """The page a GET shows: one button that POSTs (link scanners that GET unsubscribe nobody)."""
+    import html
+
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 32em; margin: 3em auto">
+<h1>Unsubscribe</h1>
+<form method="post" action="?{html.escape(action_query)}">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe from these emails</button>
+</form>
 </body></html>
 """
