@@ -270,7 +270,13 @@ def unsubscribe() -> Response:
     """RFC 8058 one-click (POST) and the page a person opening the link sees (GET: a confirm button)."""
     from urllib.parse import urlencode
 
-    from cdp.campaigns.unsubscribe import CONFIRMATION_PAGE, INVALID_PAGE, confirmation_form, record_unsubscribe, verify_link
+    from cdp.campaigns.unsubscribe import (
+        CONFIRMATION_PAGE,
+        INVALID_PAGE,
+        confirmation_form,
+        record_unsubscribe,
+        verify_link,
+    )
     from cdp.errors import NotFound, Unauthorized
 
     request = app.current_request
