@@ -58,15 +58,10 @@ def campaign_deps() -> dict:
     settings = Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
     secret = CachedSecret(settings, settings.unsubscribe_secret_arn)
     here = Path(__file__).parent
-
-    class Setup(EmailSetup):  # the signing key is read on first send (and re-read as the secret rotates)
-        @property
-        def link_secret(self) -> str:  # type: ignore[override]
-            return secret.value()
-
     return {"campaigns": load_campaigns(here / "campaigns"), "policy": load_policy(here / "config" / "activation.yaml"),
             "profiles": DynamoIdentityStore(settings), "journal": journal(), "ledger": deps()["ledger"],
-            "setup": Setup(settings.email_sender, SesV2RawSender(settings), settings.unsubscribe_base_url, ""),
+            "setup": EmailSetup(settings.email_sender, SesV2RawSender(settings), settings.unsubscribe_base_url,
+                                secret.value),
             "deferrals": SqsDeferrals(settings)}
 
 

@@ -37,7 +37,7 @@ def raw_messages() -> list[Any]:
 
 
 def test_a_campaign_email_reaches_ses_v2_raw_with_its_unsubscribe_headers(stack_settings: Settings) -> None:
-    setup = EmailSetup(stack_settings.email_sender, SesV2RawSender(stack_settings), "https://cdp.test/v1api", "k")
+    setup = EmailSetup(stack_settings.email_sender, SesV2RawSender(stack_settings), "https://cdp.test/v1api", lambda: "k")
     report = deliver(CAMPAIGN, Recipient("p1", "ada@shopper.io", {}, {"first_name": "Ada & Co"}), run_id="r1",
                      now=datetime.now(UTC), ledger=InMemoryEffectLedger(), setup=setup)
 

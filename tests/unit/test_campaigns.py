@@ -67,7 +67,7 @@ class Provider:
 
 def setup(provider: Provider) -> EmailSetup:
     return EmailSetup(sender_address="news@shop.test", provider=provider,
-                      unsubscribe_base_url="https://api.shop.test/v1api", link_secret="s3cret")
+                      unsubscribe_base_url="https://api.shop.test/v1api", link_key=lambda: "s3cret")
 
 
 def person(pid: str = "p1", **traits: object) -> Recipient:
@@ -209,6 +209,7 @@ def test_one_send_carries_the_one_click_unsubscribe_headers_and_both_bodies() ->
 
     message = email.message_from_bytes(provider.raw[0], policy=email_policy.default)
     assert report.sent == [message_key("winback", "r1", "p1")]
+    assert b"\r\nList-Unsubscribe: <https://api.shop.test/v1api/v1/unsubscribe?p=p1&c=winback" in provider.raw[0]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = str(message["List-Unsubscribe"]).strip("<>")
     assert url.startswith("https://api.shop.test/v1api/v1/unsubscribe?")

@@ -39,7 +39,8 @@ class EmailSetup:
     sender_address: str
     provider: RawEmailSender
     unsubscribe_base_url: str
-    link_secret: str
+    # The unsubscribe links' signing key, read when needed (a cached secret that may rotate).
+    link_key: Callable[[], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class Outgoing:
 def _send_email(message: Outgoing, setup: EmailSetup) -> str:
     campaign, recipient = message.campaign, message.recipient
     link = UnsubscribeLink(recipient.profile_id, campaign.name, campaign.consent)
-    url = unsubscribe_url(setup.unsubscribe_base_url, link, setup.link_secret, now=message.now.timestamp())
+    url = unsubscribe_url(setup.unsubscribe_base_url, link, setup.link_key(), now=message.now.timestamp())
     rendered = render(campaign.template, recipient.traits, unsubscribe_url=url)
     raw = build_message(sender=setup.sender_address, to=str(recipient.email), rendered=rendered,
                         unsubscribe_url=url, campaign=campaign.name)

@@ -68,9 +68,15 @@ def verify_link(params: dict[str, str], secret: str, *, now: float) -> Unsubscri
     return link
 
 
-def opt_out_event(link: UnsubscribeLink, email: str, *, method: str) -> dict[str, Any]:
-    """The event that records the opt-out (the collector stamps receivedAt and validates it)."""
+def opt_out_event(link: UnsubscribeLink, email: str, *, method: str,
+                  identity: dict[str, str] | None = None) -> dict[str, Any]:
+    """The event that records the opt-out (the collector stamps receivedAt and validates it).
+
+    ``identity`` is the profile's ``userId`` (or an ``anonymousId`` it already holds); the email
+    address rides in ``context.traits`` too, so unify finds the person by either.
+    """
     return {
+        **(identity or {"anonymousId": f"cdp-unsubscribe-{link.profile_id}"}),
         "type": "track",
         "event": UNSUBSCRIBED_EVENT,
         "messageId": link.message_id(),
@@ -113,17 +119,24 @@ def record_unsubscribe(params: dict[str, str], *, secret: str, profiles: Any, si
     link = verify_link(params, secret, now=now.timestamp())
     profile_id: str | None = link.profile_id
     email = None
+    identity: dict[str, str] | None = None
     for _ in range(5):  # merges chain rarely; a cycle must not loop
         profile = profiles.get_profiles([profile_id]).get(profile_id) if profile_id else None
         if profile is None:
             break
         if not profile.is_tombstone:
-            email = validated_email(profile.view())
+            view = profile.view()
+            email = validated_email(view)
+            ids = view.get("identifiers") or {}
+            if ids.get("user_id"):
+                identity = {"userId": str(ids["user_id"][0])}
+            elif ids.get("anonymous_id"):
+                identity = {"anonymousId": str(ids["anonymous_id"][0])}
             break
         profile_id = profile.merged_into
     if not email:
         raise NotFound("no_profile")
-    record = normalise_event(opt_out_event(link, email, method=method), route_type="track",
+    record = normalise_event(opt_out_event(link, email, method=method, identity=identity), route_type="track",
                              facts=RequestFacts(source_id="unsubscribe", received_at=now))
     sink.put([record])
     return link
