@@ -92,3 +92,41 @@ def test_a_tampered_link_is_refused_and_records_nothing(pipeline: LocalPipeline)
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400 and urlparse(url).path == "/v1/unsubscribe"
+
+
+def ses_notification(kind: str, address: str, ses_id: str, **detail: Any) -> dict[str, Any]:
+    import json
+
+    mail = {"messageId": ses_id, "destination": [address], "timestamp": "2026-11-30T12:00:00.000Z",
+            "tags": {"campaign": ["big-spender-thanks"], "run": ["r1"], "purpose": ["email"]}}
+    body = {"eventType": kind, "mail": mail, kind.lower(): detail}
+    return {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(body)}}]}
+
+
+def test_a_hard_bounce_fed_back_by_ses_suppresses_the_address_for_every_later_campaign(
+        pipeline: LocalPipeline) -> None:
+    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
+
+    address = "bob.bounce@shopper.io"
+    client = TrackingClient(pipeline.url, WRITE_KEY)
+    try:
+        client.batch([{"type": "identify", "userId": "u-bob", "traits": {"email": address}}])
+    finally:
+        client.close()
+    pipeline.wait_drained(timeout_s=120)
+    profile_id = DynamoIdentityStore(pipeline.settings).get_pointers([f"email:{address}"])[f"email:{address}"]
+    enter(pipeline, "big-spenders", profile_id, "2026-11-30T10:00:00.000Z")
+    [sent] = raw_to(address)
+
+    # When SES reports the delivery attempt bounced for good (twice: SNS delivers at least once)
+    bounce = ses_notification("Bounce", address, sent.id, bounceType="Permanent",
+                              bouncedRecipients=[{"emailAddress": address}])
+    for _ in range(2):
+        assert pipeline.functions["FeedbackFunction"].invoke(bounce)["outcomes"] == {"bounced": 1}
+    pipeline.wait_drained(timeout_s=120)
+
+    # Then the profile is marked, and a later entry is skipped as suppressed
+    profile = DynamoIdentityStore(pipeline.settings).get_profiles([profile_id])[profile_id]
+    assert profile.traits["email_suppressed"] == "bounced"
+    enter(pipeline, "big-spenders", profile_id, "2027-01-30T10:00:00.000Z")
+    assert len(raw_to(address)) == 1 and skipped(pipeline, "CampaignSkipped", "suppressed") == 1

@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 if TYPE_CHECKING:
     from cdp.activation import ActivationReport
     from cdp.activation.destinations import DeliveryReport
+    from cdp.campaigns.feedback import FeedbackReport
     from cdp.campaigns.send import CampaignReport
     from cdp.collect.ingest import IngestResult
     from cdp.errors import CdpError
@@ -78,6 +79,8 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
                "quiet_hours, duplicate"),
     MetricSpec("CampaignDeferred", None, "ActivateFunction",
                "campaign messages put back on the queue until the person's quiet hours end"),
+    MetricSpec("EmailOutcomes", "reason", "FeedbackFunction",
+               "what SES reported of campaign emails: delivered, bounced, complained, rejected, opened, clicked"),
     MetricSpec("ActivationFailures", None, "ActivateFunction",
                "messages that failed and go back to the queue (then its dead-letter queue)"),
     MetricSpec("DestinationPushed", "destination", "DeliverFunction",
@@ -166,6 +169,11 @@ def record_segment_job(report: SegmentJobReport) -> None:
 
 
 # ---------------------------------------------------------------- activation
+def record_feedback(report: FeedbackReport) -> None:
+    """One notification batch of SES events (cdp.campaigns.feedback)."""
+    _add_by("EmailOutcomes", report.outcomes)
+
+
 def record_campaigns(report: CampaignReport) -> None:
     """One batch's campaign sends (cdp.campaigns.send.CampaignReport): sent emails count as emails sent."""
     _add("EmailsSent", len(report.sent))

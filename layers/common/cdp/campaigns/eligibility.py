@@ -47,6 +47,8 @@ class Recipient:
     consent: Mapping[str, Any]
     traits: Mapping[str, Any]
     unvalidated_email: bool = False
+    # The address hard-bounced (the feedback function set the profile's ``email_suppressed`` trait).
+    suppressed: bool = False
 
     @classmethod
     def from_profile(cls, profile: Mapping[str, Any]) -> Recipient:
@@ -57,7 +59,8 @@ class Recipient:
         if traits.get("unsubscribed") is True or traits.get("email_opt_out") is True:
             consent["email"] = False
         return cls(profile_id=str(profile.get("profile_id")), email=email, consent=consent, traits=traits,
-                   unvalidated_email=email is None and bool(traits.get("email")))
+                   unvalidated_email=email is None and bool(traits.get("email")),
+                   suppressed=bool(traits.get("email_suppressed")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ def skip_reason(campaign: Campaign, recipient: Recipient, *, now: datetime, hist
         return "no_valid_email" if recipient.unvalidated_email else "no_email"
     if not may_contact(recipient.consent, campaign.consent):
         return "no_consent"
-    if recipient.email in suppressed:
+    if recipient.suppressed or recipient.email in suppressed:
         return "suppressed"
     past = list(history)
     if _count(past, now, campaign.frequency_cap, campaign.name) >= campaign.frequency_cap.max:

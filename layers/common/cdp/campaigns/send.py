@@ -61,7 +61,7 @@ def _send_email(message: Outgoing, setup: EmailSetup) -> str:
                         unsubscribe_url=url, campaign=campaign.name)
     return setup.provider.send_raw(to=str(recipient.email), raw=raw,
                                    tags={"campaign": campaign.name, "run": message.run_id,
-                                         "profile": recipient.profile_id})
+                                         "profile": recipient.profile_id, "purpose": campaign.consent})
 
 
 #: channel -> how one message goes out (returns the provider's id). Destinations plug in here.
