@@ -38,7 +38,10 @@ def test_stats_counts_outcomes_per_campaign_and_conversions_within_the_window(tm
     sent = (now - timedelta(days=3)).isoformat()
 
     def ev(mid: str, name: str, user: str, at: str, **props: object) -> dict:
-        return {"messageId": mid, "type": "track", "event": name, "userId": user, "timestamp": at,
+        # Outcomes carry only the address they were sent to; orders carry the user id.
+        who = {"context": {"traits": {"email": f"{user}@shopper.io"}}} if name != "Order Completed" \
+            else {"userId": user}
+        return {"messageId": mid, "type": "track", "event": name, "timestamp": at, **who,
                 "properties": {"campaign": "big-spender-thanks", **props}}
 
     events = [ev("s1", "Email Sent", "u1", sent), ev("s2", "Email Sent", "u2", sent),
@@ -49,7 +52,8 @@ def test_stats_counts_outcomes_per_campaign_and_conversions_within_the_window(tm
               ev("o2", "Order Completed", "u2", (now - timedelta(days=4)).isoformat())]   # before the send
     lake = tmp_path / "lake"
     write_events(events, pafs.LocalFileSystem(), str(lake), "b1")
-    write_identity_snapshot([("user_id:u1", "p1"), ("user_id:u2", "p2")], pafs.LocalFileSystem(), str(lake))
+    write_identity_snapshot([("user_id:u1", "p1"), ("user_id:u2", "p2"), ("email:u1@shopper.io", "p1"),
+                             ("email:u2@shopper.io", "p2")], pafs.LocalFileSystem(), str(lake))
 
     assert main(["campaigns", "stats", "big-spender-thanks", "--lake", str(lake), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)

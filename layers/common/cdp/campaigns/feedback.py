@@ -16,8 +16,7 @@ profile, so segments, reports and ``cdp campaigns stats`` read them from the lak
 Each event carries ``campaign``, ``run`` and ``ses_message_id`` (from the message's tags) and a
 messageId derived from SES's message id and the event type: SNS delivers at least once and a
 redelivered notification is a duplicate in unify. The person is found by the recipient address
-(``context.traits.email``); the Segment spec wants a userId or anonymousId too, so the event carries
-``anonymousId`` ``cdp-mail-<digest of the address>``: one stable extra identifier per address.
+(``context.traits.email``), the identifier the message was sent to (:mod:`cdp.campaigns.stream`).
 """
 
 from __future__ import annotations
@@ -50,10 +49,6 @@ def _tag(mail: Mapping[str, Any], name: str) -> str:
     return str(values[0]) if values else ""
 
 
-def anonymous_id(address: str) -> str:
-    return "cdp-mail-" + hashlib.sha256(address.strip().lower().encode()).hexdigest()[:24]
-
-
 def outcome_events(notification: Mapping[str, Any], report: FeedbackReport) -> list[dict[str, Any]]:
     """The stream events for one SES event notification (empty when it is not one of ours)."""
     kind = str(notification.get("eventType") or notification.get("notificationType") or "")
@@ -81,7 +76,7 @@ def outcome_events(notification: Mapping[str, Any], report: FeedbackReport) -> l
         if kind == "Complaint":
             purpose = _tag(mail, "purpose") or "email"
             context["consent"] = {"categoryPreferences": {purpose: False}}
-        base = {"anonymousId": anonymous_id(address), "context": context,
+        base = {"context": context,
                 **({"timestamp": timestamp} if timestamp else {})}
         name = EVENT_NAMES[kind]
         events.append({**base, "type": "track", "event": name, "properties": properties,
@@ -129,11 +124,10 @@ def notifications(sns_event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
 
 def process(sns_event: Mapping[str, Any], *, sink: Any, now: Any) -> FeedbackReport:
     """Put the outcome events of every notification into the stream (collector-validated)."""
-    from cdp.collect.events import RequestFacts, normalise_event
+    from cdp.campaigns.stream import internal_record
 
     report = FeedbackReport()
-    facts = RequestFacts(source_id="ses-feedback", received_at=now)
-    records = [normalise_event(event, route_type=None, facts=facts)
+    records = [internal_record(event, source_id="ses-feedback", now=now)
                for notification in notifications(sns_event) for event in outcome_events(notification, report)]
     if records:
         sink.put(records)  # raises when the stream refuses: the SNS invocation is retried

@@ -3,7 +3,8 @@
 Nothing is kept beside the lake: every outcome is an event there (``Email Sent`` .. ``Email Clicked``
 from SES through the feedback function, ``Unsubscribed`` from the collector), each carrying its
 ``campaign`` property. A conversion is the campaign's chosen event by the same person within N
-days after a send (people resolved through the identity snapshot, as segments and reports do).
+days after a send (people resolved through the identity snapshot by user id, anonymous id or
+email: outcome events carry only the address they were sent to).
 Queries are written once (DuckDB syntax) and rendered for Athena or DuckDB.
 """
 
@@ -28,11 +29,12 @@ GROUP BY 1, 2
 
 CONVERSIONS = """
 WITH resolved AS (
-  SELECT COALESCE(iu.profile_id, ia.profile_id) AS profile_id, e.event, e.timestamp,
+  SELECT COALESCE(iu.profile_id, ia.profile_id, ie.profile_id) AS profile_id, e.event, e.timestamp,
          e.properties ->> '$.campaign' AS campaign
   FROM events AS e
   LEFT JOIN identity AS iu ON iu.identifier = 'user_id:' || e.user_id
   LEFT JOIN identity AS ia ON ia.identifier = 'anonymous_id:' || e.anonymous_id
+  LEFT JOIN identity AS ie ON ie.identifier = 'email:' || e.email
   WHERE e.dt >= :since AND (e.event = :goal OR e.event = 'Email Sent')
 ), sends AS (
   SELECT profile_id, MIN(timestamp) AS sent_at FROM resolved

@@ -72,11 +72,11 @@ def opt_out_event(link: UnsubscribeLink, email: str, *, method: str,
                   identity: dict[str, str] | None = None) -> dict[str, Any]:
     """The event that records the opt-out (the collector stamps receivedAt and validates it).
 
-    ``identity`` is the profile's ``userId`` (or an ``anonymousId`` it already holds); the email
-    address rides in ``context.traits`` too, so unify finds the person by either.
+    ``identity`` is the profile's ``userId`` (or an ``anonymousId`` it already holds) when it has
+    one; the email address rides in ``context.traits``, so unify finds the person by either.
     """
     return {
-        **(identity or {"anonymousId": f"cdp-unsubscribe-{link.profile_id}"}),
+        **(identity or {}),
         "type": "track",
         "event": UNSUBSCRIBED_EVENT,
         "messageId": link.message_id(),
@@ -113,7 +113,7 @@ def record_unsubscribe(params: dict[str, str], *, secret: str, profiles: Any, si
     :class:`cdp.errors.NotFound` when no live profile with a valid address remains.
     """
     from cdp.activation import validated_email
-    from cdp.collect.events import RequestFacts, normalise_event
+    from cdp.campaigns.stream import internal_record
     from cdp.errors import NotFound
 
     link = verify_link(params, secret, now=now.timestamp())
@@ -136,8 +136,8 @@ def record_unsubscribe(params: dict[str, str], *, secret: str, profiles: Any, si
         profile_id = profile.merged_into
     if not email:
         raise NotFound("no_profile")
-    record = normalise_event(opt_out_event(link, email, method=method, identity=identity), route_type="track",
-                             facts=RequestFacts(source_id="unsubscribe", received_at=now))
+    record = internal_record(opt_out_event(link, email, method=method, identity=identity),
+                             source_id="unsubscribe", now=now)
     sink.put([record])
     return link
 
