@@ -58,7 +58,7 @@ def test_a_one_click_unsubscribe_stops_every_later_email_across_campaigns(pipeli
     profile_id = DynamoIdentityStore(pipeline.settings).get_pointers([f"email:{ADDRESS}"])[f"email:{ADDRESS}"]
 
     # Given one campaign email sent on a segment entry (and its legacy per-segment email elsewhere)
-    enter(pipeline, "big-spenders", profile_id, "2026-11-30T10:00:00.000Z")
+    enter(pipeline, "lifecycle-new-customer", profile_id, "2026-11-30T10:00:00.000Z")
     [sent] = raw_to(ADDRESS)
     message = email.message_from_string(sent.raw_data, policy=policy.default)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -78,7 +78,7 @@ def test_a_one_click_unsubscribe_stops_every_later_email_across_campaigns(pipeli
     profile = DynamoIdentityStore(pipeline.settings).get_profiles([profile_id])[profile_id]
     assert profile.view()["consent"] == {"email": False}
     legacy_sends = pipeline.client("ses").get_send_quota()["SentLast24Hours"]
-    enter(pipeline, "big-spenders", profile_id, "2026-12-30T10:00:00.000Z")  # a new entry, a month later
+    enter(pipeline, "lifecycle-new-customer", profile_id, "2026-12-30T10:00:00.000Z")  # a new entry, a month later
     enter(pipeline, "repeat-buyers", profile_id, "2026-12-30T10:00:00.000Z")  # the per-segment email
     assert len(raw_to(ADDRESS)) == 1
     assert pipeline.client("ses").get_send_quota()["SentLast24Hours"] == legacy_sends
@@ -87,7 +87,7 @@ def test_a_one_click_unsubscribe_stops_every_later_email_across_campaigns(pipeli
 
 
 def test_a_tampered_link_is_refused_and_records_nothing(pipeline: LocalPipeline) -> None:
-    url = f"{pipeline.url}/v1/unsubscribe?p=p1&c=big-spender-thanks&k=email&e=9999999999&s=00"
+    url = f"{pipeline.url}/v1/unsubscribe?p=p1&c=new-customer-welcome&k=email&e=9999999999&s=00"
     request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
@@ -98,7 +98,7 @@ def ses_notification(kind: str, address: str, ses_id: str, **detail: Any) -> dic
     import json
 
     mail = {"messageId": ses_id, "destination": [address], "timestamp": "2026-11-30T12:00:00.000Z",
-            "tags": {"campaign": ["big-spender-thanks"], "run": ["r1"], "purpose": ["email"]}}
+            "tags": {"campaign": ["new-customer-welcome"], "run": ["r1"], "purpose": ["email"]}}
     body = {"eventType": kind, "mail": mail, kind.lower(): detail}
     return {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(body)}}]}
 
@@ -115,7 +115,7 @@ def test_a_hard_bounce_fed_back_by_ses_suppresses_the_address_for_every_later_ca
         client.close()
     pipeline.wait_drained(timeout_s=120)
     profile_id = DynamoIdentityStore(pipeline.settings).get_pointers([f"email:{address}"])[f"email:{address}"]
-    enter(pipeline, "big-spenders", profile_id, "2026-11-30T10:00:00.000Z")
+    enter(pipeline, "lifecycle-new-customer", profile_id, "2026-11-30T10:00:00.000Z")
     [sent] = raw_to(address)
 
     # When SES reports the delivery attempt bounced for good (twice: SNS delivers at least once)
@@ -128,5 +128,5 @@ def test_a_hard_bounce_fed_back_by_ses_suppresses_the_address_for_every_later_ca
     # Then the profile is marked, and a later entry is skipped as suppressed
     profile = DynamoIdentityStore(pipeline.settings).get_profiles([profile_id])[profile_id]
     assert profile.traits["email_suppressed"] == "bounced"
-    enter(pipeline, "big-spenders", profile_id, "2027-01-30T10:00:00.000Z")
+    enter(pipeline, "lifecycle-new-customer", profile_id, "2027-01-30T10:00:00.000Z")
     assert len(raw_to(address)) == 1 and skipped(pipeline, "CampaignSkipped", "suppressed") == 1

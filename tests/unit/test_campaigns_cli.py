@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_validate_reports_the_file_and_line_of_a_broken_campaign(tmp_path: Path, capsys) -> None:
-    (tmp_path / "bad.yaml").write_text((ROOT / "campaigns" / "big-spender-thanks.yaml").read_text()
+    (tmp_path / "bad.yaml").write_text((ROOT / "campaigns" / "new-customer-welcome.yaml").read_text()
                                        .replace("consent: email", "consent: email\nchannel: fax"))
     assert main(["campaigns", "validate", "--dir", str(tmp_path)]) == 1
     assert f"{tmp_path / 'bad.yaml'}:7: channel: duplicate key" in capsys.readouterr().err
@@ -29,8 +29,9 @@ def test_validate_and_list_the_shipped_campaigns(capsys) -> None:
 
 
 def test_preview_renders_the_fallback_for_a_missing_trait(capsys) -> None:
-    assert main(["campaigns", "preview", "pro-feature-launch"]) == 0
-    assert "Subject: New for your Pro plan, there" in capsys.readouterr().out
+    assert main(["campaigns", "preview", "loyalty-launch"]) == 0
+    out = capsys.readouterr().out
+    assert "Subject: there, you are in" in out and "our best customers" in out
 
 
 def test_stats_counts_outcomes_per_campaign_and_conversions_within_the_window(tmp_path: Path, capsys) -> None:
@@ -42,7 +43,7 @@ def test_stats_counts_outcomes_per_campaign_and_conversions_within_the_window(tm
         who = {"context": {"traits": {"email": f"{user}@shopper.io"}}} if name != "Order Completed" \
             else {"userId": user}
         return {"messageId": mid, "type": "track", "event": name, "timestamp": at, **who,
-                "properties": {"campaign": "big-spender-thanks", **props}}
+                "properties": {"campaign": "new-customer-welcome", **props}}
 
     events = [ev("s1", "Email Sent", "u1", sent), ev("s2", "Email Sent", "u2", sent),
               ev("s1b", "Email Sent", "u1", sent),  # a second send to u1 (another run): counted, one person
@@ -55,7 +56,7 @@ def test_stats_counts_outcomes_per_campaign_and_conversions_within_the_window(tm
     write_identity_snapshot([("user_id:u1", "p1"), ("user_id:u2", "p2"), ("email:u1@shopper.io", "p1"),
                              ("email:u2@shopper.io", "p2")], pafs.LocalFileSystem(), str(lake))
 
-    assert main(["campaigns", "stats", "big-spender-thanks", "--lake", str(lake), "--json"]) == 0
+    assert main(["campaigns", "stats", "new-customer-welcome", "--lake", str(lake), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert (row["sent"], row["delivered"], row["bounced"], row["unsubscribed"]) == (3, 1, 1, 1)
     assert row["conversions"] == 1 and row["conversion_event"] == "Order Completed"

@@ -33,7 +33,7 @@ def test_the_ses_feedback_sample_is_a_hard_bounce_that_suppresses_the_address() 
     report = FeedbackReport()
     events = [e for n in notifications(_load("sns-ses-feedback.json")) for e in outcome_events(n, report)]
     assert [e.get("event", e["type"]) for e in events] == ["Email Bounced", "identify"]
-    assert report.suppressed == ["ada@shopper.io"] and events[0]["properties"]["campaign"] == "big-spender-thanks"
+    assert report.suppressed == ["ada@shopper.io"] and events[0]["properties"]["campaign"] == "new-customer-welcome"
 
 
 def test_the_api_gateway_sample_is_a_segment_batch_with_a_write_key() -> None:

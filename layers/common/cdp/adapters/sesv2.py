@@ -88,9 +88,9 @@ class SesV2RawSender(AwsAdapter):
         while True:
             self.pacer.acquire()
             try:
+                # No Destination: SES sends a raw message to its To header (``to``), once.
                 out = self.client.send_email(
                     FromEmailAddress=self.settings.email_sender,
-                    Destination={"ToAddresses": [to]},
                     Content={"Raw": {"Data": raw}},
                     EmailTags=[{"Name": k, "Value": _tag(v)} for k, v in tags.items()],
                     **({"ConfigurationSetName": self.settings.ses_configuration_set}
