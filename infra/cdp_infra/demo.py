@@ -304,6 +304,18 @@ def campaign_messages(campaign: str) -> list[Any]:
     return found
 
 
+def campaign_emails_sent() -> int:
+    """Campaign emails moto's SES holds (each carries X-CDP-Campaign); the rest are per-segment emails."""
+    import email
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return sum(1 for backend in ses_backends[DEFAULT_ACCOUNT_ID].values()
+               for m in getattr(backend, "sent_messages", [])
+               if hasattr(m, "raw_data") and email.message_from_string(m.raw_data)["X-CDP-Campaign"])
+
+
 def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress) -> None:
     """The automated campaign has sent on segment entry; send the ad-hoc one (dry run, confirm, retry),
     then play the mailbox provider: SES events for every message, one one-click unsubscribe each."""
