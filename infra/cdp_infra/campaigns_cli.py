@@ -146,11 +146,15 @@ def _recipients(settings: Any, segment: str) -> list[Any]:
 
 
 def _setup(settings: Any) -> Any:
+    import os
+
     from cdp.adapters.secrets import CachedSecret
     from cdp.adapters.sesv2 import SesV2RawSender
     from cdp.campaigns.send import EmailSetup
 
-    return EmailSetup(settings.email_sender, SesV2RawSender(settings), settings.unsubscribe_base_url,
+    # A deployed stack's collector URL comes from its outputs (CDP_URL) when the variable is not set.
+    base_url = settings.unsubscribe_base_url or os.environ.get("CDP_URL", "")
+    return EmailSetup(settings.email_sender, SesV2RawSender(settings), base_url,
                       CachedSecret(settings, settings.unsubscribe_secret_arn).value)
 
 
