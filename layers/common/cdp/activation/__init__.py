@@ -218,7 +218,6 @@ def send_once(key: str, send: Callable[[], str], *, ledger: EffectLedger, report
     report.sent.append(key)
 
 
-_FALSE = {False, "false", "no", "0", "denied", "opted_out", "unsubscribed"}
 
 
 def validated_email(profile: Mapping[str, Any]) -> str | None:
@@ -238,16 +237,15 @@ def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
     The address comes only from the profile's ``email`` identifiers (normalised and validated by
     identity resolution), never from the raw ``traits.email``.
     """
+    from cdp.campaigns.eligibility import may_contact  # the one consent check, shared with campaigns
+
     traits = profile.get("traits") or {}
     email = validated_email(profile)
     consent = profile.get("consent") or {}
-    email_consent_value = consent.get("email", consent.get("marketing", True))
-    if isinstance(email_consent_value, Mapping):
-        email_consent_value = email_consent_value.get("granted", email_consent_value.get("status", True))
     unsubscribed = traits.get("unsubscribed") is True or traits.get("email_opt_out") is True
     name = traits.get("first_name") or traits.get("firstName") or traits.get("name")
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
-                   email_consent=(email_consent_value not in _FALSE) and not unsubscribed,
+                   email_consent=may_contact(consent, "email") and not unsubscribed,
                    name=name if isinstance(name, str) else None,
                    unvalidated_email=email is None and bool(traits.get("email")))
 
