@@ -25,7 +25,7 @@ from cdp.collect.profiles import audit_record, profile_response
 from cdp.errors import CdpError
 from cdp.observability import metrics, record_ingest, record_ingest_error
 from cdp.privacy.suppression import SuppressionList
-from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, Settings
+from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, UNSUBSCRIBE_FIELDS, Settings
 
 app = Chalice(app_name="cdp-collect")
 audit_log = logging.getLogger("cdp.audit")
@@ -244,6 +244,17 @@ def admin_token() -> str:
     return str(admin_secret().value())
 
 
+@functools.cache
+def unsubscribe_secret() -> Any:
+    from cdp.adapters.secrets import CachedSecret
+
+    return CachedSecret(settings(), Settings.from_env(require=UNSUBSCRIBE_FIELDS).unsubscribe_secret_arn)
+
+
+def unsubscribe_key() -> str:
+    return str(unsubscribe_secret().value())
+
+
 def _admin_read(route: str, identifier: str, lookup: Any) -> Response:
     request = app.current_request
     response = profile_response(
@@ -303,6 +314,37 @@ def privacy_status(request_id: str) -> Response:
 
     return _privacy("privacy_status",
                     lambda: privacy_store().get_request(request_id) if is_request_id(request_id) else None)
+
+
+@app.route("/v1/unsubscribe", methods=["GET", "POST"], content_types=["application/x-www-form-urlencoded", "*/*"])
+def unsubscribe() -> Response:
+    """RFC 8058 one-click (POST) and the page a person opening the link sees (GET: a confirm button)."""
+    from urllib.parse import urlencode
+
+    from cdp.campaigns.unsubscribe import (
+        CONFIRMATION_PAGE,
+        INVALID_PAGE,
+        confirmation_form,
+        record_unsubscribe,
+        verify_link,
+    )
+    from cdp.errors import NotFound, Unauthorized
+
+    request = app.current_request
+    params = dict(request.query_params or {})
+    page = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    try:
+        if request.method == "GET":
+            verify_link(params, unsubscribe_key(), now=datetime.now(UTC).timestamp())
+            return Response(body=confirmation_form(urlencode(params)), status_code=200, headers=page)
+        record_unsubscribe(params, secret=unsubscribe_key(), profiles=identity_store(), sink=sink(),
+                           now=datetime.now(UTC), method="one-click")
+    except (Unauthorized, NotFound) as exc:
+        audit_log.info("%s", json.dumps({"route": "unsubscribe", "refused": exc.reason}))
+        return Response(body=INVALID_PAGE, status_code=400 if isinstance(exc, Unauthorized) else 404, headers=page)
+    except CdpError as exc:
+        return _respond(error_response(exc))
+    return Response(body=CONFIRMATION_PAGE, status_code=200, headers=page)
 
 
 def _run_app(event: dict[str, Any], context: Any) -> Any:

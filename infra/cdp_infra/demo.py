@@ -49,6 +49,11 @@ class DemoSummary:
     membership_problems: list[str] = field(default_factory=list)
     email_entries: int = 0
     emails_sent: int = 0
+    # Per campaign: kind, owed (its audience), sent, skipped by reason, then SES's outcomes and the
+    # opt-outs as the lake holds them (docs/activation.md).
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Events the CDP itself wrote into the stream: SES outcomes (simulated here) and opt-outs.
+    campaign_events: int = 0
     failure_destination: int = 0
     # The functions' business metrics as CloudWatch would sum them (name -> total).
     metrics: dict[str, float] = field(default_factory=dict)
@@ -356,6 +361,124 @@ def emails_sent(pipeline: LocalPipeline) -> int:
     return int(pipeline.client("ses").get_send_quota()["SentLast24Hours"])
 
 
+AUTOMATED, ADHOC = "new-customer-welcome", "loyalty-launch"
+#: The simulated mailbox provider bounces every BOUNCE_EVERY-th message for good.
+BOUNCE_EVERY = 10
+
+
+def campaign_messages(campaign: str) -> list[Any]:
+    """The raw messages moto's SES holds for ``campaign`` (its X-CDP-Campaign header), in send order."""
+    import email
+    from email import policy
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    found = []
+    for backend in ses_backends[DEFAULT_ACCOUNT_ID].values():
+        for message in getattr(backend, "sent_messages", []):
+            if hasattr(message, "raw_data"):
+                parsed = email.message_from_string(message.raw_data, policy=policy.default)
+                if parsed["X-CDP-Campaign"] == campaign:
+                    found.append((message, parsed))
+    return found
+
+
+def campaign_emails_sent() -> int:
+    """Campaign emails moto's SES holds (each carries X-CDP-Campaign); the rest are per-segment emails."""
+    import email
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return sum(1 for backend in ses_backends[DEFAULT_ACCOUNT_ID].values()
+               for m in getattr(backend, "sent_messages", [])
+               if hasattr(m, "raw_data") and email.message_from_string(m.raw_data)["X-CDP-Campaign"])
+
+
+def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress) -> None:
+    """The automated campaign has sent on segment entry; send the ad-hoc one (dry run, confirm, retry),
+    then play the mailbox provider: SES events for every message, one one-click unsubscribe each."""
+    import json
+    import urllib.request
+
+    from cdp.campaigns.definition import find_campaign, load_campaigns
+    from cdp.campaigns.eligibility import load_policy
+    from cdp.times import format_time
+
+    from .campaigns_cli import send_adhoc
+    from .template import REPO_ROOT
+
+    campaigns = load_campaigns(REPO_ROOT / "campaigns")
+    policy = load_policy(REPO_ROOT / "config" / "activation.yaml")
+    now = datetime.now(UTC)
+    auto = find_campaign(campaigns, AUTOMATED)
+    skipped = {k.split("reason=", 1)[1].rstrip("}"): int(v)
+               for k, v in pipeline.metrics.snapshot().get("ActivateFunction", {}).items()
+               if k.startswith("CampaignSkipped{") and not k.endswith("reason=duplicate}")}
+    # Every entry published for the segment (real-time or scheduled) owes one decision: send or skip.
+    entries = sum(int(v) for metrics in pipeline.metrics.snapshot().values() for k, v in metrics.items()
+                  if k == f"SegmentEntries{{segment={auto.audience.segment}}}")
+    summary.campaigns[AUTOMATED] = {"kind": auto.kind, "owed": entries,
+                                    "sent": len(campaign_messages(AUTOMATED)), "skipped": skipped}
+    adhoc = find_campaign(campaigns, ADHOC)
+    progress(f"ad-hoc campaign {ADHOC}: dry run, then send, then the same send again (a retry)")
+    plan = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=False, test_to=[], policy=policy, now=now)
+    first = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=True, test_to=[], policy=policy, now=now)
+    again = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=True, test_to=[], policy=policy, now=now)
+    summary.campaigns[ADHOC] = {"kind": adhoc.kind, "owed": plan["would_send"] + sum(plan["skipped"].values()),
+                                "dry_run_would_send": plan["would_send"], "sent": first["sent"],
+                                "skipped": first["skipped"], "retry_sent": again["sent"]}
+    summary.campaigns["checkout-reminder"] = {"kind": "triggered", "not_run": "the trigger runner is not built yet"}
+
+    progress("simulated mailbox provider: SES events for every campaign email, one unsubscribe per campaign")
+    events = 0
+    for name in (AUTOMATED, ADHOC):
+        records = []
+        messages = campaign_messages(name)
+        for i, (message, parsed) in enumerate(messages):
+            to = str(parsed["To"])
+            mail = {"messageId": message.id, "destination": [to], "timestamp": format_time(now),
+                    "tags": {"campaign": [name], "run": ["demo"], "purpose": ["email"]}}
+            records.append({"eventType": "Send", "mail": mail, "send": {}})
+            if i % BOUNCE_EVERY == BOUNCE_EVERY - 1:
+                records.append({"eventType": "Bounce", "mail": mail, "bounce": {
+                    "bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": to}]}})
+            else:
+                records.append({"eventType": "Delivery", "mail": mail, "delivery": {"recipients": [to]}})
+        for start in range(0, len(records), 50):
+            sns = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(r)}}
+                               for r in records[start:start + 50]]}
+            events += sum(pipeline.functions["FeedbackFunction"].invoke(sns)["outcomes"].values())
+        events += sum(1 for i in range(len(messages)) if i % BOUNCE_EVERY == BOUNCE_EVERY - 1)  # suppressions
+        delivered = [parsed for i, (_m, parsed) in enumerate(messages) if i % BOUNCE_EVERY != BOUNCE_EVERY - 1]
+        summary.campaigns[name]["unsubscribes_clicked"] = 0
+        if delivered:
+            url = str(delivered[0]["List-Unsubscribe"]).strip("<>")
+            request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                if answer.status == 200:
+                    summary.campaigns[name]["unsubscribes_clicked"] = 1
+                    events += 1
+    summary.campaign_events = events
+
+
+def campaign_results_into(pipeline: LocalPipeline, summary: DemoSummary) -> None:
+    """What the lake says of each campaign (``cdp campaigns stats``)."""
+    from cdp.adapters.engines import query_engine
+    from cdp.campaigns.definition import load_campaigns
+    from cdp.campaigns.results import campaign_results
+
+    from .template import REPO_ROOT
+
+    chosen = [c for c in load_campaigns(REPO_ROOT / "campaigns") if c.name in (AUTOMATED, ADHOC)]
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    for result in campaign_results(query_engine(pipeline.settings), chosen, since=since):
+        row = result.to_dict()
+        summary.campaigns[result.campaign].update(
+            {k: row[k] for k in ("delivered", "bounced", "unsubscribed", "conversions")} | {"sent_in_lake": row["sent"]})
+
+
 def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-write-key",
              seed: int = 7, out: TextIO | None = sys.stderr, port: int = 0) -> DemoSummary:
     progress = Progress(out)
@@ -395,6 +518,11 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         progress("waiting for activation to send")
         _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["segment_and_activate"] = round(time.monotonic() - t3, 1)
+        t4 = time.monotonic()
+        run_campaigns(pipeline, summary, progress)
+        _wait(pipeline, progress, summary.events_accepted)
+        campaign_results_into(pipeline, summary)
+        summary.seconds["campaigns"] = round(time.monotonic() - t4, 1)
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
         summary.profiles, summary.merged_profiles = count_profiles(pipeline)
@@ -440,16 +568,26 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
         "every event answered": s.events_accepted + s.events_rejected == s.events_sent,
         "rejected = the dataset's broken events, by reason": s.rejected_by_reason == s.expected_rejections,
         "every rejected event quarantined": s.quarantined == s.events_rejected,
-        "every accepted event is in the lake": s.events_in_lake == s.events_accepted,
+        "every accepted event is in the lake": s.events_in_lake == s.events_accepted + s.campaign_events,
         "one profile per person, holding exactly that person's identifiers":
             s.profiles == s.expected_profiles and not s.identity_problems,
         "repeat buyers = the dataset's people with enough recent orders": not s.membership_problems,
-        "emails sent = entries of segments with an email channel": s.emails_sent == s.email_entries,
+        "emails sent = entries of segments with an email channel + campaign sends":
+            s.emails_sent == s.email_entries + _campaign_sent(s),
+        "campaign sent + skipped = its audience, per campaign":
+            all(c["sent"] + sum(c["skipped"].values()) == c["owed"] for c in _ran(s)),
+        "a retried ad-hoc send sends nobody twice": all(c.get("retry_sent", 0) == 0 for c in _ran(s)),
+        "SES outcomes in the lake = messages sent, per campaign":
+            all(c.get("sent_in_lake") == c["sent"] == c.get("delivered", 0) + c.get("bounced", 0) for c in _ran(s)),
+        "every one-click unsubscribe is in the lake":
+            all(c.get("unsubscribed") == c.get("unsubscribes_clicked") for c in _ran(s)),
         "every configured segment ran and none failed":
             set(s.segments_configured) <= set(s.segments) and not s.segments_skipped
             and all("error" not in seg for seg in s.segments.values()),
         "metrics agree: events accepted": s.metrics.get("EventsAccepted") == s.events_accepted,
-        "metrics agree: emails sent": s.metrics.get("EmailsSent", 0) == s.emails_sent,
+        # Ad-hoc campaigns are sent by the CLI, not by a function: they have no metric.
+        "metrics agree: emails sent":
+            s.metrics.get("EmailsSent", 0) + _campaign_sent(s, kind="adhoc") == s.emails_sent,
         "nothing sent to the failure destination": s.failure_destination == 0,
         "each ad audience and webhook holds exactly its consenting members, within the contract":
             all(d["pushed"] == d["expected"] and d["violations"] == 0 for d in s.destinations.values()),
@@ -457,6 +595,14 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
             s.erasure.get("status") == "done" and s.erasure.get("remaining") == 0
             and s.erasure.get("lake_events_removed") == s.erasure.get("person_events"),
     }
+
+
+def _ran(s: DemoSummary) -> list[dict[str, Any]]:
+    return [c for c in s.campaigns.values() if "not_run" not in c]
+
+
+def _campaign_sent(s: DemoSummary, kind: str | None = None) -> int:
+    return sum(int(c["sent"]) for c in _ran(s) if kind is None or c["kind"] == kind)
 
 
 def demo_erasure(pipeline: LocalPipeline, dataset: Dataset, write_key: str, progress: Progress) -> dict[str, Any]:
@@ -540,6 +686,20 @@ def format_erasure(e: dict[str, Any]) -> list[str]:
     ]
 
 
+def _campaign_lines(s: DemoSummary) -> list[str]:
+    lines = []
+    for name, c in s.campaigns.items():
+        if "not_run" in c:
+            lines.append(f"  campaign {name:<22} ({c['kind']}) not run: {c['not_run']}")
+            continue
+        skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["skipped"].items())) or "none"
+        lines.append(f"  campaign {name:<22} ({c['kind']}) sent {c['sent']:,} of {c['owed']:,}; skipped: {skipped}; "
+                     f"delivered {c.get('delivered', 0):,}, bounced {c.get('bounced', 0):,}, "
+                     f"unsubscribed {c.get('unsubscribed', 0):,}"
+                     + (f"; retried send sent {c['retry_sent']}" if "retry_sent" in c else ""))
+    return lines
+
+
 def format_summary(s: DemoSummary) -> str:
     lines = [
         "",
@@ -563,10 +723,12 @@ def format_summary(s: DemoSummary) -> str:
         f"  entries to email          {s.email_entries:>10,}",
         f"  emails sent (SES)         {s.emails_sent:>10,}",
         *demo_destinations.format_lines(s.destinations),
+        *_campaign_lines(s),
         "  metrics (as on CloudWatch; GET /v1/metrics under `cdp dev`):",
         *[f"    {name:<24}{value:>10,.0f}" for name, value in sorted(s.metrics.items()) if name != "ColdStart"],
         f"  time: send {s.seconds.get('send', 0)}s, drain {s.seconds.get('drain', 0)}s, "
-        f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, total {s.seconds.get('total', 0)}s",
+        f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, "
+        f"campaigns {s.seconds.get('campaigns', 0)}s, total {s.seconds.get('total', 0)}s",
         f"  report: {s.report.get('events', 0):,} events in {s.report.get('seconds')}s, "
         f"{s.report.get('bytes_scanned', 0):,} bytes scanned; open {s.report.get('open') or s.report.get('error')}",
         *format_erasure(s.erasure),

@@ -188,6 +188,8 @@ class LocalPipeline:
         if cfg.write_key:
             self.register_write_key("local", cfg.write_key)
         self._start_api()
+        # Campaign emails' unsubscribe links point at this collector (the template's URL is API Gateway's).
+        self._set_env({"UNSUBSCRIBE_BASE_URL": self.url})
         self._start_event_sources()
         if cfg.trim_interval_s > 0:
             self._trimmer = threading.Thread(target=self._trim_loop, daemon=True, name="kinesis-trim")

@@ -23,7 +23,17 @@ def _load(name: str) -> dict:
 def test_there_is_one_sample_per_trigger_of_the_template() -> None:
     assert {p.name for p in EVENTS.glob("*.json")} == {
         "api-gateway-batch.json", "kinesis-batch.json", "schedule.json", "sqs-activation.json",
-        "s3-import-object-created.json", "sqs-destinations.json", "sqs-privacy.json"}
+        "s3-import-object-created.json", "sqs-destinations.json", "sqs-privacy.json",
+        "sns-ses-feedback.json"}
+
+
+def test_the_ses_feedback_sample_is_a_hard_bounce_that_suppresses_the_address() -> None:
+    from cdp.campaigns.feedback import FeedbackReport, notifications, outcome_events
+
+    report = FeedbackReport()
+    events = [e for n in notifications(_load("sns-ses-feedback.json")) for e in outcome_events(n, report)]
+    assert [e.get("event", e["type"]) for e in events] == ["Email Bounced", "identify"]
+    assert report.suppressed == ["ada@shopper.io"] and events[0]["properties"]["campaign"] == "new-customer-welcome"
 
 
 def test_the_api_gateway_sample_is_a_segment_batch_with_a_write_key() -> None:

@@ -26,6 +26,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 if TYPE_CHECKING:
     from cdp.activation import ActivationReport
     from cdp.activation.destinations import DeliveryReport
+    from cdp.campaigns.feedback import FeedbackReport
+    from cdp.campaigns.send import CampaignReport
     from cdp.collect.ingest import IngestResult
     from cdp.errors import CdpError
     from cdp.jobs.segment_job import SegmentJobReport
@@ -72,6 +74,13 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("EmailsSent", None, "ActivateFunction", "emails handed to SES"),
     MetricSpec("EmailsSkipped", "reason", "ActivateFunction",
                "changes that send nothing: exited, no_channel, no_email, no_consent, duplicate"),
+    MetricSpec("CampaignSkipped", "reason", "ActivateFunction",
+               "campaign messages not sent: no_email, no_consent, suppressed, frequency_cap, global_cap, "
+               "quiet_hours, duplicate"),
+    MetricSpec("CampaignDeferred", None, "ActivateFunction",
+               "campaign messages put back on the queue until the person's quiet hours end"),
+    MetricSpec("EmailOutcomes", "reason", "FeedbackFunction",
+               "what SES reported of campaign emails: delivered, bounced, complained, rejected, opened, clicked"),
     MetricSpec("ActivationFailures", None, "ActivateFunction",
                "messages that failed and go back to the queue (then its dead-letter queue)"),
     MetricSpec("DestinationPushed", "destination", "DeliverFunction",
@@ -177,6 +186,18 @@ def record_segment_job(report: SegmentJobReport) -> None:
 
 
 # ---------------------------------------------------------------- activation
+def record_feedback(report: FeedbackReport) -> None:
+    """One notification batch of SES events (cdp.campaigns.feedback)."""
+    _add_by("EmailOutcomes", report.outcomes)
+
+
+def record_campaigns(report: CampaignReport) -> None:
+    """One batch's campaign sends (cdp.campaigns.send.CampaignReport): sent emails count as emails sent."""
+    _add("EmailsSent", len(report.sent))
+    _add_by("CampaignSkipped", _tally([*report.skipped.values(), *(["duplicate"] * len(report.duplicates))]))
+    _add("CampaignDeferred", len(report.deferred))
+
+
 def record_activation(report: ActivationReport, failures: int) -> None:
     """One batch's activation report, and how many of its messages failed."""
     _add("EmailsSent", len(report.sent))

@@ -53,6 +53,12 @@ class Settings:
     # Privacy requests and the suppression list; the queue of requests to run (erase, export).
     privacy_table: str = ""
     privacy_queue_url: str = ""
+    # SES v2 configuration set of campaign emails (its event destination feeds the feedback function).
+    ses_configuration_set: str = ""
+    # Base URL of the collector's API: campaign emails' one-click unsubscribe links point there.
+    unsubscribe_base_url: str = ""
+    # The secret holding the key unsubscribe links are signed with (activation) and checked with (collector).
+    unsubscribe_secret_arn: str = ""
     # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
     admin_token_secret_arn: str = ""
     aws_region: str = "us-east-1"
@@ -112,6 +118,12 @@ COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn"})
 #: Fields template.yaml gives the delivery function only.
 DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix"})
 
+#: Fields template.yaml gives the collector and the activation function: unsubscribe links.
+UNSUBSCRIBE_FIELDS = frozenset({"unsubscribe_secret_arn"})
+
+#: Fields template.yaml gives the activation function only (campaign emails).
+ACTIVATION_FIELDS = frozenset({"ses_configuration_set", "unsubscribe_base_url"}) | UNSUBSCRIBE_FIELDS
+
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
 FUNCTION_FIELDS = (frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
-                   - DELIVERY_FIELDS)
+                   - DELIVERY_FIELDS - ACTIVATION_FIELDS)

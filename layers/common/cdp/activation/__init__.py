@@ -179,25 +179,36 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
         report.skipped[key] = "no_consent"
         return report
     subject, text, html_body = template.render(contact)
+    send_once(key, lambda: sender.send(to=contact.email or "", subject=subject, text=text, html_body=html_body,
+                                       tags={"segment": change.segment, "run": change.run_id}),
+              ledger=ledger, report=report)
+    return report
+
+
+def send_once(key: str, send: Callable[[], str], *, ledger: EffectLedger, report: ActivationReport) -> None:
+    """Run ``send`` (one message to the provider, returning its id) at most once per ledger ``key``.
+
+    The claim rules and the crash matrix are this module's docstring's; every channel that sends
+    through a provider without an idempotency token goes through here.
+    """
     claim = ledger.claim(key)
     if claim == "pending":
-        raise EffectInFlight("another attempt holds this email's claim", key=key)
+        raise EffectInFlight("another attempt holds this message's claim", key=key)
     if claim == "exhausted":
         report.skipped[key] = "outcome_unknown"
-        return report
+        return
     if claim != "acquired":  # sent or failed before
         report.duplicates.append(key)
-        return report
+        return
     try:
-        provider_id = sender.send(to=contact.email, subject=subject, text=text, html_body=html_body,
-                                  tags={"segment": change.segment, "run": change.run_id})
+        provider_id = send()
     except EmailNotSent as exc:
         if exc.retryable:
             ledger.release(key)  # refused before accepting: nothing was sent, the retry may send
             raise
         ledger.mark_failed(key, str(exc.details.get("code") or exc.reason))
         report.failed[key] = str(exc.details.get("code") or exc.reason)
-        return report
+        return
     # Any other error may have happened after the provider accepted: the claim stays pending.
     try:
         ledger.mark_sent(key, provider_id)
@@ -205,10 +216,8 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
         # Sent all the same; raising would make the redelivery send again once the hold expires.
         report.unrecorded.append(key)
     report.sent.append(key)
-    return report
 
 
-_FALSE = {False, "false", "no", "0", "denied", "opted_out", "unsubscribed"}
 
 
 def validated_email(profile: Mapping[str, Any]) -> str | None:
@@ -228,16 +237,15 @@ def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
     The address comes only from the profile's ``email`` identifiers (normalised and validated by
     identity resolution), never from the raw ``traits.email``.
     """
+    from cdp.campaigns.eligibility import may_contact  # the one consent check, shared with campaigns
+
     traits = profile.get("traits") or {}
     email = validated_email(profile)
     consent = profile.get("consent") or {}
-    email_consent_value = consent.get("email", consent.get("marketing", True))
-    if isinstance(email_consent_value, Mapping):
-        email_consent_value = email_consent_value.get("granted", email_consent_value.get("status", True))
     unsubscribed = traits.get("unsubscribed") is True or traits.get("email_opt_out") is True
     name = traits.get("first_name") or traits.get("firstName") or traits.get("name")
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
-                   email_consent=(email_consent_value not in _FALSE) and not unsubscribed,
+                   email_consent=may_contact(consent, "email") and not unsubscribed,
                    name=name if isinstance(name, str) else None,
                    unvalidated_email=email is None and bool(traits.get("email")))
 
