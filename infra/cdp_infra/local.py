@@ -75,6 +75,10 @@ class EmulatorServer:
         """Requests served per operation ([count, seconds]) and the emulator's RSS."""
         return self._call("GET", "/_local/stats")
 
+    def raw_emails(self) -> list[dict[str, Any]]:
+        """The raw emails SES has sent (id, source, destinations, raw_data), in send order."""
+        return list(self._call("GET", "/_local/ses/messages")["messages"])
+
     def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:
         """Forget the shard's records up to sequence number ``through`` (processed by every consumer)."""
         body = {"account": account, "region": region, "stream": stream, "shard": shard, "through": through}
@@ -341,6 +345,11 @@ class LocalPipeline:
         """The emulator's requests per operation and its RSS (see :mod:`cdp_infra.emulator`)."""
         assert self._moto is not None
         return self._moto.stats()
+
+    def raw_emails(self) -> list[dict[str, Any]]:
+        """The raw emails SES has sent (campaign emails), as the emulator holds them, in send order."""
+        assert self._moto is not None
+        return self._moto.raw_emails()
 
     @property
     def emulator_pid(self) -> int | None:
