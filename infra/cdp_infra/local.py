@@ -361,7 +361,7 @@ class LocalPipeline:
         return all(p.idle for p in self.kinesis_pollers) and all(p.idle for p in self.sqs_pollers)
 
     def wait_drained(self, timeout_s: float = 600.0) -> None:
-        """Block until every stream consumer is caught up and every queue is empty.
+        """Block until every stream consumer is caught up and every queue is empty (delayed messages too).
 
         Drained means: every poller found its source empty by a read issued after the check began,
         and no poller did any work meanwhile (work may put records where another already looked).
