@@ -48,7 +48,7 @@ def _passing() -> DemoSummary:
             "trig": {"kind": "triggered", "not_run": "not built"}},
         campaign_events=0,
         destinations={"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 0}},
-        erasure={"status": "done", "remaining": 0, "person_events": 4, "lake_events_removed": 4},
+        erasure={"status": "done", "remaining": 0, "person_events": 4, "lake_events_about": 5, "lake_events_removed": 5},
     )
 
 
@@ -133,13 +133,16 @@ def test_a_consistent_summary_passes_every_check() -> None:
      "each ad audience and webhook holds exactly its consenting members, within the contract"),
     ({"destinations": {"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 1}}},
      "each ad audience and webhook holds exactly its consenting members, within the contract"),
-    ({"erasure": {"status": "done", "remaining": 1, "person_events": 4, "lake_events_removed": 4}},
-     "one person erased: 0 records remain, the lake lost exactly their events"),
-    ({"erasure": {"status": "done", "remaining": 0, "person_events": 4, "lake_events_removed": 3}},
-     "one person erased: 0 records remain, the lake lost exactly their events"),
-    ({"erasure": {"status": "failed", "remaining": 0, "person_events": 4, "lake_events_removed": 4}},
-     "one person erased: 0 records remain, the lake lost exactly their events"),
-    ({"erasure": {}}, "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {"status": "done", "remaining": 1, "person_events": 4, "lake_events_about": 5, "lake_events_removed": 5}},
+     "one person erased: 0 records remain, the lake lost exactly the events about them"),
+    ({"erasure": {"status": "done", "remaining": 0, "person_events": 4, "lake_events_about": 5, "lake_events_removed": 4}},
+     "one person erased: 0 records remain, the lake lost exactly the events about them"),
+    ({"erasure": {"status": "failed", "remaining": 0, "person_events": 4, "lake_events_about": 5, "lake_events_removed": 5}},
+     "one person erased: 0 records remain, the lake lost exactly the events about them"),
+    ({"erasure": {"status": "done", "remaining": 0, "person_events": 4, "lake_events_about": 3,
+                  "lake_events_removed": 3}},
+     "one person erased: 0 records remain, the lake lost exactly the events about them"),
+    ({"erasure": {}}, "one person erased: 0 records remain, the lake lost exactly the events about them"),
 ])
 def test_each_check_fails_on_a_wrong_result(change: dict, failing: str) -> None:
     checks = evaluate(dataclasses.replace(_passing(), **change))
