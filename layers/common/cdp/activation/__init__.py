@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from cdp.errors import EffectInFlight, EmailNotSent, InvalidConfig, StoreError
 from cdp.identity.identifiers import normalise_value
 from cdp.identity.store import IdentityStore
+from cdp.privacy.consent import may_contact, purpose_of
 from cdp.segments.membership import Change, MembershipChange
 
 
@@ -208,9 +209,6 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
     return report
 
 
-_FALSE = {False, "false", "no", "0", "denied", "opted_out", "unsubscribed"}
-
-
 def validated_email(profile: Mapping[str, Any]) -> str | None:
     """The first of the profile's email identifiers that normalises as an email, else None."""
     emails = (profile.get("identifiers") or {}).get("email") or []
@@ -223,21 +221,17 @@ def validated_email(profile: Mapping[str, Any]) -> str | None:
 
 
 def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
-    """A contact from a profile view (``Profile.view()``): validated email, name and email consent.
+    """A contact from a profile view (``Profile.view()``): validated email, name, and whether
+    :func:`cdp.privacy.consent.may_contact` allows email.
 
     The address comes only from the profile's ``email`` identifiers (normalised and validated by
     identity resolution), never from the raw ``traits.email``.
     """
     traits = profile.get("traits") or {}
     email = validated_email(profile)
-    consent = profile.get("consent") or {}
-    email_consent_value = consent.get("email", consent.get("marketing", True))
-    if isinstance(email_consent_value, Mapping):
-        email_consent_value = email_consent_value.get("granted", email_consent_value.get("status", True))
-    unsubscribed = traits.get("unsubscribed") is True or traits.get("email_opt_out") is True
     name = traits.get("first_name") or traits.get("firstName") or traits.get("name")
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
-                   email_consent=(email_consent_value not in _FALSE) and not unsubscribed,
+                   email_consent=bool(may_contact(profile, purpose_of("email"))),
                    name=name if isinstance(name, str) else None,
                    unvalidated_email=email is None and bool(traits.get("email")))
 

@@ -205,25 +205,44 @@ def merge_computed(into: ComputedTraits, other: ComputedTraits, config: Identity
 
 
 # ------------------------------------------------------------------------------ consent
+#: Track events that state consent in their ``properties`` (Segment's Unify event and a plain name),
+#: in the same shapes as ``context``: ``categoryPreferences`` or RudderStack's consent id lists.
+CONSENT_EVENTS = frozenset({"Consent Updated", "Segment Consent Preference Updated"})
+
+
 def event_consent(event: Mapping[str, Any]) -> dict[str, bool]:
-    """Purposes an event grants or denies (Segment categoryPreferences, RudderStack consent ids)."""
+    """Purposes an event grants or denies: ``context.consent.categoryPreferences`` (Segment),
+    ``context.consentManagement`` (RudderStack), and, on a :data:`CONSENT_EVENTS` track event, the
+    same two shapes in ``properties`` (``properties.categoryPreferences`` or
+    ``properties.allowedConsentIds``/``deniedConsentIds``), which win over its context."""
     context = event.get("context")
-    if not isinstance(context, Mapping):
-        return {}
     found: dict[str, bool] = {}
-    preferences = dotted_value(context, "consent.categoryPreferences")
+    if isinstance(context, Mapping):
+        _preferences(dotted_value(context, "consent.categoryPreferences"), found)
+        _consent_ids(context.get("consentManagement"), found)
+    if event.get("type") == "track" and event.get("event") in CONSENT_EVENTS:
+        properties = event.get("properties")
+        if isinstance(properties, Mapping):
+            _preferences(properties.get("categoryPreferences"), found)
+            _consent_ids(properties, found)
+    return found
+
+
+def _preferences(preferences: Any, found: dict[str, bool]) -> None:
     if isinstance(preferences, Mapping):
         for purpose, granted in preferences.items():
             if isinstance(granted, bool):
                 found[str(purpose).strip().lower()] = granted
-    management = context.get("consentManagement")
+
+
+def _consent_ids(management: Any, found: dict[str, bool]) -> None:
     if isinstance(management, Mapping):
         for key, granted in (("allowedConsentIds", True), ("deniedConsentIds", False)):
             ids = management.get(key)
             if isinstance(ids, list):
                 for purpose in ids:
-                    found[str(purpose).strip().lower()] = granted
-    return found
+                    if isinstance(purpose, str | int) and not isinstance(purpose, bool):
+                        found[str(purpose).strip().lower()] = granted
 
 
 def apply_consent(consent: Consent, event: Mapping[str, Any], event_stamp: str) -> Consent:
