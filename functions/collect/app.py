@@ -78,6 +78,14 @@ def limits() -> EventLimits:
 
 
 @functools.cache
+def minimiser() -> Any:
+    from cdp.privacy.minimise import minimiser_from_settings
+
+    s = settings()
+    return minimiser_from_settings(s.collect_ip_mode, s.collect_ip_hash_key, s.collect_drop_traits)
+
+
+@functools.cache
 def identifier_paths() -> tuple[str, ...]:
     # Asked for only by an event over 1 KB (a shorter one cannot hold an over-long identifier),
     # so a cold collector does not import the identity package for its first small events.
@@ -114,6 +122,7 @@ def _ingest(route: str, body: bytes) -> HttpResponse:
             quarantine=quarantine(),
             now=datetime.now(UTC),
             limits=limits(),
+            minimise=minimiser(),
         )
     except CdpError as exc:
         record_ingest_error(exc)

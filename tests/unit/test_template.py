@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cdp.settings import COLLECTOR_FIELDS, DELIVERY_FIELDS, FUNCTION_FIELDS, Settings
+from cdp.settings import COLLECTOR_FIELDS, DELIVERY_FIELDS, FUNCTION_FIELDS, MINIMISE_FIELDS, Settings
 from cdp_infra.template import REPO_ROOT, TEMPLATE_PATH, FunctionSpec, load_template, sam_transform
 
 
@@ -45,7 +45,7 @@ def test_every_environment_variable_of_the_template_is_a_settings_field_and_back
            for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
     admin = {name.upper() for name in COLLECTOR_FIELDS}
     assert {lid: names for lid, names in own.items() if names} == {
-        "CollectFunction": admin, "ProfileViewFunction": admin,
+        "CollectFunction": admin | {name.upper() for name in MINIMISE_FIELDS}, "ProfileViewFunction": admin,
         "DeliverFunction": {name.upper() for name in DELIVERY_FIELDS}}
 
 

@@ -63,6 +63,11 @@ class Settings:
     # The collector stores an event dated further than this after it was received at the time
     # it was received (the sender's time stays in originalTimestamp).
     collect_max_future_seconds: int = 300
+    # Data minimisation at collection (cdp.privacy.minimise; docs/privacy.md): keep, truncate or
+    # hash the IP address (hash needs the key), and traits dropped from every event.
+    collect_ip_mode: str = "keep"
+    collect_ip_hash_key: str = ""
+    collect_drop_traits: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require: Collection[str] = ()) -> Settings:
@@ -105,6 +110,10 @@ COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn"})
 #: Fields template.yaml gives the delivery function only.
 DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix"})
 
+#: The collector's minimisation options: template Parameters given to the collector only, each with
+#: a default that keeps everything (so not required).
+MINIMISE_FIELDS = frozenset({"collect_ip_mode", "collect_ip_hash_key", "collect_drop_traits"})
+
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
 FUNCTION_FIELDS = (frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
-                   - DELIVERY_FIELDS)
+                   - DELIVERY_FIELDS - MINIMISE_FIELDS)
