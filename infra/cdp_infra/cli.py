@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.set_defaults(func=cmd_profile)
 
     for module in ("segments_cli", "collect_cli", "identity_cli", "report_cli", "failures_cli", "stack_cli",
-                   "import_cli", "destinations_cli"):
+                   "import_cli", "destinations_cli", "privacy_cli"):
         try:
             extension = __import__(f"cdp_infra.{module}", fromlist=["add_parser"])
         except ImportError:
