@@ -297,3 +297,52 @@ def test_the_customer_view_of_a_repeat_buyer_lists_their_events_segment_and_emai
     assert "repeat-buyers" in {s["segment"] for s in view["segments"]}
     assert [(m["channel"], m["segment"]) for m in view["messages"] if m["segment"] == "repeat-buyers"] == [
         ("email", "repeat-buyers")]
+
+
+def test_an_access_request_archive_of_a_repeat_buyer_downloads_from_its_link(
+        pipeline: LocalPipeline, delivered: dict, dataset: Dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import urllib.request
+    import zipfile
+
+    from cdp_infra.cli import main
+
+    members = segment_members(pipeline, "repeat-buyers")
+    profiles = live_profiles(pipeline)
+    person, profile_id = next((p, pid) for p in dataset.persons for pid in members
+                              if p.identifiers and profiles.get(pid) == p.identifiers)
+    capsys.readouterr()
+    # When the person's data is exported with the CLI
+    assert main(["privacy", "export", sorted(person.identifiers)[0], "--request-id", "e2e-dsar", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # Then the link downloads the archive over HTTP: every event of theirs, their segment and email
+    with urllib.request.urlopen(result["url"], timeout=30) as response:  # noqa: S310 - the local stack
+        body = response.read()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        document = json.loads(archive.read("profile.json"))
+        events = [json.loads(line) for line in archive.read("events.jsonl").splitlines()]
+    assert result["key"] == "exports/e2e-dsar.zip" and result["profile_id"] == profile_id
+    assert {e["messageId"] for e in events} == person.message_ids
+    assert document["profile"]["profile_id"] == profile_id and document["events"]["complete"] is True
+    assert "repeat-buyers" in {s["segment"] for s in document["segments"]}
+    assert ("email", "repeat-buyers") in {(m["channel"], m["segment"]) for m in document["messages"]}
+    assert set(document["provenance"]["identifiers"]) == {i for i in person.identifiers}
+
+
+def test_consent_sent_as_an_event_shows_in_the_profile_api_and_keeps_the_person_from_email(
+        pipeline: LocalPipeline, delivered: dict) -> None:
+    # Two requests: statements are ordered by when they were received (one request, one time).
+    client = TrackingClient(pipeline.url, WRITE_KEY)
+    first = client.batch([{"type": "identify", "userId": "consent-1", "traits": {"email": "c1@example.com"},
+                           "context": {"consent": {"categoryPreferences": {"Analytics": True, "Email": True}}}}])
+    second = client.batch([{"type": "track", "userId": "consent-1", "event": "Consent Updated",
+                            "properties": {"categoryPreferences": {"email": False}}}])
+    client.close()
+    assert first.accepted == second.accepted == 1
+    pipeline.wait_drained(timeout_s=120)
+    status, profile = _get(pipeline, "/v1/profiles/user_id:consent-1")
+    assert status == 200 and profile["consent"] == {"analytics": True, "email": False}
+    assert profile["consent_statements"]["email"]["granted"] is False
+    assert profile["consent_statements"]["email"]["received_at"]
+    assert profile["activation"] == {"ads": {"allowed": False, "reason": "opt_in_required"},
+                                     "email": {"allowed": False, "reason": "denied"}}
