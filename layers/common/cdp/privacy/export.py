@@ -50,7 +50,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: What the archive does not hold, said in it so the person is told (docs/privacy.md).
 NOT_INCLUDED = (
     "events that carry none of the identifiers user_id, anonymous_id or email (the lake is searched by these)",
-    "rejected events kept in the quarantine (raw bodies, kept 30 days for repair)",
+    "rejected events kept in the quarantine (raw bodies, kept for repair and replay)",
     "copies that only live for a bounded time: the event stream (7 days), S3 noncurrent versions (30 days), "
     "DynamoDB point-in-time backups (35 days)",
 )
