@@ -82,7 +82,13 @@ def minimiser() -> Any:
     from cdp.privacy.minimise import minimiser_from_settings
 
     s = settings()
-    return minimiser_from_settings(s.collect_ip_mode, s.collect_ip_hash_key, s.collect_drop_traits)
+    key = ""
+    if s.collect_ip_mode.strip().lower() == "hash":
+        # Read once per container, and only in hash mode (a rotation takes effect at cold start).
+        from cdp.adapters.secrets import CachedSecret
+
+        key = CachedSecret(s, s.collect_ip_hash_key_secret_arn).value()
+    return minimiser_from_settings(s.collect_ip_mode, key, s.collect_drop_traits)
 
 
 @functools.cache

@@ -87,3 +87,10 @@ def test_the_collector_streams_minimised_events_and_quarantines_minimised_reject
 def test_without_options_the_collector_keeps_what_it_always_kept() -> None:
     sink, _ = _ingest(Minimiser(), [{"type": "track", "userId": "u1", "event": "E", "traits": {"ssn": "1"}}])
     assert sink.records[0].event["context"]["ip"] == "198.51.100.23"
+
+
+def test_hash_mode_hashes_the_requests_address_once_in_the_event_and_the_quarantine() -> None:
+    sink, quarantine = _ingest(Minimiser("hash", HASH_KEY), [{"type": "track", "userId": "u1", "event": "E"},
+                                                             {"type": "track", "userId": "u1"}])
+    expected = hash_ip("198.51.100.23", HASH_KEY)
+    assert sink.records[0].event["context"]["ip"] == expected == quarantine.entries[0].ip

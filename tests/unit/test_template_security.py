@@ -155,13 +155,17 @@ def test_no_parameter_or_environment_variable_carries_a_secret(template: dict[st
 
 def test_the_admin_token_is_generated_into_a_secret_under_the_stacks_key(template: dict[str, Any]) -> None:
     secrets = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"}
-    assert len(secrets) == 1
-    (logical, secret), = secrets.items()
-    assert "GenerateSecretString" in secret["Properties"] and "SecretString" not in secret["Properties"]
-    assert secret["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
-    given = {k for k, r in template["Resources"].items()
-             if {"Ref": logical} in r.get("Properties", {}).get("Environment", {}).get("Variables", {}).values()}
-    assert given == {"CollectFunction", "ProfileViewFunction"}
+    assert set(secrets) == {"AdminTokenSecret", "IpHashKeySecret"}
+    for secret in secrets.values():
+        assert "GenerateSecretString" in secret["Properties"] and "SecretString" not in secret["Properties"]
+        assert secret["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
+
+    def given(logical: str) -> set[str]:
+        return {k for k, r in template["Resources"].items()
+                if {"Ref": logical} in r.get("Properties", {}).get("Environment", {}).get("Variables", {}).values()}
+
+    assert given("AdminTokenSecret") == {"CollectFunction", "ProfileViewFunction"}
+    assert given("IpHashKeySecret") == {"CollectFunction"}  # the IP hash at collection
 
 
 # ------------------------------------------------------------------ hardening

@@ -64,9 +64,9 @@ class Settings:
     # it was received (the sender's time stays in originalTimestamp).
     collect_max_future_seconds: int = 300
     # Data minimisation at collection (cdp.privacy.minimise; docs/privacy.md): keep, truncate or
-    # hash the IP address (hash needs the key), and traits dropped from every event.
+    # hash the IP address (with the key in the secret), and traits dropped from every event.
     collect_ip_mode: str = "keep"
-    collect_ip_hash_key: str = ""
+    collect_ip_hash_key_secret_arn: str = ""
     collect_drop_traits: str = ""
 
     @classmethod
@@ -112,7 +112,7 @@ DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_
 
 #: The collector's minimisation options: template Parameters given to the collector only, each with
 #: a default that keeps everything (so not required).
-MINIMISE_FIELDS = frozenset({"collect_ip_mode", "collect_ip_hash_key", "collect_drop_traits"})
+MINIMISE_FIELDS = frozenset({"collect_ip_mode", "collect_ip_hash_key_secret_arn", "collect_drop_traits"})
 
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
 FUNCTION_FIELDS = (frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS

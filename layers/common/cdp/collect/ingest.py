@@ -114,8 +114,10 @@ def ingest(
     """
     if request.route not in ROUTES:
         raise MalformedRequest("unknown_route")
+    # What the quarantine keeps of the request (the events' own context.ip is minimised per event).
+    kept = request
     if minimise is not None and minimise.active:
-        request = replace(request, ip=minimise.ip(request.ip))
+        kept = replace(request, ip=minimise.ip(request.ip))
     else:
         minimise = None
     received_at = format_time(now)
@@ -133,7 +135,7 @@ def ingest(
         facts = replace(facts, may_hold_duplicate_keys=ambiguous_seen() != ambiguous_before, minimise=minimise)
     except (MalformedRequest, PayloadTooLarge) as exc:
         if source is not None:
-            quarantine.put([_raw_entry(request, source, received_at, exc.reason,
+            quarantine.put([_raw_entry(kept, source, received_at, exc.reason,
                                        secrets=[k for k in (header_key, body_key) if k], parsed=payload)])
             exc.details["quarantined"] = 1  # what was kept, for the request's metrics
         raise
@@ -146,7 +148,7 @@ def ingest(
             records.append(normalise_event(raw, route_type=route_type, facts=facts))
         except InvalidEvent as exc:
             rejections.append(Rejection(index, exc.reason))
-            entries.append(_event_entry(request, facts, received_at, index, exc.reason, raw))
+            entries.append(_event_entry(kept, facts, received_at, index, exc.reason, raw))
     if entries:
         # Quarantine first: if it fails, nothing reached the stream and the sender retries all.
         quarantine.put(entries)

@@ -1,7 +1,7 @@
 """Data minimisation at collection: what the collector keeps of an IP address, and traits it drops.
 
-Configured per stack (template Parameters ``CollectIpMode``, ``CollectIpHashKey``,
-``CollectDropTraits``; docs/privacy.md has the trade-offs):
+Configured per stack (template Parameters ``CollectIpMode`` and ``CollectDropTraits``, the hash key
+generated into the secret ``IpHashKeySecret``; docs/privacy.md has the trade-offs):
 
 * ``keep`` — the address as received (the default: geolocation and fraud checks need it);
 * ``truncate`` — IPv4 to its /24 (``203.0.113.0``), IPv6 to its /48 (``2001:db8:1::``);
@@ -41,7 +41,7 @@ class Minimiser:
         if self.ip_mode not in IP_MODES:
             raise InvalidConfig(f"CollectIpMode must be one of {', '.join(IP_MODES)}, got {self.ip_mode!r}")
         if self.ip_mode == "hash" and len(self.ip_hash_key) < 16:
-            raise InvalidConfig("CollectIpMode hash needs CollectIpHashKey of at least 16 characters")
+            raise InvalidConfig("CollectIpMode hash needs a hash key of at least 16 characters (IpHashKeySecret)")
 
     @property
     def active(self) -> bool:
