@@ -68,16 +68,13 @@ def unzip(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return document, events
 
 
-def test_the_archive_holds_every_event_of_the_person_and_no_one_elses(stores) -> None:
-    export_stores, _ = stores
+def test_the_archive_holds_every_event_profile_consent_lifecycle_merge_segment_and_message(stores) -> None:
+    export_stores, ids = stores
     archive = export_person("email:Alice@Example.com", export_stores, now=NOW)
+    # Every event of the person and no one else's, oldest first
     assert [e["messageId"] for e in archive.events] == [e["messageId"] for e in ALICE]
     assert archive.document["events"]["complete"] is True and archive.document["events"]["count"] == len(ALICE)
-
-
-def test_the_archive_holds_profile_consent_lifecycle_merges_segments_and_messages(stores) -> None:
-    export_stores, ids = stores
-    document = export_person("user_id:u-alice", export_stores, now=NOW).document
+    document = archive.document
     assert document["found"] is True and document["profile"]["profile_id"] == ids["alice"]
     assert document["profile"]["identifiers"]["email"] == ["alice@example.com"]
     assert document["profile"]["traits"]["first_name"] == "Alice"
@@ -119,21 +116,6 @@ def test_an_export_is_stored_under_exports_once_and_handed_out_by_a_short_lived_
     assert urlsplit(result.url).path.endswith("/exports/req-1.zip")
 
 
-def test_an_export_by_profile_id_reaches_the_same_person(stores) -> None:
-    export_stores, ids = stores
-    result = run_export(Request("req-2", profile_id=ids["alice"]), export_stores, now=NOW)
-    assert result.found and result.profile_id == ids["alice"] and result.events == len(ALICE)
-
-
-def test_an_unknown_person_gets_an_archive_that_says_nothing_was_found(stores) -> None:
-    export_stores, _ = stores
-    archives = InMemoryArchives()
-    result = run_export(Request("req-3", ("email:nobody@example.com",)), replace(export_stores, archives=archives),
-                        now=NOW)
-    document, events = unzip(archives.objects["exports/req-3.zip"])
-    assert not result.found and document["found"] is False and events == []
-
-
 def test_a_request_id_that_is_no_object_name_or_a_malformed_identifier_is_refused(stores) -> None:
     for request_id in ("", "../profiles/x", "a/b", "x" * 129):
         with pytest.raises(MalformedRequest):
@@ -145,3 +127,40 @@ def test_a_request_id_that_is_no_object_name_or_a_malformed_identifier_is_refuse
 def test_the_link_signer_is_sigv4_whatever_the_default_client(stack_settings) -> None:
     url = S3ExportArchives(stack_settings).presigned_url("exports/x.zip", 60)
     assert "X-Amz-Signature=" in url and "AWSAccessKeyId=" not in url
+
+
+@dataclass
+class Person:
+    identifiers: list[str]
+    profile_ids: list[str]
+
+
+@dataclass
+class PrivacyRequestRecord:
+    """The shape of a privacy request record: ``request_id``, ``identifier`` and the resolved ``person``."""
+
+    request_id: str
+    identifier: str
+    person: Person
+
+
+@dataclass
+class Holder:
+    export: ExportStores
+
+
+def test_the_person_is_found_by_profile_id_or_request_record_and_an_unknown_one_is_told_so(stores) -> None:
+    export_stores, ids = stores
+    archives = InMemoryArchives()
+    export_stores = replace(export_stores, archives=archives)
+    by_id = run_export(Request("req-2", profile_id=ids["alice"]), export_stores, now=NOW)
+    assert by_id.found and by_id.profile_id == ids["alice"] and by_id.events == len(ALICE)
+    # A privacy request record, with stores that hold the export's
+    record = PrivacyRequestRecord("req-6", "email:alice@example.com",
+                                  Person(["email:alice@example.com"], [ids["alice"]]))
+    from_record = run_export(record, Holder(export_stores), now=NOW)
+    assert from_record.request_id == "req-6" and from_record.profile_id == ids["alice"]
+    # Nobody: an archive all the same, that says nothing was found
+    nobody = run_export(Request("req-3", ("email:nobody@example.com",)), export_stores, now=NOW)
+    document, events = unzip(archives.objects["exports/req-3.zip"])
+    assert not nobody.found and document["found"] is False and events == []

@@ -25,10 +25,10 @@ import re
 import zipfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from cdp.errors import MalformedRequest, NotFound
+from cdp.errors import InvalidConfig, MalformedRequest, NotFound
 from cdp.identity.config import IdentityConfig
 from cdp.identity.explain import profile_history
 from cdp.identity.identifiers import extract
@@ -168,22 +168,26 @@ def export_person(subject: str, stores: ExportStores, *, now: datetime, request_
     return ExportArchive(document, events)
 
 
-def run_export(request: Any, stores: ExportStores, *, now: datetime) -> ExportResult:
+def run_export(request: Any, stores: Any, *, now: datetime | None = None) -> ExportResult:
     """Build, store and link the archive for a privacy request.
 
-    ``request`` has ``id`` and names the person by ``profile_id`` or by ``identifiers`` (``type:value``
-    strings; the first that finds a profile is used). Storing under the request's id makes a
-    retried export overwrite its own archive, never add another.
+    ``request`` has an id (``id`` or ``request_id``) and names the person by ``profile_id``,
+    ``identifiers`` or ``identifier`` (``type:value``), or by a ``person`` holding ``profile_ids``
+    and ``identifiers`` (the privacy request record); the first that finds a profile is used.
+    ``stores`` is an :class:`ExportStores`, or holds one as ``export``. Storing under the request's
+    id makes a retried export overwrite its own archive, never add another.
     """
-    request_id = str(getattr(request, "id", "") or "")
+    now = now or datetime.now(UTC)
+    export_stores = _export_stores(stores)
+    request_id = str(getattr(request, "id", None) or getattr(request, "request_id", None) or "")
     if not _REQUEST_ID.fullmatch(request_id):
         raise MalformedRequest("invalid_request_id", expected="1-128 letters, digits, '_', '.', '-'")
-    archive = _archive_for(request, stores, now=now, request_id=request_id)
+    archive = _archive_for(request, export_stores, now=now, request_id=request_id)
     body = archive.to_zip()
     key = f"{PREFIX}{request_id}.zip"
-    stores.archives.put(key, body)
-    seconds = max(1, min(int(stores.link_seconds), MAX_LINK_SECONDS))
-    url = stores.archives.presigned_url(key, seconds)
+    export_stores.archives.put(key, body)
+    seconds = max(1, min(int(export_stores.link_seconds), MAX_LINK_SECONDS))
+    url = export_stores.archives.presigned_url(key, seconds)
     found = bool(archive.document.get("found"))
     events = archive.document.get("events") or {}
     return ExportResult(request_id=request_id, key=key, url=url, expires_at=format_time(now + timedelta(seconds=seconds)),
@@ -191,12 +195,25 @@ def run_export(request: Any, stores: ExportStores, *, now: datetime) -> ExportRe
                         complete=bool(events.get("complete", True)), bytes=len(body))
 
 
+def _export_stores(stores: Any) -> ExportStores:
+    found = stores if isinstance(stores, ExportStores) else getattr(stores, "export", None)
+    if not isinstance(found, ExportStores):
+        raise InvalidConfig("run_export needs ExportStores (cdp.adapters.exports.stack_export_stores)")
+    return found
+
+
+def _subjects(request: Any) -> list[str]:
+    """Who the request is about, most precise first: profile ids, then identifiers."""
+    person = getattr(request, "person", None)
+    profile_ids = [getattr(request, "profile_id", None), *(getattr(person, "profile_ids", None) or ())]
+    identifiers = [*(getattr(request, "identifiers", None) or ()), getattr(request, "identifier", None),
+                   *(getattr(person, "identifiers", None) or ())]
+    subjects = [f"profile:{p}" for p in profile_ids if p] + [str(i) for i in identifiers if i]
+    return list(dict.fromkeys(subjects))
+
+
 def _archive_for(request: Any, stores: ExportStores, *, now: datetime, request_id: str) -> ExportArchive:
-    profile_id = getattr(request, "profile_id", None)
-    subjects = [f"profile:{profile_id}"] if profile_id else []
-    subjects += [str(i) for i in (getattr(request, "identifiers", None) or ())]
-    if getattr(request, "identifier", None):
-        subjects.append(str(request.identifier))
+    subjects = _subjects(request)
     if not subjects:
         raise MalformedRequest("no_identifier", expected="a profile_id or type:value identifiers")
     archive = ExportArchive({})
