@@ -80,3 +80,21 @@ def test_decisions_name_each_channel() -> None:
 def test_the_email_channel_asks_the_same_check() -> None:
     profile = {"profile_id": "p", "identifiers": {"email": ["email:a@x.io"]}, "consent": {"analytics": True}}
     assert contact_from_profile(profile).email_consent is False
+
+
+def test_purpose_names_that_are_no_names_are_ignored() -> None:
+    event = {"context": {"consent": {"categoryPreferences": {"C0001": True, "x" * 65: True, " ": False,
+                                                             "a b": True, "<script>": True}}}}
+    assert event_consent(event) == {"c0001": True}
+
+
+def test_a_profile_keeps_a_bounded_number_of_purposes() -> None:
+    from cdp.identity.computed import MAX_PURPOSES
+
+    consent = Consent()
+    for n in range(MAX_PURPOSES + 10):
+        consent = apply_consent(consent, {"context": {"consent": {"categoryPreferences": {f"p{n}": True}}}},
+                                f"2024-01-01T00:00:00.000Z|m{n:03d}")
+    assert len(consent.purposes) == MAX_PURPOSES
+    later = apply_consent(consent, {"context": {"consent": {"categoryPreferences": {"p0": False}}}}, "2024-02-01|x")
+    assert later.granted("p0") is False  # a purpose already held still changes
