@@ -131,6 +131,7 @@ def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformatio
     # The collector (profile API) and the customer view (timeline, page and its signed links).
     admin = {f for f, resources in readers.items() if {"Ref": "AdminTokenSecret"} in resources}
     assert admin == {"CollectFunction", "ProfileViewFunction"}
+    assert {f for f, resources in readers.items() if {"Ref": "IpHashKeySecret"} in resources} == {"CollectFunction"}
     # The destinations read their own secrets only, under the stack's destinations/ prefix.
     assert readers["DeliverFunction"] == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
                                                       "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
