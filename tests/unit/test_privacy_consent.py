@@ -53,8 +53,12 @@ def test_ads_need_an_explicit_grant() -> None:
 
 def test_analytics_only_consent_keeps_a_person_out_of_activation() -> None:
     profile = {"profile_id": "p", "consent": {"analytics": True}, "traits": {}}
-    assert may_contact(profile, "email").reason == "not_granted"
+    assert may_contact(profile, "email").reason == "analytics_only"
     assert not may_contact(profile, "ads")
+
+
+def test_a_statement_about_ads_only_leaves_email_to_the_default() -> None:
+    assert may_contact({"profile_id": "p", "consent": {"ads": False}}, "email").reason == "not_stated"
 
 
 def test_a_person_who_never_stated_consent_may_get_email_but_not_ads() -> None:

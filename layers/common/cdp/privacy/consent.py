@@ -7,8 +7,8 @@ we received it. Each channel names its purpose and asks :func:`may_contact`:
 
 * a purpose the person granted is allowed, one they denied is not;
 * ``ads`` (and any purpose in :data:`OPT_IN_PURPOSES`) needs an explicit grant;
-* a person who made a consent statement at all but did not grant the purpose (say, ``analytics``
-  only) is kept out of that channel: a consent manager lists what was granted, the rest is not;
+* a person whose statements name no activation purpose (``analytics`` only, say) is kept out of
+  every channel;
 * a person who never made any statement may get the purposes that are not opt-in (email to an
   existing customer), unless a trait says they unsubscribed.
 
@@ -35,6 +35,10 @@ PURPOSE_ALIASES: Mapping[str, tuple[str, ...]] = {
 #: The purpose each activation channel checks.
 CHANNEL_PURPOSES: Mapping[str, str] = {"email": "email", "ads": "ads", "audience": "ads"}
 
+#: Purposes that concern activation (with their aliases); a person whose statements name none of
+#: them (``analytics`` only, say) is kept out of every channel.
+ACTIVATION_PURPOSES = frozenset({*CHANNEL_PURPOSES.values(), *(a for names in PURPOSE_ALIASES.values() for a in names)})
+
 #: Traits by which a person left every email (set by an unsubscribe link or a CRM import).
 UNSUBSCRIBE_TRAITS = ("unsubscribed", "email_opt_out")
 
@@ -47,7 +51,7 @@ class Decision:
 
     allowed: bool
     purpose: str
-    reason: str  # granted | denied | not_granted | opt_in_required | not_stated | unsubscribed
+    reason: str  # granted | denied | analytics_only | opt_in_required | not_stated | unsubscribed
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -75,8 +79,8 @@ def may_contact(subject: Consent | Mapping[str, Any], purpose: str) -> Decision:
             return Decision(granted, purpose, "granted" if granted else "denied")
     if purpose in OPT_IN_PURPOSES:
         return Decision(False, purpose, "opt_in_required")
-    if consent:
-        return Decision(False, purpose, "not_granted")
+    if consent and not ACTIVATION_PURPOSES.intersection(consent):
+        return Decision(False, purpose, "analytics_only")
     return Decision(True, purpose, "not_stated")
 
 
