@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 
 from cdp_infra.dataset import generate
 from cdp_infra.demo import send_dataset
+from cdp_infra.emulator import rss_bytes
 from cdp_infra.local import LocalConfig, LocalPipeline
 
 PEOPLE = int(os.environ.get("BENCH_PEOPLE", "300"))
@@ -19,13 +21,18 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     dataset = generate(PEOPLE, EVENTS, seed=11, invalid_ratio=0.0)
-    with LocalPipeline(LocalConfig(write_key="bench", run_schedules=False, throttle=False)) as pipeline:
+    # As the demo and `cdp dev` run it: the lake on local disk.
+    with tempfile.TemporaryDirectory(prefix="bench-lake-") as lake, \
+            LocalPipeline(LocalConfig(write_key="bench", run_schedules=False, throttle=False,
+                                      lake_dir=lake)) as pipeline:
         t0 = time.perf_counter()
         accepted, _ = send_dataset(pipeline.url, "bench", dataset.batches, workers=4)
         sent_s = time.perf_counter() - t0
         pipeline.wait_drained(timeout_s=1800)
         total_s = time.perf_counter() - t0
         stats = {lid: fn.stats for lid, fn in pipeline.functions.items()}
+        emulator = pipeline.emulator_stats()
+        stack_rss = rss_bytes()
     collect = stats["CollectFunction"]
     print(f"events                      {accepted:>10,} from {PEOPLE:,} people in {len(dataset.batches):,} requests")
     print(f"collector (HTTP) events/s   {accepted / sent_s:>10,.0f}   ({sent_s:.1f} s)")
@@ -36,6 +43,15 @@ def main() -> None:
     for lid in ("UnifyFunction", "ArchiveFunction"):
         s = stats[lid]
         print(f"{lid:<27} {s.seconds / max(accepted, 1) * 1e6:>10,.0f} us/event over {s.invocations} batches")
+    calls = emulator["calls"]
+    requests = sum(int(n) for n, _ in calls.values())
+    busy = sum(seconds for _, seconds in calls.values())
+    print(f"emulator requests per event {requests / max(accepted, 1):>10.2f}   "
+          f"({busy / total_s:.0%} of the run busy serving them, one at a time)")
+    for operation, (n, seconds) in sorted(calls.items(), key=lambda kv: -kv[1][1])[:8]:
+        print(f"  {operation:<40} {n / max(accepted, 1):>8.3f}/event {seconds / max(n, 1) * 1e3:>7.1f} ms each")
+    print(f"RSS after the run           {stack_rss / 2**20:>10,.0f} MB stack + "
+          f"{emulator['rss_bytes'] / 2**20:,.0f} MB emulator")
 
 
 if __name__ == "__main__":

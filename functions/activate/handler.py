@@ -1,4 +1,4 @@
-"""SQS (segment membership changes) -> SES email, once per segment entry."""
+"""SQS (segment membership changes) -> SES email, once per segment entry and per entry campaign."""
 
 import json
 from collections import Counter
@@ -20,11 +20,18 @@ from cdp.activation import (
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.messages import DynamoMessageJournal
+from cdp.adapters.secrets import CachedSecret
 from cdp.adapters.ses import SesEmailSender
-from cdp.observability import metrics, record_activation
+from cdp.adapters.sesv2 import SesV2RawSender
+from cdp.adapters.sqs import SqsDeferrals
+from cdp.campaigns.definition import load_campaigns
+from cdp.campaigns.eligibility import load_policy
+from cdp.campaigns.entries import on_entry
+from cdp.campaigns.send import CampaignReport, EmailSetup
+from cdp.observability import metrics, record_activation, record_campaigns
 from cdp.profiles.messages import record_sent
 from cdp.segments.membership import MembershipChange
-from cdp.settings import FUNCTION_FIELDS, Settings
+from cdp.settings import ACTIVATION_FIELDS, FUNCTION_FIELDS, Settings
 from cdp.times import format_time
 
 logger = Logger()
@@ -46,8 +53,31 @@ def journal() -> DynamoMessageJournal:
     return DynamoMessageJournal(Settings.from_env(require=FUNCTION_FIELDS))
 
 
-def record_handler(record: SQSRecord, report: ActivationReport | None = None) -> None:
-    change = MembershipChange.from_dict(json.loads(record.body))
+@cache
+def campaign_deps() -> dict:
+    settings = Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
+    secret = CachedSecret(settings, settings.unsubscribe_secret_arn)
+    here = Path(__file__).parent
+    return {"campaigns": load_campaigns(here / "campaigns"), "policy": load_policy(here / "config" / "activation.yaml"),
+            "profiles": DynamoIdentityStore(settings), "journal": journal(), "ledger": deps()["ledger"],
+            "setup": EmailSetup(settings.email_sender, SesV2RawSender(settings), settings.unsubscribe_base_url,
+                                secret.value),
+            "deferrals": SqsDeferrals(settings)}
+
+
+def record_handler(record: SQSRecord, report: ActivationReport | None = None,
+                   campaigns: CampaignReport | None = None) -> None:
+    body = json.loads(record.body)
+    if "campaign" not in body:  # a deferred campaign message is for that campaign only
+        deliver_segment_email(body, report)
+    d = campaign_deps()
+    later = on_entry(body, **{k: d[k] for k in ("campaigns", "profiles", "journal", "ledger", "setup", "policy")},
+                     now=datetime.now(UTC), report=campaigns if campaigns is not None else CampaignReport())
+    d["deferrals"].defer(later)
+
+
+def deliver_segment_email(body: dict, report: ActivationReport | None) -> None:
+    change = MembershipChange.from_dict(body)
     report = activate_change(change, report=report, **deps())
     # What was sent, by profile, for the customer view (the ledger's keys cannot be listed by profile).
     record_sent(journal(), key=effect_key(change), sent=report.sent, profile_id=change.profile_id,
@@ -60,12 +90,17 @@ def record_handler(record: SQSRecord, report: ActivationReport | None = None) ->
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     report = ActivationReport()  # one for the batch: one log line and one metric set per batch
-    response = process_partial_response(event=event, record_handler=partial(record_handler, report=report),
-                                        processor=processor, context=context)
+    campaigns = CampaignReport()
+    response = process_partial_response(event=event, processor=processor, context=context,
+                                        record_handler=partial(record_handler, report=report, campaigns=campaigns))
     failures = len(response.get("batchItemFailures") or [])
     record_activation(report, failures)
+    record_campaigns(campaigns)
     logger.info("activation", extra={"messages": len(event.get("Records") or []), "sent": len(report.sent),
                                      "skipped": dict(Counter(report.skipped.values())), "duplicates": len(report.duplicates),
                                      "failed": failures, "refused": dict(Counter(report.failed.values())),
-                                     "unrecorded": len(report.unrecorded)})
+                                     "unrecorded": len(report.unrecorded),
+                                     "campaigns": {"sent": len(campaigns.sent), "duplicates": len(campaigns.duplicates),
+                                                   "skipped": campaigns.skipped_by_reason(),
+                                                   "deferred": len(campaigns.deferred)}})
     return response

@@ -24,7 +24,8 @@ from cdp.collect.pixel import PIXEL_GIF, pixel_body
 from cdp.collect.profiles import audit_record, profile_response
 from cdp.errors import CdpError
 from cdp.observability import metrics, record_ingest, record_ingest_error
-from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, Settings
+from cdp.privacy.suppression import SuppressionList
+from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, UNSUBSCRIBE_FIELDS, Settings
 
 app = Chalice(app_name="cdp-collect")
 audit_log = logging.getLogger("cdp.audit")
@@ -65,6 +66,21 @@ def identity_store() -> Any:
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 
     return DynamoIdentityStore(settings())
+
+
+@functools.cache
+def privacy_store() -> Any:
+    from cdp.adapters.privacy import DynamoPrivacyStore
+
+    return DynamoPrivacyStore(settings())
+
+
+@functools.cache
+def suppression() -> SuppressionList:
+    # The whole (hashed) list, re-read every 30 s: no read per event. If the privacy table does not
+    # answer, the collector keeps collecting with the last list it read (unify and the archive,
+    # which check again, fail closed): the privacy table is not one more way for collection to fail.
+    return SuppressionList(privacy_store(), fail_open=True)
 
 
 @functools.cache
@@ -129,6 +145,7 @@ def _ingest(route: str, body: bytes) -> HttpResponse:
             now=datetime.now(UTC),
             limits=limits(),
             minimise=minimiser(),
+            suppression=suppression(),
         )
     except CdpError as exc:
         record_ingest_error(exc)
@@ -242,6 +259,17 @@ def admin_token() -> str:
     return str(admin_secret().value())
 
 
+@functools.cache
+def unsubscribe_secret() -> Any:
+    from cdp.adapters.secrets import CachedSecret
+
+    return CachedSecret(settings(), Settings.from_env(require=UNSUBSCRIBE_FIELDS).unsubscribe_secret_arn)
+
+
+def unsubscribe_key() -> str:
+    return str(unsubscribe_secret().value())
+
+
 def _admin_read(route: str, identifier: str, lookup: Any) -> Response:
     request = app.current_request
     response = profile_response(
@@ -267,6 +295,71 @@ def explain_profile(identifier: str) -> Response:
     from cdp.identity import explain
 
     return _admin_read("explain", identifier, explain)
+
+
+def _privacy(route: str, action: Callable[[], Any]) -> Response:
+    from cdp.collect.privacy import privacy_response
+
+    request = app.current_request
+    response = privacy_response(action, authorization=request.headers.get("authorization"), admin_token=admin_token)
+    caller = (request.context.get("identity") or {}).get("sourceIp")
+    audit_log.info("%s", json.dumps({"audit": route, "caller": caller, "status": response.status,
+                                     "request_id": (response.body or {}).get("request_id")}))
+    return _respond(response)
+
+
+@app.route("/v1/privacy/requests", methods=["POST"], content_types=["application/json"])
+def privacy_request() -> Response:
+    from cdp.adapters.privacy import SqsPrivacyQueue
+    from cdp.jobs.privacy_job import accept_request
+
+    def accept() -> Any:
+        body = app.current_request.json_body
+        accepted = accept_request(body, config=identity_config(), privacy=privacy_store(), identity=identity_store(),
+                                  enqueue=SqsPrivacyQueue(settings()), now=datetime.now(UTC))
+        suppression().forget()  # this container at once; the others within the cache's 30 s
+        return accepted
+
+    return _privacy("privacy_request", accept)
+
+
+@app.route("/v1/privacy/requests/{request_id}", methods=["GET"])
+def privacy_status(request_id: str) -> Response:
+    from cdp.privacy.requests import is_request_id
+
+    return _privacy("privacy_status",
+                    lambda: privacy_store().get_request(request_id) if is_request_id(request_id) else None)
+
+
+@app.route("/v1/unsubscribe", methods=["GET", "POST"], content_types=["application/x-www-form-urlencoded", "*/*"])
+def unsubscribe() -> Response:
+    """RFC 8058 one-click (POST) and the page a person opening the link sees (GET: a confirm button)."""
+    from urllib.parse import urlencode
+
+    from cdp.campaigns.unsubscribe import (
+        CONFIRMATION_PAGE,
+        INVALID_PAGE,
+        confirmation_form,
+        record_unsubscribe,
+        verify_link,
+    )
+    from cdp.errors import NotFound, Unauthorized
+
+    request = app.current_request
+    params = dict(request.query_params or {})
+    page = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    try:
+        if request.method == "GET":
+            verify_link(params, unsubscribe_key(), now=datetime.now(UTC).timestamp())
+            return Response(body=confirmation_form(urlencode(params)), status_code=200, headers=page)
+        record_unsubscribe(params, secret=unsubscribe_key(), profiles=identity_store(), sink=sink(),
+                           now=datetime.now(UTC), method="one-click")
+    except (Unauthorized, NotFound) as exc:
+        audit_log.info("%s", json.dumps({"route": "unsubscribe", "refused": exc.reason}))
+        return Response(body=INVALID_PAGE, status_code=400 if isinstance(exc, Unauthorized) else 404, headers=page)
+    except CdpError as exc:
+        return _respond(error_response(exc))
+    return Response(body=CONFIRMATION_PAGE, status_code=200, headers=page)
 
 
 def _run_app(event: dict[str, Any], context: Any) -> Any:

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from cdp.adapters.engines import query_engine
-from cdp.adapters.lake import lake_filesystem
+from cdp.adapters.lake import bucket_filesystem
 from cdp.adapters.run_history import DynamoRunHistory
 from cdp.errors import InvalidJourney
 from cdp.jobs.report_job import compute_report, quarantine_counts, segment_runs, write_report
@@ -43,7 +43,7 @@ def handler(event: dict, context: object) -> dict:
     now, detail = parse_timestamp(tick.time), tick.detail or {}
     last = parse_timestamp(detail["to"]).date() if detail.get("to") else now.date()
     first = parse_timestamp(detail["from"]).date() if detail.get("from") else last - timedelta(days=DEFAULT_DAYS)
-    fs, root = lake_filesystem(s), s.lake_bucket
+    fs, root = bucket_filesystem(s), s.lake_bucket
     report = compute_report(
         engine=query_engine(s), window=ReportRange(first, last, detail.get("by", "week")), journey=journey(),
         now=now, run_id=now.strftime("%Y%m%dT%H%M%SZ"),

@@ -7,7 +7,7 @@ from functools import cache
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
-from cdp.adapters.lake import lake_filesystem
+from cdp.adapters.lake import lake_filesystem, lake_root
 from cdp.lake.compaction import compact_partition
 from cdp.settings import FUNCTION_FIELDS, Settings
 from cdp.times import format_date, parse_timestamp
@@ -27,7 +27,7 @@ def handler(event: dict, context: object) -> dict:
     tick = EventBridgeEvent(event)
     # A manual run may name the day: {"detail": {"dt": "2026-11-20"}}; the schedule compacts yesterday.
     dt = (tick.detail or {}).get("dt") or format_date(parse_timestamp(tick.time) - timedelta(days=1))
-    report = compact_partition(lake_filesystem(settings()), settings().lake_bucket, dt)
+    report = compact_partition(lake_filesystem(settings()), lake_root(settings()), dt)
     result = {**asdict(report), "duplicates_removed": report.duplicates_removed}
     logger.info("compacted", extra=result)
     return result

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.engines import query_engine
-from cdp.adapters.lake import lake_filesystem
+from cdp.adapters.lake import lake_filesystem, lake_root
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
@@ -44,7 +44,7 @@ def handler(event: dict, context: object) -> dict:
         all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s),
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,
         refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
-        snapshot=lambda: write_snapshots(store, lake_filesystem(s), s.lake_bucket))
+        snapshot=lambda: write_snapshots(store, lake_filesystem(s), lake_root(s)))
     record_segment_job(report)
     logger.info("segments run", extra=report.to_dict())
     raise_if_incomplete(report)  # EventBridge retries the tick: completed segments replay, failed ones run

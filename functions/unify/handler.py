@@ -14,10 +14,12 @@ from aws_lambda_powertools import Logger, Tracer
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.failures import S3FailureStore
 from cdp.adapters.membership import DynamoMembershipStore
+from cdp.adapters.privacy import DynamoPrivacyStore
 from cdp.adapters.sqs import SqsChangePublisher
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.jobs.unify_job import RealtimeSegments, unify_records
 from cdp.observability import metrics, record_unify
+from cdp.privacy.suppression import SuppressionList
 from cdp.segments.catalog import all_segments
 from cdp.segments.realtime import realtime_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
@@ -38,6 +40,11 @@ def failures() -> S3FailureStore:
 
 
 @cache
+def suppression() -> SuppressionList:
+    return SuppressionList(DynamoPrivacyStore(Settings.from_env(require=FUNCTION_FIELDS)))
+
+
+@cache
 def config() -> IdentityConfig:
     return load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
 
@@ -54,7 +61,7 @@ def realtime() -> RealtimeSegments:
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC),
-                           realtime=realtime(), failures=failures())
+                           realtime=realtime(), failures=failures(), suppression=suppression())
     record_unify(result)
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import fields
@@ -42,13 +43,17 @@ def _admin_token(args: argparse.Namespace) -> str:
 def cmd_dev(args: argparse.Namespace) -> int:
     from .local import LocalConfig, LocalPipeline
 
-    # No default token anywhere: each run's stack generates one unless --token names it.
+    # No default token anywhere: each run's stack generates one unless --token names it. The lake
+    # lives on local disk for the run (LAKE_ROOT), like the emulator's state it goes when it stops.
+    lake = tempfile.TemporaryDirectory(prefix="cdp-lake-")
     pipeline = LocalPipeline(LocalConfig(port=args.port, host=args.host, write_key=args.write_key,
-                                         admin_token=args.token or os.environ.get("CDP_ADMIN_TOKEN"))).start()
+                                         admin_token=args.token or os.environ.get("CDP_ADMIN_TOKEN"),
+                                         lake_dir=lake.name)).start()
     print(f"collector:   {pipeline.url}  (point an SDK's host here)")
     print(f"write key:   {args.write_key}")
     print(f"admin token: {pipeline.admin_token}")
     print(f"metrics:     {pipeline.url}/v1/metrics  (admin token; what CloudWatch would show)")
+    print(f"lake:        {lake.name}  (Parquet on local disk for this run)")
     print(f"emulated AWS (moto) on {pipeline.endpoint_url}; Ctrl-C to stop", flush=True)
     names = {f.name.upper() for f in fields(Settings)}
     DEV_STACK_FILE.parent.mkdir(exist_ok=True)
@@ -63,6 +68,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     finally:
         DEV_STACK_FILE.unlink(missing_ok=True)
         pipeline.stop()
+        lake.cleanup()
     return 0
 
 
@@ -153,12 +159,17 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
         print("cdp: no stack: run `cdp dev` in this folder, or set the stack's environment", file=sys.stderr)
         return 2
     config = load_identity_config(REPO_ROOT / "config" / "identity.yaml")
+    from .collect_cli import suppression_check
+
     store, engine, now = DynamoIdentityStore(settings), query_engine(settings), datetime.now(UTC)
+    suppressed = suppression_check(settings)
     try:
         if args.undo_merge:
-            result = undo_profile_merge(args.identifier, store, engine, config=config, now=now, reason=args.reason)
+            result = undo_profile_merge(args.identifier, store, engine, config=config, now=now, reason=args.reason,
+                                        suppressed=suppressed)
         else:
-            result = detach_identifier(args.identifier, store, engine, config=config, now=now, reason=args.reason)
+            result = detach_identifier(args.identifier, store, engine, config=config, now=now, reason=args.reason,
+                                       suppressed=suppressed)
     except CdpError as exc:
         print(json.dumps({"error": exc.code, "reason": exc.reason, **exc.details}, default=str), file=sys.stderr)
         return 1
@@ -208,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.set_defaults(func=cmd_profile)
 
     for module in ("segments_cli", "collect_cli", "identity_cli", "report_cli", "failures_cli", "stack_cli",
-                   "import_cli", "destinations_cli", "privacy_cli"):
+                   "import_cli", "destinations_cli", "privacy_cli",
+                   "campaigns_cli"):
         try:
             extension = __import__(f"cdp_infra.{module}", fromlist=["add_parser"])
         except ImportError:

@@ -137,12 +137,25 @@ def cmd_quarantine_replay(args: argparse.Namespace) -> int:
         day_to=args.day_to,
         source_id=args.source_id,
         dry_run=args.dry_run,
+        suppressed=suppression_check(settings),
     )
     verb = "would replay" if report.dry_run else "replayed"
-    print(f"{verb} {report.replayed} events; {report.still_rejected} still rejected")
+    print(f"{verb} {report.replayed} events; {report.still_rejected} still rejected"
+          + (f"; {report.suppressed} about suppressed people left out" if report.suppressed else ""))
     for reason, count in report.reasons.most_common():
         print(f"  {count:>6}  {reason}")
     return 0
+
+
+def suppression_check(settings: Any) -> Any:
+    """Whether an event is about a suppressed person (privacy requests), when the stack has the list."""
+    if not settings.privacy_table:
+        return None
+    from cdp.adapters.privacy import DynamoPrivacyStore
+    from cdp.privacy.suppression import SuppressionList, is_suppressed
+
+    suppression = SuppressionList(DynamoPrivacyStore(settings))
+    return lambda event: is_suppressed(event, suppression)
 
 
 def _preview(raw: bytes) -> str:

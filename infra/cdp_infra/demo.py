@@ -10,10 +10,12 @@ them a wrong result and see them fail.
 from __future__ import annotations
 
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -47,6 +49,11 @@ class DemoSummary:
     membership_problems: list[str] = field(default_factory=list)
     email_entries: int = 0
     emails_sent: int = 0
+    # Per campaign: kind, owed (its audience), sent, skipped by reason, then SES's outcomes and the
+    # opt-outs as the lake holds them (docs/activation.md).
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Events the CDP itself wrote into the stream: SES outcomes (simulated here) and opt-outs.
+    campaign_events: int = 0
     failure_destination: int = 0
     # The functions' business metrics as CloudWatch would sum them (name -> total).
     metrics: dict[str, float] = field(default_factory=dict)
@@ -55,6 +62,9 @@ class DemoSummary:
     report: dict[str, Any] = field(default_factory=dict)
     # Ad audiences and webhooks (demo_destinations): per destination pushed, expected, requests, violations.
     destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    # One person erased at the end: status, what was removed per store, the verification, the time,
+    # and the person's distinct events against what the lake lost.
+    erasure: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -66,14 +76,72 @@ class DemoSummary:
 
 
 class Progress:
+    """Progress on a terminal: phase lines, and one live line redrawn with counts, rate and ETA.
+
+    Silent when ``out`` is None or not a terminal (a pipe, a file, CI): the summary says it all.
+    """
+
     def __init__(self, out: TextIO | None) -> None:
-        self.out = out
+        self.out = out if out is not None and out.isatty() else None
         self.started = time.monotonic()
+        self._live = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.out is not None
 
     def __call__(self, message: str) -> None:
         if self.out is not None:
+            self._end_live()
             self.out.write(f"[{time.monotonic() - self.started:6.1f}s] {message}\n")
             self.out.flush()
+
+    def live(self, message: str) -> None:
+        """Redraw the current line (the next :meth:`__call__` or :meth:`done` ends it)."""
+        if self.out is not None:
+            self.out.write(f"\r\033[K[{time.monotonic() - self.started:6.1f}s] {message}")
+            self.out.flush()
+            self._live = True
+
+    def done(self) -> None:
+        self._end_live()
+
+    def _end_live(self) -> None:
+        if self.out is not None and self._live:
+            self.out.write("\n")
+            self._live = False
+
+
+class Rate:
+    """Items per second over the last few seconds, and the ETA of the rest at that rate."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.samples: list[tuple[float, int]] = []
+
+    def add(self, done: int) -> float:
+        now = time.monotonic()
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.window_s:
+            self.samples.pop(0)
+        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @staticmethod
+    def seconds_left(remaining: int, rate: float) -> float | None:
+        if remaining <= 0:
+            return 0.0
+        return remaining / rate if rate > 0 else None
+
+    @staticmethod
+    def eta(remaining: int, rate: float) -> str:
+        return _eta(Rate.seconds_left(remaining, rate))
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}min"
 
 
 @dataclass
@@ -87,26 +155,43 @@ def send_batches(url: str, write_key: str, batches: list[list[dict[str, Any]]], 
                  progress: Progress | None = None) -> SendTally:
     """Send every batch; returns what the collector answered, rejections counted by reason."""
     tally = SendTally()
-    done = 0
     total = sum(len(b) for b in batches)
-    chunks = [batches[i::workers] for i in range(workers)]
+    lock = threading.Lock()
+    counts = {"done": 0}
+    pending = iter(batches)
 
-    def worker(mine: list[list[dict[str, Any]]]) -> list[tuple[SendResult, int]]:
+    def worker() -> None:
         client = TrackingClient(url, write_key)
         try:
-            return [(client.batch(b), len(b)) for b in mine]
+            while True:
+                with lock:
+                    batch = next(pending, None)
+                if batch is None:
+                    return
+                result = client.batch(batch)
+                with lock:
+                    tally.accepted += result.accepted
+                    tally.rejected += result.rejected
+                    tally.reasons.update(rejection_reasons(result))
+                    counts["done"] += len(batch)
         finally:
             client.close()
 
     with ThreadPoolExecutor(workers) as pool:
-        for results in pool.map(worker, chunks):
-            for result, n in results:
-                tally.accepted += result.accepted
-                tally.rejected += result.rejected
-                tally.reasons.update(rejection_reasons(result))
-                done += n
-            if progress:
-                progress(f"sent {done:,}/{total:,} events")
+        futures = [pool.submit(worker) for _ in range(workers)]
+        rate = Rate()
+        while not all(f.done() for f in futures):
+            if progress is not None and progress.enabled:
+                done = counts["done"]
+                per_s = rate.add(done)
+                progress.live(f"sending   {done:>9,}/{total:,} events  {per_s:>7,.0f}/s  "
+                              f"ETA {Rate.eta(total - done, per_s)}")
+            wait(futures, timeout=0.5)
+        for future in futures:
+            future.result()
+    if progress is not None:
+        progress(f"sent {counts['done']:,}/{total:,} events "
+                 f"({tally.accepted:,} accepted, {tally.rejected:,} rejected)")
     return tally
 
 
@@ -276,13 +361,134 @@ def emails_sent(pipeline: LocalPipeline) -> int:
     return int(pipeline.client("ses").get_send_quota()["SentLast24Hours"])
 
 
+AUTOMATED, ADHOC = "new-customer-welcome", "loyalty-launch"
+#: The simulated mailbox provider bounces every BOUNCE_EVERY-th message for good.
+BOUNCE_EVERY = 10
+
+
+def campaign_messages(campaign: str) -> list[Any]:
+    """The raw messages moto's SES holds for ``campaign`` (its X-CDP-Campaign header), in send order."""
+    import email
+    from email import policy
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    found = []
+    for backend in ses_backends[DEFAULT_ACCOUNT_ID].values():
+        for message in getattr(backend, "sent_messages", []):
+            if hasattr(message, "raw_data"):
+                parsed = email.message_from_string(message.raw_data, policy=policy.default)
+                if parsed["X-CDP-Campaign"] == campaign:
+                    found.append((message, parsed))
+    return found
+
+
+def campaign_emails_sent() -> int:
+    """Campaign emails moto's SES holds (each carries X-CDP-Campaign); the rest are per-segment emails."""
+    import email
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return sum(1 for backend in ses_backends[DEFAULT_ACCOUNT_ID].values()
+               for m in getattr(backend, "sent_messages", [])
+               if hasattr(m, "raw_data") and email.message_from_string(m.raw_data)["X-CDP-Campaign"])
+
+
+def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress) -> None:
+    """The automated campaign has sent on segment entry; send the ad-hoc one (dry run, confirm, retry),
+    then play the mailbox provider: SES events for every message, one one-click unsubscribe each."""
+    import json
+    import urllib.request
+
+    from cdp.campaigns.definition import find_campaign, load_campaigns
+    from cdp.campaigns.eligibility import load_policy
+    from cdp.times import format_time
+
+    from .campaigns_cli import send_adhoc
+    from .template import REPO_ROOT
+
+    campaigns = load_campaigns(REPO_ROOT / "campaigns")
+    policy = load_policy(REPO_ROOT / "config" / "activation.yaml")
+    now = datetime.now(UTC)
+    auto = find_campaign(campaigns, AUTOMATED)
+    skipped = {k.split("reason=", 1)[1].rstrip("}"): int(v)
+               for k, v in pipeline.metrics.snapshot().get("ActivateFunction", {}).items()
+               if k.startswith("CampaignSkipped{") and not k.endswith("reason=duplicate}")}
+    # Every entry published for the segment (real-time or scheduled) owes one decision: send or skip.
+    entries = sum(int(v) for metrics in pipeline.metrics.snapshot().values() for k, v in metrics.items()
+                  if k == f"SegmentEntries{{segment={auto.audience.segment}}}")
+    summary.campaigns[AUTOMATED] = {"kind": auto.kind, "owed": entries,
+                                    "sent": len(campaign_messages(AUTOMATED)), "skipped": skipped}
+    adhoc = find_campaign(campaigns, ADHOC)
+    progress(f"ad-hoc campaign {ADHOC}: dry run, then send, then the same send again (a retry)")
+    plan = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=False, test_to=[], policy=policy, now=now)
+    first = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=True, test_to=[], policy=policy, now=now)
+    again = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=True, test_to=[], policy=policy, now=now)
+    summary.campaigns[ADHOC] = {"kind": adhoc.kind, "owed": plan["would_send"] + sum(plan["skipped"].values()),
+                                "dry_run_would_send": plan["would_send"], "sent": first["sent"],
+                                "skipped": first["skipped"], "retry_sent": again["sent"]}
+    summary.campaigns["checkout-reminder"] = {"kind": "triggered", "not_run": "the trigger runner is not built yet"}
+
+    progress("simulated mailbox provider: SES events for every campaign email, one unsubscribe per campaign")
+    events = 0
+    for name in (AUTOMATED, ADHOC):
+        records = []
+        messages = campaign_messages(name)
+        for i, (message, parsed) in enumerate(messages):
+            to = str(parsed["To"])
+            mail = {"messageId": message.id, "destination": [to], "timestamp": format_time(now),
+                    "tags": {"campaign": [name], "run": ["demo"], "purpose": ["email"]}}
+            records.append({"eventType": "Send", "mail": mail, "send": {}})
+            if i % BOUNCE_EVERY == BOUNCE_EVERY - 1:
+                records.append({"eventType": "Bounce", "mail": mail, "bounce": {
+                    "bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": to}]}})
+            else:
+                records.append({"eventType": "Delivery", "mail": mail, "delivery": {"recipients": [to]}})
+        for start in range(0, len(records), 50):
+            sns = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(r)}}
+                               for r in records[start:start + 50]]}
+            events += sum(pipeline.functions["FeedbackFunction"].invoke(sns)["outcomes"].values())
+        events += sum(1 for i in range(len(messages)) if i % BOUNCE_EVERY == BOUNCE_EVERY - 1)  # suppressions
+        delivered = [parsed for i, (_m, parsed) in enumerate(messages) if i % BOUNCE_EVERY != BOUNCE_EVERY - 1]
+        summary.campaigns[name]["unsubscribes_clicked"] = 0
+        if delivered:
+            url = str(delivered[0]["List-Unsubscribe"]).strip("<>")
+            request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                if answer.status == 200:
+                    summary.campaigns[name]["unsubscribes_clicked"] = 1
+                    events += 1
+    summary.campaign_events = events
+
+
+def campaign_results_into(pipeline: LocalPipeline, summary: DemoSummary) -> None:
+    """What the lake says of each campaign (``cdp campaigns stats``)."""
+    from cdp.adapters.engines import query_engine
+    from cdp.campaigns.definition import load_campaigns
+    from cdp.campaigns.results import campaign_results
+
+    from .template import REPO_ROOT
+
+    chosen = [c for c in load_campaigns(REPO_ROOT / "campaigns") if c.name in (AUTOMATED, ADHOC)]
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    for result in campaign_results(query_engine(pipeline.settings), chosen, since=since):
+        row = result.to_dict()
+        summary.campaigns[result.campaign].update(
+            {k: row[k] for k in ("delivered", "bounced", "unsubscribed", "conversions")} | {"sent_in_lake": row["sent"]})
+
+
 def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-write-key",
              seed: int = 7, out: TextIO | None = sys.stderr, port: int = 0) -> DemoSummary:
     progress = Progress(out)
     summary = DemoSummary(people=people)
-    progress("starting the local stack (moto server, resources from template.yaml, handlers)")
+    progress("starting the local stack (AWS emulator, resources from template.yaml, handlers)")
     t0 = time.monotonic()
-    with LocalPipeline(LocalConfig(port=port, write_key=write_key, run_schedules=False)) as pipeline:
+    # The lake on local disk (LAKE_ROOT): the segment job reads it without a request per file.
+    with tempfile.TemporaryDirectory(prefix="cdp-lake-") as lake_dir, \
+            LocalPipeline(LocalConfig(port=port, write_key=write_key, run_schedules=False,
+                                      lake_dir=lake_dir)) as pipeline:
         progress(f"collector listening on {pipeline.url}")
         fakes = demo_destinations.start(pipeline)
         dataset = generate(people, events, seed=seed)
@@ -295,12 +501,12 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.seconds["send"] = round(time.monotonic() - t1, 1)
         progress("waiting for unify and archive to drain the stream")
         t2 = time.monotonic()
-        _wait(pipeline, progress)
+        _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["drain"] = round(time.monotonic() - t2, 1)
         progress("running the scheduled segment job")
         t3 = time.monotonic()
         ran_from = datetime.now(UTC)
-        reports = pipeline.run_schedules("SegmentFunction")
+        reports = _segment_job(pipeline, progress)
         ran_until = datetime.now(UTC)
         for report in reports:
             for seg in report.get("segments", []):
@@ -310,8 +516,13 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
                 summary.segments[name] = {"error": reason}
             summary.segments_skipped += report.get("skipped", [])
         progress("waiting for activation to send")
-        _wait(pipeline, progress)
+        _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["segment_and_activate"] = round(time.monotonic() - t3, 1)
+        t4 = time.monotonic()
+        run_campaigns(pipeline, summary, progress)
+        _wait(pipeline, progress, summary.events_accepted)
+        campaign_results_into(pipeline, summary)
+        summary.seconds["campaigns"] = round(time.monotonic() - t4, 1)
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
         summary.profiles, summary.merged_profiles = count_profiles(pipeline)
@@ -327,6 +538,7 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.metrics = pipeline.metrics.totals()
         summary.report = demo_report(pipeline, progress)
         summary.destinations = demo_destinations.summarise(pipeline, fakes, summary.segments)
+        summary.erasure = demo_erasure(pipeline, dataset, write_key, progress)
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
     summary.checks = evaluate(summary)
     return summary
@@ -356,35 +568,136 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
         "every event answered": s.events_accepted + s.events_rejected == s.events_sent,
         "rejected = the dataset's broken events, by reason": s.rejected_by_reason == s.expected_rejections,
         "every rejected event quarantined": s.quarantined == s.events_rejected,
-        "every accepted event is in the lake": s.events_in_lake == s.events_accepted,
+        "every accepted event is in the lake": s.events_in_lake == s.events_accepted + s.campaign_events,
         "one profile per person, holding exactly that person's identifiers":
             s.profiles == s.expected_profiles and not s.identity_problems,
         "repeat buyers = the dataset's people with enough recent orders": not s.membership_problems,
-        "emails sent = entries of segments with an email channel": s.emails_sent == s.email_entries,
+        "emails sent = entries of segments with an email channel + campaign sends":
+            s.emails_sent == s.email_entries + _campaign_sent(s),
+        "campaign sent + skipped = its audience, per campaign":
+            all(c["sent"] + sum(c["skipped"].values()) == c["owed"] for c in _ran(s)),
+        "a retried ad-hoc send sends nobody twice": all(c.get("retry_sent", 0) == 0 for c in _ran(s)),
+        "SES outcomes in the lake = messages sent, per campaign":
+            all(c.get("sent_in_lake") == c["sent"] == c.get("delivered", 0) + c.get("bounced", 0) for c in _ran(s)),
+        "every one-click unsubscribe is in the lake":
+            all(c.get("unsubscribed") == c.get("unsubscribes_clicked") for c in _ran(s)),
         "every configured segment ran and none failed":
             set(s.segments_configured) <= set(s.segments) and not s.segments_skipped
             and all("error" not in seg for seg in s.segments.values()),
         "metrics agree: events accepted": s.metrics.get("EventsAccepted") == s.events_accepted,
-        "metrics agree: emails sent": s.metrics.get("EmailsSent", 0) == s.emails_sent,
+        # Ad-hoc campaigns are sent by the CLI, not by a function: they have no metric.
+        "metrics agree: emails sent":
+            s.metrics.get("EmailsSent", 0) + _campaign_sent(s, kind="adhoc") == s.emails_sent,
         "nothing sent to the failure destination": s.failure_destination == 0,
         "each ad audience and webhook holds exactly its consenting members, within the contract":
             all(d["pushed"] == d["expected"] and d["violations"] == 0 for d in s.destinations.values()),
+        "one person erased: 0 records remain, the lake lost exactly their events":
+            s.erasure.get("status") == "done" and s.erasure.get("remaining") == 0
+            and s.erasure.get("lake_events_removed") == s.erasure.get("person_events"),
     }
 
 
-def _wait(pipeline: LocalPipeline, progress: Progress) -> None:
-    last = -1
-    deadline = time.monotonic() + 1800
-    while not pipeline.idle or last < 0:
-        processed = pipeline.stream_consumers_processed()
-        total = sum(processed.values())
-        if total != last:
-            progress("processed " + ", ".join(f"{k}: {v:,}" for k, v in sorted(processed.items())))
-            last = total
-        if time.monotonic() > deadline:
+def _ran(s: DemoSummary) -> list[dict[str, Any]]:
+    return [c for c in s.campaigns.values() if "not_run" not in c]
+
+
+def _campaign_sent(s: DemoSummary, kind: str | None = None) -> int:
+    return sum(int(c["sent"]) for c in _ran(s) if kind is None or c["kind"] == kind)
+
+
+def demo_erasure(pipeline: LocalPipeline, dataset: Dataset, write_key: str, progress: Progress) -> dict[str, Any]:
+    """Erase the identified person with the most events through the privacy API, wait for the job,
+    and report what it removed, its verification, how long it took and what the lake lost."""
+    import json
+
+    person = max((p for p in dataset.persons if p.identified), key=lambda p: len(p.message_ids))
+    email = next(i for i in sorted(person.identifiers) if i.startswith("email:"))
+    progress(f"erasing one person ({len(person.message_ids)} events, {len(person.identifiers)} identifiers)")
+    before = count_lake_events(pipeline)
+    client = TrackingClient(pipeline.url, write_key)
+    headers = {"Authorization": f"Bearer {pipeline.admin_token}", "Content-Type": "application/json"}
+    started = time.monotonic()
+    status, _, body = client.request("POST", "/v1/privacy/requests",
+                                     json.dumps({"kind": "erase", "identifier": email}).encode(), headers=headers)
+    if status != 200:
+        client.close()
+        return {"error": body.decode("utf-8", "replace")}
+    request_id = json.loads(body)["request_id"]
+    view: dict[str, Any] = {}
+    while time.monotonic() - started < 600:
+        pipeline.wait_drained(timeout_s=600)
+        _, _, body = client.request("GET", f"/v1/privacy/requests/{request_id}", headers=headers)
+        view = json.loads(body)
+        if view.get("status") in ("done", "failed"):
             break
-        time.sleep(1.0)
+        time.sleep(0.5)
+    client.close()
+    result = view.get("result") or {}
+    return {"request_id": request_id, "status": view.get("status"), "seconds": round(time.monotonic() - started, 1),
+            "removed": result.get("removed", {}), "remaining": result.get("remaining"),
+            "stores_checked": result.get("stores_checked", 0), "person_events": len(person.message_ids),
+            "lake_events_removed": before - count_lake_events(pipeline)}
+
+
+def _segment_job(pipeline: LocalPipeline, progress: Progress) -> list[Any]:
+    """Fire the segment job's schedule once; on a terminal, show how long it has run."""
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(pipeline.run_schedules, "SegmentFunction")
+        started = time.monotonic()
+        while not wait([job], timeout=0.5).done:
+            progress.live(f"segment job running  {time.monotonic() - started:5.1f}s")
+        progress.done()
+        return job.result()
+
+
+def _wait(pipeline: LocalPipeline, progress: Progress, expected: int) -> None:
+    """Wait until the pipeline is drained, showing each consumer's lag, its rate and an ETA."""
+    deadline = time.monotonic() + 1800
+    rates: dict[str, Rate] = {}
+    while not pipeline.idle and time.monotonic() < deadline:
+        if progress.enabled:
+            parts: list[str] = []
+            etas: list[float | None] = []
+            for name, done in sorted(pipeline.stream_consumers_processed().items()):
+                lag = max(expected - done, 0)
+                per_s = rates.setdefault(name, Rate()).add(done)
+                parts.append(f"{name.removesuffix('Function').lower()} lag {lag:,} ({per_s:,.0f}/s)")
+                etas.append(Rate.seconds_left(lag, per_s))
+            for poller in pipeline.sqs_pollers:
+                name = poller.function.spec.logical_id.removesuffix("Function").lower()
+                per_s = rates.setdefault(name, Rate()).add(poller.processed)
+                parts.append(f"{name} {poller.processed:,} done ({per_s:,.0f}/s)")
+            slowest = None if not etas or None in etas else max(e for e in etas if e is not None)
+            progress.live("draining  " + ", ".join(parts) + f"  ETA {_eta(slowest)}")
+        time.sleep(0.5)
+    progress.done()
     pipeline.wait_drained(timeout_s=600)
+
+
+def format_erasure(e: dict[str, Any]) -> list[str]:
+    if "error" in e or not e:
+        return [f"  erasure: FAILED {e.get('error', 'not run')}"]
+    removed = e.get("removed", {})
+    return [
+        f"  erasure of one person ({e['person_events']:,} events): {e['status']} in {e['seconds']}s, request "
+        f"{e['request_id']}",
+        "    removed " + ", ".join(f"{k} {v:,}" for k, v in sorted(removed.items()) if v),
+        f"    verification: {e['remaining']} records remain in {e['stores_checked']} stores",
+    ]
+
+
+def _campaign_lines(s: DemoSummary) -> list[str]:
+    lines = []
+    for name, c in s.campaigns.items():
+        if "not_run" in c:
+            lines.append(f"  campaign {name:<22} ({c['kind']}) not run: {c['not_run']}")
+            continue
+        skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["skipped"].items())) or "none"
+        lines.append(f"  campaign {name:<22} ({c['kind']}) sent {c['sent']:,} of {c['owed']:,}; skipped: {skipped}; "
+                     f"delivered {c.get('delivered', 0):,}, bounced {c.get('bounced', 0):,}, "
+                     f"unsubscribed {c.get('unsubscribed', 0):,}"
+                     + (f"; retried send sent {c['retry_sent']}" if "retry_sent" in c else ""))
+    return lines
 
 
 def format_summary(s: DemoSummary) -> str:
@@ -410,12 +723,15 @@ def format_summary(s: DemoSummary) -> str:
         f"  entries to email          {s.email_entries:>10,}",
         f"  emails sent (SES)         {s.emails_sent:>10,}",
         *demo_destinations.format_lines(s.destinations),
+        *_campaign_lines(s),
         "  metrics (as on CloudWatch; GET /v1/metrics under `cdp dev`):",
         *[f"    {name:<24}{value:>10,.0f}" for name, value in sorted(s.metrics.items()) if name != "ColdStart"],
         f"  time: send {s.seconds.get('send', 0)}s, drain {s.seconds.get('drain', 0)}s, "
-        f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, total {s.seconds.get('total', 0)}s",
+        f"segment+activate {s.seconds.get('segment_and_activate', 0)}s, "
+        f"campaigns {s.seconds.get('campaigns', 0)}s, total {s.seconds.get('total', 0)}s",
         f"  report: {s.report.get('events', 0):,} events in {s.report.get('seconds')}s, "
         f"{s.report.get('bytes_scanned', 0):,} bytes scanned; open {s.report.get('open') or s.report.get('error')}",
+        *format_erasure(s.erasure),
         "",
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in s.checks.items()],

@@ -80,12 +80,17 @@ def cmd_failures_replay(args: argparse.Namespace) -> int:
     from cdp.failures import replay_failures
     from cdp.settings import Settings
 
+    from .collect_cli import suppression_check
+
     store, queue, reader = _ports()
     report = replay_failures(store, queue, reader, KinesisSink(Settings.from_env()), function=args.function,
-                             include_retrying=args.include_retrying, dry_run=args.dry_run)
+                             include_retrying=args.include_retrying, dry_run=args.dry_run,
+                             suppressed=suppression_check(Settings.from_env()))
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {report.replayed} record(s): {report.from_store} from kept records, "
           f"{report.from_stream} from the stream")
+    if report.suppressed:
+        print(f"{report.suppressed} record(s) about suppressed people left out")
     for pointer in report.unrecoverable:
         print(f"cdp: {pointer.shard_id}:{pointer.start}..{pointer.end} is neither in the stream nor kept")
     return 1 if report.unrecoverable else 0

@@ -7,8 +7,11 @@ Gateway, Kinesis and SQS event source mappings and schedules. Nothing needs an A
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -36,59 +40,64 @@ FAKE_CREDENTIALS = {
 
 
 class EmulatorServer:
-    """moto in server mode, in this process, on loopback, answering one request at a time.
+    """The AWS emulator (:mod:`cdp_infra.emulator`) in a process of its own, on loopback.
 
-    moto's backends are not thread-safe (a TransactWriteItems copies tables that a concurrent
-    request may be changing), so requests are serialised; under the GIL they would mostly be anyway.
+    Its own process, so that moto's work does not hold the handlers' GIL; stopped with the stack.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
+        self.host, self.port = host, port
+        self._process: subprocess.Popen[str] | None = None
 
-        app = DomainDispatcherApplication(create_backend_app)
-        lock = threading.Lock()
-        # (operation) -> [requests, seconds]: what the pipeline asks of AWS, for benchmarks.
-        self.calls: dict[str, list[float]] = {}
-
-        def serialised(environ: dict[str, Any], start_response: Any) -> Any:
-            with lock:
-                started = time.perf_counter()
-                body = list(app(environ, start_response))
-                stat = self.calls.setdefault(_operation(environ), [0, 0.0])
-                stat[0] += 1
-                stat[1] += time.perf_counter() - started
-                return body
-
-        self._server = make_server(host, port, serialised, threaded=True, request_handler=MotoRequestHandler)
-        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
-
-    def start(self) -> EmulatorServer:
-        self._thread.start()
+    def start(self, timeout_s: float = 60.0) -> EmulatorServer:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "cdp_infra.emulator", "--host", self.host, "--port", str(self.port)],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        assert self._process.stdout is not None
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(self._process.stdout.readline()),  # type: ignore[union-attr]
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        line = ready[0] if ready else ""
+        if not line.startswith("ready "):
+            self.stop()
+            raise RuntimeError(f"the AWS emulator did not start: {line.strip() or 'no answer'}")
+        _, self.host, port = line.split()
+        self.port = int(port)
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stats(self) -> dict[str, Any]:
+        """Requests served per operation ([count, seconds]) and the emulator's RSS."""
+        return self._call("GET", "/_local/stats")
+
+    def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:
+        """Forget the shard's records up to sequence number ``through`` (processed by every consumer)."""
+        body = {"account": account, "region": region, "stream": stream, "shard": shard, "through": through}
+        return int(self._call("POST", "/_local/kinesis/trim", body)["dropped"])
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://{self.host}:{self.port}{path}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-
-def _operation(environ: dict[str, Any]) -> str:
-    """``DynamoDB_20120810.PutItem`` style name of a request (S3: method and first path part)."""
-    target = environ.get("HTTP_X_AMZ_TARGET")
-    if target:
-        return str(target)
-    query = environ.get("QUERY_STRING", "")
-    for part in query.split("&"):
-        if part.startswith("Action="):
-            return f"Query.{part[7:]}"
-    path = environ.get("PATH_INFO", "/")
-    return f"{environ.get('REQUEST_METHOD')} {'/'.join(path.split('/')[:3])}"
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        if self._process.stdout:
+            self._process.stdout.close()
+        self._process = None
 
 
 class DrainTimeout(Exception):
@@ -104,10 +113,21 @@ class LocalConfig:
     admin_token: str | None = None
     stack_name: str = "cdp-local"
     region: str = "us-east-1"
-    # Local runs cap the batching windows of the template (60 s for the archive is for AWS costs).
-    max_batch_window_s: float = 1.0
+    # Local runs cap the batching windows of the template (60 s for the archive is for AWS costs),
+    # and deliver a batch as soon as no record has come for ``batch_quiet_s``: while events keep
+    # coming, the archive's batches (one Parquet file per day each) grow towards their BatchSize,
+    # as on AWS, and the last batch of a burst does not wait for its window.
+    max_batch_window_s: float = 30.0
+    batch_quiet_s: float | None = 1.0
     run_schedules: bool = True
     throttle: bool = True
+    # The lake's Parquet in this directory (LAKE_ROOT=file://...) instead of the emulated bucket:
+    # a segment job reads every small file, and through the emulator each costs a HEAD and a GET.
+    # None keeps the lake on the emulator's S3, as on AWS (the end-to-end handler tests do).
+    lake_dir: str | Path | None = None
+    # Every so many seconds, forget the stream records that every consumer has processed (moto
+    # keeps them all, in memory, and scans them on every read).
+    trim_interval_s: float = 5.0
 
 
 class LocalPipeline:
@@ -126,6 +146,8 @@ class LocalPipeline:
         self._saved_env: dict[str, str | None] = {}
         # What the functions' Powertools metrics would publish on AWS (GET /v1/metrics, admin token).
         self.metrics = MetricsRecorder()
+        self._stopping = threading.Event()
+        self._trimmer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> LocalPipeline:
@@ -133,9 +155,6 @@ class LocalPipeline:
         self._moto = EmulatorServer().start()
         host, port = self._moto.host, self._moto.port
         self.endpoint_url = f"http://{host}:{port}"
-        # moto's state is per process: start from an empty account even if another stack ran here.
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"),
-                               timeout=30).read()
         self._set_env({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": cfg.region,
                        "AWS_ENDPOINT_URL": self.endpoint_url})
         stack = provision(new_stack(cfg.stack_name, region=cfg.region), self.session(), self.endpoint_url)
@@ -150,6 +169,17 @@ class LocalPipeline:
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
         # Webhooks and ad-platform fakes on 127.0.0.1 are allowed here only (never on AWS).
         env["ALLOW_LOCAL_ENDPOINTS"] = "1"
+        # The template samples DEBUG logs in 1% of invocations; here that would print stray lines
+        # into the terminal of `cdp demo` at random.
+        env["POWERTOOLS_LOGGER_SAMPLE_RATE"] = "0"
+        # The emulator serves one request at a time, and moto takes seconds for a page of a Scan
+        # (1,000 profiles: ~3 s on a busy machine): AWS's 10 s read timeout would fail the demo's
+        # counts and the segment job's snapshots when the machine is loaded.
+        env["AWS_READ_TIMEOUT"] = os.environ.get("AWS_READ_TIMEOUT") or "60"
+        if cfg.lake_dir is not None:
+            lake = Path(cfg.lake_dir).resolve()
+            lake.mkdir(parents=True, exist_ok=True)
+            env["LAKE_ROOT"] = lake.as_uri()
         self._set_env(env)
         capture_emf()
         self.admin_token = self._admin_token(env.get("ADMIN_TOKEN_SECRET_ARN", ""), cfg.admin_token)
@@ -158,10 +188,16 @@ class LocalPipeline:
         if cfg.write_key:
             self.register_write_key("local", cfg.write_key)
         self._start_api()
+        # Campaign emails' unsubscribe links point at this collector (the template's URL is API Gateway's).
+        self._set_env({"UNSUBSCRIBE_BASE_URL": self.url})
         self._start_event_sources()
+        if cfg.trim_interval_s > 0:
+            self._trimmer = threading.Thread(target=self._trim_loop, daemon=True, name="kinesis-trim")
+            self._trimmer.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.scheduler:
             self.scheduler.stop()
         for poller in [*self.kinesis_pollers, *self.sqs_pollers]:
@@ -266,7 +302,8 @@ class LocalPipeline:
                         self.kinesis_pollers.append(KinesisShardPoller(
                             self.client("kinesis"), sqs, function, event, stream_name=stream_name,
                             stream_arn=stream_arn, shard_id=shard["ShardId"], failure_queue_url=failure_url,
-                            max_window_s=self.config.max_batch_window_s, region=self.stack.region).start())
+                            max_window_s=self.config.max_batch_window_s, quiet_s=self.config.batch_quiet_s,
+                            region=self.stack.region).start())
                 elif event["Type"] == "SQS":
                     self.sqs_pollers.append(SqsPoller(
                         self.client("sqs"), function, event, queue_url=self._queue_url_for_arn(event["Queue"]),
@@ -277,20 +314,61 @@ class LocalPipeline:
         if self.config.run_schedules:
             self.scheduler.start()
 
+    def trim_streams(self) -> int:
+        """Forget the stream records every consumer of their shard has processed; how many."""
+        assert self.stack is not None and self._moto is not None
+        shards: dict[tuple[str, str], list[KinesisShardPoller]] = {}
+        for p in self.kinesis_pollers:
+            shards.setdefault((p.stream_name, p.shard_id), []).append(p)
+        dropped = 0
+        for (stream, shard), pollers in shards.items():
+            checkpoints = [p.checkpoint for p in pollers]
+            if any(c is None for c in checkpoints):
+                continue
+            through = min(checkpoints, key=int)  # type: ignore[arg-type]
+            dropped += self._moto.trim_kinesis(account=self.stack.account_id, region=self.stack.region,
+                                               stream=stream, shard=shard, through=str(through))
+        return dropped
+
+    def _trim_loop(self) -> None:
+        while not self._stopping.wait(self.config.trim_interval_s):
+            try:
+                self.trim_streams()
+            except Exception:  # the stack keeps running; the next round tries again
+                log.warning("trimming the streams failed", exc_info=True)
+
+    def emulator_stats(self) -> dict[str, Any]:
+        """The emulator's requests per operation and its RSS (see :mod:`cdp_infra.emulator`)."""
+        assert self._moto is not None
+        return self._moto.stats()
+
+    @property
+    def emulator_pid(self) -> int | None:
+        return self._moto.pid if self._moto else None
+
     # ------------------------------------------------------------------ operations
     @property
     def idle(self) -> bool:
         return all(p.idle for p in self.kinesis_pollers) and all(p.idle for p in self.sqs_pollers)
 
-    def wait_drained(self, timeout_s: float = 600.0, *, stable_checks: int = 3) -> None:
-        """Block until every stream consumer is caught up and every queue is empty."""
+    def wait_drained(self, timeout_s: float = 600.0) -> None:
+        """Block until every stream consumer is caught up and every queue is empty.
+
+        Drained means: every poller found its source empty by a read issued after the check began,
+        and no poller did any work meanwhile (work may put records where another already looked).
+        A read still in flight when the last records arrived does not count.
+        """
         deadline = time.monotonic() + timeout_s
-        stable = 0
-        while stable < stable_checks:
-            if time.monotonic() > deadline:
-                raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s")
-            stable = stable + 1 if self.idle else 0
-            time.sleep(0.3)
+        pollers: list[Any] = [*self.kinesis_pollers, *self.sqs_pollers]
+        while True:
+            since = time.monotonic()
+            done = [p.done for p in pollers]
+            while not all(p.idle_since(since) for p in pollers):
+                if time.monotonic() > deadline:
+                    raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s")
+                time.sleep(0.1)
+            if [p.done for p in pollers] == done:
+                return
 
     def run_schedules(self, function: str | None = None, at: datetime | None = None) -> list[Any]:
         """Fire the scheduled rules (of one function, by logical id) once, now, as EventBridge would."""

@@ -75,11 +75,14 @@ class KinesisShardPoller(_Poller):
 
     def __init__(self, kinesis: Any, sqs: Any, function: LocalFunction, mapping: dict[str, Any], *,
                  stream_name: str, stream_arn: str, shard_id: str, failure_queue_url: str | None,
-                 max_window_s: float = 1.0, region: str = "us-east-1") -> None:
+                 max_window_s: float = 1.0, quiet_s: float | None = None, region: str = "us-east-1") -> None:
         self.kinesis, self.sqs, self.function = kinesis, sqs, function
         self.stream_name, self.stream_arn, self.shard_id = stream_name, stream_arn, shard_id
         self.batch_size = int(mapping.get("BatchSize", 100))
         self.window_s = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), max_window_s)
+        # A batch in hand is delivered once no record has come for this long, before its window
+        # ends (None: only the window or the batch size ends it, as on Lambda).
+        self.quiet_s = quiet_s
         self.report_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
         self.bisect = bool(mapping.get("BisectBatchOnFunctionError", False))
         self.max_retries = int(mapping.get("MaximumRetryAttempts", -1))
@@ -90,6 +93,9 @@ class KinesisShardPoller(_Poller):
         self.processed = 0
         self.sent_to_failure_destination = 0
         self.caught_up = False
+        # When the read that found the shard caught up was issued (monotonic): a drain check counts
+        # only reads issued after it began, not one that was in flight as the last records came in.
+        self.caught_up_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._iterator: str | None = None
@@ -100,7 +106,7 @@ class KinesisShardPoller(_Poller):
     def start(self) -> KinesisShardPoller:
         # Records read but not done with are read again from the checkpoint, never skipped.
         self.buffer.clear()
-        self.caught_up = False
+        self.caught_up, self.caught_up_at = False, None
         position: dict[str, str] = {"ShardIteratorType": self.starting_position}
         if self.checkpoint:
             position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": self.checkpoint}
@@ -116,20 +122,35 @@ class KinesisShardPoller(_Poller):
     def idle(self) -> bool:
         return self.caught_up and not self.buffer
 
+    def idle_since(self, since: float) -> bool:
+        """Caught up, by a read issued at or after ``since`` (monotonic), with nothing in hand."""
+        at = self.caught_up_at
+        return self.idle and at is not None and at >= since
+
+    @property
+    def done(self) -> int:
+        """Records done with so far (processed or sent to the failure destination)."""
+        return self.processed + self.sent_to_failure_destination
+
     # ------------------------------------------------------------------ polling
     def _fill(self) -> None:
         deadline = time.monotonic() + self.window_s
+        last_record = time.monotonic()
         while len(self.buffer) < self.batch_size:
+            issued = time.monotonic()
             out = self.kinesis.get_records(ShardIterator=self._iterator, Limit=min(10_000, self.batch_size))
             self._iterator = out["NextShardIterator"]
             self.buffer.extend(out["Records"])
             if not out["Records"]:
                 self.caught_up = not self.buffer
-                if self.buffer and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                self.caught_up_at = issued if self.caught_up else None
+                quiet = self.quiet_s is not None and time.monotonic() - last_record >= self.quiet_s
+                if self.buffer and time.monotonic() < deadline and not quiet:
+                    self._stop.wait(0.05 if self.quiet_s is None else min(0.25, self.quiet_s / 2))
                     continue
                 break
-            self.caught_up = False
+            self.caught_up, self.caught_up_at = False, None
+            last_record = time.monotonic()
             if time.monotonic() >= deadline:
                 break
 
@@ -138,10 +159,12 @@ class KinesisShardPoller(_Poller):
         if not self.buffer:
             self._stop.wait(0.5)  # Lambda polls an idle shard about once a second
             return
-        self.caught_up = False
+        self.caught_up, self.caught_up_at = False, None
         batch = self.buffer[: self.batch_size]
         del self.buffer[: len(batch)]
         self._deliver(batch, attempt=0)
+        if not self._stop.is_set():
+            self.checkpoint = batch[-1]["SequenceNumber"]
 
     def _event(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"Records": [{
@@ -166,9 +189,9 @@ class KinesisShardPoller(_Poller):
         while batch and not self._stop.is_set():
             try:
                 response = self.function.invoke(self._event(batch))
-            except Exception:
-                log.warning("%s failed on %d records (attempt %d)", self.function.spec.logical_id,
-                            len(batch), attempt + 1, exc_info=log.isEnabledFor(logging.DEBUG))
+            except Exception as exc:
+                log.warning("%s failed on %d records (attempt %d): %s: %s", self.function.spec.logical_id,
+                            len(batch), attempt + 1, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 if self._exhausted(attempt):
                     self._to_failure_destination(batch, "RetryAttemptsExhausted")
                     return
@@ -261,6 +284,9 @@ class SqsPoller(_Poller):
         self.failed = 0
         self.in_flight = 0
         self._last_empty = False
+        # When the receive that found the queue empty was issued (monotonic); see KinesisShardPoller.
+        self._empty_at: float | None = None
+        self._empty_polls = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -280,15 +306,29 @@ class SqsPoller(_Poller):
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
+    def idle_since(self, since: float) -> bool:
+        """Found empty by a receive issued at or after ``since``, nothing in hand, nothing in flight."""
+        at = self._empty_at
+        return at is not None and at >= since and self.idle
+
+    @property
+    def done(self) -> int:
+        return self.processed + self.failed
+
     def poll_once(self) -> None:
+        issued = time.monotonic()
         out = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
                                        WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"])
         messages = out.get("Messages", [])
         if not messages:
-            self._last_empty = True
-            self._stop.wait(0.2)
+            # Lambda long-polls an idle queue; here each empty poll is a request the emulator serves
+            # one at a time, so an idle queue is polled less and less often, down to once a second.
+            self._last_empty, self._empty_at = True, issued
+            self._empty_polls += 1
+            self._stop.wait(min(0.1 * 2 ** min(self._empty_polls, 4), 1.0))
             return
-        self._last_empty = False
+        self._last_empty, self._empty_at = False, None
+        self._empty_polls = 0
         self.in_flight = len(messages)
         try:
             self._deliver(messages)

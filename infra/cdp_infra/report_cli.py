@@ -30,7 +30,7 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
                 now: datetime | None = None) -> dict[str, Any]:
     """Compute and write the reports as the ReportFunction does; returns the run's meta."""
     from cdp.adapters.engines import query_engine
-    from cdp.adapters.lake import lake_filesystem
+    from cdp.adapters.lake import bucket_filesystem
     from cdp.adapters.run_history import DynamoRunHistory
     from cdp.errors import InvalidJourney
     from cdp.jobs.report_job import compute_report, quarantine_counts, segment_runs, write_report
@@ -48,7 +48,7 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
         journey = load_journey(REPO_ROOT / "config" / "journey.yaml")
     except InvalidJourney as exc:
         journey = exc
-    fs, root = lake_filesystem(settings), settings.lake_bucket
+    fs, root = bucket_filesystem(settings), settings.lake_bucket
     report = compute_report(
         engine=query_engine(settings), window=ReportRange(first, last, by), journey=journey, now=now,
         run_id=now.strftime("%Y%m%dT%H%M%SZ"),
@@ -59,19 +59,19 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
 
 def latest_dashboard(settings: Settings) -> bytes | None:
     """The latest run's dashboard HTML, or None before the first run."""
-    from cdp.adapters.lake import lake_filesystem
+    from cdp.adapters.lake import bucket_filesystem
     from cdp.jobs.report_job import read_latest, read_object
 
-    fs = lake_filesystem(settings)
+    fs = bucket_filesystem(settings)
     latest = read_latest(fs, settings.lake_bucket)
     return read_object(fs, settings.lake_bucket, f"{latest['prefix']}/dashboard.html") if latest else None
 
 
 def _latest_table(settings: Settings, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    from cdp.adapters.lake import lake_filesystem
+    from cdp.adapters.lake import bucket_filesystem
     from cdp.jobs.report_job import read_latest, read_object
 
-    fs = lake_filesystem(settings)
+    fs = bucket_filesystem(settings)
     latest = read_latest(fs, settings.lake_bucket)
     if latest is None:
         return None
@@ -124,10 +124,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def open_report(settings: Settings) -> int:
-    from cdp.adapters.lake import lake_filesystem
+    from cdp.adapters.lake import bucket_filesystem
     from cdp.jobs.report_job import read_latest
 
-    latest = read_latest(lake_filesystem(settings), settings.lake_bucket)
+    latest = read_latest(bucket_filesystem(settings), settings.lake_bucket)
     if latest is None:
         print("cdp: no report yet: run `cdp report run`", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,18 +110,63 @@ def _print_or_record(*args: object, **kwargs: object) -> None:
     builtins.print(*args, **kwargs)  # type: ignore[call-overload]
 
 
+class PerThread(MutableMapping[str, Any]):
+    """A dict of which each thread sees its own copy (starting from ``initial``)."""
+
+    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+        self._initial = dict(initial or {})
+        self._local = threading.local()
+
+    def _mine(self) -> dict[str, Any]:
+        mine: dict[str, Any] | None = getattr(self._local, "values", None)
+        if mine is None:
+            mine = self._local.values = dict(self._initial)
+        return mine
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mine()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._mine()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._mine()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mine())
+
+    def __len__(self) -> int:
+        return len(self._mine())
+
+    def clear(self) -> None:
+        self._mine().clear()
+
+
 def capture_emf() -> None:
     """Make Powertools' EMF output reach the invoked function's recorder (idempotent).
 
     Powertools prints metric sets with the builtin ``print`` from two modules; a module-level
     ``print`` in those modules shadows the builtin. Lines printed outside an invocation, or by
     a function without a recorder, still go to stdout.
+
+    Powertools keeps one metric set per process: Lambda runs one invocation at a time in it.
+    Here invocations run at once in threads, and one's flush would empty another's set (its flush
+    then fails with "Must contain at least one metric"), so each thread gets a set of its own.
     """
-    from aws_lambda_powertools.metrics import base
+    from aws_lambda_powertools.metrics import Metrics, base
     from aws_lambda_powertools.metrics.provider.cloudwatch_emf import cloudwatch
 
     for module in (base, cloudwatch):
         module.print = _print_or_record  # type: ignore[attr-defined]
+    for name in ("_metrics", "_dimensions", "_metadata"):
+        if not isinstance(getattr(Metrics, name), PerThread):
+            setattr(Metrics, name, PerThread(getattr(Metrics, name)))
+    observability = sys.modules.get("cdp.observability")
+    instance = getattr(observability, "metrics", None)
+    if isinstance(instance, Metrics):  # made before this was called: point it at the shared sets
+        instance.metric_set = instance.provider.metric_set = Metrics._metrics  # type: ignore[attr-defined]
+        instance.dimension_set = instance.provider.dimension_set = Metrics._dimensions  # type: ignore[attr-defined]
+        instance.metadata_set = instance.provider.metadata_set = Metrics._metadata  # type: ignore[attr-defined]
 
 
 @dataclass

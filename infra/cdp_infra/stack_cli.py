@@ -146,7 +146,7 @@ def add_parser(sub: Any) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
     logs = sub.add_parser("logs", help="a deployed function's CloudWatch logs (needs --stack)")
-    logs.add_argument("function", help="collect, unify, archive, segment, compact, report, activate or profileview")
+    logs.add_argument("function", help="collect, unify, archive, segment, compact, report, activate, profileview or privacy")
     logs.add_argument("--since", type=parse_since, default=timedelta(minutes=10), help="e.g. 10m, 2h, 1d")
     logs.add_argument("--filter", help="a CloudWatch Logs filter pattern, e.g. ERROR")
     logs.set_defaults(func=cmd_logs)

@@ -14,6 +14,7 @@ from cdp.identity.identifiers import by_type
 from cdp_infra.client import TrackingClient
 from cdp_infra.dataset import Dataset, Person, generate
 from cdp_infra.demo import (
+    campaign_emails_sent,
     count_lake_events,
     count_profiles,
     count_quarantined,
@@ -35,8 +36,11 @@ TOKEN = "e2e-admin-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> Iterator[LocalPipeline]:
-    with LocalPipeline(LocalConfig(write_key=WRITE_KEY, admin_token=TOKEN, run_schedules=False)) as p:
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    # As `cdp demo` and `cdp dev` run it: the lake on local disk (test_handlers keeps it on S3).
+    config = LocalConfig(write_key=WRITE_KEY, admin_token=TOKEN, run_schedules=False,
+                         lake_dir=tmp_path_factory.mktemp("lake"))
+    with LocalPipeline(config) as p:
         yield p
 
 
@@ -114,7 +118,7 @@ def test_the_repeat_buyers_segment_holds_the_people_with_two_recent_orders(pipel
 
 def test_segment_entries_each_get_exactly_one_email(pipeline: LocalPipeline, delivered: dict) -> None:
     assert delivered["entered"] > 0
-    assert emails_sent(pipeline) == email_entries(pipeline) > 0
+    assert emails_sent(pipeline) - campaign_emails_sent() == email_entries(pipeline) > 0
 
 
 def test_running_the_schedule_again_sends_no_second_email(pipeline: LocalPipeline, delivered: dict) -> None:
@@ -256,7 +260,7 @@ def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
         pipeline: LocalPipeline, delivered: dict) -> None:
     from cdp.adapters.membership import DynamoMembershipStore
 
-    before = emails_sent(pipeline)
+    before, campaigns_before = emails_sent(pipeline), campaign_emails_sent()
     client = TrackingClient(pipeline.url, WRITE_KEY)
     result = client.batch([
         {"type": "identify", "userId": "rt-1", "traits": {"email": "rt@example.com", "plan": "pro"}},
@@ -268,7 +272,8 @@ def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
     _, profile = _get(pipeline, "/v1/profiles/user_id:rt-1")
     members = DynamoMembershipStore(pipeline.settings).members("pro-plan-engaged")
     assert profile["profile_id"] in members
-    assert emails_sent(pipeline) == before + 1
+    # One per-segment email (pro-plan-engaged), one campaign email (a new customer: new-customer-welcome).
+    assert (emails_sent(pipeline) - before, campaign_emails_sent() - campaigns_before) == (2, 1)
 
 
 def test_unmerging_an_unknown_identifier_fails_with_a_reason(pipeline: LocalPipeline,
@@ -299,36 +304,6 @@ def test_the_customer_view_of_a_repeat_buyer_lists_their_events_segment_and_emai
         ("email", "repeat-buyers")]
 
 
-def test_an_access_request_archive_of_a_repeat_buyer_downloads_from_its_link(
-        pipeline: LocalPipeline, delivered: dict, dataset: Dataset, capsys: pytest.CaptureFixture[str]) -> None:
-    import io
-    import urllib.request
-    import zipfile
-
-    from cdp_infra.cli import main
-
-    members = segment_members(pipeline, "repeat-buyers")
-    profiles = live_profiles(pipeline)
-    person, profile_id = next((p, pid) for p in dataset.persons for pid in members
-                              if p.identifiers and profiles.get(pid) == p.identifiers)
-    capsys.readouterr()
-    # When the person's data is exported with the CLI
-    assert main(["privacy", "export", sorted(person.identifiers)[0], "--request-id", "e2e-dsar", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    # Then the link downloads the archive over HTTP: every event of theirs, their segment and email
-    with urllib.request.urlopen(result["url"], timeout=30) as response:  # noqa: S310 - the local stack
-        body = response.read()
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        document = json.loads(archive.read("profile.json"))
-        events = [json.loads(line) for line in archive.read("events.jsonl").splitlines()]
-    assert result["key"] == "exports/e2e-dsar.zip" and result["profile_id"] == profile_id
-    assert {e["messageId"] for e in events} == person.message_ids
-    assert document["profile"]["profile_id"] == profile_id and document["events"]["complete"] is True
-    assert "repeat-buyers" in {s["segment"] for s in document["segments"]}
-    assert ("email", "repeat-buyers") in {(m["channel"], m["segment"]) for m in document["messages"]}
-    assert set(document["provenance"]["identifiers"]) == {i for i in person.identifiers}
-
-
 def test_consent_sent_as_an_event_shows_in_the_profile_api_and_keeps_the_person_from_email(
         pipeline: LocalPipeline, delivered: dict) -> None:
     # Two requests: statements are ordered by when they were received (one request, one time).
@@ -346,3 +321,43 @@ def test_consent_sent_as_an_event_shows_in_the_profile_api_and_keeps_the_person_
     assert profile["consent_statements"]["email"]["received_at"]
     assert profile["activation"] == {"ads": {"allowed": False, "reason": "opt_in_required"},
                                      "email": {"allowed": False, "reason": "denied"}}
+
+
+def test_the_lake_is_on_local_disk_where_the_query_engine_reads_it(pipeline: LocalPipeline,
+                                                                       delivered: dict) -> None:
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from cdp.adapters.lake import lake_root
+
+    files = list((Path(lake_root(pipeline.settings)) / "events").rglob("*.parquet"))
+    ids = {i for f in files for i in pq.read_table(f, columns=["message_id"]).column("message_id").to_pylist()}
+    assert len(ids) == count_lake_events(pipeline) >= delivered["accepted"]
+
+
+def test_events_sent_after_the_stream_is_trimmed_still_reach_the_lake(pipeline: LocalPipeline,
+                                                                      delivered: dict) -> None:
+    # Given a drained stream whose processed records are forgotten
+    pipeline.wait_drained(timeout_s=120)
+    pipeline.trim_streams()
+    before = count_lake_events(pipeline)
+    # When more events arrive
+    more = generate(people=5, events=60, seed=99, invalid_ratio=0.0)
+    accepted = send_batches(pipeline.url, WRITE_KEY, more.batches, workers=1).accepted
+    pipeline.wait_drained(timeout_s=120)
+    # Then every consumer sees them: the shard's sequence numbers went on from where they were
+    assert count_lake_events(pipeline) == before + accepted
+
+
+def test_with_the_lake_on_disk_reports_still_go_to_the_bucket(pipeline: LocalPipeline, delivered: dict,
+                                                               tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a working directory of our own
+    monkeypatch.chdir(tmp_path)
+    # When the report job runs
+    pipeline.run_schedules("ReportFunction")
+    # Then its files are in the lake bucket, beside the quarantine, and nothing is written here
+    s3 = pipeline.client("s3")
+    listed = s3.list_objects_v2(Bucket=pipeline.settings.lake_bucket, Prefix="reports/")
+    assert listed.get("KeyCount", 0) > 0
+    assert list(tmp_path.iterdir()) == []

@@ -42,6 +42,8 @@ NAMES = {
     "GLUE_DATABASE": "outage",
     "ATHENA_WORKGROUP": "outage",
     "ADMIN_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:outage/admin-token",
+    "PRIVACY_TABLE": "outage-privacy",
+    "PRIVACY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-privacy",
 }
 
 
@@ -146,8 +148,27 @@ def _duckdb_on_s3(s: Settings) -> Any:
     return query_engine(replace(s, query_engine="duckdb")).run("SELECT count(*) FROM events")
 
 
+def _privacy(s: Settings) -> Any:
+    from cdp.adapters.privacy import DynamoPrivacyStore
+
+    return DynamoPrivacyStore(s).suppressed_hashes()
+
+
+def _privacy_queue(s: Settings) -> Any:
+    from cdp.adapters.privacy import SqsPrivacyQueue
+
+    return SqsPrivacyQueue(s)("pr-1")
+
+
+def _lake_versions(s: Settings) -> Any:
+    from cdp.adapters.privacy import LakeObjects
+
+    return list(LakeObjects(s).versions("events/"))
+
+
 @pytest.mark.parametrize("call", [_sources, _kinesis, _quarantine, _ledger, _ses, _sqs, _membership, _identity,
-                                  _failure_records, _failure_queue, _stream_range, _athena, _duckdb_on_s3])
+                                  _failure_records, _failure_queue, _stream_range, _athena, _duckdb_on_s3,
+                                  _privacy, _privacy_queue, _lake_versions])
 def test_a_refused_connection_is_a_retryable_store_error(outage: Settings, call: Callable[[Settings], Any]) -> None:
     with pytest.raises(StoreError) as raised:
         call(outage)

@@ -38,10 +38,23 @@ def _passing() -> DemoSummary:
         rejected_by_reason={MISSING_IDENTITY: 2}, expected_rejections={MISSING_IDENTITY: 2},
         quarantined=2, events_in_lake=8, profiles=3, expected_profiles=3,
         segments={"repeat-buyers": {"members": 1, "entered": 1, "exited": 0, "bytes_scanned": 10}},
-        segments_configured=["repeat-buyers"], email_entries=1, emails_sent=1,
-        metrics={"EventsAccepted": 8, "EmailsSent": 1},
+        segments_configured=["repeat-buyers"], email_entries=1, emails_sent=4,
+        metrics={"EventsAccepted": 8, "EmailsSent": 3},
+        campaigns={
+            "auto": {"kind": "automated", "owed": 3, "sent": 2, "skipped": {"no_consent": 1}, "sent_in_lake": 2,
+                     "delivered": 1, "bounced": 1, "unsubscribed": 1, "unsubscribes_clicked": 1},
+            "once": {"kind": "adhoc", "owed": 1, "sent": 1, "skipped": {}, "retry_sent": 0, "sent_in_lake": 1,
+                     "delivered": 1, "bounced": 0, "unsubscribed": 0, "unsubscribes_clicked": 0},
+            "trig": {"kind": "triggered", "not_run": "not built"}},
+        campaign_events=0,
         destinations={"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 0}},
+        erasure={"status": "done", "remaining": 0, "person_events": 4, "lake_events_removed": 4},
     )
+
+
+def _campaign(name: str, **change: object) -> dict:
+    campaigns = _passing().campaigns
+    return {**campaigns, name: {**campaigns[name], **change}}
 
 
 # ----------------------------------------------------------------------------- identity_problems
@@ -87,7 +100,7 @@ def test_unrelated_profiles_can_be_ignored_on_a_shared_stack() -> None:
 # ----------------------------------------------------------------------------- evaluate
 def test_a_consistent_summary_passes_every_check() -> None:
     checks = evaluate(_passing())
-    assert len(checks) == 12 and all(checks.values())
+    assert len(checks) == 17 and all(checks.values())
 
 
 @pytest.mark.parametrize(("change", "failing"), [
@@ -103,18 +116,30 @@ def test_a_consistent_summary_passes_every_check() -> None:
      "one profile per person, holding exactly that person's identifiers"),
     ({"membership_problems": ["repeat-buyers: person 1 should be a member but is not"]},
      "repeat buyers = the dataset's people with enough recent orders"),
-    ({"email_entries": 2}, "emails sent = entries of segments with an email channel"),
+    ({"email_entries": 2}, "emails sent = entries of segments with an email channel + campaign sends"),
+    ({"campaigns": _campaign("auto", skipped={})}, "campaign sent + skipped = its audience, per campaign"),
+    ({"campaigns": _campaign("once", retry_sent=1)}, "a retried ad-hoc send sends nobody twice"),
+    ({"campaigns": _campaign("auto", delivered=2)}, "SES outcomes in the lake = messages sent, per campaign"),
+    ({"campaigns": _campaign("auto", unsubscribed=0)}, "every one-click unsubscribe is in the lake"),
+    ({"campaign_events": 1}, "every accepted event is in the lake"),
     ({"segments": {"repeat-buyers": {"error": "QueryFailed: boom"}}},
      "every configured segment ran and none failed"),
     ({"segments": {}}, "every configured segment ran and none failed"),
     ({"segments_skipped": ["repeat-buyers"]}, "every configured segment ran and none failed"),
-    ({"metrics": {"EventsAccepted": 7, "EmailsSent": 1}}, "metrics agree: events accepted"),
-    ({"metrics": {"EventsAccepted": 8}}, "metrics agree: emails sent"),
+    ({"metrics": {"EventsAccepted": 7, "EmailsSent": 3}}, "metrics agree: events accepted"),
+    ({"metrics": {"EventsAccepted": 8, "EmailsSent": 4}}, "metrics agree: emails sent"),
     ({"failure_destination": 1}, "nothing sent to the failure destination"),
     ({"destinations": {"meta": {"pushed": 0, "expected": 1, "requests": 1, "violations": 0}}},
      "each ad audience and webhook holds exactly its consenting members, within the contract"),
     ({"destinations": {"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 1}}},
      "each ad audience and webhook holds exactly its consenting members, within the contract"),
+    ({"erasure": {"status": "done", "remaining": 1, "person_events": 4, "lake_events_removed": 4}},
+     "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {"status": "done", "remaining": 0, "person_events": 4, "lake_events_removed": 3}},
+     "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {"status": "failed", "remaining": 0, "person_events": 4, "lake_events_removed": 4}},
+     "one person erased: 0 records remain, the lake lost exactly their events"),
+    ({"erasure": {}}, "one person erased: 0 records remain, the lake lost exactly their events"),
 ])
 def test_each_check_fails_on_a_wrong_result(change: dict, failing: str) -> None:
     checks = evaluate(dataclasses.replace(_passing(), **change))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -257,3 +258,107 @@ def test_a_restart_waits_for_the_invocation_in_flight_so_a_shard_never_has_two_a
         poller.stop()
     assert max(overlaps) == 1
     assert poller.checkpoint == "3"
+
+
+def test_the_checkpoint_is_the_last_record_done_with_even_one_sent_to_the_failure_destination() -> None:
+    poison = {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    poller = _poller(FakeFunction(poison, poison, poison), FakeSqs())
+    poller.buffer = _records(3)
+    poller._fill = lambda: None  # type: ignore[method-assign]
+    poller.poll_once()
+    assert poller.checkpoint == "2" and poller.sent_to_failure_destination == 1
+
+
+def test_nothing_is_checkpointed_before_a_batch_is_done() -> None:
+    poller = _poller(FakeFunction(), FakeSqs())
+    assert poller.checkpoint is None
+
+
+def test_concurrent_invocations_each_flush_their_own_metrics() -> None:
+    import threading
+
+    from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+    from cdp_infra.runtime import capture_emf
+
+    # Given the local runtime's metrics, and a function that has added a metric in its thread
+    capture_emf()
+    metrics = Metrics(namespace="Test", service="test")
+    metrics.add_metric(name="Mine", unit=MetricUnit.Count, value=1)
+    # When another invocation, in another thread, flushes its own (empty) set
+    other = threading.Thread(target=metrics.clear_metrics)
+    other.start()
+    other.join()
+    # Then the first function's metric is still there to flush
+    assert "Mine" in metrics.metric_set
+    metrics.clear_metrics()
+
+
+class ScriptedKinesis:
+    """get_records answers with the next scripted page of records; an empty page after that."""
+
+    def __init__(self, *pages: list[dict[str, Any]]) -> None:
+        self.pages = list(pages)
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        return {"Records": self.pages.pop(0) if self.pages else [], "NextShardIterator": ShardIterator}
+
+
+def test_a_shard_counts_as_drained_only_by_a_read_issued_after_the_check_began() -> None:
+    # Given a poller whose read found the shard empty
+    poller = _poller(FakeFunction(), FakeSqs())
+    poller.kinesis, poller._iterator = ScriptedKinesis(), "it"
+    before = time.monotonic()
+    poller._fill()
+    after = time.monotonic() + 1
+    # Then it is drained for a check begun before that read, not for one begun after it
+    assert poller.idle_since(before) and not poller.idle_since(after)
+
+
+def test_records_in_hand_are_not_drained() -> None:
+    poller = _poller(FakeFunction(), FakeSqs(), BatchSize=10)
+    poller.kinesis, poller._iterator = ScriptedKinesis(_records(3)), "it"
+    since = time.monotonic()
+    poller._fill()
+    assert poller.buffer and not poller.idle_since(since)
+
+
+class StubPoller:
+    """Always idle; ``done`` goes up by ``work`` during the first check, as if a batch ran then."""
+
+    def __init__(self, work: int = 0) -> None:
+        self.done, self.work, self.rounds = 0, work, 0
+
+    def idle_since(self, since: float) -> bool:
+        self.rounds += 1
+        self.done += self.work
+        self.work = 0
+        return True
+
+
+def test_draining_checks_again_when_a_consumer_did_work_during_the_check() -> None:
+    from cdp_infra.local import LocalPipeline
+
+    # Given two consumers, one of which processes a batch while the check runs
+    pipeline = LocalPipeline()
+    busy, quiet = StubPoller(work=5), StubPoller()
+    pipeline.kinesis_pollers, pipeline.sqs_pollers = [busy], [quiet]  # type: ignore[list-item]
+    # When the pipeline is waited for
+    pipeline.wait_drained(timeout_s=5)
+    # Then a second round found nothing more done
+    assert busy.rounds == 2 and quiet.rounds == 2
+
+
+def test_a_batch_grows_while_records_come_and_is_delivered_once_they_stop() -> None:
+    # Given a 60 s window (as the archive's), capped at 30 s locally, with a 0.2 s quiet cut
+    pages = [_records(3), _records(3), _records(2)]
+    poller = KinesisShardPoller(ScriptedKinesis(*pages), FakeSqs(), FakeFunction(),
+                                {"BatchSize": 100, "MaximumBatchingWindowInSeconds": 60},
+                                stream_name="s", stream_arn="arn:s", shard_id="shardId-0", failure_queue_url=None,
+                                max_window_s=30, quiet_s=0.2)
+    poller._iterator = "it"
+    started = time.monotonic()
+    # When it fills a batch
+    poller._fill()
+    # Then the batch holds every page, and it did not wait for the window
+    assert len(poller.buffer) == 8 and time.monotonic() - started < 5

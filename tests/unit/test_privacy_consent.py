@@ -67,6 +67,12 @@ def test_a_person_who_never_stated_consent_may_get_email_but_not_ads() -> None:
     assert not may_contact(profile, "ads")
 
 
+def test_a_purpose_not_stated_on_its_own_follows_the_marketing_answer() -> None:
+    assert may_contact({"marketing": False, "email": True}, "newsletter").reason == "denied"
+    assert may_contact({"marketing": True}, "newsletter").reason == "granted"
+    assert not may_contact({"marketing": True}, "ads")  # an opt-in purpose needs its own grant
+
+
 def test_an_unsubscribe_trait_wins_over_a_grant() -> None:
     profile = {"profile_id": "p", "consent": {"email": True}, "traits": {"email_opt_out": "true"}}
     assert may_contact(profile, "email").reason == "unsubscribed"

@@ -23,7 +23,17 @@ def _load(name: str) -> dict:
 def test_there_is_one_sample_per_trigger_of_the_template() -> None:
     assert {p.name for p in EVENTS.glob("*.json")} == {
         "api-gateway-batch.json", "kinesis-batch.json", "schedule.json", "sqs-activation.json",
-        "s3-import-object-created.json", "sqs-destinations.json"}
+        "s3-import-object-created.json", "sqs-destinations.json", "sqs-privacy.json",
+        "sns-ses-feedback.json"}
+
+
+def test_the_ses_feedback_sample_is_a_hard_bounce_that_suppresses_the_address() -> None:
+    from cdp.campaigns.feedback import FeedbackReport, notifications, outcome_events
+
+    report = FeedbackReport()
+    events = [e for n in notifications(_load("sns-ses-feedback.json")) for e in outcome_events(n, report)]
+    assert [e.get("event", e["type"]) for e in events] == ["Email Bounced", "identify"]
+    assert report.suppressed == ["ada@shopper.io"] and events[0]["properties"]["campaign"] == "new-customer-welcome"
 
 
 def test_the_api_gateway_sample_is_a_segment_batch_with_a_write_key() -> None:
@@ -58,6 +68,13 @@ def test_the_destinations_sample_carries_a_change_and_a_retried_delivery() -> No
     first, retry = (Delivery.from_dict(json.loads(r.body)) for r in SQSEvent(_load("sqs-destinations.json")).records)
     assert first.destination is None and first.change.change == "entered"
     assert (retry.destination, retry.attempt, retry.reason) == ("repeat-buyers-webhook", 1, "retry")
+
+
+def test_the_privacy_queue_sample_names_a_request() -> None:
+    from cdp.jobs.privacy_job import queued_request_id
+
+    record = next(iter(SQSEvent(_load("sqs-privacy.json")).records))
+    assert queued_request_id(record.body).startswith("pr-")
 
 
 def test_the_s3_sample_names_a_file_to_import_in_the_folder_of_a_shipped_mapping() -> None:

@@ -354,3 +354,18 @@ def test_every_shipped_segment_runs_on_duckdb_and_parses_as_trino(lake: DuckDBEn
     round_trip = lake.run(sqlglot.transpile(trino, read="trino", write="duckdb")[0]).rows
 
     assert sorted(r["profile_id"] for r in duckdb_rows) == sorted(r["profile_id"] for r in round_trip)
+
+
+def test_a_file_written_between_two_queries_is_read_by_the_second(tmp_path: Path):
+    # Given an engine that has already queried a lake of one batch
+    fs = pafs.LocalFileSystem()
+    write_events(EVENTS[:6], fs, str(tmp_path), "batch-1")
+    engine = DuckDBEngine(fs, str(tmp_path))
+    first = engine.run("SELECT count(*) AS n FROM events")
+    # When another batch is archived and the same query runs again
+    write_events(EVENTS[6:], fs, str(tmp_path), "batch-2")
+    second = engine.run("SELECT count(*) AS n FROM events")
+    # Then it counts both batches, and the bytes scanned stay reported for each run
+    assert first.rows[0]["n"] == 6 and second.rows[0]["n"] == len(EVENTS)
+    again = engine.run("SELECT count(*) AS n FROM events")
+    assert again.bytes_scanned == second.bytes_scanned > first.bytes_scanned

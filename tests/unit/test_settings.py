@@ -50,3 +50,22 @@ def test_the_region_may_come_from_the_sdk_default_variable() -> None:
 def test_requiring_a_name_that_is_not_a_setting_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="lake_bukket"):
         Settings.from_env({}, require={"lake_bukket"})
+
+
+def test_the_lake_is_the_bucket_unless_a_local_directory_is_given(tmp_path) -> None:
+    import pyarrow.fs as pafs
+
+    from cdp.adapters.lake import lake_filesystem, lake_root
+
+    on_s3 = Settings.from_env({"LAKE_BUCKET": "lake-b", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+    on_disk = Settings.from_env({"LAKE_BUCKET": "lake-b", "LAKE_ROOT": tmp_path.as_uri()})
+    assert lake_root(on_s3) == "lake-b" and isinstance(lake_filesystem(on_s3), pafs.S3FileSystem)
+    assert lake_root(on_disk) == str(tmp_path) and isinstance(lake_filesystem(on_disk), pafs.LocalFileSystem)
+
+
+def test_a_lake_root_that_is_not_a_file_url_is_refused_by_name() -> None:
+    from cdp.adapters.lake import lake_root
+
+    with pytest.raises(MalformedSetting) as caught:
+        lake_root(Settings.from_env({"LAKE_ROOT": "s3://elsewhere"}))
+    assert caught.value.details["name"] == "LAKE_ROOT"

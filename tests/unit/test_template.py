@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from cdp.settings import COLLECTOR_FIELDS, DELIVERY_FIELDS, FUNCTION_FIELDS, MINIMISE_FIELDS, Settings
+from cdp.settings import (
+    ACTIVATION_FIELDS,
+    COLLECTOR_FIELDS,
+    DELIVERY_FIELDS,
+    FUNCTION_FIELDS,
+    MINIMISE_FIELDS,
+    UNSUBSCRIBE_FIELDS,
+    Settings,
+)
 from cdp_infra.template import REPO_ROOT, TEMPLATE_PATH, FunctionSpec, load_template, sam_transform
 
 
@@ -38,15 +46,16 @@ def test_the_sam_transform_turns_the_template_into_cloudformation_offline(cloudf
 
 def test_every_environment_variable_of_the_template_is_a_settings_field_and_back() -> None:
     template = load_template()
-    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "POWERTOOLS_LOGGER_SAMPLE_RATE"}
     globals_ = set(template["Globals"]["Function"]["Environment"]["Variables"]) - powertools
     assert globals_ == {name.upper() for name in FUNCTION_FIELDS}
     own = {lid: set(r["Properties"].get("Environment", {}).get("Variables", {}))
            for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
     admin = {name.upper() for name in COLLECTOR_FIELDS}
     assert {lid: names for lid, names in own.items() if names} == {
-        "CollectFunction": admin | {name.upper() for name in MINIMISE_FIELDS}, "ProfileViewFunction": admin,
-        "DeliverFunction": {name.upper() for name in DELIVERY_FIELDS}}
+        "CollectFunction": admin | {name.upper() for name in UNSUBSCRIBE_FIELDS | MINIMISE_FIELDS}, "ProfileViewFunction": admin,
+        "DeliverFunction": {name.upper() for name in DELIVERY_FIELDS},
+        "ActivateFunction": {name.upper() for name in ACTIVATION_FIELDS}}
 
 
 def test_every_function_handler_file_exists_where_its_code_uri_says() -> None:

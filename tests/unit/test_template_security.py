@@ -17,7 +17,8 @@ import yaml
 from cdp_infra.template import REPO_ROOT, load_template, sam_transform
 
 #: Actions whose service has no resource-level permissions: "*" is their only resource.
-RESOURCELESS_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
+# Actions with no resource type in the Service Authorization Reference: only "*" can name them.
+RESOURCELESS_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ses:GetAccount"})
 STATEFUL_TYPES = frozenset({"AWS::DynamoDB::Table", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::KMS::Key",
                             "AWS::SecretsManager::Secret"})
 
@@ -135,7 +136,9 @@ def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformatio
     # The destinations read their own secrets only, under the stack's destinations/ prefix.
     assert readers["DeliverFunction"] == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
                                                       "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
-    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction"}
+    # Activation signs unsubscribe links with a key of its own (the collector checks them).
+    assert readers["ActivateFunction"] == [{"Ref": "UnsubscribeLinkSecret"}]
+    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction", "ActivateFunction"}
 
 
 def test_the_collector_writes_to_the_lake_only_under_quarantine(template: dict[str, Any]) -> None:
@@ -154,19 +157,21 @@ def test_no_parameter_or_environment_variable_carries_a_secret(template: dict[st
     assert "Secret" not in env and "TOKEN" not in env
 
 
-def test_the_admin_token_is_generated_into_a_secret_under_the_stacks_key(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("logical", "functions"), [
+    ("AdminTokenSecret", {"CollectFunction", "ProfileViewFunction"}),
+    ("UnsubscribeLinkSecret", {"CollectFunction", "ActivateFunction"}),  # sign (activate), check (collect)
+    ("IpHashKeySecret", {"CollectFunction"}),  # the IP hash at collection
+])
+def test_each_secret_is_generated_under_the_stacks_key_and_given_only_to_its_functions(
+        template: dict[str, Any], logical: str, functions: set[str]) -> None:
     secrets = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"}
-    assert set(secrets) == {"AdminTokenSecret", "IpHashKeySecret"}
-    for secret in secrets.values():
-        assert "GenerateSecretString" in secret["Properties"] and "SecretString" not in secret["Properties"]
-        assert secret["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
-
-    def given(logical: str) -> set[str]:
-        return {k for k, r in template["Resources"].items()
-                if {"Ref": logical} in r.get("Properties", {}).get("Environment", {}).get("Variables", {}).values()}
-
-    assert given("AdminTokenSecret") == {"CollectFunction", "ProfileViewFunction"}
-    assert given("IpHashKeySecret") == {"CollectFunction"}  # the IP hash at collection
+    assert set(secrets) == {"AdminTokenSecret", "UnsubscribeLinkSecret", "IpHashKeySecret"}
+    secret = secrets[logical]
+    assert "GenerateSecretString" in secret["Properties"] and "SecretString" not in secret["Properties"]
+    assert secret["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
+    given = {k for k, r in template["Resources"].items()
+             if {"Ref": logical} in r.get("Properties", {}).get("Environment", {}).get("Variables", {}).values()}
+    assert given == functions
 
 
 # ------------------------------------------------------------------ hardening

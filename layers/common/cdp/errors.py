@@ -65,6 +65,12 @@ class InvalidSegment(CdpError):
     code = "invalid_segment"
 
 
+class InvalidCampaign(CdpError):
+    """A campaign file does not parse or names something unknown (reason has file:line: field)."""
+
+    code = "invalid_campaign"
+
+
 class InvalidJourney(CdpError):
     """config/journey.yaml does not parse or names an unknown stage (reason has file:line)."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -183,6 +183,8 @@ class ReplayReport:
     from_stream: int = 0
     # Pointers whose records neither the stream nor the failure records still hold.
     unrecoverable: list[Pointer] = field(default_factory=list)
+    # Records about a suppressed person (a privacy request): not put back on the stream.
+    suppressed: int = 0
 
 
 def list_failures(store: FailureStore, queue: FailureQueue | None, reader: StreamReader | None = None, *,
@@ -206,7 +208,8 @@ def list_failures(store: FailureStore, queue: FailureQueue | None, reader: Strea
 
 def replay_failures(store: FailureStore, queue: FailureQueue | None, reader: StreamReader, writer: StreamWriter,
                     *, function: str | None = None, include_retrying: bool = False,
-                    dry_run: bool = False) -> ReplayReport:
+                    dry_run: bool = False, suppressed: Callable[[Mapping[str, Any]], bool] | None = None,
+                    ) -> ReplayReport:
     """Put the kept records and those the pointers name back on the stream (same bytes, same
     messageIds: unify and the lake dedupe), then remove the failure records and the messages."""
     report = ReplayReport()
@@ -236,6 +239,12 @@ def replay_failures(store: FailureStore, queue: FailureQueue | None, reader: Str
             to_put.setdefault((one.shard_id, one.sequence_number), one)
         done.append(pointer)
 
+    if suppressed is not None:
+        for where, record in list(to_put.items()):
+            event = _event_of(record.data)
+            if event is not None and suppressed(event):
+                del to_put[where]
+                report.suppressed += 1
     report.replayed = len(to_put)
     if dry_run or not to_put:
         return report
@@ -258,3 +267,11 @@ def _read_all(store: FailureStore, function: str | None) -> list[FailedRecord]:
 
 def _as_stream_record(record: FailedRecord) -> StreamRecord:
     return StreamRecord(record.shard_id, record.sequence_number, record.partition_key, record.data)
+
+
+def _event_of(data: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None

@@ -26,6 +26,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 if TYPE_CHECKING:
     from cdp.activation import ActivationReport
     from cdp.activation.destinations import DeliveryReport
+    from cdp.campaigns.feedback import FeedbackReport
+    from cdp.campaigns.send import CampaignReport
     from cdp.collect.ingest import IngestResult
     from cdp.errors import CdpError
     from cdp.jobs.segment_job import SegmentJobReport
@@ -72,6 +74,13 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("EmailsSent", None, "ActivateFunction", "emails handed to SES"),
     MetricSpec("EmailsSkipped", "reason", "ActivateFunction",
                "changes that send nothing: exited, no_channel, no_email, no_consent, duplicate"),
+    MetricSpec("CampaignSkipped", "reason", "ActivateFunction",
+               "campaign messages not sent: no_email, no_consent, suppressed, frequency_cap, global_cap, "
+               "quiet_hours, duplicate"),
+    MetricSpec("CampaignDeferred", None, "ActivateFunction",
+               "campaign messages put back on the queue until the person's quiet hours end"),
+    MetricSpec("EmailOutcomes", "reason", "FeedbackFunction",
+               "what SES reported of campaign emails: delivered, bounced, complained, rejected, opened, clicked"),
     MetricSpec("ActivationFailures", None, "ActivateFunction",
                "messages that failed and go back to the queue (then its dead-letter queue)"),
     MetricSpec("DestinationPushed", "destination", "DeliverFunction",
@@ -80,6 +89,10 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
                "deliveries re-queued after a failure, a rate limit or a Retry-After"),
     MetricSpec("DestinationDeadLetters", "destination", "DeliverFunction",
                "deliveries that gave up, were refused for good or hit a disabled webhook"),
+    MetricSpec("EventsSuppressed", None, "CollectFunction, UnifyFunction, ArchiveFunction",
+               "events about a suppressed person (a privacy request): dropped and counted, never stored"),
+    MetricSpec("PrivacyRequestsOverdue", None, "PrivacyFunction",
+               "privacy requests still open past their due date (one month after they were received)"),
 )}
 
 
@@ -116,6 +129,17 @@ def record_ingest(result: IngestResult) -> None:
     _add("EventsAccepted", result.accepted)
     _add("EventsQuarantined", result.quarantined)
     _add_by("EventsRejected", _tally(r.reason for r in result.rejected))
+    if result.suppressed:
+        _add("EventsSuppressed", result.suppressed)
+
+
+def record_suppressed(count: int) -> None:
+    if count:
+        _add("EventsSuppressed", count)
+
+
+def record_overdue(count: int) -> None:
+    _add("PrivacyRequestsOverdue", count)
 
 
 def record_ingest_error(error: CdpError) -> None:
@@ -139,6 +163,7 @@ def record_unify(result: UnifyResult) -> None:
     _add("EventsUnified", len(outcome.applied))
     _add("UnifyRetries", len(result.retry))
     _add("ProfilesCreated", len(outcome.created))
+    record_suppressed(result.suppressed)
     _add("ProfilesMerged", sum(len(entry.other_profile_ids) for entry in outcome.merges))
     _add_by("EventsUnresolvable", _tally(outcome.rejected.values()))
     _add_by("MergesRefused", _tally(entry.rule or "unknown" for entry in outcome.refusals))
@@ -149,6 +174,7 @@ def record_unify(result: UnifyResult) -> None:
 def record_archive(result: ArchiveResult) -> None:
     _add("EventsArchived", result.events)
     _add("RecordsUnreadable", len(result.unreadable))
+    record_suppressed(result.suppressed)
 
 
 # ---------------------------------------------------------------- segments
@@ -160,6 +186,18 @@ def record_segment_job(report: SegmentJobReport) -> None:
 
 
 # ---------------------------------------------------------------- activation
+def record_feedback(report: FeedbackReport) -> None:
+    """One notification batch of SES events (cdp.campaigns.feedback)."""
+    _add_by("EmailOutcomes", report.outcomes)
+
+
+def record_campaigns(report: CampaignReport) -> None:
+    """One batch's campaign sends (cdp.campaigns.send.CampaignReport): sent emails count as emails sent."""
+    _add("EmailsSent", len(report.sent))
+    _add_by("CampaignSkipped", _tally([*report.skipped.values(), *(["duplicate"] * len(report.duplicates))]))
+    _add("CampaignDeferred", len(report.deferred))
+
+
 def record_activation(report: ActivationReport, failures: int) -> None:
     """One batch's activation report, and how many of its messages failed."""
     _add("EmailsSent", len(report.sent))

@@ -16,6 +16,7 @@ TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
     "allow_local_endpoints",
+    "lake_root",
 })
 
 
@@ -31,6 +32,9 @@ class Settings:
     sources_table: str = ""
     membership_table: str = ""
     lake_bucket: str = ""
+    # Where the lake's Parquet lives when not in ``lake_bucket``: a ``file://`` directory. Only the
+    # local stack sets it (reading many small files through an emulated S3 costs a request each).
+    lake_root: str = ""
     activation_queue_url: str = ""
     # Membership changes for the ad audiences and webhooks (their own queue and consumer), and where
     # the deliveries that gave up are kept for ``cdp webhooks replay``.
@@ -46,6 +50,15 @@ class Settings:
     athena_workgroup: str = ""
     query_engine: str = "athena"
     email_sender: str = "cdp@example.com"
+    # Privacy requests and the suppression list; the queue of requests to run (erase, export).
+    privacy_table: str = ""
+    privacy_queue_url: str = ""
+    # SES v2 configuration set of campaign emails (its event destination feeds the feedback function).
+    ses_configuration_set: str = ""
+    # Base URL of the collector's API: campaign emails' one-click unsubscribe links point there.
+    unsubscribe_base_url: str = ""
+    # The secret holding the key unsubscribe links are signed with (activation) and checked with (collector).
+    unsubscribe_secret_arn: str = ""
     # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
     admin_token_secret_arn: str = ""
     aws_region: str = "us-east-1"
@@ -110,10 +123,16 @@ COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn"})
 #: Fields template.yaml gives the delivery function only.
 DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix"})
 
+#: Fields template.yaml gives the collector and the activation function: unsubscribe links.
+UNSUBSCRIBE_FIELDS = frozenset({"unsubscribe_secret_arn"})
+
+#: Fields template.yaml gives the activation function only (campaign emails).
+ACTIVATION_FIELDS = frozenset({"ses_configuration_set", "unsubscribe_base_url"}) | UNSUBSCRIBE_FIELDS
+
 #: The collector's minimisation options: template Parameters given to the collector only, each with
 #: a default that keeps everything (so not required).
 MINIMISE_FIELDS = frozenset({"collect_ip_mode", "collect_ip_hash_key_secret_arn", "collect_drop_traits"})
 
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
 FUNCTION_FIELDS = (frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
-                   - DELIVERY_FIELDS - MINIMISE_FIELDS)
+                   - DELIVERY_FIELDS - ACTIVATION_FIELDS - MINIMISE_FIELDS)

@@ -180,25 +180,36 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
         report.skipped[key] = "no_consent"
         return report
     subject, text, html_body = template.render(contact)
+    send_once(key, lambda: sender.send(to=contact.email or "", subject=subject, text=text, html_body=html_body,
+                                       tags={"segment": change.segment, "run": change.run_id}),
+              ledger=ledger, report=report)
+    return report
+
+
+def send_once(key: str, send: Callable[[], str], *, ledger: EffectLedger, report: ActivationReport) -> None:
+    """Run ``send`` (one message to the provider, returning its id) at most once per ledger ``key``.
+
+    The claim rules and the crash matrix are this module's docstring's; every channel that sends
+    through a provider without an idempotency token goes through here.
+    """
     claim = ledger.claim(key)
     if claim == "pending":
-        raise EffectInFlight("another attempt holds this email's claim", key=key)
+        raise EffectInFlight("another attempt holds this message's claim", key=key)
     if claim == "exhausted":
         report.skipped[key] = "outcome_unknown"
-        return report
+        return
     if claim != "acquired":  # sent or failed before
         report.duplicates.append(key)
-        return report
+        return
     try:
-        provider_id = sender.send(to=contact.email, subject=subject, text=text, html_body=html_body,
-                                  tags={"segment": change.segment, "run": change.run_id})
+        provider_id = send()
     except EmailNotSent as exc:
         if exc.retryable:
             ledger.release(key)  # refused before accepting: nothing was sent, the retry may send
             raise
         ledger.mark_failed(key, str(exc.details.get("code") or exc.reason))
         report.failed[key] = str(exc.details.get("code") or exc.reason)
-        return report
+        return
     # Any other error may have happened after the provider accepted: the claim stays pending.
     try:
         ledger.mark_sent(key, provider_id)
@@ -206,7 +217,6 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
         # Sent all the same; raising would make the redelivery send again once the hold expires.
         report.unrecorded.append(key)
     report.sent.append(key)
-    return report
 
 
 def validated_email(profile: Mapping[str, Any]) -> str | None:

@@ -34,8 +34,8 @@ from cdp.activation import EffectLedger
 from cdp.activation.audiences import AudiencePlatform
 from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, sync_changes
 from cdp.activation.webhooks import WEBHOOK_SCHEDULE, HttpPoster, Webhook, backoff
-from cdp.errors import CdpError, DestinationRefused, InvalidConfig, InvalidSegment, StoreError
-from cdp.segments.definition import load_marked
+from cdp.errors import CdpError, DestinationRefused, InvalidConfig, StoreError
+from cdp.marked_yaml import load_marked
 from cdp.segments.membership import MembershipChange, MembershipStore
 
 KINDS = ("meta_audience", "google_audience", "webhook")
@@ -67,10 +67,7 @@ class Destination:
 
 
 def parse_destination(text: str, source_name: str = "<destination>") -> Destination:
-    try:
-        doc = load_marked(text, source_name)
-    except InvalidSegment as exc:
-        raise InvalidConfig(exc.reason, **exc.details) from exc
+    doc = load_marked(text, source_name, InvalidConfig)
 
     def fail(key: str | None, reason: str) -> InvalidConfig:
         line = getattr(doc, "child_lines", {}).get(key, getattr(doc, "line", 1)) if key else getattr(doc, "line", 1)

@@ -53,20 +53,31 @@ class CountingDataset(ds.FileSystemDataset):
     """
 
     counter: ByteCounter
+    # Bytes per column of each file, read from its footer once (the dataset is reused while the
+    # lake's listing is unchanged, see DuckDBEngine._dataset).
+    column_bytes: dict[str, dict[str, int]]
 
     def scanner(self, columns: list[str] | None = None, filter: Any = None, **kwargs: Any) -> ds.Scanner:  # noqa: A002
         wanted = set(columns) if columns is not None else set(self.schema.names)
         total = 0
         for fragment in self.get_fragments(filter=filter):
-            metadata = fragment.metadata
-            for i in range(metadata.num_row_groups):
-                group = metadata.row_group(i)
-                for j in range(group.num_columns):
-                    chunk = group.column(j)
-                    if chunk.path_in_schema.split(".")[0] in wanted:
-                        total += chunk.total_compressed_size
+            sizes = self.column_bytes.get(fragment.path)
+            if sizes is None:
+                sizes = self.column_bytes[fragment.path] = _column_bytes(fragment.metadata)
+            total += sum(n for name, n in sizes.items() if name in wanted)
         self.counter.add(total)
         return super().scanner(columns=columns, filter=filter, **kwargs)
+
+
+def _column_bytes(metadata: Any) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            name = chunk.path_in_schema.split(".")[0]
+            sizes[name] = sizes.get(name, 0) + chunk.total_compressed_size
+    return sizes
 
 
 # ---------------------------------------------------------------- DuckDB
@@ -88,6 +99,9 @@ class DuckDBEngine:
         self.counter = ByteCounter()
         self.count_bytes = count_bytes
         self._con: Any = None
+        # folder -> (the listing it was built from, the dataset): a job that runs many queries
+        # opens each file's footer once, not once per query; a changed listing builds it again.
+        self._datasets: dict[str, tuple[tuple[tuple[str, int | None, int | None], ...], Any]] = {}
 
     def run(self, sql: str) -> QueryResult:
         import duckdb  # heavy: imported only by the functions that query
@@ -136,7 +150,16 @@ class DuckDBEngine:
 
     def _dataset(self, folder: str, schema: pa.Schema, *, hive: bool = False) -> ds.Dataset | pa.Table:
         base = f"{self.root}/{folder}"
-        files = [i.path for i in published_files(self.filesystem, base)]
+        infos = published_files(self.filesystem, base)
+        listing = tuple((i.path, i.size, i.mtime_ns) for i in infos)
+        cached = self._datasets.get(folder)
+        if cached is not None and cached[0] == listing:
+            return cached[1]
+        built = self._build(base, [i.path for i in infos], schema, hive=hive)
+        self._datasets[folder] = (listing, built)
+        return built
+
+    def _build(self, base: str, files: list[str], schema: pa.Schema, *, hive: bool) -> ds.Dataset | pa.Table:
         if not files:
             return schema.empty_table()
         dataset = ds.dataset(
@@ -154,4 +177,5 @@ class DuckDBEngine:
             list(dataset.get_fragments()), dataset.schema, dataset.format, dataset.filesystem
         )
         counting.counter = self.counter
+        counting.column_bytes = {}
         return counting

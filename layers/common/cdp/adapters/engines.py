@@ -9,9 +9,9 @@ from cdp.settings import Settings
 def query_engine(settings: Settings) -> QueryEngine:
     if settings.query_engine == "duckdb":
         from cdp.adapters.duckdb import DuckDBEngine
-        from cdp.adapters.lake import lake_filesystem
+        from cdp.adapters.lake import lake_filesystem, lake_root
 
-        return DuckDBEngine(lake_filesystem(settings), settings.lake_bucket)
+        return DuckDBEngine(lake_filesystem(settings), lake_root(settings))
     if settings.query_engine == "athena":
         from cdp.adapters.athena import AthenaEngine
         from cdp.adapters.aws import aws_client

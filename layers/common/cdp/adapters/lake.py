@@ -1,18 +1,34 @@
-"""The lake's filesystem: S3 through pyarrow (with the emulator's endpoint when one is set)."""
+"""The lake's filesystem: S3 through pyarrow (with the emulator's endpoint when one is set).
+
+On AWS the lake is the bucket ``lake_bucket``. The local stack may set ``lake_root`` to a
+``file://`` directory instead: the same pyarrow filesystem interface over local disk, so the
+handlers' code is the same and only configuration differs.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pyarrow.fs as pafs
 
+from cdp.errors import MalformedSetting
 from cdp.settings import Settings
 
 
 @lru_cache(maxsize=4)
 def lake_filesystem(settings: Settings) -> pafs.FileSystem:
-    """pyarrow's S3 filesystem. pyarrow does not read AWS_ENDPOINT_URL: pass it explicitly.
+    """pyarrow's local filesystem under a ``file://`` ``lake_root``; else :func:`bucket_filesystem`."""
+    if _local_dir(settings) is not None:
+        return pafs.LocalFileSystem()
+    return bucket_filesystem(settings)
+
+
+@lru_cache(maxsize=4)
+def bucket_filesystem(settings: Settings) -> pafs.FileSystem:
+    """The bucket ``lake_bucket`` through pyarrow's S3 filesystem, whatever ``lake_root`` says: for
+    what lives in the bucket beside the Parquet lake (quarantine, reports). pyarrow does not read
+    AWS_ENDPOINT_URL: pass it explicitly.
 
     Timeouts and attempts are those of every boto3 client (:mod:`cdp.adapters.aws`), in the AWS
     C++ SDK's terms: the standard retry strategy, ``aws_max_attempts`` calls in all. Its errors are
@@ -36,4 +52,16 @@ def lake_filesystem(settings: Settings) -> pafs.FileSystem:
 
 
 def lake_root(settings: Settings) -> str:
-    return settings.lake_bucket
+    """The lake's base path in :func:`lake_filesystem`: a directory, or the bucket."""
+    local = _local_dir(settings)
+    return settings.lake_bucket if local is None else local
+
+
+def _local_dir(settings: Settings) -> str | None:
+    if not settings.lake_root:
+        return None
+    url = urlsplit(settings.lake_root)
+    if url.scheme != "file":
+        raise MalformedSetting(f"LAKE_ROOT must be a file:// URL, not {settings.lake_root!r}",
+                               name="LAKE_ROOT", expected="file:// URL")
+    return unquote(url.path).rstrip("/") or "/"

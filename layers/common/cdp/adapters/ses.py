@@ -49,15 +49,15 @@ class SesEmailSender(AwsAdapter):
         return str(out["MessageId"])
 
 
-def single_attempt_client(settings: Settings) -> Any:
-    """An SES client configured like :func:`cdp.adapters.aws.aws_client`'s, but making one attempt."""
+def single_attempt_client(settings: Settings, service: str = "ses") -> Any:
+    """An SES (or SES v2) client configured like :func:`cdp.adapters.aws.aws_client`'s, but making one attempt."""
     import boto3.session
     from botocore.config import Config
 
     from cdp.adapters.aws import botocore_config
 
     config = botocore_config(settings).merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
-    return boto3.session.Session().client("ses", region_name=settings.aws_region,
+    return boto3.session.Session().client(service, region_name=settings.aws_region,
                                           endpoint_url=settings.aws_endpoint_url or None, config=config)
 
 

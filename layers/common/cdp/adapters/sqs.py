@@ -36,3 +36,15 @@ class SqsChangePublisher(AwsAdapter):
                     Entries=[{"Id": str(i), "MessageBody": json.dumps(c.to_dict())} for i, c in enumerate(chunk)])
             if out.get("Failed"):
                 raise StoreError("some membership changes were not published", failed=out["Failed"])
+
+
+class SqsDeferrals(AwsAdapter):
+    """Puts deferred campaign messages back on the activation queue with their delay (<= 900 s)."""
+
+    service = "sqs"
+
+    def defer(self, deferred: list) -> None:  # list[cdp.campaigns.entries.Deferred]
+        for item in deferred:
+            with aws_errors("cannot defer a campaign message"):
+                self.client.send_message(QueueUrl=self.settings.activation_queue_url,
+                                         MessageBody=json.dumps(item.body), DelaySeconds=item.delay_seconds)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cdp.errors import EventsRejected, InvalidEvent, MalformedRequest, PayloadTooLarge, WriteKeyRejected
+from cdp.privacy.suppression import SuppressionList, is_suppressed
 from cdp.times import format_time
 
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
@@ -58,6 +59,7 @@ class IngestResult:
     rejected: tuple[Rejection, ...] = ()
     message_ids: tuple[str, ...] = field(default=(), repr=False)
     quarantined: int = 0  # entries written to the quarantine (rejected events)
+    suppressed: int = 0  # events about a suppressed person: dropped, counted, never stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ def ingest(
     max_request_bytes: int = MAX_REQUEST_BYTES,
     limits: EventLimits = DEFAULT_LIMITS,
     minimise: Minimiser | None = None,
+    suppression: SuppressionList | None = None,
 ) -> IngestResult:
     """Accept the valid events of ``request`` into ``sink``; quarantine what a known source sent wrong.
 
@@ -143,7 +146,11 @@ def ingest(
     rejections: list[Rejection] = []
     entries: list[QuarantineEntry] = []
     route_type = None if request.route in ("batch", "pixel") else request.route
+    suppressed = 0
     for index, raw in enumerate(events):
+        if isinstance(raw, dict) and is_suppressed(raw, suppression):
+            suppressed += 1  # a privacy request: neither the stream nor the quarantine keeps it
+            continue
         try:
             records.append(normalise_event(raw, route_type=route_type, facts=facts))
         except InvalidEvent as exc:
@@ -154,7 +161,7 @@ def ingest(
         quarantine.put(entries)
     if records:
         sink.put(records)
-    elif rejections:
+    elif rejections and not suppressed:
         raise EventsRejected("all_events_rejected", rejected=[r.to_dict() for r in rejections],
                              quarantined=len(entries))
     return IngestResult(
@@ -162,6 +169,7 @@ def ingest(
         rejected=tuple(rejections),
         message_ids=tuple(r.event["messageId"] for r in records),
         quarantined=len(entries),
+        suppressed=suppressed,
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from cdp.errors import InvalidEvent, MalformedRequest, PayloadTooLarge
 from cdp.times import parse_timestamp
@@ -39,6 +39,8 @@ class ReplayReport:
     objects: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
+    # Events about a suppressed person (a privacy request): left in quarantine, never streamed.
+    suppressed: int = 0
 
 
 def list_quarantine(
@@ -72,6 +74,7 @@ def replay_quarantine(
     source_id: str | None = None,
     dry_run: bool = False,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    suppressed: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> ReplayReport:
     """Re-validate every quarantined entry; stream those that pass and keep the rest quarantined.
 
@@ -89,6 +92,10 @@ def replay_quarantine(
                 remaining.append(entry)
                 continue
             passed, failed = _revalidate(entry, max_request_bytes)
+            if suppressed is not None and any(suppressed(r.event) for r in passed):
+                report.suppressed += 1
+                remaining.append(entry)
+                continue
             records.extend(passed)
             remaining.extend(failed)
             report.still_rejected += len(failed)

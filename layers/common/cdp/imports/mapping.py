@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdp.errors import InvalidConfig
 from cdp.identity.config import IdentityConfig
+from cdp.marked_yaml import Ctx, load_marked
 
 ROW_TYPES = ("identify", "track")
 VALUE_TYPES = ("string", "number", "integer", "boolean")
@@ -73,69 +72,7 @@ class ImportMapping:
         return frozenset({c.name for c in used} | set(self.message_id))
 
 
-# ---------------------------------------------------------------- YAML with line marks
-
-
-class _MarkedDict(dict):  # type: ignore[type-arg]
-    line: int
-    child_lines: dict[Any, int]
-
-
-class _MarkedList(list):  # type: ignore[type-arg]
-    line: int
-    child_lines: dict[Any, int]
-
-
-class _Loader(yaml.SafeLoader):
-    source_name = "<mapping>"
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _MarkedDict:
-    loader.flatten_mapping(node)
-    result = _MarkedDict()
-    result.line = node.start_mark.line + 1
-    result.child_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if not isinstance(key, str):
-            raise _fail(loader.source_name, line, "", f"keys must be strings (got {key!r})")
-        if key in result:
-            raise _fail(loader.source_name, line, key, "duplicate key")
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.child_lines[key] = value_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _MarkedList:
-    result = _MarkedList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.child_lines = {i: child.start_mark.line + 1 for i, child in enumerate(node.value)}
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def _fail(source: str, line: int, path: str, reason: str) -> InvalidConfig:
-    where = f"{path}: " if path else ""
-    return InvalidConfig(f"{source}:{line}: {where}{reason}", file=source, line=line, field=path)
-
-
-@dataclass(frozen=True, slots=True)
-class _Ctx:
-    source: str
-    line: int
-    path: str
-
-    def child(self, container: Any, key: Any) -> _Ctx:
-        line = getattr(container, "child_lines", {}).get(key, getattr(container, "line", self.line))
-        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
-        return _Ctx(self.source, line, path)
-
-    def fail(self, reason: str) -> InvalidConfig:
-        return _fail(self.source, self.line, self.path, reason)
+_Ctx = Ctx
 
 
 # ---------------------------------------------------------------- parsing
@@ -148,18 +85,8 @@ def parse_mapping(text: str, source_name: str = "<mapping>", *, identity: Identi
     Identifier types are those of ``identity`` (config/identity.yaml): the defaults plus custom types.
     """
     identity = identity or IdentityConfig()
-    loader = _Loader(text)
-    loader.source_name = source_name
-    try:
-        doc = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise _fail(source_name, mark.line + 1 if mark else 0, "", f"not valid YAML: {exc.problem or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise _fail(source_name, 0, "", f"not valid YAML: {exc}") from exc
-    finally:
-        loader.dispose()
-    root = _Ctx(source_name, getattr(doc, "line", 1), "")
+    doc = load_marked(text, source_name, InvalidConfig)
+    root = Ctx.root(source_name, doc, InvalidConfig)
     if not isinstance(doc, dict):
         raise root.fail("a mapping file must be a mapping with type and identifiers")
     for key in doc:

@@ -10,9 +10,11 @@ from typing import Any
 from cdp.errors import CdpError, StoreError
 from cdp.failures import FailedRecord, FailureStore
 from cdp.identity.config import IdentityConfig
+from cdp.identity.identifiers import extract
 from cdp.identity.isolate import resolve_isolating
 from cdp.identity.resolve import BatchOutcome
 from cdp.identity.store import IdentityStore
+from cdp.privacy.suppression import SuppressionList, event_identifiers
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.membership import MembershipChange, MembershipStore
 from cdp.segments.realtime import evaluate_batch
@@ -33,6 +35,8 @@ class UnifyResult:
     undecodable: list[str] = field(default_factory=list)
     # What this delivery wrote to the failure store (isolated records, and retried ones).
     kept: list[FailedRecord] = field(default_factory=list)
+    # Events about a suppressed person (a privacy request): dropped and counted, never applied.
+    suppressed: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,20 @@ class RealtimeSegments:
 
 
 def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, config: IdentityConfig, now: datetime,
-                  realtime: RealtimeSegments | None = None, failures: FailureStore | None = None) -> UnifyResult:
+                  realtime: RealtimeSegments | None = None, failures: FailureStore | None = None,
+                  suppression: SuppressionList | None = None) -> UnifyResult:
     events: list[dict[str, Any]] = []
+    suppressed = 0
     sequence_of: dict[str, str] = {}
     undecodable: list[str] = []
     for record in records:
         event = decode(record)
         if event is None:
             undecodable.append(record.sequence_number)
+            continue
+        if suppression is not None and suppression.any_suppressed(
+                [*extract(event, config).identifiers, *event_identifiers(event)]):
+            suppressed += 1
             continue
         events.append(event)
         sequence_of.setdefault(str(event.get("messageId")), record.sequence_number)
@@ -76,7 +86,7 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
         # destination can still save these records, so they are reported, never dropped.
         retry = [*retry, *unprocessable]
     return UnifyResult(outcome=outcome, changes=changes, retry=sorted(set(retry), key=int),
-                       undecodable=undecodable, kept=kept or [])
+                       undecodable=undecodable, kept=kept or [], suppressed=suppressed)
 
 
 def _keep_failures(records: list[DeliveredRecord], unprocessable: dict[str, str], retry: dict[str, str],

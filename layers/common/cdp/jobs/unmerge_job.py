@@ -6,6 +6,7 @@ rebuilding two profiles after a wrong merge replays their archived events from t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -53,18 +54,20 @@ def archived_events(identifiers: list[str], engine: QueryEngine) -> list[dict[st
 
 
 def detach_identifier(identifier: str, store: IdentityStore, engine: QueryEngine, *, config: IdentityConfig,
-                      now: datetime, reason: str = "manual") -> UnmergeResult:
+                      now: datetime, reason: str = "manual",
+                      suppressed: Callable[[Mapping[str, Any]], bool] | None = None) -> UnmergeResult:
     """Move ``identifier`` out of its profile; both sides rebuilt from the lake."""
     identifier = parse_identifier(identifier, config)
     profile = find_profile(identifier, store, config=config)
     if profile is None:
         raise NotFound("no profile has this identifier", identifier=identifier)
-    events = archived_events(list(profile.identifiers), engine)
+    events = _unsuppressed(archived_events(list(profile.identifiers), engine), suppressed)
     return detach(identifier, store, events=events, config=config, now=now, reason=reason)
 
 
 def undo_profile_merge(absorbed_profile_id: str, store: IdentityStore, engine: QueryEngine, *, config: IdentityConfig,
-                       now: datetime, reason: str = "manual") -> UnmergeResult:
+                       now: datetime, reason: str = "manual",
+                       suppressed: Callable[[Mapping[str, Any]], bool] | None = None) -> UnmergeResult:
     """Bring back a profile that a merge absorbed; it and its survivor rebuilt from the lake."""
     absorbed = store.get_profiles([absorbed_profile_id]).get(absorbed_profile_id)
     if absorbed is None:
@@ -75,5 +78,11 @@ def undo_profile_merge(absorbed_profile_id: str, store: IdentityStore, engine: Q
     survivor = live_profile(absorbed.merged_into, store) if absorbed.merged_into else None
     if survivor is not None:
         identifiers += list(survivor.identifiers)
-    events = archived_events(identifiers, engine)
+    events = _unsuppressed(archived_events(identifiers, engine), suppressed)
     return undo_merge(absorbed_profile_id, store, events=events, config=config, now=now, reason=reason)
+
+
+def _unsuppressed(events: list[dict[str, Any]], suppressed: Callable[[Mapping[str, Any]], bool] | None,
+                  ) -> list[dict[str, Any]]:
+    """Events about a suppressed person are not replayed: a rebuild must not bring them back."""
+    return events if suppressed is None else [e for e in events if not suppressed(e)]

@@ -18,9 +18,11 @@ duplicates. Hidden leftovers of a crashed run are deleted first.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -43,10 +45,13 @@ class CompactionReport:
     rows_after: int
     bytes_before: int
     bytes_after: int
+    # Rows removed by ``drop`` (an erasure), and the originals deleted (their versions are the caller's).
+    rows_dropped: int = 0
+    removed: tuple[str, ...] = field(default=())
 
     @property
     def duplicates_removed(self) -> int:
-        return self.rows_before - self.rows_after
+        return self.rows_before - self.rows_dropped - self.rows_after
 
 
 def compact_partition(
@@ -57,8 +62,13 @@ def compact_partition(
     min_files: int = 2,
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    drop: Callable[[pa.Table], pa.Array | pa.ChunkedArray] | None = None,
 ) -> CompactionReport:
-    """Rewrite partition ``dt`` of the events into as few files as ``max_rows_per_file`` allows."""
+    """Rewrite partition ``dt`` of the events into as few files as ``max_rows_per_file`` allows.
+
+    ``drop`` (an erasure) gives a boolean mask of rows to leave out; the day is rewritten when any
+    row matches, whatever ``min_files`` says, and left alone when none does.
+    """
     base = f"{root.rstrip('/')}/{EVENTS_PREFIX}/dt={dt}"
     infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     for leftover in (i for i in infos if i.base_name.startswith(_WORK_PREFIX)):
@@ -72,8 +82,15 @@ def compact_partition(
         [i.path for i in files], schema=EVENTS_SCHEMA, filesystem=fs, format="parquet"
     ).to_table()
     rows_before = table.num_rows
+    dropped = 0
+    if drop is not None:
+        mask = pc.fill_null(drop(table), False)
+        dropped = int(pc.sum(mask).as_py() or 0)
+        if not dropped:
+            return CompactionReport(dt, len(files), len(files), rows_before, rows_before, bytes_before, bytes_before)
+        table = table.filter(pc.invert(mask))
     distinct = _distinct_rows(table)
-    if len(files) < min_files and distinct.num_rows == rows_before:
+    if not dropped and len(files) < min_files and distinct.num_rows == rows_before:
         # Nothing to merge and nothing duplicated (one batch can carry the same event twice).
         return CompactionReport(dt, len(files), len(files), rows_before, rows_before, bytes_before, bytes_before)
     ordered = distinct.sort_by([("timestamp", "ascending"), ("message_id", "ascending")])
@@ -108,6 +125,8 @@ def compact_partition(
         rows_after=ordered.num_rows,
         bytes_before=bytes_before,
         bytes_after=bytes_after,
+        rows_dropped=dropped,
+        removed=tuple(i.path for i in files),
     )
 
 

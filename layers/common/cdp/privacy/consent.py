@@ -6,6 +6,8 @@ Consent arrives on events (``context.consent.categoryPreferences`` as Segment se
 we received it. Each channel names its purpose and asks :func:`may_contact`:
 
 * a purpose the person granted is allowed, one they denied is not;
+* a purpose they made no statement about follows their ``marketing`` answer (the umbrella: a
+  campaign's ``newsletter`` purpose is refused to someone who denied marketing);
 * ``ads`` (and any purpose in :data:`OPT_IN_PURPOSES`) needs an explicit grant;
 * a person whose statements name no activation purpose (``analytics`` only, say) is kept out of
   every channel;
@@ -34,6 +36,9 @@ PURPOSE_ALIASES: Mapping[str, tuple[str, ...]] = {
 
 #: The purpose each activation channel checks.
 CHANNEL_PURPOSES: Mapping[str, str] = {"email": "email", "ads": "ads", "audience": "ads"}
+
+#: The purpose whose answer stands for every purpose not stated on its own (not the opt-in ones).
+UMBRELLA_PURPOSE = "marketing"
 
 #: Purposes that concern activation (with their aliases); a person whose statements name none of
 #: them (``analytics`` only, say) is kept out of every channel.
@@ -79,6 +84,9 @@ def may_contact(subject: Consent | Mapping[str, Any], purpose: str) -> Decision:
             return Decision(granted, purpose, "granted" if granted else "denied")
     if purpose in OPT_IN_PURPOSES:
         return Decision(False, purpose, "opt_in_required")
+    if UMBRELLA_PURPOSE in consent:
+        granted = consent[UMBRELLA_PURPOSE]
+        return Decision(granted, purpose, "granted" if granted else "denied")
     if consent and not ACTIVATION_PURPOSES.intersection(consent):
         return Decision(False, purpose, "analytics_only")
     return Decision(True, purpose, "not_stated")

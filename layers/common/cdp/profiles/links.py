@@ -19,14 +19,42 @@ MAX_MINUTES = 24 * 60
 _PURPOSE = b"cdp profile view link v1"
 
 
-def _key(admin_token: str) -> bytes:
-    # A key of its own, so a signature can never be replayed as the token or the token's hash.
-    return hmac.new(admin_token.encode("utf-8"), _PURPOSE, hashlib.sha256).digest()
+def _key(admin_token: str, purpose: bytes = _PURPOSE) -> bytes:
+    # A key of its own per purpose, so a signature can never be replayed as the token, the token's
+    # hash, or a link of another purpose (an unsubscribe link never opens a customer view).
+    return hmac.new(admin_token.encode("utf-8"), purpose, hashlib.sha256).digest()
 
 
-def _signature(identifier: str, expires: int, admin_token: str) -> str:
+def _signature(identifier: str, expires: int, admin_token: str, purpose: bytes = _PURPOSE) -> str:
     message = f"{identifier}\n{expires}".encode()
-    return hmac.new(_key(admin_token), message, hashlib.sha256).hexdigest()
+    return hmac.new(_key(admin_token, purpose), message, hashlib.sha256).hexdigest()
+
+
+def sign(identifier: str, expires: int, admin_token: str, *, purpose: bytes) -> str:
+    """The signature of ``(identifier, expires)`` under a key of ``purpose`` (other signed links)."""
+    if not admin_token:
+        raise Unauthorized("admin_token_required")
+    return _signature(identifier, expires, admin_token, purpose)
+
+
+def verify(identifier: str, expires: str | None, signature: str | None, admin_token: str, *, now: float,
+           purpose: bytes, max_seconds: int) -> None:
+    """Raise :class:`Unauthorized` unless ``signature`` signs ``identifier`` for ``purpose``, unexpired."""
+    if not expires or not signature:
+        raise Unauthorized("link_invalid")
+    try:
+        expiry = int(expires)
+    except ValueError:
+        raise Unauthorized("link_invalid") from None
+    if not admin_token:
+        raise Unauthorized("admin_token_required")
+    expected = _signature(identifier, expiry, admin_token, purpose)
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        raise Unauthorized("link_invalid")
+    if expiry <= now:
+        raise Unauthorized("link_expired")
+    if expiry > now + max_seconds:
+        raise Unauthorized("link_invalid")
 
 
 def sign_view_link(identifier: str, admin_token: str, *, now: float, minutes: int = DEFAULT_MINUTES) -> dict[str, str]:

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from cdp.errors import InvalidSegment
 from cdp.identity.computed import STAGES
+from cdp.marked_yaml import Ctx, load_marked
 from cdp.segments.schedule import ScheduleError, validate_schedule
 
 LIFECYCLE_STAGES: tuple[str, ...] = STAGES  # one list of stages: the identity package owns it
@@ -147,107 +146,9 @@ def walk(condition: Condition) -> Iterable[Condition]:
         yield from walk(condition.condition)
 
 
-# ---------------------------------------------------------------- YAML with line marks
-
-
-class _Marked:
-    """Mixin giving a constructed mapping/list the line of itself and of each child."""
-
-    line: int
-    child_lines: dict[Any, int]
-
-
-class _MarkedDict(dict, _Marked):  # type: ignore[type-arg]
-    pass
-
-
-class _MarkedList(list, _Marked):  # type: ignore[type-arg]
-    pass
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers lines and refuses duplicate keys (PyYAML keeps the last silently)."""
-
-    source_name = "<segment>"
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _MarkedDict:
-    loader.flatten_mapping(node)
-    result = _MarkedDict()
-    result.line = node.start_mark.line + 1
-    result.child_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            raise InvalidSegment(
-                f"{loader.source_name}:{key_node.start_mark.line + 1}: keys must be strings (got {key!r})",
-                file=loader.source_name,
-                line=key_node.start_mark.line + 1,
-            )
-        if key in result:
-            raise InvalidSegment(
-                f"{loader.source_name}:{key_node.start_mark.line + 1}: {key}: duplicate key",
-                file=loader.source_name,
-                line=key_node.start_mark.line + 1,
-                field=key,
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.child_lines[key] = value_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _MarkedList:
-    result = _MarkedList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.child_lines = {i: child.start_mark.line + 1 for i, child in enumerate(node.value)}
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def load_marked(text: str, source_name: str) -> Any:
-    """One YAML document whose mappings and lists carry ``line`` and ``child_lines`` (for file:line
-    errors in other configs as code); raises :class:`InvalidSegment` naming the line."""
-    loader = _Loader(text)
-    loader.source_name = source_name
-    try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise InvalidSegment(
-            f"{source_name}:{line}: not valid YAML: {exc.problem or exc}", file=source_name, line=line
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise InvalidSegment(f"{source_name}:0: not valid YAML: {exc}", file=source_name, line=0) from exc
-    finally:
-        loader.dispose()
-
-
 # ---------------------------------------------------------------- parsing
 
-
-@dataclass(frozen=True, slots=True)
-class _Ctx:
-    """Where a value sits: file, line and dotted field path, for error messages."""
-
-    source: str
-    line: int
-    path: str
-
-    def child(self, container: Any, key: Any) -> _Ctx:
-        line = getattr(container, "child_lines", {}).get(key, getattr(container, "line", self.line))
-        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
-        return _Ctx(self.source, line, path)
-
-    def fail(self, reason: str) -> InvalidSegment:
-        where = f"{self.path}: " if self.path else ""
-        return InvalidSegment(
-            f"{self.source}:{self.line}: {where}{reason}", file=self.source, line=self.line, field=self.path
-        )
-
+_Ctx = Ctx
 
 _TOP_KEYS = ("name", "description", "schedule", "condition")
 _CONDITION_KINDS = ("all", "any", "not", "event", "trait", "computed", "lifecycle", "consent")
@@ -257,22 +158,8 @@ _MEASURES = ("min_count", "max_count", "count", "sum", "first", "last")
 
 def parse_segment(text: str, source_name: str = "<segment>") -> SegmentDefinition:
     """Parse one definition; raise InvalidSegment naming file, line and field on any problem."""
-    loader = _Loader(text)
-    loader.source_name = source_name
-    try:
-        doc = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise InvalidSegment(
-            f"{source_name}:{line}: not valid YAML: {exc.problem or exc}", file=source_name, line=line
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise InvalidSegment(f"{source_name}:0: not valid YAML: {exc}", file=source_name, line=0) from exc
-    finally:
-        loader.dispose()
-
-    root = _Ctx(source_name, getattr(doc, "line", 1), "")
+    doc = load_marked(text, source_name, InvalidSegment)
+    root = Ctx.root(source_name, doc, InvalidSegment)
     if not isinstance(doc, dict):
         raise root.fail("a segment definition must be a mapping with name and condition")
     _reject_unknown(doc, _TOP_KEYS, root)

@@ -1,0 +1,415 @@
+"""The AWS emulator of the local stack: moto in server mode, in a process of its own, on loopback.
+
+A process of its own, because moto's work (parsing, serialising, copying tables) then no longer
+competes for the handlers' GIL: the handlers wait on a socket while moto runs on another core.
+
+moto's backends are not thread-safe (a TransactWriteItems copies tables that a concurrent request
+may be changing), so the requests to one service are served one at a time; services (each a
+backend of its own) are served at once.
+
+The server keeps connections open between requests (werkzeug's closes each after one response).
+These things of moto are changed here, for a long-running local stack, and nothing else:
+
+* a Kinesis shard keeps every record ever put, and finds the last sequence number by listing all
+  of them: put and get grow with the stream's length, and memory grows without bound. The local
+  stack trims what every consumer has processed (``POST /_local/kinesis/trim``), as retention
+  would on AWS, and the shard remembers its last sequence number across trims;
+* a DynamoDB transaction deep-copies every table it touches, to roll back if it fails: seconds
+  per transaction once a table holds a few thousand items, and gigabytes of garbage. Only the
+  items the transaction names are saved and put back;
+* the request dispatcher lists moto's package directory on every request: listed once;
+* DynamoDB item results (GetItem, Query, Scan...) are written as JSON directly: moto's
+  model-driven serialiser took seconds per Scan page of profiles;
+* a Kinesis read starts at its position instead of scanning the shard from its first record.
+
+``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS.
+
+Run: ``python -m cdp_infra.emulator [--host H] [--port P]``; it prints ``ready HOST PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from urllib.parse import unquote
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _patch_moto() -> None:
+    from collections import OrderedDict
+
+    from moto import backends
+    from moto.kinesis import models
+
+    def last_sequence(self: Any) -> int:
+        return next(reversed(self.records)) if self.records else getattr(self, "trimmed_through", 0)
+
+    def first_sequence(self: Any) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        sequence_number = last_sequence(self) + 1
+        self.records[sequence_number] = models.Record(partition_key, data, sequence_number, explicit_hash_key)
+        return str(sequence_number)
+
+    def get_records(self: Any, last_sequence_id: str, limit: int | None) -> tuple[list[Any], int, int]:
+        # Sequence numbers of a shard are consecutive (put_record above): read from the position
+        # instead of scanning every record held from the first.
+        if not self.records:
+            return [], int(last_sequence_id), 0
+        position = max(int(last_sequence_id), first_sequence(self) - 1)
+        end = last_sequence(self)
+        results = []
+        while position < end and (limit is None or len(results) < limit):
+            position += 1
+            record = self.records.get(position)
+            if record is not None:
+                results.append(record)
+        behind = (self.records[end].created_at - results[-1].created_at) if results and end in self.records else 0.0
+        return results, position if results else int(last_sequence_id), int(behind * 1000)
+
+    models.Shard.get_records = get_records
+    models.Shard.get_max_sequence_number = last_sequence
+    models.Shard.get_min_sequence_number = first_sequence
+    models.Shard.put_record = put_record
+
+    def trim(shard: Any, through: int) -> int:
+        """Drop the records up to sequence number ``through``; how many were dropped."""
+        shard.trimmed_through = max(getattr(shard, "trimmed_through", 0), last_sequence(shard))
+        keep = OrderedDict((seq, r) for seq, r in shard.records.items() if seq > through)
+        dropped = len(shard.records) - len(keep)
+        shard.records = keep
+        return dropped
+
+    models.Shard.trim = trim
+
+    _patch_transactions()
+    _patch_dynamodb_responses()
+    modules = list(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: iter(modules)
+
+
+# Item operations whose results moto already holds in DynamoDB's wire format (AttributeValue maps).
+_ITEM_OPERATIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem"})
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _patch_dynamodb_responses() -> None:
+    """Item results as JSON directly, instead of through moto's model-driven serialiser.
+
+    moto 5.2 walks each response against the service model, attribute by attribute; for a Scan
+    page of profiles that is seconds, and it was most of the emulator's time in the segment job.
+    These results are already DynamoDB's JSON (AttributeValue maps); anything the plain encoder
+    cannot write goes the usual way.
+    """
+    from moto.dynamodb import responses
+
+    original = responses.DynamoResult.execute_result
+
+    def execute_result(self: Any, context: Any) -> Any:
+        if context.operation_model.name in _ITEM_OPERATIONS and isinstance(self.result, dict):
+            try:
+                body = json.dumps(_drop_none(self.result), separators=(",", ":"))
+            except (TypeError, ValueError):
+                return original(self, context)
+            return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+        return original(self, context)
+
+    responses.DynamoResult.execute_result = execute_result
+
+
+def _patch_transactions() -> None:
+    import copy
+    import types
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        # transact_write_items' whole-table backup: the table itself; its items are saved below.
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined]
+    original = models.DynamoDBBackend.transact_write_items
+
+    def key_of(table: Any, op: dict[str, Any]) -> dict[str, Any] | None:
+        if "Key" in op:
+            return dict(op["Key"])
+        item = op.get("Item") or {}
+        names = [n for n in (table.hash_key_attr, table.range_key_attr) if n is not None]
+        return {n: item[n] for n in names} if all(n in item for n in names) else None
+
+    def restore(table: Any, key: dict[str, Any], old: Any) -> None:
+        hash_value = DynamoType(key[table.hash_key_attr])
+        if table.range_key_attr is None:
+            if old is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = old
+            return
+        range_value = DynamoType(key[table.range_key_attr])
+        bucket = table.items[hash_value]
+        if old is None:
+            bucket.pop(range_value, None)
+            if not bucket:
+                table.items.pop(hash_value, None)
+        else:
+            bucket[range_value] = old
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items[:100]:
+            op = next(iter(entry.values()), None) if isinstance(entry, dict) else None
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            key = key_of(table, op) if table is not None else None
+            if table is None or key is None:
+                continue
+            try:
+                current = self.get_item(table.name, key)
+            except Exception:  # a malformed key: the transaction itself will refuse it
+                continue
+            saved.append((table, key, copy.deepcopy(current) if current is not None else None))
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, key, old in reversed(saved):
+                restore(table, key, old)
+            raise
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def _trim(body: dict[str, Any]) -> int:
+    from moto.kinesis.models import kinesis_backends
+
+    backend = kinesis_backends[body["account"]][body["region"]]
+    shard = backend.streams[body["stream"]].shards[body["shard"]]
+    return int(shard.trim(int(body["through"])))
+
+
+def held() -> dict[str, int]:
+    """What the emulator holds in memory: items per table, records per stream, objects per bucket."""
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.kinesis.models import kinesis_backends
+    from moto.s3.models import s3_backends
+
+    counts: dict[str, int] = {}
+    for regions in list(dynamodb_backends.values()):
+        for backend in list(regions.values()):
+            for name, table in backend.tables.items():
+                counts[f"dynamodb {name}"] = len(table)
+    for regions in list(kinesis_backends.values()):
+        for backend in list(regions.values()):
+            for name, stream in backend.streams.items():
+                counts[f"kinesis {name}"] = sum(len(s.records) for s in stream.shards.values())
+    for partitions in list(s3_backends.values()):
+        for backend in list(partitions.values()):
+            for name, bucket in backend.buckets.items():
+                counts[f"s3 {name}"] = len(bucket.keys)
+    return counts
+
+
+_SCOPE = re.compile(r"Credential=[^/,&]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
+
+
+def service_of(environ: dict[str, Any]) -> str:
+    """The AWS service a request is signed for (``dynamodb``, ``kinesis``, ``s3``...); ``""`` if unsigned."""
+    found = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or _SCOPE.search(
+        unquote(environ.get("QUERY_STRING", "")).replace("X-Amz-Credential=", "Credential="))
+    return found.group(1) if found else ""
+
+
+class Emulator:
+    """The WSGI app: moto, one request at a time per service, plus the local stack's ``/_local/`` routes.
+
+    moto's backends are not thread-safe, but each service's is its own: a profile read (DynamoDB)
+    no longer waits behind a put to the stream (Kinesis) or a receive (SQS).
+    """
+
+    def __init__(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        _patch_moto()
+        self.app = DomainDispatcherApplication(create_backend_app)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._calls_lock = threading.Lock()
+        # (operation) -> [requests, seconds]: what the pipeline asks of AWS, for benchmarks.
+        self.calls: dict[str, list[float]] = {}
+
+    def lock(self, service: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(service, threading.Lock())
+
+    @contextmanager
+    def all_locks(self) -> Iterator[None]:
+        for service in ("dynamodb", "kinesis", "s3", "sqs"):
+            self.lock(service)
+        with self._locks_lock:
+            locks = [self._locks[name] for name in sorted(self._locks)]
+        with ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            yield
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # The connection stays open for the client's next request (see KeepAliveHandler): the
+        # request's body is read whole now, so none of it is left on the stream whatever moto reads.
+        stream = environ["wsgi.input"]
+        if environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"] = io.BytesIO(stream.read())
+        else:
+            environ["wsgi.input"] = io.BytesIO(stream.read(int(environ.get("CONTENT_LENGTH") or 0)))
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_local/"):
+            return self._local(environ, start_response, path)
+        with self.lock(service_of(environ)):
+            started = time.perf_counter()
+            body = list(self.app(environ, start_response))
+            took = time.perf_counter() - started
+        with self._calls_lock:
+            stat = self.calls.setdefault(operation(environ), [0, 0.0])
+            stat[0] += 1
+            stat[1] += took
+        return body
+
+    def _local(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
+        answer: Any
+        if path == "/_local/stats":
+            with self.all_locks(), self._calls_lock:
+                answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls), "held": held()}
+        elif path == "/_local/kinesis/trim" and environ.get("REQUEST_METHOD") == "POST":
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(size) or b"{}")
+            with self.lock("kinesis"):
+                answer = {"dropped": _trim(body)}
+        else:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"error": "unknown route"}']
+        data = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def operation(environ: dict[str, Any]) -> str:
+    """``DynamoDB_20120810.PutItem`` style name of a request (S3: method and first path part)."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return str(target)
+    query = environ.get("QUERY_STRING", "")
+    for part in query.split("&"):
+        if part.startswith("Action="):
+            return f"Query.{part[7:]}"
+    path = environ.get("PATH_INFO", "/")
+    return f"{environ.get('REQUEST_METHOD')} {'/'.join(path.split('/')[:3])}"
+
+
+def keep_alive_handler() -> Any:
+    """moto's request handler, keeping connections open between requests (HTTP/1.1).
+
+    werkzeug's server closes every connection after one response; each AWS call of the stack then
+    opened a TCP connection, and the emulator started a thread for it: a good part of both
+    processes' time. The handler leaves out werkzeug's ``Connection: close`` unless the client asked
+    for it; the request body is always read whole first (:class:`Emulator`).
+    """
+    import selectors
+    import types
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug import serving
+
+    class NothingLeft:
+        """werkzeug reads what a client sent after its request until the client stops, as it closes
+        the connection anyway; on a kept connection that is the next request. The body is read
+        whole before (:class:`Emulator`), so there is nothing to drain."""
+
+        def register(self, *args: Any) -> None:
+            pass
+
+        def select(self, timeout: float | None = None) -> list[Any]:
+            return []
+
+        def close(self) -> None:
+            pass
+
+    serving.selectors = types.SimpleNamespace(DefaultSelector=NothingLeft,  # type: ignore[attr-defined]
+                                              EVENT_READ=selectors.EVENT_READ)
+
+    class KeepAliveHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body leave in two writes: without this, the second waits for the
+            # client's delayed acknowledgement of the first (40 ms) on a kept connection.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
+                return
+            super().send_header(keyword, value)
+
+    return KeepAliveHandler
+
+
+def _exit_with_parent(parent: int) -> None:
+    """The stack that started the emulator may die without stopping it (SIGKILL): go with it."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from werkzeug.serving import make_server
+
+    parser = argparse.ArgumentParser(prog="python -m cdp_infra.emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=keep_alive_handler())
+    host, port = server.server_address[:2]
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    print(f"ready {host} {port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
