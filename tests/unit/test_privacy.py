@@ -199,12 +199,31 @@ def test_unsuppress_lifts_the_suppression_of_the_whole_person() -> None:
     assert stores.privacy.suppressed == {}  # type: ignore[attr-defined]
 
 
-def test_an_export_waits_while_the_export_module_is_not_there() -> None:
+def test_an_export_request_stores_the_persons_archive_and_records_its_link_and_is_done() -> None:
+    from cdp.privacy.export import ExportStores, InMemoryArchives
+    from cdp.profiles.messages import InMemoryMessageJournal
+    from cdp.segments.membership import InMemoryMembershipStore
+
+    # Given an accepted export request about alice (the whole person resolved when accepted)
     stores, request_id, queued = _accepted("export")
     assert queued == [request_id] and set(RUNNERS) == {"erase", "export", "suppress", "unsuppress"}
+    archives = InMemoryArchives()
+    stores.export = ExportStores(
+        store=stores.identity, memberships=InMemoryMembershipStore(), journal=InMemoryMessageJournal(),
+        read_events=lambda ids, first, last, limit: {"events": [], "more": False, "days_read": {}},
+        archives=archives, config=CONFIG)
+    # When the job runs it, twice (a redelivery)
+    run_request(request_id, stores, now=_later)
     request = run_request(request_id, stores, now=_later)
-    assert request is not None and request.status == "received"
-    assert request.audit[-1]["what"] == "waiting"
+    # Then one archive under the request's name, and the record holds its link and is done
+    assert request is not None and request.status == "done"
+    assert list(archives.objects) == [f"exports/{request_id}.zip"]
+    stored = stores.privacy.get_request(request_id)
+    assert stored is not None and stored.status == "done"
+    assert stored.result["key"] == f"exports/{request_id}.zip" and stored.result["profile_id"] == "p-alice"
+    assert stored.result["url"].startswith("memory://exports/") and stored.result["found"] is True
+    assert stored.view()["result"]["expires_at"] == "2026-01-31T09:16:00.000Z"  # 15 minutes after the run
+    assert [a["what"] for a in stored.audit].count("exported") == 2
 
 
 def test_an_open_request_past_its_due_date_is_overdue() -> None:

@@ -454,10 +454,12 @@ class AwsTraceScanner:
             yield store, where, object_text(v["key"], body)
 
 
-def build_privacy_stores(settings: Settings, *, segments: Sequence[str]) -> Any:
-    """The stores a privacy request runs on (:class:`cdp.jobs.privacy_job.PrivacyStores`) for ``settings``."""
+def build_privacy_stores(settings: Settings, *, segments: Sequence[str], config: Any = None) -> Any:
+    """The stores a privacy request runs on (:class:`cdp.jobs.privacy_job.PrivacyStores`) for ``settings``;
+    with the identity ``config``, the export stores too (the archive reads identifiers by its types)."""
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
     from cdp.adapters.engines import query_engine
+    from cdp.adapters.exports import stack_export_stores
     from cdp.jobs.privacy_job import PrivacyStores
     from cdp.privacy.verify import verify
 
@@ -465,7 +467,8 @@ def build_privacy_stores(settings: Settings, *, segments: Sequence[str]) -> Any:
     return PrivacyStores(
         privacy=DynamoPrivacyStore(settings), identity=DynamoIdentityStore(settings),
         erasure=AwsErasureStores(settings, engine=query_engine(settings), segments=segments),
-        verify=lambda needles, days: verify(needles, scanner, days=days))
+        verify=lambda needles, days: verify(needles, scanner, days=days),
+        export=stack_export_stores(settings, config=config, segments=segments) if config is not None else None)
 
 
 class SqsPrivacyQueue(AwsAdapter):
