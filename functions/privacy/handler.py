@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aws_lambda_powertools import Logger, Tracer
 
+from cdp.activation.destinations import load_destinations
 from cdp.adapters.privacy import build_privacy_stores
 from cdp.identity.config import load_identity_config
 from cdp.jobs.privacy_job import PrivacyStores, overdue, queued_request_id, run_request
@@ -26,7 +27,8 @@ def stores() -> PrivacyStores:
     here = Path(__file__).parent
     segments = [d.name for d in all_segments(here / "segments")]
     return build_privacy_stores(Settings.from_env(require=FUNCTION_FIELDS), segments=segments,  # type: ignore[no-any-return]
-                                config=load_identity_config(here / "config" / "identity.yaml"))
+                                config=load_identity_config(here / "config" / "identity.yaml"),
+                                destinations=load_destinations(here / "config" / "destinations", segments=segments))
 
 
 @tracer.capture_lambda_handler

@@ -133,12 +133,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     started = time.monotonic()
+    from cdp.activation.destinations import load_destinations
     from cdp.identity.config import load_identity_config
 
     from .template import REPO_ROOT
 
-    stores = build_privacy_stores(settings, segments=_segments(),
-                                  config=load_identity_config(REPO_ROOT / "config" / "identity.yaml"))
+    segments = _segments()
+    stores = build_privacy_stores(settings, segments=segments,
+                                  config=load_identity_config(REPO_ROOT / "config" / "identity.yaml"),
+                                  destinations=load_destinations(REPO_ROOT / "config" / "destinations",
+                                                                 segments=segments))
     request = run_request(args.request_id, stores, now=lambda: datetime.now(UTC))
     if request is None:
         print(f"cdp: no privacy request {args.request_id}", file=sys.stderr)

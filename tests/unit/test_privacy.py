@@ -437,6 +437,51 @@ def test_registered_destinations_are_told_of_the_erasure_with_every_identifier_o
     assert request.steps["notices"]["destinations"] == 1
 
 
+class FakeAudience:
+    def __init__(self, removed: list[tuple[str, Any]], name: str) -> None:
+        self.removed, self.name = removed, name
+
+    def remove(self, people: Any, **_: Any) -> Any:
+        self.removed.extend((self.name, p) for p in people)
+
+
+class FakeTargets:
+    """meta-ads has a token; google-ads' secret does not exist."""
+
+    def __init__(self) -> None:
+        self.removed: list[tuple[str, Any]] = []
+
+    def audience(self, destination: Any) -> FakeAudience:
+        from cdp.errors import StoreError
+
+        if destination.secret == "google-ads":
+            raise StoreError("secret_not_found", retryable=False)
+        return FakeAudience(self.removed, destination.name)
+
+
+def test_an_erasure_takes_the_person_out_of_each_ad_audience_and_names_those_it_could_not_tell() -> None:
+    from cdp.activation.audiences.sync import StoreProfileViews
+    from cdp.activation.destinations import AudienceErasureNotice, parse_destination
+
+    files = {"m": "type: meta_audience\nsegments: [vip]\nsecret: meta-ads\naudience_id: '1234'\n",
+             "g": "type: google_audience\nsegments: [vip]\nsecret: google-ads\naccount_id: '1234567890'\n"
+                  "user_list_id: '777'\n",
+             "h": "type: webhook\nsegments: [vip]\nsecret: crm\nurl: https://e.com\n"}
+    destinations = {n: parse_destination(t, f"{n}.yaml") for n, t in files.items()}
+    # Given an erase request about alice and ad audience destinations (google's secret missing)
+    stores, request_id, _ = _accepted()
+    targets = FakeTargets()
+    stores.notices = [AudienceErasureNotice(destinations, targets, StoreProfileViews(stores.identity))]
+    # When the erasure runs
+    request = _erase(stores, request_id)
+    # Then meta was asked to remove her by her live profile's email, the webhook was not, and the
+    # record names google as not told; the erasure still finished
+    assert [(name, keys.emails) for name, keys in targets.removed] == [("m", ("alice@example.com",))]
+    assert request.status == "done"
+    told = request.steps["notices"]["notice:ad_audiences"]
+    assert "'asked': ['m']" in told and "'g': 'no_credentials'" in told
+
+
 # ---------------------------------------------------------------- replays and unmerge respect suppression
 
 

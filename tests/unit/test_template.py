@@ -55,6 +55,7 @@ def test_every_environment_variable_of_the_template_is_a_settings_field_and_back
     assert {lid: names for lid, names in own.items() if names} == {
         "CollectFunction": admin | {name.upper() for name in UNSUBSCRIBE_FIELDS | MINIMISE_FIELDS}, "ProfileViewFunction": admin,
         "DeliverFunction": {name.upper() for name in DELIVERY_FIELDS},
+        "PrivacyFunction": {"DESTINATION_SECRET_PREFIX"},  # an erasure removes the person from ad audiences
         "ActivateFunction": {name.upper() for name in ACTIVATION_FIELDS}}
 
 

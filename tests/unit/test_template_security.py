@@ -134,11 +134,15 @@ def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformatio
     assert admin == {"CollectFunction", "ProfileViewFunction"}
     assert {f for f, resources in readers.items() if {"Ref": "IpHashKeySecret"} in resources} == {"CollectFunction"}
     # The destinations read their own secrets only, under the stack's destinations/ prefix.
-    assert readers["DeliverFunction"] == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
-                                                      "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
+    destination_secrets = [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                                       "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
+    assert readers["DeliverFunction"] == destination_secrets
+    # The privacy function too: an erasure takes the person out of every ad audience.
+    assert readers["PrivacyFunction"] == destination_secrets
     # Activation signs unsubscribe links with a key of its own (the collector checks them).
     assert readers["ActivateFunction"] == [{"Ref": "UnsubscribeLinkSecret"}]
-    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction", "ActivateFunction"}
+    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction", "ActivateFunction",
+                            "PrivacyFunction"}
 
 
 def test_the_collector_writes_to_the_lake_only_under_quarantine(template: dict[str, Any]) -> None:
