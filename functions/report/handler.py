@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from cdp.adapters.engines import query_engine
 from cdp.adapters.lake import bucket_filesystem
 from cdp.adapters.run_history import DynamoRunHistory
+from cdp.campaigns.definition import load_campaigns
 from cdp.errors import InvalidJourney
 from cdp.jobs.report_job import compute_report, quarantine_counts, segment_runs, write_report
 from cdp.reports import DEFAULT_DAYS, ReportRange
@@ -48,7 +49,7 @@ def handler(event: dict, context: object) -> dict:
         engine=query_engine(s), window=ReportRange(first, last, detail.get("by", "week")), journey=journey(),
         now=now, run_id=now.strftime("%Y%m%dT%H%M%SZ"),
         segment_runs=segment_runs(DynamoRunHistory(s), [d.name for d in all_segments(HERE / "segments")]),
-        quarantine=lambda window: quarantine_counts(fs, root, window))
+        quarantine=lambda window: quarantine_counts(fs, root, window), campaigns=load_campaigns(HERE / "campaigns"))
     dashboard = write_report(report, fs, root)
     logger.info("reports written", extra={**report.meta, "dashboard": dashboard})
     return {**report.meta, "dashboard": dashboard}

@@ -366,34 +366,25 @@ AUTOMATED, ADHOC = "new-customer-welcome", "loyalty-launch"
 BOUNCE_EVERY = 10
 
 
-def campaign_messages(campaign: str) -> list[Any]:
-    """The raw messages moto's SES holds for ``campaign`` (its X-CDP-Campaign header), in send order."""
+def campaign_messages(pipeline: LocalPipeline, campaign: str) -> list[tuple[dict[str, Any], Any]]:
+    """The raw emails SES holds for ``campaign`` (its X-CDP-Campaign header), in send order, each
+    with its parsed message. Read from the emulator: its SES keeps them in the emulator's process."""
     import email
     from email import policy
 
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.ses.models import ses_backends
-
     found = []
-    for backend in ses_backends[DEFAULT_ACCOUNT_ID].values():
-        for message in getattr(backend, "sent_messages", []):
-            if hasattr(message, "raw_data"):
-                parsed = email.message_from_string(message.raw_data, policy=policy.default)
-                if parsed["X-CDP-Campaign"] == campaign:
-                    found.append((message, parsed))
+    for message in pipeline.raw_emails():
+        parsed = email.message_from_string(message["raw_data"], policy=policy.default)
+        if parsed["X-CDP-Campaign"] == campaign:
+            found.append((message, parsed))
     return found
 
 
-def campaign_emails_sent() -> int:
-    """Campaign emails moto's SES holds (each carries X-CDP-Campaign); the rest are per-segment emails."""
+def campaign_emails_sent(pipeline: LocalPipeline) -> int:
+    """Campaign emails SES holds (each carries X-CDP-Campaign); the rest are per-segment emails."""
     import email
 
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.ses.models import ses_backends
-
-    return sum(1 for backend in ses_backends[DEFAULT_ACCOUNT_ID].values()
-               for m in getattr(backend, "sent_messages", [])
-               if hasattr(m, "raw_data") and email.message_from_string(m.raw_data)["X-CDP-Campaign"])
+    return sum(1 for m in pipeline.raw_emails() if email.message_from_string(m["raw_data"])["X-CDP-Campaign"])
 
 
 def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress) -> None:
@@ -420,7 +411,7 @@ def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progr
     entries = sum(int(v) for metrics in pipeline.metrics.snapshot().values() for k, v in metrics.items()
                   if k == f"SegmentEntries{{segment={auto.audience.segment}}}")
     summary.campaigns[AUTOMATED] = {"kind": auto.kind, "owed": entries,
-                                    "sent": len(campaign_messages(AUTOMATED)), "skipped": skipped}
+                                    "sent": len(campaign_messages(pipeline, AUTOMATED)), "skipped": skipped}
     adhoc = find_campaign(campaigns, ADHOC)
     progress(f"ad-hoc campaign {ADHOC}: dry run, then send, then the same send again (a retry)")
     plan = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=False, test_to=[], policy=policy, now=now)
@@ -435,10 +426,10 @@ def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progr
     events = 0
     for name in (AUTOMATED, ADHOC):
         records = []
-        messages = campaign_messages(name)
+        messages = campaign_messages(pipeline, name)
         for i, (message, parsed) in enumerate(messages):
             to = str(parsed["To"])
-            mail = {"messageId": message.id, "destination": [to], "timestamp": format_time(now),
+            mail = {"messageId": message["id"], "destination": [to], "timestamp": format_time(now),
                     "tags": {"campaign": [name], "run": ["demo"], "purpose": ["email"]}}
             records.append({"eventType": "Send", "mail": mail, "send": {}})
             if i % BOUNCE_EVERY == BOUNCE_EVERY - 1:

@@ -22,7 +22,9 @@ These things of moto are changed here, for a long-running local stack, and nothi
   model-driven serialiser took seconds per Scan page of profiles;
 * a Kinesis read starts at its position instead of scanning the shard from its first record.
 
-``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS.
+``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS;
+``GET /_local/ses/messages`` the raw emails SES has sent (moto keeps them in this process, where
+the stack's own process cannot read them).
 
 Run: ``python -m cdp_infra.emulator [--host H] [--port P]``; it prints ``ready HOST PORT``.
 """
@@ -238,6 +240,15 @@ def held() -> dict[str, int]:
     return counts
 
 
+def raw_emails() -> list[dict[str, Any]]:
+    """The raw emails SES (v1 or v2) has sent, in send order: id, source, destinations, raw_data."""
+    from moto.ses.models import ses_backends
+
+    return [{"id": m.id, "source": m.source, "destinations": list(m.destinations), "raw_data": m.raw_data}
+            for regions in list(ses_backends.values()) for backend in list(regions.values())
+            for m in list(getattr(backend, "sent_messages", [])) if hasattr(m, "raw_data")]
+
+
 _SCOPE = re.compile(r"Credential=[^/,&]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 
 
@@ -307,6 +318,9 @@ class Emulator:
         if path == "/_local/stats":
             with self.all_locks(), self._calls_lock:
                 answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls), "held": held()}
+        elif path == "/_local/ses/messages":
+            with self.lock("ses"):
+                answer = {"messages": raw_emails()}
         elif path == "/_local/kinesis/trim" and environ.get("REQUEST_METHOD") == "POST":
             size = int(environ.get("CONTENT_LENGTH") or 0)
             body = json.loads(environ["wsgi.input"].read(size) or b"{}")

@@ -75,6 +75,10 @@ class EmulatorServer:
         """Requests served per operation ([count, seconds]) and the emulator's RSS."""
         return self._call("GET", "/_local/stats")
 
+    def raw_emails(self) -> list[dict[str, Any]]:
+        """The raw emails SES has sent (id, source, destinations, raw_data), in send order."""
+        return list(self._call("GET", "/_local/ses/messages")["messages"])
+
     def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:
         """Forget the shard's records up to sequence number ``through`` (processed by every consumer)."""
         body = {"account": account, "region": region, "stream": stream, "shard": shard, "through": through}
@@ -342,6 +346,11 @@ class LocalPipeline:
         assert self._moto is not None
         return self._moto.stats()
 
+    def raw_emails(self) -> list[dict[str, Any]]:
+        """The raw emails SES has sent (campaign emails), as the emulator holds them, in send order."""
+        assert self._moto is not None
+        return self._moto.raw_emails()
+
     @property
     def emulator_pid(self) -> int | None:
         return self._moto.pid if self._moto else None
@@ -352,7 +361,7 @@ class LocalPipeline:
         return all(p.idle for p in self.kinesis_pollers) and all(p.idle for p in self.sqs_pollers)
 
     def wait_drained(self, timeout_s: float = 600.0) -> None:
-        """Block until every stream consumer is caught up and every queue is empty.
+        """Block until every stream consumer is caught up and every queue is empty (delayed messages too).
 
         Drained means: every poller found its source empty by a read issued after the check began,
         and no poller did any work meanwhile (work may put records where another already looked).

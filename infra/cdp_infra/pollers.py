@@ -297,14 +297,17 @@ class SqsPoller(_Poller):
     def _thread_name(self) -> str:
         return f"esm-{self.function.spec.logical_id}-sqs"
 
+    #: A queue is empty when it holds no message at all: none visible, none in flight, and none sent
+    #: with a delay (a deferred campaign message, a delivery to retry later), which SQS counts apart.
+    _COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+               "ApproximateNumberOfMessagesDelayed")
+
     @property
     def idle(self) -> bool:
         if not self._last_empty or self.in_flight:
             return False
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=list(self._COUNTS))["Attributes"]
+        return all(attrs[name] == "0" for name in self._COUNTS)
 
     def idle_since(self, since: float) -> bool:
         """Found empty by a receive issued at or after ``since``, nothing in hand, nothing in flight."""

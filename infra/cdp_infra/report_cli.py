@@ -32,6 +32,7 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
     from cdp.adapters.engines import query_engine
     from cdp.adapters.lake import bucket_filesystem
     from cdp.adapters.run_history import DynamoRunHistory
+    from cdp.campaigns.definition import load_campaigns
     from cdp.errors import InvalidJourney
     from cdp.jobs.report_job import compute_report, quarantine_counts, segment_runs, write_report
     from cdp.reports import DEFAULT_DAYS, ReportRange
@@ -53,7 +54,8 @@ def run_reports(settings: Settings, *, first: date | None = None, last: date | N
         engine=query_engine(settings), window=ReportRange(first, last, by), journey=journey, now=now,
         run_id=now.strftime("%Y%m%dT%H%M%SZ"),
         segment_runs=segment_runs(DynamoRunHistory(settings), [d.name for d in all_segments(REPO_ROOT / "segments")]),
-        quarantine=lambda window: quarantine_counts(fs, root, window))
+        quarantine=lambda window: quarantine_counts(fs, root, window),
+        campaigns=load_campaigns(REPO_ROOT / "campaigns"))
     return {**report.meta, "dashboard": write_report(report, fs, root)}
 
 

@@ -26,12 +26,9 @@ def pipeline() -> Iterator[LocalPipeline]:
         yield p
 
 
-def raw_to(address: str) -> list[Any]:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.ses.models import ses_backends
-
-    return [m for m in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
-            if hasattr(m, "raw_data") and address in m.destinations]
+def raw_to(pipeline: LocalPipeline, address: str) -> list[dict[str, Any]]:
+    """Raw emails to ``address``, as the emulator (its own process) holds them."""
+    return [m for m in pipeline.raw_emails() if address in m["destinations"]]
 
 
 def enter(pipeline: LocalPipeline, segment: str, profile_id: str, run: str) -> None:
@@ -59,8 +56,8 @@ def test_a_one_click_unsubscribe_stops_every_later_email_across_campaigns(pipeli
 
     # Given one campaign email sent on a segment entry (and its legacy per-segment email elsewhere)
     enter(pipeline, "lifecycle-new-customer", profile_id, "2026-11-30T10:00:00.000Z")
-    [sent] = raw_to(ADDRESS)
-    message = email.message_from_string(sent.raw_data, policy=policy.default)
+    [sent] = raw_to(pipeline, ADDRESS)
+    message = email.message_from_string(sent["raw_data"], policy=policy.default)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = str(message["List-Unsubscribe"]).strip("<>")
     assert url.startswith(pipeline.url + "/v1/unsubscribe?")
@@ -80,7 +77,7 @@ def test_a_one_click_unsubscribe_stops_every_later_email_across_campaigns(pipeli
     legacy_sends = pipeline.client("ses").get_send_quota()["SentLast24Hours"]
     enter(pipeline, "lifecycle-new-customer", profile_id, "2026-12-30T10:00:00.000Z")  # a new entry, a month later
     enter(pipeline, "repeat-buyers", profile_id, "2026-12-30T10:00:00.000Z")  # the per-segment email
-    assert len(raw_to(ADDRESS)) == 1
+    assert len(raw_to(pipeline, ADDRESS)) == 1
     assert pipeline.client("ses").get_send_quota()["SentLast24Hours"] == legacy_sends
     assert skipped(pipeline, "CampaignSkipped", "no_consent") == 1
     assert skipped(pipeline, "EmailsSkipped", "no_consent") == 1
@@ -116,10 +113,10 @@ def test_a_hard_bounce_fed_back_by_ses_suppresses_the_address_for_every_later_ca
     pipeline.wait_drained(timeout_s=120)
     profile_id = DynamoIdentityStore(pipeline.settings).get_pointers([f"email:{address}"])[f"email:{address}"]
     enter(pipeline, "lifecycle-new-customer", profile_id, "2026-11-30T10:00:00.000Z")
-    [sent] = raw_to(address)
+    [sent] = raw_to(pipeline, address)
 
     # When SES reports the delivery attempt bounced for good (twice: SNS delivers at least once)
-    bounce = ses_notification("Bounce", address, sent.id, bounceType="Permanent",
+    bounce = ses_notification("Bounce", address, sent["id"], bounceType="Permanent",
                               bouncedRecipients=[{"emailAddress": address}])
     for _ in range(2):
         assert pipeline.functions["FeedbackFunction"].invoke(bounce)["outcomes"] == {"bounced": 1}
@@ -129,4 +126,4 @@ def test_a_hard_bounce_fed_back_by_ses_suppresses_the_address_for_every_later_ca
     profile = DynamoIdentityStore(pipeline.settings).get_profiles([profile_id])[profile_id]
     assert profile.traits["email_suppressed"] == "bounced"
     enter(pipeline, "lifecycle-new-customer", profile_id, "2027-01-30T10:00:00.000Z")
-    assert len(raw_to(address)) == 1 and skipped(pipeline, "CampaignSkipped", "suppressed") == 1
+    assert len(raw_to(pipeline, address)) == 1 and skipped(pipeline, "CampaignSkipped", "suppressed") == 1

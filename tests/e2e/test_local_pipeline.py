@@ -118,7 +118,7 @@ def test_the_repeat_buyers_segment_holds_the_people_with_two_recent_orders(pipel
 
 def test_segment_entries_each_get_exactly_one_email(pipeline: LocalPipeline, delivered: dict) -> None:
     assert delivered["entered"] > 0
-    assert emails_sent(pipeline) - campaign_emails_sent() == email_entries(pipeline) > 0
+    assert emails_sent(pipeline) - campaign_emails_sent(pipeline) == email_entries(pipeline) > 0
 
 
 def test_running_the_schedule_again_sends_no_second_email(pipeline: LocalPipeline, delivered: dict) -> None:
@@ -260,7 +260,7 @@ def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
         pipeline: LocalPipeline, delivered: dict) -> None:
     from cdp.adapters.membership import DynamoMembershipStore
 
-    before, campaigns_before = emails_sent(pipeline), campaign_emails_sent()
+    before, campaigns_before = emails_sent(pipeline), campaign_emails_sent(pipeline)
     client = TrackingClient(pipeline.url, WRITE_KEY)
     result = client.batch([
         {"type": "identify", "userId": "rt-1", "traits": {"email": "rt@example.com", "plan": "pro"}},
@@ -273,7 +273,7 @@ def test_a_realtime_segment_entry_reaches_activation_without_a_scheduled_run(
     members = DynamoMembershipStore(pipeline.settings).members("pro-plan-engaged")
     assert profile["profile_id"] in members
     # One per-segment email (pro-plan-engaged), one campaign email (a new customer: new-customer-welcome).
-    assert (emails_sent(pipeline) - before, campaign_emails_sent() - campaigns_before) == (2, 1)
+    assert (emails_sent(pipeline) - before, campaign_emails_sent(pipeline) - campaigns_before) == (2, 1)
 
 
 def test_unmerging_an_unknown_identifier_fails_with_a_reason(pipeline: LocalPipeline,

@@ -96,7 +96,7 @@ def test_the_dashboard_renders_offline_with_every_chart_drawn_and_the_tables_num
     dom = _Dom()
     dom.feed(dom_text)
     expected_charts = {"funnel", "stages_over_time", "transitions", "time_in_stage", "churn", "journey", "cohorts",
-                       "segments", "events_daily", "quarantine"}
+                       "segments", "events_daily", "quarantine", "campaigns"}
     assert set(dom.charts) == expected_charts
     assert all(shapes > 0 for shapes in dom.charts.values()), dom.charts
     header = next(v for v in dom.values if "data-events" in v)

@@ -362,3 +362,32 @@ def test_a_batch_grows_while_records_come_and_is_delivered_once_they_stop() -> N
     poller._fill()
     # Then the batch holds every page, and it did not wait for the window
     assert len(poller.buffer) == 8 and time.monotonic() - started < 5
+
+
+class QueueWithCounts:
+    """An SQS queue that answers every receive empty and reports the given approximate counts."""
+
+    def __init__(self, **counts: int) -> None:
+        self.counts = {"ApproximateNumberOfMessages": 0, "ApproximateNumberOfMessagesNotVisible": 0,
+                       "ApproximateNumberOfMessagesDelayed": 0, **counts}
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, Any]:  # noqa: N803
+        return {"Attributes": {name: str(self.counts[name]) for name in AttributeNames}}
+
+
+def test_a_queue_holding_a_delayed_message_is_not_drained() -> None:
+    from cdp_infra.pollers import SqsPoller
+
+    # Given a queue whose receive finds nothing, but which holds a message sent with a delay
+    # (a deferred campaign message, a delivery retried later): it will be received later
+    poller = SqsPoller(QueueWithCounts(ApproximateNumberOfMessagesDelayed=1), FakeFunction(), {},
+                       queue_url="q", queue_arn="arn:q")
+    since = time.monotonic()
+    poller.poll_once()
+    # Then the queue is not drained; once the message is gone, it is
+    assert not poller.idle_since(since)
+    poller.sqs.counts["ApproximateNumberOfMessagesDelayed"] = 0
+    assert poller.idle_since(since)

@@ -137,3 +137,39 @@ def test_journey_mistakes_name_the_file_and_line(text: str, line: int):
 
 def test_the_shipped_journey_map_covers_the_five_stages():
     assert JOURNEY.stages == ("awareness", "attraction", "ask", "action", "advocacy")
+
+
+def test_campaign_sends_and_outcomes_in_the_lake_are_counted_per_campaign(tmp_path):
+    from cdp.campaigns.definition import load_campaigns
+
+    root, fs = str(tmp_path), pafs.LocalFileSystem()
+    sent_at = NOW - timedelta(days=3)
+
+    def outcome(n: int, name: str, campaign: str) -> dict:
+        stamp = (sent_at + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")
+        return {"type": "track", "event": name, "messageId": f"m{n}", "anonymousId": f"a{n % 3}",
+                "timestamp": stamp, "receivedAt": stamp, "properties": {"campaign": campaign}}
+
+    events = [outcome(1, "Email Sent", "loyalty-launch"), outcome(2, "Email Sent", "loyalty-launch"),
+              outcome(3, "Email Delivered", "loyalty-launch"), outcome(4, "Email Bounced", "loyalty-launch"),
+              outcome(5, "Unsubscribed", "loyalty-launch"), outcome(6, "Email Sent", "some-other-campaign")]
+    write_events(events, fs, root, "outcomes")
+    write_snapshots(InMemoryIdentityStore(), fs, root)
+    campaigns = [c for c in load_campaigns(ROOT / "campaigns") if c.name == "loyalty-launch"]
+
+    report = compute_report(engine=DuckDBEngine(fs, root), window=ReportRange((NOW - timedelta(days=7)).date(),
+                            NOW.date(), "day"), journey=JOURNEY, now=NOW, run_id="r2", campaigns=campaigns)
+
+    [row] = report.tables["campaigns"]
+    assert (row["campaign"], row["sent"], row["delivered"], row["bounced"], row["unsubscribed"]) == (
+        "loyalty-launch", 2, 1, 1, 1)
+    assert row["conversion_event"] == "Order Completed" and row["conversions"] == 0
+    html = Path(write_report(report, fs, root)).read_text()
+    assert 'data-table="campaigns"' in html and 'data-label="loyalty-launch" data-value="2"' in html
+
+
+def test_a_report_without_campaigns_has_an_empty_campaigns_table_and_a_labelled_chart(lake, tmp_path):
+    report = _report(lake, NOW - timedelta(days=30), NOW)
+    assert report.tables["campaigns"] == []
+    html = Path(write_report(report, pafs.LocalFileSystem(), str(tmp_path))).read_text()
+    assert "Emails sent per campaign" in html

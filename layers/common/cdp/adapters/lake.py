@@ -57,6 +57,11 @@ def lake_root(settings: Settings) -> str:
     return settings.lake_bucket if local is None else local
 
 
+def lake_on_disk(settings: Settings) -> bool:
+    """Whether the lake's Parquet is in a local directory (``lake_root``) rather than the bucket."""
+    return _local_dir(settings) is not None
+
+
 def _local_dir(settings: Settings) -> str | None:
     if not settings.lake_root:
         return None

@@ -248,6 +248,61 @@ class LakeObjects(AwsAdapter):
         return purged
 
 
+class LakeFiles:
+    """The lake's files in a local directory (``LAKE_ROOT=file://...``, the local stack), seen as
+    :class:`LakeObjects` sees the bucket: keys relative to the directory, each file its only
+    version (``version`` None: a disk keeps no old versions)."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def versions(self, prefix: str = "") -> Iterator[dict[str, Any]]:
+        import pyarrow.fs as pafs
+
+        with aws_errors("could not list the lake's files", prefix=prefix):
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(prefix).rstrip("/"), recursive=True,
+                                                            allow_not_found=True))
+        for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+            yield {"key": info.path[len(self.root) + 1:], "version": None, "latest": True, "marker": False}
+
+    def prefixes(self) -> list[str]:
+        import pyarrow.fs as pafs
+
+        with aws_errors("could not list the lake's folders"):
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        return sorted(f"{i.base_name}/" for i in infos if i.type == pafs.FileType.Directory)
+
+    def read(self, key: str, version: str | None) -> bytes:
+        with aws_errors("could not read a lake file", key=key), self.fs.open_input_stream(self.path(key)) as f:
+            return bytes(f.read())
+
+    def put(self, key: str, body: bytes) -> None:
+        """Replace the file whole: written under a hidden name (readers skip it), then renamed."""
+        import uuid
+
+        folder, _, name = self.path(key).rpartition("/")
+        work = f"{folder}/_erasing-{uuid.uuid4().hex}-{name}"
+        with aws_errors("could not write a lake file", key=key):
+            with self.fs.open_output_stream(work) as f:
+                f.write(body)
+            self.fs.move(work, self.path(key))
+
+    def delete_version(self, key: str, version: str | None) -> None:
+        with aws_errors("could not delete a lake file", key=key):
+            self.fs.delete_file(self.path(key))
+
+
+def lake_files(settings: Settings) -> LakeFiles | None:
+    """The lake's directory when ``lake_root`` puts it on disk; None when the lake is the bucket."""
+    from cdp.adapters.lake import lake_filesystem, lake_on_disk, lake_root
+
+    return LakeFiles(lake_filesystem(settings), lake_root(settings)) if lake_on_disk(settings) else None
+
+
 class AwsErasureStores:
     """:class:`cdp.privacy.erase.ErasureStores` on the stack of ``settings``."""
 
@@ -256,6 +311,8 @@ class AwsErasureStores:
         self.engine = engine
         self.segments = list(segments)
         self.objects = LakeObjects(settings)
+        # The lake's Parquet (events/ and the snapshots) on disk instead of in the bucket: locally only.
+        self.files = lake_files(settings)
 
     @property
     def dynamodb(self) -> Any:
@@ -271,18 +328,19 @@ class AwsErasureStores:
         return sorted(str(row["dt"]) for row in self.engine.run(sql).rows)
 
     def erase_event_days(self, days: list[str], needles: Needles) -> dict[str, int]:
-        from cdp.adapters.lake import lake_filesystem
+        from cdp.adapters.lake import lake_filesystem, lake_root
         from cdp.lake.compaction import compact_partition
         from cdp.lake.erasure import person_rows
 
-        fs = lake_filesystem(self.settings)
+        fs, root = lake_filesystem(self.settings), lake_root(self.settings)
         removed = {"lake:events:rows": 0, "lake:events:files": 0, "lake:events:versions": 0}
         for day in days:
             with aws_errors("could not rewrite a day of the lake", dt=day):
-                report = compact_partition(fs, self.bucket, day, drop=lambda t: person_rows(t, needles))
+                report = compact_partition(fs, root, day, drop=lambda t: person_rows(t, needles))
             removed["lake:events:rows"] += report.rows_dropped
             removed["lake:events:files"] += len(report.removed) if report.rows_dropped else 0
-            removed["lake:events:versions"] += self.objects.purge_noncurrent(f"{EVENTS}dt={day}/")
+            if self.files is None:  # the bucket keeps the rewritten files as noncurrent versions
+                removed["lake:events:versions"] += self.objects.purge_noncurrent(f"{EVENTS}dt={day}/")
         return removed
 
     @property
@@ -290,42 +348,50 @@ class AwsErasureStores:
         return self.settings.lake_bucket
 
     def erase_snapshots(self, needles: Needles) -> dict[str, int]:
-        removed: dict[str, int] = {}
-        for prefix in SNAPSHOTS:
-            for name, count in self._scrub(prefix, needles).items():
-                removed[name] = removed.get(name, 0) + count
-        return removed
+        """The identity and profiles snapshots, in the bucket and, when the lake is on disk, there."""
+        return self._scrub_all([(store, prefix) for prefix in SNAPSHOTS for store in self._stores()], needles)
 
     def erase_objects(self, needles: Needles) -> dict[str, int]:
         """Every object of the lake outside events/ and the snapshots: quarantine, failures,
-        reports, query results, import reports — every version."""
+        reports, query results, import reports — every version; and every other file of the lake's
+        directory when it is on disk (then the bucket's events/, if any, is not the lake: scrubbed too)."""
+        handled = {*SNAPSHOTS} if self.files is not None else {EVENTS, *SNAPSHOTS}
+        todo: list[tuple[Any, str]] = [(self.objects, p) for p in sorted(set(self.objects.prefixes()) - handled)]
+        if self.files is not None:
+            todo += [(self.files, p) for p in sorted(set(self.files.prefixes()) - {EVENTS, *SNAPSHOTS})]
+        return self._scrub_all(todo, needles)
+
+    def _stores(self) -> list[Any]:
+        return [self.objects] if self.files is None else [self.objects, self.files]
+
+    def _scrub_all(self, todo: Sequence[tuple[Any, str]], needles: Needles) -> dict[str, int]:
         removed: dict[str, int] = {}
-        prefixes = sorted(set(self.objects.prefixes()) - {EVENTS, *SNAPSHOTS})
-        for prefix in prefixes:
-            for name, count in self._scrub(prefix, needles).items():
+        for store, prefix in todo:
+            for name, count in self._scrub(store, prefix, needles).items():
                 removed[name] = removed.get(name, 0) + count
         return removed
 
-    def _scrub(self, prefix: str, needles: Needles) -> dict[str, int]:
+    def _scrub(self, objects: LakeObjects | LakeFiles, prefix: str, needles: Needles) -> dict[str, int]:
         """Rewrite current objects holding the person without them (or delete them), and delete
         every noncurrent version that holds them."""
         store = store_of(prefix)
         counts = {f"{store}:objects": 0, f"{store}:versions": 0}
-        for v in list(self.objects.versions(prefix)):
+        for v in list(objects.versions(prefix)):
             if v["marker"]:
                 continue
-            body = self.objects.read(v["key"], v["version"])
+            body = objects.read(v["key"], v["version"])
             if not needles.found_in(object_text(v["key"], body)):
                 continue
             if v["latest"]:
                 kept = _without_person(v["key"], body, needles)
                 if kept is None:
-                    self.objects.delete_version(v["key"], None)  # a delete marker: the key is gone
+                    objects.delete_version(v["key"], None)  # a delete marker: the key is gone
                 else:
-                    self.objects.put(v["key"], kept)
+                    objects.put(v["key"], kept)
                 counts[f"{store}:objects"] += 1
-            self.objects.delete_version(v["key"], v["version"])
-            counts[f"{store}:versions"] += 1
+            if v["version"] is not None:  # a file on disk has no other version
+                objects.delete_version(v["key"], v["version"])
+                counts[f"{store}:versions"] += 1
         return counts
 
     # ------------------------------------------------------------ DynamoDB
@@ -420,11 +486,13 @@ def _without_person(key: str, body: bytes, needles: Needles) -> bytes | None:
 
 class AwsTraceScanner:
     """Everything a verification reads: every item of every table of the stack, every version of
-    every object of the lake (events/ only in the days given, when given)."""
+    every object of the lake (events/ only in the days given, when given), and, when the lake is on
+    disk (the local stack), every file of its directory, whatever the days."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.objects = LakeObjects(settings)
+        self.files = lake_files(settings)
 
     def tables(self) -> dict[str, str]:
         s = self.settings
@@ -452,6 +520,9 @@ class AwsTraceScanner:
             body = self.objects.read(v["key"], v["version"])
             where = v["key"] + ("" if v["latest"] else f" (noncurrent {v['version']})")
             yield store, where, object_text(v["key"], body)
+        if self.files is not None:
+            for v in self.files.versions():
+                yield store_of(v["key"]), self.files.path(v["key"]), object_text(v["key"], self.files.read(v["key"], None))
 
 
 def build_privacy_stores(settings: Settings, *, segments: Sequence[str], config: Any = None,

@@ -15,23 +15,25 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import pyarrow.fs as pafs
 
+from cdp.campaigns.definition import Campaign
+from cdp.campaigns.results import campaign_results
 from cdp.errors import CdpError
 from cdp.reports import REPORTS_PREFIX, ReportRange, compute, queries
 from cdp.reports.dashboard import render_dashboard
 from cdp.reports.journey import JourneyMap
-from cdp.segments.engines import QueryEngine
+from cdp.segments.engines import QueryEngine, QueryResult
 from cdp.times import format_time
 
 QUARANTINE_PREFIX = "quarantine"
 TABLES = ("funnel", "stages_over_time", "transitions", "time_in_stage", "churn", "journey", "journey_rules",
-          "cohorts", "events_daily", "events_by_source", "quarantine", "segments")
+          "cohorts", "events_daily", "events_by_source", "quarantine", "segments", "campaigns")
 
 
 class RunHistory(Protocol):
@@ -52,15 +54,19 @@ class _Counting:
 
     def __init__(self, engine: QueryEngine) -> None:
         self.engine, self.bytes_scanned, self.queries = engine, 0, 0
+        self.dialect = engine.dialect
         self.seconds: list[float] = []
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
+    def run(self, sql: str) -> QueryResult:
         started = time.monotonic()
         result = self.engine.run(sql)
         self.seconds.append(round(time.monotonic() - started, 2))
         self.bytes_scanned += result.bytes_scanned
         self.queries += 1
-        return result.rows
+        return result
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return self.run(sql).rows
 
 
 def quarantine_counts(fs: pafs.FileSystem, root: str, window: ReportRange) -> list[dict[str, Any]]:
@@ -85,7 +91,8 @@ def quarantine_counts(fs: pafs.FileSystem, root: str, window: ReportRange) -> li
 
 def compute_report(*, engine: QueryEngine, window: ReportRange, journey: JourneyMap | CdpError, now: datetime,
                    run_id: str, segment_runs: dict[str, list[dict[str, Any]]] | None = None,
-                   quarantine: Callable[[ReportRange], list[dict[str, Any]]] | None = None) -> Report:
+                   quarantine: Callable[[ReportRange], list[dict[str, Any]]] | None = None,
+                   campaigns: Sequence[Campaign] = ()) -> Report:
     started = time.monotonic()
     q, dialect = _Counting(engine), engine.dialect
     profiles = q.rows(queries.build(queries.PROFILES, dialect))
@@ -108,6 +115,9 @@ def compute_report(*, engine: QueryEngine, window: ReportRange, journey: Journey
     tables["events_daily"], tables["events_by_source"], health = compute.events_health(daily, window, now)
     tables["quarantine"] = quarantine(window) if quarantine is not None else []
     tables["segments"] = compute.segment_sizes(segment_runs or {}, window)
+    # Sends and their outcomes since the range began (a send's outcomes may come days later).
+    tables["campaigns"] = ([r.to_dict() for r in campaign_results(q, campaigns, since=window.first.isoformat())]
+                           if campaigns else [])
     meta = {
         "run_id": run_id,
         "from": window.first.isoformat(),

@@ -212,7 +212,7 @@ def _series(rows: list[Row], key: str, x: str, value: str) -> dict[str, list[tup
 def render_dashboard(meta: Row, tables: dict[str, list[Row]]) -> str:
     t = {k: tables.get(k, []) for k in ("funnel", "stages_over_time", "transitions", "time_in_stage", "churn",
                                          "journey", "journey_rules", "cohorts", "events_daily",
-                                         "events_by_source", "quarantine", "segments")}
+                                         "events_by_source", "quarantine", "segments", "campaigns")}
     health = meta.get("health") or {}
     sections = []
     funnel_rows = [r for r in t["funnel"] if r["people"] or r["stage"] != "(none)"]
@@ -250,6 +250,11 @@ def render_dashboard(meta: Row, tables: dict[str, list[Row]]) -> str:
     sections.append(("Segments", lines("segments", _series(t["segments"], "segment", "period", "members"),
                                        "Members after each period's last run")
                      + _table("segments", t["segments"], ["segment", "period", "members", "entered", "exited"])))
+    sections.append(("Campaigns", bars("campaigns", t["campaigns"], "campaign", "sent",
+                                       "Emails sent per campaign since the range began (outcomes from SES)")
+                     + _table("campaigns", t["campaigns"], ["campaign", "sent", "delivered", "bounced", "complained",
+                                                            "opened", "clicked", "unsubscribed", "conversions",
+                                                            "conversion_event"])))
     per_day: dict[str, float] = defaultdict(float)
     for r in t["events_daily"]:
         per_day[r["day"]] += r["events"]
