@@ -94,6 +94,20 @@ def limits() -> EventLimits:
 
 
 @functools.cache
+def minimiser() -> Any:
+    from cdp.privacy.minimise import minimiser_from_settings
+
+    s = settings()
+    key = ""
+    if s.collect_ip_mode.strip().lower() == "hash":
+        # Read once per container, and only in hash mode (a rotation takes effect at cold start).
+        from cdp.adapters.secrets import CachedSecret
+
+        key = CachedSecret(s, s.collect_ip_hash_key_secret_arn).value()
+    return minimiser_from_settings(s.collect_ip_mode, key, s.collect_drop_traits)
+
+
+@functools.cache
 def identifier_paths() -> tuple[str, ...]:
     # Asked for only by an event over 1 KB (a shorter one cannot hold an over-long identifier),
     # so a cold collector does not import the identity package for its first small events.
@@ -130,6 +144,7 @@ def _ingest(route: str, body: bytes) -> HttpResponse:
             quarantine=quarantine(),
             now=datetime.now(UTC),
             limits=limits(),
+            minimise=minimiser(),
             suppression=suppression(),
         )
     except CdpError as exc:

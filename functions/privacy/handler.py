@@ -10,7 +10,9 @@ from pathlib import Path
 
 from aws_lambda_powertools import Logger, Tracer
 
+from cdp.activation.destinations import load_destinations
 from cdp.adapters.privacy import build_privacy_stores
+from cdp.identity.config import load_identity_config
 from cdp.jobs.privacy_job import PrivacyStores, overdue, queued_request_id, run_request
 from cdp.observability import metrics, record_overdue
 from cdp.segments.catalog import all_segments
@@ -22,8 +24,11 @@ tracer = Tracer()  # patches botocore: DynamoDB, S3 and Athena calls are subsegm
 
 @cache
 def stores() -> PrivacyStores:
-    segments = [d.name for d in all_segments(Path(__file__).parent / "segments")]
-    return build_privacy_stores(Settings.from_env(require=FUNCTION_FIELDS), segments=segments)  # type: ignore[no-any-return]
+    here = Path(__file__).parent
+    segments = [d.name for d in all_segments(here / "segments")]
+    return build_privacy_stores(Settings.from_env(require=FUNCTION_FIELDS), segments=segments,  # type: ignore[no-any-return]
+                                config=load_identity_config(here / "config" / "identity.yaml"),
+                                destinations=load_destinations(here / "config" / "destinations", segments=segments))
 
 
 @tracer.capture_lambda_handler

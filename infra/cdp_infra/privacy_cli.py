@@ -1,8 +1,9 @@
-"""``cdp privacy request|status|erase|verify``: privacy requests on the running stack.
+"""``cdp privacy request|status|erase|export|verify``: privacy requests on the running stack.
 
 ``request`` and ``status`` go through the collector's admin API (``POST /v1/privacy/requests``,
-``GET /v1/privacy/requests/{id}``) with the admin token, as ``cdp profile`` does. ``erase`` runs (or
-resumes) a request's job here, on the stack the environment names, as the privacy function would;
+``GET /v1/privacy/requests/{id}``) with the admin token, as ``cdp profile`` does; an export's status
+shows its archive's link. ``erase`` and ``export`` run (or resume) a request's job here, on the stack
+the environment names, as the privacy function would;
 ``verify`` scans every store for the request's person and exits 1 if anything remains.
 """
 
@@ -41,7 +42,11 @@ def add_parser(sub: Any) -> None:
     erase = p_sub.add_parser("erase", help="run (or resume) an erase request here, on the stack's stores")
     erase.add_argument("request_id")
     erase.add_argument("--json", action="store_true")
-    erase.set_defaults(func=cmd_erase)
+    erase.set_defaults(func=cmd_run)
+    export = p_sub.add_parser("export", help="run (or rerun) an export request here; print its archive's link")
+    export.add_argument("request_id")
+    export.add_argument("--json", action="store_true")
+    export.set_defaults(func=cmd_run)
     verify = p_sub.add_parser("verify", help="scan every store for the request's person; exit 1 if anything remains")
     verify.add_argument("request_id")
     verify.add_argument("--json", action="store_true")
@@ -93,6 +98,9 @@ def format_request(view: dict[str, Any]) -> str:
     result = view.get("result") or {}
     for store, count in sorted((result.get("removed") or {}).items()):
         lines.append(f"  removed {store:<34} {count:>8,}")
+    if result.get("url"):
+        lines.append(f"  archive {result.get('key')}: {result.get('events', 0)} events, link until {result.get('expires_at')}")
+        lines.append(f"  {result['url']}")
     if "remaining" in result:
         lines.append(f"  verification: {result['remaining']} records remain in {result.get('stores_checked', 0)} stores")
     for entry in view.get("audit", []):
@@ -116,7 +124,8 @@ def _segments() -> list[str]:
     return [d.name for d in all_segments(REPO_ROOT / "segments")]
 
 
-def cmd_erase(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) a request of any kind here; the job checks its own kind (RUNNERS)."""
     from cdp.adapters.privacy import build_privacy_stores
     from cdp.jobs.privacy_job import run_request
 
@@ -124,8 +133,17 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     started = time.monotonic()
-    request = run_request(args.request_id, build_privacy_stores(settings, segments=_segments()),
-                          now=lambda: datetime.now(UTC))
+    from cdp.activation.destinations import load_destinations
+    from cdp.identity.config import load_identity_config
+
+    from .template import REPO_ROOT
+
+    segments = _segments()
+    stores = build_privacy_stores(settings, segments=segments,
+                                  config=load_identity_config(REPO_ROOT / "config" / "identity.yaml"),
+                                  destinations=load_destinations(REPO_ROOT / "config" / "destinations",
+                                                                 segments=segments))
+    request = run_request(args.request_id, stores, now=lambda: datetime.now(UTC))
     if request is None:
         print(f"cdp: no privacy request {args.request_id}", file=sys.stderr)
         return 1

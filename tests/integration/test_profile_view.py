@@ -97,7 +97,8 @@ def test_the_timeline_holds_the_profile_its_merge_segments_and_messages(view_app
     assert view["computed_traits"]["orders_count"] == 1
     assert view["consent"]["email"]["granted"] is True and view["consent"]["email"]["message_id"] == "a3"
     assert view["consent_history"] == [
-        {"at": "2024-05-02T08:00:00.000Z", "message_id": "a3", "purpose": "email", "granted": True}]
+        {"at": "2024-05-02T08:00:00.000Z", "received_at": "2024-05-02T08:00:00.000Z", "message_id": "a3",
+         "purpose": "email", "granted": True}]
     assert view["lifecycle_stage"] and view["lifecycle_history"]
     assert len(view["merges"]) == 1 and len(view["absorbed_profiles"]) == 1
     assert [(s["segment"], s["profile_id"]) for s in view["segments"]] == [("repeat-buyers", ids["alice"])]

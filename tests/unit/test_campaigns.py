@@ -13,12 +13,13 @@ import pytest
 
 from cdp.activation import InMemoryEffectLedger
 from cdp.campaigns.definition import check_segments, load_campaigns, parse_campaign
-from cdp.campaigns.eligibility import PastSend, Policy, Recipient, may_contact, next_allowed, skip_reason
+from cdp.campaigns.eligibility import PastSend, Policy, Recipient, next_allowed, skip_reason
 from cdp.campaigns.render import render
 from cdp.campaigns.send import EmailSetup, deliver, dry_run, message_key
 from cdp.campaigns.unsubscribe import UnsubscribeLink, opt_out_event, unsubscribe_url, verify_link
 from cdp.errors import EffectInFlight, EmailNotSent, InvalidCampaign, SendOutcomeUnknown, Unauthorized
 from cdp.identity.computed import event_consent
+from cdp.privacy.consent import may_contact
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

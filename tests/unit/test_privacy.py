@@ -199,12 +199,31 @@ def test_unsuppress_lifts_the_suppression_of_the_whole_person() -> None:
     assert stores.privacy.suppressed == {}  # type: ignore[attr-defined]
 
 
-def test_an_export_waits_while_the_export_module_is_not_there() -> None:
+def test_an_export_request_stores_the_persons_archive_and_records_its_link_and_is_done() -> None:
+    from cdp.privacy.export import ExportStores, InMemoryArchives
+    from cdp.profiles.messages import InMemoryMessageJournal
+    from cdp.segments.membership import InMemoryMembershipStore
+
+    # Given an accepted export request about alice (the whole person resolved when accepted)
     stores, request_id, queued = _accepted("export")
     assert queued == [request_id] and set(RUNNERS) == {"erase", "export", "suppress", "unsuppress"}
+    archives = InMemoryArchives()
+    stores.export = ExportStores(
+        store=stores.identity, memberships=InMemoryMembershipStore(), journal=InMemoryMessageJournal(),
+        read_events=lambda ids, first, last, limit: {"events": [], "more": False, "days_read": {}},
+        archives=archives, config=CONFIG)
+    # When the job runs it, twice (a redelivery)
+    run_request(request_id, stores, now=_later)
     request = run_request(request_id, stores, now=_later)
-    assert request is not None and request.status == "received"
-    assert request.audit[-1]["what"] == "waiting"
+    # Then one archive under the request's name, and the record holds its link and is done
+    assert request is not None and request.status == "done"
+    assert list(archives.objects) == [f"exports/{request_id}.zip"]
+    stored = stores.privacy.get_request(request_id)
+    assert stored is not None and stored.status == "done"
+    assert stored.result["key"] == f"exports/{request_id}.zip" and stored.result["profile_id"] == "p-alice"
+    assert stored.result["url"].startswith("memory://exports/") and stored.result["found"] is True
+    assert stored.view()["result"]["expires_at"] == "2026-01-31T09:16:00.000Z"  # 15 minutes after the run
+    assert [a["what"] for a in stored.audit].count("exported") == 2
 
 
 def test_an_open_request_past_its_due_date_is_overdue() -> None:
@@ -416,6 +435,51 @@ def test_registered_destinations_are_told_of_the_erasure_with_every_identifier_o
         erase._NOTICES.clear()
     assert notice.told == [(request_id, request.person.identifiers)]
     assert request.steps["notices"]["destinations"] == 1
+
+
+class FakeAudience:
+    def __init__(self, removed: list[tuple[str, Any]], name: str) -> None:
+        self.removed, self.name = removed, name
+
+    def remove(self, people: Any, **_: Any) -> Any:
+        self.removed.extend((self.name, p) for p in people)
+
+
+class FakeTargets:
+    """meta-ads has a token; google-ads' secret does not exist."""
+
+    def __init__(self) -> None:
+        self.removed: list[tuple[str, Any]] = []
+
+    def audience(self, destination: Any) -> FakeAudience:
+        from cdp.errors import StoreError
+
+        if destination.secret == "google-ads":
+            raise StoreError("secret_not_found", retryable=False)
+        return FakeAudience(self.removed, destination.name)
+
+
+def test_an_erasure_takes_the_person_out_of_each_ad_audience_and_names_those_it_could_not_tell() -> None:
+    from cdp.activation.audiences.sync import StoreProfileViews
+    from cdp.activation.destinations import AudienceErasureNotice, parse_destination
+
+    files = {"m": "type: meta_audience\nsegments: [vip]\nsecret: meta-ads\naudience_id: '1234'\n",
+             "g": "type: google_audience\nsegments: [vip]\nsecret: google-ads\naccount_id: '1234567890'\n"
+                  "user_list_id: '777'\n",
+             "h": "type: webhook\nsegments: [vip]\nsecret: crm\nurl: https://e.com\n"}
+    destinations = {n: parse_destination(t, f"{n}.yaml") for n, t in files.items()}
+    # Given an erase request about alice and ad audience destinations (google's secret missing)
+    stores, request_id, _ = _accepted()
+    targets = FakeTargets()
+    stores.notices = [AudienceErasureNotice(destinations, targets, StoreProfileViews(stores.identity))]
+    # When the erasure runs
+    request = _erase(stores, request_id)
+    # Then meta was asked to remove her by her live profile's email, the webhook was not, and the
+    # record names google as not told; the erasure still finished
+    assert [(name, keys.emails) for name, keys in targets.removed] == [("m", ("alice@example.com",))]
+    assert request.status == "done"
+    told = request.steps["notices"]["notice:ad_audiences"]
+    assert "'asked': ['m']" in told and "'g': 'no_credentials'" in told
 
 
 # ---------------------------------------------------------------- replays and unmerge respect suppression

@@ -13,6 +13,7 @@ from cdp.settings import (
     COLLECTOR_FIELDS,
     DELIVERY_FIELDS,
     FUNCTION_FIELDS,
+    MINIMISE_FIELDS,
     UNSUBSCRIBE_FIELDS,
     Settings,
 )
@@ -52,8 +53,9 @@ def test_every_environment_variable_of_the_template_is_a_settings_field_and_back
            for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
     admin = {name.upper() for name in COLLECTOR_FIELDS}
     assert {lid: names for lid, names in own.items() if names} == {
-        "CollectFunction": admin | {name.upper() for name in UNSUBSCRIBE_FIELDS}, "ProfileViewFunction": admin,
+        "CollectFunction": admin | {name.upper() for name in UNSUBSCRIBE_FIELDS | MINIMISE_FIELDS}, "ProfileViewFunction": admin,
         "DeliverFunction": {name.upper() for name in DELIVERY_FIELDS},
+        "PrivacyFunction": {"DESTINATION_SECRET_PREFIX"},  # an erasure removes the person from ad audiences
         "ActivateFunction": {name.upper() for name in ACTIVATION_FIELDS}}
 
 

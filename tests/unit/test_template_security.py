@@ -132,12 +132,17 @@ def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformatio
     # The collector (profile API) and the customer view (timeline, page and its signed links).
     admin = {f for f, resources in readers.items() if {"Ref": "AdminTokenSecret"} in resources}
     assert admin == {"CollectFunction", "ProfileViewFunction"}
+    assert {f for f, resources in readers.items() if {"Ref": "IpHashKeySecret"} in resources} == {"CollectFunction"}
     # The destinations read their own secrets only, under the stack's destinations/ prefix.
-    assert readers["DeliverFunction"] == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
-                                                      "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
+    destination_secrets = [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                                       "${AWS::AccountId}:secret:${AWS::StackName}/destinations/*"}]
+    assert readers["DeliverFunction"] == destination_secrets
+    # The privacy function too: an erasure takes the person out of every ad audience.
+    assert readers["PrivacyFunction"] == destination_secrets
     # Activation signs unsubscribe links with a key of its own (the collector checks them).
     assert readers["ActivateFunction"] == [{"Ref": "UnsubscribeLinkSecret"}]
-    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction", "ActivateFunction"}
+    assert set(readers) == {"CollectFunction", "ProfileViewFunction", "DeliverFunction", "ActivateFunction",
+                            "PrivacyFunction"}
 
 
 def test_the_collector_writes_to_the_lake_only_under_quarantine(template: dict[str, Any]) -> None:
@@ -159,11 +164,12 @@ def test_no_parameter_or_environment_variable_carries_a_secret(template: dict[st
 @pytest.mark.parametrize(("logical", "functions"), [
     ("AdminTokenSecret", {"CollectFunction", "ProfileViewFunction"}),
     ("UnsubscribeLinkSecret", {"CollectFunction", "ActivateFunction"}),  # sign (activate), check (collect)
+    ("IpHashKeySecret", {"CollectFunction"}),  # the IP hash at collection
 ])
 def test_each_secret_is_generated_under_the_stacks_key_and_given_only_to_its_functions(
         template: dict[str, Any], logical: str, functions: set[str]) -> None:
     secrets = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"}
-    assert set(secrets) == {"AdminTokenSecret", "UnsubscribeLinkSecret"}
+    assert set(secrets) == {"AdminTokenSecret", "UnsubscribeLinkSecret", "IpHashKeySecret"}
     secret = secrets[logical]
     assert "GenerateSecretString" in secret["Properties"] and "SecretString" not in secret["Properties"]
     assert secret["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}

@@ -76,6 +76,11 @@ class Settings:
     # The collector stores an event dated further than this after it was received at the time
     # it was received (the sender's time stays in originalTimestamp).
     collect_max_future_seconds: int = 300
+    # Data minimisation at collection (cdp.privacy.minimise; docs/privacy.md): keep, truncate or
+    # hash the IP address (with the key in the secret), and traits dropped from every event.
+    collect_ip_mode: str = "keep"
+    collect_ip_hash_key_secret_arn: str = ""
+    collect_drop_traits: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require: Collection[str] = ()) -> Settings:
@@ -124,6 +129,10 @@ UNSUBSCRIBE_FIELDS = frozenset({"unsubscribe_secret_arn"})
 #: Fields template.yaml gives the activation function only (campaign emails).
 ACTIVATION_FIELDS = frozenset({"ses_configuration_set", "unsubscribe_base_url"}) | UNSUBSCRIBE_FIELDS
 
+#: The collector's minimisation options: template Parameters given to the collector only, each with
+#: a default that keeps everything (so not required).
+MINIMISE_FIELDS = frozenset({"collect_ip_mode", "collect_ip_hash_key_secret_arn", "collect_drop_traits"})
+
 #: What template.yaml's Globals give every function: a handler requires all of them at cold start.
 FUNCTION_FIELDS = (frozenset(f.name for f in fields(Settings)) - TUNING_FIELDS - COLLECTOR_FIELDS
-                   - DELIVERY_FIELDS - ACTIVATION_FIELDS)
+                   - DELIVERY_FIELDS - ACTIVATION_FIELDS - MINIMISE_FIELDS)

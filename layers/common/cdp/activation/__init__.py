@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from cdp.errors import EffectInFlight, EmailNotSent, InvalidConfig, StoreError
 from cdp.identity.identifiers import normalise_value
 from cdp.identity.store import IdentityStore
+from cdp.privacy.consent import may_contact, purpose_of
 from cdp.segments.membership import Change, MembershipChange
 
 
@@ -218,8 +219,6 @@ def send_once(key: str, send: Callable[[], str], *, ledger: EffectLedger, report
     report.sent.append(key)
 
 
-
-
 def validated_email(profile: Mapping[str, Any]) -> str | None:
     """The first of the profile's email identifiers that normalises as an email, else None."""
     emails = (profile.get("identifiers") or {}).get("email") or []
@@ -232,20 +231,17 @@ def validated_email(profile: Mapping[str, Any]) -> str | None:
 
 
 def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
-    """A contact from a profile view (``Profile.view()``): validated email, name and email consent.
+    """A contact from a profile view (``Profile.view()``): validated email, name, and whether
+    :func:`cdp.privacy.consent.may_contact` allows email.
 
     The address comes only from the profile's ``email`` identifiers (normalised and validated by
     identity resolution), never from the raw ``traits.email``.
     """
-    from cdp.campaigns.eligibility import may_contact  # the one consent check, shared with campaigns
-
     traits = profile.get("traits") or {}
     email = validated_email(profile)
-    consent = profile.get("consent") or {}
-    unsubscribed = traits.get("unsubscribed") is True or traits.get("email_opt_out") is True
     name = traits.get("first_name") or traits.get("firstName") or traits.get("name")
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
-                   email_consent=may_contact(consent, "email") and not unsubscribed,
+                   email_consent=bool(may_contact(profile, purpose_of("email"))),
                    name=name if isinstance(name, str) else None,
                    unvalidated_email=email is None and bool(traits.get("email")))
 

@@ -448,3 +448,47 @@ def remove_from_audiences(profile: Mapping[str, Any], destinations: Mapping[str,
         if destination.type != "webhook" and remove_person(profile, [targets.audience(destination)]):
             asked.append(destination.name)
     return asked
+
+
+@dataclass
+class AudienceErasureNotice:
+    """The erase job's :class:`cdp.privacy.erase.ErasureNotice` for ad audiences (GDPR Art. 19).
+
+    Takes the person out of every ad audience destination with :func:`remove_from_audiences`, from
+    their live profiles (read before the job deletes them; the person's identifiers alone when they
+    are gone). Removal is idempotent, so a resumed job may call it again. A destination without
+    usable credentials (no secret, a malformed one) is reported, not fatal: the erasure goes on and
+    the record says which audiences could not be told; a transient failure raises (the job retries).
+    """
+
+    destinations: Mapping[str, Destination]
+    targets: Targets
+    profiles: ProfileViews
+    name: str = "ad_audiences"
+
+    def notify(self, request_id: str, person: Any) -> dict[str, Any]:
+        views = list(self.profiles.views(sorted(person.profile_ids)).values()) or [_view_of(person)]
+        asked: set[str] = set()
+        not_told: dict[str, str] = {}
+        for destination in self.destinations.values():
+            if destination.type == "webhook":
+                continue
+            try:
+                for view in views:
+                    asked.update(remove_from_audiences(view, {destination.name: destination}, self.targets))
+            except InvalidConfig as exc:
+                not_told[destination.name] = f"refused:{exc.code}"
+            except StoreError as exc:
+                if exc.retryable:
+                    raise
+                not_told[destination.name] = "no_credentials"
+        return {"asked": sorted(asked), "not_told": not_told}
+
+
+def _view_of(person: Any) -> dict[str, Any]:
+    """A profile view holding only the person's identifiers (their profiles are already gone)."""
+    by_type: dict[str, list[str]] = {}
+    for identifier in person.identifiers:
+        kind, _, value = str(identifier).partition(":")
+        by_type.setdefault(kind, []).append(value)
+    return {"profile_id": (list(person.profile_ids) or [""])[0], "identifiers": by_type, "traits": {}}

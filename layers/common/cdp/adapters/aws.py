@@ -23,20 +23,21 @@ class AwsClients:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
         self._session: Any = None
 
-    def client(self, service: str) -> Any:
-        found = self._clients.get(service)
+    def client(self, service: str, signature_version: str | None = None) -> Any:
+        key = (service, signature_version)
+        found = self._clients.get(key)
         if found is not None:
             return found
         with self._lock:
-            if service not in self._clients:
-                self._clients[service] = self._make(service)
-            return self._clients[service]
+            if key not in self._clients:
+                self._clients[key] = self._make(service, signature_version)
+            return self._clients[key]
 
-    def _make(self, service: str) -> Any:
+    def _make(self, service: str, signature_version: str | None = None) -> Any:
         import boto3.session
 
         if self._session is None:
@@ -45,7 +46,7 @@ class AwsClients:
             service,
             region_name=self.settings.aws_region,
             endpoint_url=self.settings.aws_endpoint_url or None,
-            config=botocore_config(self.settings),
+            config=botocore_config(self.settings, signature_version=signature_version),
         )
 
 
@@ -69,13 +70,17 @@ class AwsAdapter:
         return self._client
 
 
-def botocore_config(settings: Settings) -> Any:
+def botocore_config(settings: Settings, *, signature_version: str | None = None) -> Any:
+    """Timeouts and retries of every client; ``signature_version`` only where a client needs one
+    (S3 presigned URLs of KMS-encrypted objects must be signed with ``s3v4``)."""
     from botocore.config import Config
 
+    extra = {"signature_version": signature_version} if signature_version else {}
     return Config(
         connect_timeout=settings.aws_connect_timeout,
         read_timeout=settings.aws_read_timeout,
         retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+        **extra,
     )
 
 
@@ -84,9 +89,9 @@ def aws_clients(settings: Settings) -> AwsClients:
     return AwsClients(settings)
 
 
-def aws_client(settings: Settings, service: str) -> Any:
-    """The process's boto3 client for ``service`` under ``settings``."""
-    return aws_clients(settings).client(service)
+def aws_client(settings: Settings, service: str, *, signature_version: str | None = None) -> Any:
+    """The process's boto3 client for ``service`` under ``settings`` (and ``signature_version``)."""
+    return aws_clients(settings).client(service, signature_version)
 
 
 def pynamodb_meta(settings: Settings, table_name: str) -> dict[str, Any]:

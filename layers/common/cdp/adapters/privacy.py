@@ -525,18 +525,34 @@ class AwsTraceScanner:
                 yield store_of(v["key"]), self.files.path(v["key"]), object_text(v["key"], self.files.read(v["key"], None))
 
 
-def build_privacy_stores(settings: Settings, *, segments: Sequence[str]) -> Any:
-    """The stores a privacy request runs on (:class:`cdp.jobs.privacy_job.PrivacyStores`) for ``settings``."""
+def build_privacy_stores(settings: Settings, *, segments: Sequence[str], config: Any = None,
+                         destinations: Any = None) -> Any:
+    """The stores a privacy request runs on (:class:`cdp.jobs.privacy_job.PrivacyStores`) for ``settings``;
+    with the identity ``config``, the export stores too (the archive reads identifiers by its types);
+    with ``destinations`` (and their secrets' prefix), an erasure takes the person out of every ad
+    audience (:class:`cdp.activation.destinations.AudienceErasureNotice`)."""
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
     from cdp.adapters.engines import query_engine
+    from cdp.adapters.exports import stack_export_stores
     from cdp.jobs.privacy_job import PrivacyStores
     from cdp.privacy.verify import verify
 
     scanner = AwsTraceScanner(settings)
+    identity = DynamoIdentityStore(settings)
+    notices = None  # the registered ones (cdp.privacy.erase.register_notice)
+    if destinations and settings.destination_secret_prefix:
+        from cdp.activation.audiences.sync import StoreProfileViews
+        from cdp.activation.destinations import AudienceErasureNotice
+        from cdp.adapters.destinations import SecretTargets
+        from cdp.privacy.erase import registered_notices
+
+        notices = [*registered_notices(), AudienceErasureNotice(destinations, SecretTargets(settings),
+                                                                StoreProfileViews(identity))]
     return PrivacyStores(
-        privacy=DynamoPrivacyStore(settings), identity=DynamoIdentityStore(settings),
+        privacy=DynamoPrivacyStore(settings), identity=identity, notices=notices,
         erasure=AwsErasureStores(settings, engine=query_engine(settings), segments=segments),
-        verify=lambda needles, days: verify(needles, scanner, days=days))
+        verify=lambda needles, days: verify(needles, scanner, days=days),
+        export=stack_export_stores(settings, config=config, segments=segments) if config is not None else None)
 
 
 class SqsPrivacyQueue(AwsAdapter):

@@ -1,7 +1,6 @@
 """Who may get a campaign message now, and if not, why (a skip reason per person).
 
-The consent rule lives in :func:`may_contact` and nowhere else, so the privacy package's
-``cdp.privacy.consent.may_contact(consent, purpose)`` can replace it in one line when it lands.
+The consent rule is :func:`cdp.privacy.consent.may_contact`, the one check every channel makes.
 
 Reasons, in the order they are checked: ``no_email``, ``no_valid_email`` (an email trait but no
 validated identifier), ``no_consent`` (the purpose denied, or ``marketing`` denied, or an
@@ -20,22 +19,8 @@ from zoneinfo import ZoneInfo
 
 from cdp.activation import validated_email
 from cdp.campaigns.definition import Campaign, FrequencyCap, QuietHours, valid_timezone
+from cdp.privacy.consent import may_contact
 from cdp.times import parse_time
-
-#: Purposes that, when denied, deny every marketing purpose.
-UMBRELLA_PURPOSES = ("marketing",)
-_FALSE = {False, "false", "no", "0", "denied", "opted_out", "unsubscribed"}
-
-
-def may_contact(consent: Mapping[str, Any], purpose: str) -> bool:
-    """True unless the person denied ``purpose`` (or marketing as a whole). The ONE consent check."""
-    for name in (purpose, *UMBRELLA_PURPOSES):
-        value = consent.get(name)
-        if isinstance(value, Mapping):
-            value = value.get("granted", value.get("status", True))
-        if value in _FALSE:
-            return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)

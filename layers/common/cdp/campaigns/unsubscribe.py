@@ -15,7 +15,7 @@ The POST writes one event into the stream::
      "consent": {"categoryPreferences": {"email": false}}}, "receivedAt": …}
 
 so unify applies it like any consent change (latest *received* statement per purpose wins), and
-:func:`cdp.campaigns.eligibility.may_contact` refuses every later email of that purpose, from every
+:func:`cdp.privacy.consent.may_contact` refuses every later email of that purpose, from every
 campaign. The messageId is derived from the link: a second click is a duplicate in unify.
 """
 

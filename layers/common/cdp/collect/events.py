@@ -56,6 +56,8 @@ class RequestFacts:
     limits: EventLimits = DEFAULT_LIMITS
     #: False when the parser met no object with a duplicate key in the request's body.
     may_hold_duplicate_keys: bool = True
+    #: The stack's minimisation options (``cdp.privacy.minimise.Minimiser``); None keeps everything.
+    minimise: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ def _normalise(raw: dict[str, Any], route_type: str | None, facts: RequestFacts)
     ):
         # RudderStack's SDKs send identify traits in context.traits only; downstream reads traits.
         event["traits"] = dict(event["context"]["traits"])
+    if facts.minimise is not None:
+        facts.minimise.event(event)
     event["sourceId"] = facts.source_id
     try:
         text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

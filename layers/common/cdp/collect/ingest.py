@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cdp.errors import EventsRejected, InvalidEvent, MalformedRequest, PayloadTooLarge, WriteKeyRejected
 from cdp.privacy.suppression import SuppressionList, is_suppressed
@@ -15,6 +15,9 @@ from cdp.times import format_time
 from .body import MAX_REQUEST_BYTES, decode_body, write_key_from_authorization
 from .events import OutgoingRecord, RequestFacts, normalise_event
 from .limits import DEFAULT_LIMITS, AmbiguousObject, EventLimits, ambiguous_seen, as_sent, writable
+
+if TYPE_CHECKING:
+    from cdp.privacy.minimise import Minimiser
 
 #: Routes of the tracking API, by the last segment of their path. ``pixel`` carries one event
 #: of any type (``track`` when it names none) in the ``data`` query parameter.
@@ -102,16 +105,24 @@ def ingest(
     now: datetime,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     limits: EventLimits = DEFAULT_LIMITS,
+    minimise: Minimiser | None = None,
     suppression: SuppressionList | None = None,
 ) -> IngestResult:
     """Accept the valid events of ``request`` into ``sink``; quarantine what a known source sent wrong.
 
-    Raises :class:`WriteKeyRejected` (nothing stored), :class:`MalformedRequest` or
+    ``minimise`` (the stack's options: IP address, dropped traits) applies to what is streamed
+    and to what is quarantined. Raises :class:`WriteKeyRejected` (nothing stored), :class:`MalformedRequest` or
     :class:`PayloadTooLarge` (body quarantined when the source is known), :class:`EventsRejected`
     when no event passed (all quarantined), or :class:`cdp.errors.StreamUnavailable`.
     """
     if request.route not in ROUTES:
         raise MalformedRequest("unknown_route")
+    # What the quarantine keeps of the request (the events' own context.ip is minimised per event).
+    kept = request
+    if minimise is not None and minimise.active:
+        kept = replace(request, ip=minimise.ip(request.ip))
+    else:
+        minimise = None
     received_at = format_time(now)
     header_key = write_key_from_authorization(request.authorization)
     source = _authenticate(sources, header_key) if header_key else None
@@ -124,10 +135,10 @@ def ingest(
             body_key = _body_write_key(payload)
             source = _authenticate(sources, body_key)
         events, facts = _unpack(request, payload, source, now, limits)
-        facts = replace(facts, may_hold_duplicate_keys=ambiguous_seen() != ambiguous_before)
+        facts = replace(facts, may_hold_duplicate_keys=ambiguous_seen() != ambiguous_before, minimise=minimise)
     except (MalformedRequest, PayloadTooLarge) as exc:
         if source is not None:
-            quarantine.put([_raw_entry(request, source, received_at, exc.reason,
+            quarantine.put([_raw_entry(kept, source, received_at, exc.reason,
                                        secrets=[k for k in (header_key, body_key) if k], parsed=payload)])
             exc.details["quarantined"] = 1  # what was kept, for the request's metrics
         raise
@@ -144,7 +155,7 @@ def ingest(
             records.append(normalise_event(raw, route_type=route_type, facts=facts))
         except InvalidEvent as exc:
             rejections.append(Rejection(index, exc.reason))
-            entries.append(_event_entry(request, facts, received_at, index, exc.reason, raw))
+            entries.append(_event_entry(kept, facts, received_at, index, exc.reason, raw))
     if entries:
         # Quarantine first: if it fails, nothing reached the stream and the sender retries all.
         quarantine.put(entries)
@@ -250,6 +261,9 @@ def _event_entry(
 ) -> QuarantineEntry:
     if isinstance(raw, dict) and "writeKey" in raw:
         raw = {k: v for k, v in raw.items() if k != "writeKey"}  # never store a secret in the lake
+    if facts.minimise is not None and type(raw) is dict:
+        raw = {**raw, "context": dict(raw["context"])} if isinstance(raw.get("context"), dict) else dict(raw)
+        facts.minimise.event(raw)
     return QuarantineEntry(
         reason=reason,
         source_id=facts.source_id,

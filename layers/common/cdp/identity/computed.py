@@ -9,6 +9,7 @@ sub-states have always had, so older items read back unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -205,25 +206,60 @@ def merge_computed(into: ComputedTraits, other: ComputedTraits, config: Identity
 
 
 # ------------------------------------------------------------------------------ consent
+#: Track events that state consent in their ``properties`` (Segment's Unify event and a plain name),
+#: in the same shapes as ``context``: ``categoryPreferences`` or RudderStack's consent id lists.
+CONSENT_EVENTS = frozenset({"Consent Updated", "Segment Consent Preference Updated"})
+
+
 def event_consent(event: Mapping[str, Any]) -> dict[str, bool]:
-    """Purposes an event grants or denies (Segment categoryPreferences, RudderStack consent ids)."""
+    """Purposes an event grants or denies: ``context.consent.categoryPreferences`` (Segment),
+    ``context.consentManagement`` (RudderStack), and, on a :data:`CONSENT_EVENTS` track event, the
+    same two shapes in ``properties`` (``properties.categoryPreferences`` or
+    ``properties.allowedConsentIds``/``deniedConsentIds``), which win over its context."""
     context = event.get("context")
-    if not isinstance(context, Mapping):
-        return {}
     found: dict[str, bool] = {}
-    preferences = dotted_value(context, "consent.categoryPreferences")
+    if isinstance(context, Mapping):
+        _preferences(dotted_value(context, "consent.categoryPreferences"), found)
+        _consent_ids(context.get("consentManagement"), found)
+    if event.get("type") == "track" and event.get("event") in CONSENT_EVENTS:
+        properties = event.get("properties")
+        if isinstance(properties, Mapping):
+            _preferences(properties.get("categoryPreferences"), found)
+            _consent_ids(properties, found)
+    return found
+
+
+#: A purpose name as the profile keeps it (Segment category ids, OneTrust's ``C0001``...); any
+#: other key is ignored, so a sender cannot fill the profile item with made-up purposes.
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
+#: Purposes one profile keeps at most; statements about further new purposes are ignored.
+MAX_PURPOSES = 64
+
+
+def _purpose(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    name = str(value).strip().lower()
+    return name if _PURPOSE.fullmatch(name) else None
+
+
+def _preferences(preferences: Any, found: dict[str, bool]) -> None:
     if isinstance(preferences, Mapping):
         for purpose, granted in preferences.items():
-            if isinstance(granted, bool):
-                found[str(purpose).strip().lower()] = granted
-    management = context.get("consentManagement")
+            name = _purpose(purpose)
+            if name is not None and isinstance(granted, bool):
+                found[name] = granted
+
+
+def _consent_ids(management: Any, found: dict[str, bool]) -> None:
     if isinstance(management, Mapping):
         for key, granted in (("allowedConsentIds", True), ("deniedConsentIds", False)):
             ids = management.get(key)
             if isinstance(ids, list):
                 for purpose in ids:
-                    found[str(purpose).strip().lower()] = granted
-    return found
+                    name = _purpose(purpose)
+                    if name is not None:
+                        found[name] = granted
 
 
 def apply_consent(consent: Consent, event: Mapping[str, Any], event_stamp: str) -> Consent:
@@ -234,6 +270,8 @@ def apply_consent(consent: Consent, event: Mapping[str, Any], event_stamp: str) 
     purposes = dict(consent.purposes)
     for purpose, granted in stated.items():
         held = purposes.get(purpose)
+        if held is None and len(purposes) >= MAX_PURPOSES:
+            continue
         if held is None or event_stamp > held.stamp:
             purposes[purpose] = ConsentStatement(granted, event_stamp)
     return Consent(purposes)

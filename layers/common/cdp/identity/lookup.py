@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import parse_identifier
@@ -45,13 +46,25 @@ def live_profile(profile_id: str, store: IdentityStore) -> Profile | None:
 
 def lookup_profile(
     identifier: str, store: IdentityStore, *, config: IdentityConfig = _DEFAULT
-) -> ProfileView | None:
+) -> dict[str, Any] | None:
     """JSON-ready profile for ``type:value`` (e.g. ``email:Alice@Example.com``), or None if unknown.
 
+    The profile's view plus, per purpose, when the standing consent statement was received
+    (``consent_statements``) and what each activation channel would decide (``activation``).
     Raises :class:`cdp.errors.InvalidIdentifier` for a malformed identifier.
     """
+    from cdp.privacy.consent import decisions  # cdp.privacy reads cdp.identity's consent state
+
     profile = find_profile(identifier, store, config=config)
-    return None if profile is None else profile.view()
+    if profile is None:
+        return None
+    view: dict[str, Any] = dict(profile.view())
+    view["consent_statements"] = {
+        purpose: {"granted": held.granted, "received_at": held.stamp.partition("|")[0] or None,
+                  "message_id": held.stamp.partition("|")[2] or None}
+        for purpose, held in sorted(profile.consent.purposes.items())}
+    view["activation"] = decisions(view)
+    return view
 
 
 def iter_profiles(store: IdentityStore) -> Iterator[ProfileView]:

@@ -7,12 +7,11 @@ the erasure is queued or running.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cdp.identity.config import IdentityConfig
 from cdp.identity.store import IdentityStore
@@ -20,6 +19,9 @@ from cdp.privacy.erase import ErasureNotice, ErasureStores, Verifier, run_erase
 from cdp.privacy.requests import PrivacyRequest, new_request, parse_request, resolve_person
 from cdp.privacy.suppression import identifier_hash
 from cdp.times import format_time, parse_time
+
+if TYPE_CHECKING:
+    from cdp.privacy.export import ExportStores
 
 
 class PrivacyStore(Protocol):
@@ -40,13 +42,14 @@ class PrivacyStore(Protocol):
 
 @dataclass
 class PrivacyStores:
-    """What running a request needs; ``erasure`` and ``verify`` only for erase."""
+    """What running a request needs; ``erasure`` and ``verify`` only for erase, ``export`` only for export."""
 
     privacy: PrivacyStore
     identity: IdentityStore
     erasure: ErasureStores | None = None
     verify: Verifier | None = None
     notices: list[ErasureNotice] | None = None
+    export: ExportStores | None = None
 
 
 def accept_request(body: object, *, config: IdentityConfig, privacy: PrivacyStore, identity: IdentityStore,
@@ -88,15 +91,21 @@ def _erase(request: PrivacyRequest, stores: PrivacyStores, now: Callable[[], dat
 
 
 def _export(request: PrivacyRequest, stores: PrivacyStores, now: Callable[[], datetime]) -> PrivacyRequest:
-    """Hands the request to ``cdp.privacy.export.run_export`` when that module exists; else it waits."""
-    try:
-        module = importlib.import_module("cdp.privacy.export")
-    except ModuleNotFoundError:
-        request.note(now(), "waiting", reason="export is not available in this version")
-        stores.privacy.put_request(request)
-        return request
-    result = module.run_export(request, stores)
-    return result if isinstance(result, PrivacyRequest) else request
+    """Build, store and link the person's archive; the record keeps where it is and its link.
+
+    Rerunning (SQS redelivery, ``cdp privacy export ID``) overwrites the same ``exports/<id>.zip``
+    and records a fresh link: the crash matrix is docs/privacy.md's.
+    """
+    from cdp.privacy.export import run_export
+
+    assert stores.export is not None, "export needs the export stores"
+    result = run_export(request, stores, now=now())
+    request.result.update({key: value for key, value in result.to_dict().items() if key != "request_id"})
+    request.status = "done"
+    request.note(now(), "exported", key=result.key, events=result.events, bytes=result.bytes,
+                 expires_at=result.expires_at)
+    stores.privacy.put_request(request)
+    return request
 
 
 def _already_done(request: PrivacyRequest, stores: PrivacyStores, now: Callable[[], datetime]) -> PrivacyRequest:

@@ -115,7 +115,8 @@ def _stamp(stamp: str) -> dict[str, str | None]:
 
 
 def _consent_history(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Consent statements among ``events`` (oldest first): the changes behind the standing consent."""
-    return [{"at": event.get("timestamp"), "message_id": event.get("messageId"), "purpose": purpose,
-             "granted": granted}
+    """Consent statements among ``events`` (oldest first): the changes behind the standing consent,
+    with when the event happened and when we received it (which orders them)."""
+    return [{"at": event.get("timestamp"), "received_at": event.get("receivedAt"),
+             "message_id": event.get("messageId"), "purpose": purpose, "granted": granted}
             for event in events for purpose, granted in sorted(event_consent(event).items())]

@@ -25,24 +25,21 @@ from cdp.activation.audiences import AudiencePlatform, Upload
 from cdp.activation.audiences.normalise import PersonKeys, person_keys
 from cdp.errors import DestinationRefused
 from cdp.identity.store import IdentityStore
+from cdp.privacy.consent import may_contact
 from cdp.segments.membership import Change, MembershipChange, MembershipStore
 
 ADS_PURPOSE = "ads"
 
 
 def may_send_ads(profile: Mapping[str, Any]) -> bool:
-    """Whether this person's keys may be sent to an ad platform (the ``ads`` purpose granted).
-
-    The only place the decision is made: when ``cdp.privacy.consent.may_contact(consent, purpose)``
-    lands, this becomes ``may_contact(profile["consent"], ADS_PURPOSE)``.
-    """
-    consent = profile.get("consent") or {}
-    return consent.get(ADS_PURPOSE) is True
+    """Whether this person's keys may be sent to an ad platform: the consent check every channel
+    makes (:func:`cdp.privacy.consent.may_contact`) for the ``ads`` purpose, which needs a grant."""
+    return bool(may_contact(profile, ADS_PURPOSE))
 
 
 def ads_consent_known(profile: Mapping[str, Any]) -> bool:
     """A remove is sent for anyone who ever answered for ``ads`` (granted, or withdrawn since)."""
-    return ADS_PURPOSE in (profile.get("consent") or {})
+    return may_contact(profile, ADS_PURPOSE).reason in ("granted", "denied")
 
 
 class ProfileViews(Protocol):
