@@ -544,7 +544,9 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.metrics = pipeline.metrics.totals()
         summary.report = demo_report(pipeline, progress)
         summary.destinations = demo_destinations.summarise(pipeline, fakes, summary.segments)
+        # The fakes keep answering through the erasure: it takes the person out of each ad audience.
         summary.erasure = demo_erasure(pipeline, dataset, write_key, progress)
+        fakes.stop()
     summary.seconds["total"] = round(time.monotonic() - t0, 1)
     summary.checks = evaluate(summary)
     return summary

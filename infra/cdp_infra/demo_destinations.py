@@ -74,7 +74,6 @@ def summarise(pipeline: Any, demo: DemoDestinations, segments: dict[str, dict[st
             pushed = len(fake.members(destination.options.get("audience_id") or destination.options["user_list_id"]))
         out[name] = {"pushed": pushed, "expected": expected, "requests": len(fake.requests),
                      "violations": len(fake.violations)}
-    demo.stop()
     return out
 
 
