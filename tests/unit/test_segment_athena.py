@@ -43,10 +43,13 @@ def expect_start(stub: Stubber, sql: str = "SELECT 1", **extra) -> None:
     stub.add_response("start_query_execution", {"QueryExecutionId": QID}, params)
 
 
-def expect_state(stub: Stubber, state: str, *, scanned: int = 0, reason: str | None = None) -> None:
+def expect_state(stub: Stubber, state: str, *, scanned: int = 0, reason: str | None = None,
+                 athena_error: dict | None = None) -> None:
     status: dict = {"State": state}
     if reason:
         status["StateChangeReason"] = reason
+    if athena_error:
+        status["AthenaError"] = athena_error
     stub.add_response(
         "get_query_execution",
         {
@@ -133,6 +136,19 @@ def test_a_failed_query_raises_with_its_reason(athena):
 
     assert caught.value.details["query_id"] == QID
     assert caught.value.details["state"] == "FAILED"
+    assert caught.value.retryable is False  # an SQL error fails the same way every time
+
+
+def test_a_query_athena_calls_retryable_fails_as_retryable(athena):
+    client, stub = athena
+    expect_start(stub)
+    expect_state(stub, "FAILED", reason="INTERNAL_ERROR_QUERY_ENGINE",
+                 athena_error={"ErrorCategory": 1, "ErrorType": 401, "Retryable": True})
+
+    with pytest.raises(QueryFailed) as caught:
+        engine(client, Clock()).run("SELECT 1")
+
+    assert caught.value.retryable is True
 
 
 def test_a_query_cancelled_by_the_scan_cutoff_raises_query_cancelled(athena):

@@ -369,3 +369,13 @@ def test_a_file_written_between_two_queries_is_read_by_the_second(tmp_path: Path
     assert first.rows[0]["n"] == 6 and second.rows[0]["n"] == len(EVENTS)
     again = engine.run("SELECT count(*) AS n FROM events")
     assert again.bytes_scanned == second.bytes_scanned > first.bytes_scanned
+
+
+def test_a_query_duckdb_cannot_bind_fails_for_good(tmp_path: Path):
+    fs = pafs.LocalFileSystem()
+    write_events(EVENTS, fs, str(tmp_path), "batch")
+
+    with pytest.raises(QueryFailed) as caught:
+        DuckDBEngine(fs, str(tmp_path)).run("SELECT json_extract_scalar(properties, '$.x') FROM events")
+
+    assert caught.value.retryable is False

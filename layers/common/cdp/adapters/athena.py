@@ -84,8 +84,12 @@ class AthenaEngine:
                     or state
                 )
                 error = QueryCancelled if state == "CANCELLED" else QueryFailed
+                # Athena says whether running the same query again may succeed (AthenaError.Retryable):
+                # an SQL or permission error never will, so it must not fail the tick again and again.
+                retryable = state == "FAILED" and bool(status.get("AthenaError", {}).get("Retryable", False))
                 raise error(
                     f"Athena query {query_id} {state}: {reason}",
+                    retryable=retryable,
                     engine="athena",
                     query_id=query_id,
                     state=state,

@@ -115,7 +115,10 @@ class DuckDBEngine:
             try:
                 table = con.sql(sql).to_arrow_table()
             except duckdb.Error as exc:
-                raise QueryFailed(f"DuckDB query failed: {exc}", engine="duckdb") from exc
+                # A syntax, binder or catalog error (ProgrammingError) fails the same way every time;
+                # anything else (reading the lake, memory) may not.
+                raise QueryFailed(f"DuckDB query failed: {exc}", engine="duckdb",
+                                  retryable=not isinstance(exc, duckdb.ProgrammingError)) from exc
         return QueryResult(rows=table.to_pylist(), bytes_scanned=self.counter.take())
 
     def close(self) -> None:
