@@ -87,6 +87,29 @@ def test_the_layer_requirements_are_pinned_to_the_lock_file() -> None:
                 assert lock[line.split("==")[0]] == line
 
 
+def test_every_package_the_domain_imports_is_in_a_layer_or_the_lambda_runtime() -> None:
+    import ast
+    import sys
+
+    provided = {"boto3", "botocore", "urllib3"}  # the Python runtime ships boto3 and its dependencies
+    provided.add("duckdb")  # the local query engine only: on AWS the engine is Athena
+    for layer in ("common", "analytics"):
+        for line in (REPO_ROOT / "layers" / layer / "requirements.txt").read_text().splitlines():
+            if line and not line.startswith("#"):
+                provided.add(line.split("==")[0].lower())
+    distribution = {"yaml": "pyyaml", "aws_xray_sdk": "aws-xray-sdk", "aws_lambda_powertools": "aws-lambda-powertools"}
+    missing = set()
+    for path in (REPO_ROOT / "layers" / "common" / "cdp").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top != "cdp" and top not in sys.stdlib_module_names and distribution.get(top, top) not in provided:
+                    missing.add(f"{path.relative_to(REPO_ROOT)}: {top}")
+    assert not missing, sorted(missing)
+
+
 def test_settings_convert_numeric_fields_and_ignore_empty_values() -> None:
     settings = Settings.from_env({"CLAIM_TRANSACTION_MIN": "100", "LAKE_BUCKET": "", "PROFILES_TABLE": "p"})
     assert settings.claim_transaction_min == 100 and settings.lake_bucket == "" and settings.profiles_table == "p"
