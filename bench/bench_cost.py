@@ -4,6 +4,10 @@ Measures (CPU as process time, medians of BENCH_COST_REPEATS runs; the machine i
 each component with bench/prices-us-east-1.yaml (dated, sourced list prices), prints the table, the
 biggest items with what would cut them, and where each service's limit bites at 10x and 100x.
 
+The deployment's settings (shards, retention, batching windows, memory, tracing, sampling, alarms)
+are read from template.yaml's defaults, so a change of the template shows in the table;
+``--template`` prices another one (e.g. an older revision, for a before/after).
+
     python -m bench cost
     python bench/bench_cost.py --events 10000000 --people 100000 --segments 20 --runs-per-day 24 --emails 50000
 """
@@ -27,12 +31,29 @@ from cost.model import (
     Workload,
     build,
     load_prices,
+    template_settings,
     unify_events_per_batch,
 )
 
 HERE = Path(__file__).resolve().parent
+TEMPLATE = HERE.parent / "template.yaml"
 PRICES = HERE / "prices-us-east-1.yaml"
 PEAK_TO_AVERAGE = 5  # assumed: traffic peaks at 5x the month's average rate
+
+
+def deployment_settings(path: Path) -> dict[str, object]:
+    """The template's settings the model prices (its parameters' defaults), and the metric series
+    the functions emit by segment (cdp.observability's catalogue)."""
+    from cdp_infra.template import load_template
+
+    measure.powertools_env()  # before cdp.observability makes its Metrics (namespace from the environment)
+    from cdp.observability import CATALOGUE
+
+    settings = template_settings(load_template(path))
+    # Run failures are rare (a series exists only for a segment that failed that month).
+    settings["segment_dimension_metrics"] = sum(1 for spec in CATALOGUE.values()
+                                                if spec.dimension == "segment" and not spec.name.endswith("Failures"))
+    return settings
 
 
 def measure_all(workload: Workload) -> Measured:
@@ -107,18 +128,14 @@ OPTIONS: list[tuple[str, dict[str, object], str]] = [
     ("HTTP API instead of REST", {"api": "http"},
      "loses usage plans/API keys, request validation, WAF, edge-optimised endpoints, caching, "
      "per-method throttling; keeps Lambda proxy, JWT/IAM auth, CORS, access logs"),
-    ("1 shard, 24 h retention", {"shards": 1, "retention_hours": 24},
-     "1,000 records/s of headroom; a consumer outage longer than a day loses events (template keeps 7 days)"),
     ("Kinesis on-demand", {"kinesis_mode": "on_demand"},
      "no shard planning; $0.04/stream-hour floor, cheaper only when shards sit idle"),
-    ("unify window 10 s", {"unify_window_s": 10}, "10x fewer invocations; profiles up to 10 s later"),
+    ("unify window 10 s", {"unify_window_s": 10}, "fewer invocations; profiles up to 10 s later"),
     ("browser batching (10 events/request)", {"browser_share": 0.0, "server_events_per_request": 10},
      "analytics.js batching delivery; events arrive seconds later, lost on tab close unless beaconed"),
-    ("X-Ray sampling 0.05/s + 1 %", {"xray_reservoir_per_s": 0.05, "xray_rate": 0.01},
-     "fewer traces to debug with; keep Active tracing"),
+    ("functions' tracing PassThrough", {"function_tracing": "PassThrough"},
+     "no traces of unify, archive, segment, activate (the API's sampled requests still are)"),
     ("log sampling 10 % of INFO", {"log_sample_rate": 0.1}, "ERROR lines stay; per-batch summaries thinned"),
-    ("segment metrics without the segment dimension", {"segment_dimension_metrics": 0},
-     "one series per metric; per-segment counts move to logs (Logs Insights) or the membership table"),
     ("dedup window 200 -> 50 messageIds", {"dedup_window": 50},
      "smaller profile item (fewer WRU per put); a redelivery older than 50 events per profile applies twice"),
     ("segments every 6 h instead of hourly", {"segment_runs_per_day": 4},
@@ -141,6 +158,36 @@ def print_options(base: Workload, measured: Measured, prices: object) -> None:
     all_in = build(combined, measured, prices)  # type: ignore[arg-type]
     print(f"  {'all of the above':<38} total ${all_in.total:.2f}/month = ${all_in.total_per_million:.3f} "
           "per million events")
+
+
+def print_scale(base: Workload, measured: Measured, prices: object) -> None:
+    """Cost per million events as volume grows (people and emails with it), and the volume at which
+    the template reaches the $1 aim. The measured per-event figures stay those of the reference
+    batch size: at higher volume unify's batches are fuller and its requests per event fewer."""
+    def per_million(factor: float) -> float:
+        return build(base.scaled(factor), measured, prices).total_per_million  # type: ignore[arg-type]
+
+    print("\ncost per million events as volume grows (same template, people and emails scaled)")
+    for factor in (1, 3, 10, 30, 100):
+        print(f"  {factor:>4}x  {base.events_per_month * factor / 1e6:>7,.0f} M events/month  "
+              f"${per_million(factor):.3f} per million")
+    low, high = 1.0, 1000.0
+    if per_million(high) > 1.0:
+        at = build(base.scaled(high), measured, prices)  # type: ignore[arg-type]
+        variable = [line for line in at.lines if at.per_million(line.monthly) >= 0.1]
+        print(f"  the template stays above $1 per million up to 1000x (${at.total_per_million:.2f}): what grows "
+              "with events costs more than $1 per million by itself; at 1000x, the items over $0.10:")
+        for line in sorted(variable, key=lambda line: line.monthly, reverse=True):
+            print(f"    {line.component:<36} {at.per_million(line.monthly):.3f} $/M")
+        return
+    if per_million(low) <= 1.0:
+        print("  already at or under $1 per million")
+        return
+    for _ in range(40):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if per_million(mid) > 1.0 else (low, mid)
+    print(f"  $1 per million from about {base.events_per_month * high / 1e6:,.0f} M events/month "
+          f"({high:.1f}x the reference, {base.events_per_month * high / SECONDS_PER_MONTH:,.0f} events/s average)")
 
 
 def print_limits(base: Workload, measured: Measured, a: Assumptions) -> None:
@@ -173,10 +220,10 @@ def print_limits(base: Workload, measured: Measured, a: Assumptions) -> None:
               f"{w.people * a.members_per_segment_share:,.0f} people at once takes "
               f"{w.people * a.members_per_segment_share / 14 / 60:,.0f} min at the default 14/s")
     print("""
-  at 10x  : unify is the first limit (one batch at a time per shard, profile puts one after another):
-            set ParallelizationFactor 2 and MaximumBatchingWindowInSeconds 5-10 s (fuller batches also cut
-            DynamoDB requests per event); shards stay 2; ask SES for a higher rate before big segments.
-  at 100x : shards by the peak (or on-demand) and ParallelizationFactor up to 10 per shard; DynamoDB
+  at 10x  : one shard still carries the peak (190/s of 1,000 records/s), but unify's one poller does not
+            (~120 events/s): set ParallelizationFactor 2 (or a second shard) before the peak reaches
+            ~100/s; ask SES for a higher rate before big segments.
+  at 100x : two shards by the peak (or on-demand) and ParallelizationFactor up to 10 per shard; DynamoDB
             on-demand still fits (provisioned + auto scaling is ~5x cheaper per unit once load is steady);
             Athena scans grow with events: read only the window's days and snapshot profiles
             incrementally instead of a full Scan per run; raise the SES quota and activate's concurrency.""")
@@ -191,11 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emails", type=float, default=50_000, help="emails per month")
     parser.add_argument("--browser-share", type=float, default=0.7,
                         help="share of events sent one per request (analytics.js default)")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the SAM template whose settings are priced")
+    parser.add_argument("--segment-dimension-metrics", type=int, default=None,
+                        help="metrics carrying a segment dimension (default: cdp.observability's catalogue)")
     args = parser.parse_args(argv)
+    settings = deployment_settings(args.template)
+    if args.segment_dimension_metrics is not None:
+        settings["segment_dimension_metrics"] = args.segment_dimension_metrics
     workload = Workload(events_per_month=args.events, people=args.people, segments=args.segments,
                         segment_runs_per_day=args.runs_per_day, emails_per_month=args.emails,
-                        browser_share=args.browser_share)
+                        browser_share=args.browser_share, **settings)
     prices = load_prices(PRICES)
+    print(f"settings: {args.template.name} ({workload.shards} shard(s), {workload.retention_hours} h retention, "
+          f"unify {workload.unify_batch_max}/{workload.unify_window_s:g} s, API X-Ray "
+          f"{workload.api_xray_reservoir_per_s:g}/s + {workload.api_xray_rate:.0%}, functions' tracing "
+          f"{workload.function_tracing}, INFO kept {workload.log_sample_rate:.0%}, {workload.alarms} alarms)")
     print(f"prices: {PRICES.name} ({prices.region}, read {prices.read_on}); workload: "
           f"{workload.events_per_month / 1e6:g} M events/month from {workload.people:,} people, "
           f"{workload.segments} segments x {workload.segment_runs_per_day:g} runs/day, "
@@ -210,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build(workload, measured, prices, a)
     print_table(model, "monthly cost at the reference workload (template.yaml settings)")
     print_options(workload, measured, prices)
+    print_scale(workload, measured, prices)
     print_limits(workload, measured, a)
     return 0
 

@@ -126,8 +126,14 @@ class Workload:
     log_retention_days: int = 30
     lake_months: float = 12  # events kept in the lake (storage billed on what has accumulated)
     # X-Ray: Active tracing on every function and the API stage; Lambda's default sampling.
+    # Lambda's own sampling (not configurable) for functions it traces itself (Tracing: Active);
+    # the API's requests follow API Gateway's decision, which a sampling rule sets.
     xray_reservoir_per_s: float = 1.0
     xray_rate: float = 0.05
+    api_xray_reservoir_per_s: float = 1.0
+    api_xray_rate: float = 0.05
+    function_tracing: str = "Active"  # PassThrough: a stream, queue or schedule trigger is not traced
+    alarms: int = 7
     xray_traced_functions: int = 5  # collect (via the API), unify, archive, segment, activate; compact daily
     warm_collect_containers: int = 4
     log_sample_rate: float = 1.0  # share of INFO lines kept (1 = everything, as deployed)
@@ -205,6 +211,69 @@ class Measured:
     activate_log_bytes_per_invocation: float = 1500
 
 
+# --------------------------------------------------------------------------- the template's settings
+def _value(template: Mapping[str, Any], value: Any) -> Any:
+    """A property's value, a ``Ref`` to a parameter read as the parameter's default."""
+    if isinstance(value, Mapping) and set(value) == {"Ref"}:
+        return template.get("Parameters", {})[value["Ref"]]["Default"]
+    return value
+
+
+def _function(template: Mapping[str, Any], logical_id: str) -> Mapping[str, Any]:
+    return template["Resources"][logical_id]["Properties"]
+
+
+def _memory(template: Mapping[str, Any], logical_id: str) -> int:
+    default = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
+    return int(_value(template, _function(template, logical_id).get("MemorySize", default)))
+
+
+def _stream_mapping(template: Mapping[str, Any], logical_id: str) -> Mapping[str, Any]:
+    events = _function(template, logical_id).get("Events", {})
+    return next(e["Properties"] for e in events.values() if e.get("Type") == "Kinesis")
+
+
+def template_settings(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployment's settings the model prices, read from the parsed template.yaml (its defaults):
+    shards and retention, batching of the stream consumers, memory sizes, log retention, the X-Ray
+    sampling rule of the API and the functions' tracing mode, INFO log sampling. ``Workload`` fields."""
+    resources = template["Resources"]
+    stream = next(r["Properties"] for r in resources.values() if r.get("Type") == "AWS::Kinesis::Stream")
+    mode = (stream.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED")
+    unify, archive = _stream_mapping(template, "UnifyFunction"), _stream_mapping(template, "ArchiveFunction")
+    env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    tracing = _value(template, template.get("Globals", {}).get("Function", {}).get("Tracing", "PassThrough"))
+    settings: dict[str, Any] = {
+        "kinesis_mode": "on_demand" if _value(template, mode) == "ON_DEMAND" else "provisioned",
+        "shards": int(_value(template, stream.get("ShardCount", 1))),
+        "retention_hours": int(_value(template, stream.get("RetentionPeriodHours", 24))),
+        "unify_batch_max": int(_value(template, unify["BatchSize"])),
+        "unify_window_s": float(_value(template, unify.get("MaximumBatchingWindowInSeconds", 0))),
+        "archive_batch_max": int(_value(template, archive["BatchSize"])),
+        "archive_window_s": float(_value(template, archive.get("MaximumBatchingWindowInSeconds", 0))),
+        "collect_mb": _memory(template, "CollectFunction"),
+        "unify_mb": _memory(template, "UnifyFunction"),
+        "archive_mb": _memory(template, "ArchiveFunction"),
+        "segment_mb": _memory(template, "SegmentFunction"),
+        "compact_mb": _memory(template, "CompactFunction"),
+        "activate_mb": _memory(template, "ActivateFunction"),
+        "log_retention_days": int(_value(template, resources["UnifyLogGroup"]["Properties"]["RetentionInDays"])),
+        "function_tracing": str(tracing),
+        "alarms": sum(1 for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"),
+    }
+    # INFO lines are kept in full at LOG_LEVEL INFO (or DEBUG); at WARNING, only the invocations
+    # Powertools samples (POWERTOOLS_LOGGER_SAMPLE_RATE) log at DEBUG and INFO.
+    level = str(_value(template, env.get("LOG_LEVEL", "INFO"))).upper()
+    sample = float(_value(template, env.get("POWERTOOLS_LOGGER_SAMPLE_RATE", 0)))
+    settings["log_sample_rate"] = 1.0 if level in ("DEBUG", "INFO") else sample
+    rules = [r["Properties"]["SamplingRule"] for r in resources.values() if r.get("Type") == "AWS::XRay::SamplingRule"]
+    if rules:  # the API's entry point (API Gateway honours the rule; the collector follows its decision)
+        rule = min(rules, key=lambda r: int(_value(template, r.get("Priority", 10000))))
+        settings["api_xray_reservoir_per_s"] = float(_value(template, rule["ReservoirSize"]))
+        settings["api_xray_rate"] = float(_value(template, rule["FixedRate"]))
+    return settings
+
+
 # --------------------------------------------------------------------------- result
 @dataclass(frozen=True)
 class Line:
@@ -245,10 +314,10 @@ def lambda_cost(invocations: float, seconds_each: float, memory_mb: int, prices:
     return gb_s * prices["lambda_arm64_per_gb_second"] + invocations / 1e6 * prices["lambda_per_million_requests"]
 
 
-def xray_traces(invocations: float, workload: Workload) -> float:
-    """Traces Lambda's default rule records: a reservoir per second, then a fixed rate of the rest."""
-    reservoir = min(invocations, workload.xray_reservoir_per_s * SECONDS_PER_MONTH)
-    return reservoir + workload.xray_rate * (invocations - reservoir)
+def xray_traces(invocations: float, reservoir_per_s: float, rate: float) -> float:
+    """Traces a sampling rule records in a month: a reservoir per second, then a fixed rate of the rest."""
+    reservoir = min(invocations, reservoir_per_s * SECONDS_PER_MONTH)
+    return reservoir + rate * (invocations - reservoir)
 
 
 def unify_events_per_batch(workload: Workload) -> float:
@@ -264,7 +333,7 @@ def _shards(workload: Workload) -> int:
 
 def build(workload: Workload, measured: Measured, prices: Prices,
           assumptions: Assumptions | None = None, *, metric_names: int = 11, dimensioned_metric_names: int = 5,
-          segment_metric_names: int = 2, alarms: int = 7, functions: int = 6) -> CostModel:
+          segment_metric_names: int = 2, functions: int = 6) -> CostModel:
     """Every component's monthly cost for ``workload``. Per-event drivers scale with events;
     fixed ones (keys, alarms, shard-hours) and per-schedule ones (segments) do not."""
     a = assumptions or Assumptions()
@@ -427,13 +496,17 @@ def build(workload: Workload, measured: Measured, prices: Prices,
              f"{metrics} metrics: {metric_names} plain + {functions} ColdStart + "
              f"{dimensioned_metric_names} by reason x {a.dimension_values_per_reason_metric} + "
              f"{w.segment_dimension_metrics} by segment x {w.segments}", per_event=False))
-    add(Line("CloudWatch alarms + dashboard", alarms * p["alarm_month"] + p["dashboard_month"],
-             f"{alarms} alarms + 1 dashboard", per_event=False))
-    traced = (xray_traces(requests, w) + xray_traces(invocations, w) + xray_traces(archive_invocations, w)
-              + xray_traces(runs, w) + xray_traces(act_invocations, w))
-    add(Line("X-Ray", traced / 1e6 * p["xray_per_million_traces"],
-             f"{traced / 1e6:.2f} M traces (default rule: {w.xray_reservoir_per_s:g}/s then "
-             f"{w.xray_rate:.0%}, per function)"))
+    add(Line("CloudWatch alarms + dashboard", w.alarms * p["alarm_month"] + p["dashboard_month"],
+             f"{w.alarms} alarms + 1 dashboard", per_event=False))
+    api_traced = xray_traces(requests, w.api_xray_reservoir_per_s, w.api_xray_rate)
+    own = w.function_tracing == "Active"
+    function_traced = sum(xray_traces(n, w.xray_reservoir_per_s, w.xray_rate) if own else 0.0
+                          for n in (invocations, archive_invocations, runs, act_invocations))
+    add(Line("X-Ray", (api_traced + function_traced) / 1e6 * p["xray_per_million_traces"],
+             f"{(api_traced + function_traced) / 1e6:.2f} M traces: API {api_traced / 1e6:.2f} M (rule "
+             f"{w.api_xray_reservoir_per_s:g}/s then {w.api_xray_rate:.0%}), stream/queue/schedule functions "
+             + (f"{function_traced / 1e6:.2f} M (Lambda's {w.xray_reservoir_per_s:g}/s then {w.xray_rate:.0%} each)"
+                if own else "untraced (PassThrough)")))
 
     # ---- keys and secrets
     kms_requests = a.kms_caller_resource_pairs * 12 * HOURS_PER_MONTH

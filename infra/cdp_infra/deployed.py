@@ -178,7 +178,8 @@ def deploy(stack: str = DEFAULT_STACK, parameters: dict[str, str] | None = None)
     state.stack = stack
     state.timings["emulator_start_s"] = round(time.monotonic() - started, 1)
     env = _sam_environment(state.environment())
-    overrides = {"Architecture": host_architecture(), **(parameters or {})}
+    # The emulator has no X-Ray (its CloudFormation refuses AWS::XRay::SamplingRule): no rule.
+    overrides = {"Architecture": host_architecture(), "ApiTraceSampleRate": "none", **(parameters or {})}
     # SAM CLI joins the overrides and splits them on spaces again: quote each value.
     override_args = [f'{k}="{v}"' for k, v in overrides.items()]
 

@@ -34,7 +34,8 @@ _SKIPPED = {
 # Monitoring that exists only on AWS: skipped without evaluating their properties, which may use
 # intrinsics the local runner does not (``!Ref Api.Stage``, conditions). Locally, metrics are
 # captured from the functions' output instead (``runtime.MetricsRecorder``).
-_MONITORING = {"AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"}
+_MONITORING = {"AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+               "AWS::XRay::SamplingRule"}
 
 
 def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: str | None = None) -> Stack:

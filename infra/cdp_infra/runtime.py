@@ -24,6 +24,10 @@ from typing import Any
 
 from .template import FunctionSpec
 
+# Properties of an EMF line that break a count down without being a dimension
+# (cdp.observability.DETAIL_PROPERTIES; tests/unit/test_observability.py holds them equal).
+DETAIL_PROPERTIES = ("segment",)
+
 
 @dataclass
 class LambdaContext:
@@ -70,7 +74,9 @@ class MetricsRecorder:
         with self._lock:
             totals = self._totals.setdefault(function, {})
             for directive in directives:
-                names = sorted({d for dims in directive.get("Dimensions", []) for d in dims} - {"service"})
+                # A count broken down by a property of the line (not a dimension) is keyed the same way.
+                names = sorted(({d for dims in directive.get("Dimensions", []) for d in dims} - {"service"})
+                               | {p for p in DETAIL_PROPERTIES if p in blob})
                 labels = ",".join(f"{d}={blob.get(d)}" for d in names)
                 for metric in directive.get("Metrics", []):
                     values = blob.get(metric["Name"], 0)

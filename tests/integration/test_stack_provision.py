@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 
 from cdp.settings import Settings
+from cdp_infra.template import load_template
 
 
 def test_every_table_of_the_template_exists_under_its_template_name(stack_settings: Settings) -> None:
@@ -20,8 +21,9 @@ def test_every_table_of_the_template_exists_under_its_template_name(stack_settin
 
 
 def test_stream_bucket_and_queue_exist(stack_settings: Settings) -> None:
+    shards = int(load_template()["Parameters"]["ShardCount"]["Default"])
     assert boto3.client("kinesis").describe_stream_summary(
-        StreamName=stack_settings.events_stream)["StreamDescriptionSummary"]["OpenShardCount"] == 2
+        StreamName=stack_settings.events_stream)["StreamDescriptionSummary"]["OpenShardCount"] == shards
     boto3.client("s3").head_bucket(Bucket=stack_settings.lake_bucket)
     assert stack_settings.activation_queue_url.endswith("cdp-test-activation")
 

@@ -14,8 +14,10 @@ from bench.cost.model import (
     item_size,
     load_prices,
     read_units,
+    template_settings,
     write_units,
 )
+from cdp_infra.template import load_template
 
 PRICES = Path(__file__).resolve().parents[2] / "bench" / "prices-us-east-1.yaml"
 
@@ -109,3 +111,38 @@ def test_the_http_api_costs_less_per_request_than_rest(prices) -> None:
     rest = build(Workload(api="rest"), MEASURED, prices).lines[0]
     http = build(Workload(api="http"), MEASURED, prices).lines[0]
     assert http.monthly / rest.monthly == pytest.approx(1.00 / 3.50)
+
+
+def test_the_model_prices_the_templates_own_settings() -> None:
+    # Given the template as deployed (its parameters' defaults)
+    template = load_template()
+    # When the model reads it
+    settings = template_settings(template)
+    # Then the stream, the unify mapping and the X-Ray rule are the template's
+    resources = template["Resources"]
+    unify = resources["UnifyFunction"]["Properties"]["Events"]["Stream"]["Properties"]
+    rule = resources["ApiTraceSamplingRule"]["Properties"]["SamplingRule"]
+    assert settings["shards"] == int(template["Parameters"]["ShardCount"]["Default"])
+    assert settings["retention_hours"] == int(template["Parameters"]["StreamRetentionHours"]["Default"])
+    assert settings["unify_window_s"] == unify["MaximumBatchingWindowInSeconds"]
+    assert settings["api_xray_rate"] == float(template["Parameters"]["ApiTraceSampleRate"]["Default"])
+    assert settings["api_xray_reservoir_per_s"] == rule["ReservoirSize"]
+    assert settings["alarms"] == sum(1 for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm")
+    assert Workload(**settings).shards == settings["shards"]
+
+
+def test_a_longer_batching_window_means_fewer_unify_invocations_and_traces(prices) -> None:
+    def line(model, name):
+        return next(item.monthly for item in model.lines if item.component.startswith(name))
+
+    short, long = (build(Workload(unify_window_s=w, shards=1), MEASURED, prices) for w in (1, 5))
+    assert line(long, "Lambda unify") < line(short, "Lambda unify")
+    assert line(long, "X-Ray") < line(short, "X-Ray")
+
+
+def test_an_api_sampling_rule_without_reservoir_traces_its_rate_of_requests(prices) -> None:
+    rule = build(Workload(api_xray_reservoir_per_s=0, api_xray_rate=0.01, function_tracing="PassThrough"),
+                 MEASURED, prices)
+    traced = Workload().requests_per_month * 0.01
+    xray = next(item.monthly for item in rule.lines if item.component == "X-Ray")
+    assert xray == pytest.approx(traced / 1e6 * prices["xray_per_million_traces"])

@@ -15,6 +15,7 @@ from cdp.identity.store import MergeLogEntry
 from cdp.jobs.unify_job import UnifyResult
 from cdp.observability import (
     CATALOGUE,
+    DETAIL_PROPERTIES,
     metrics,
     record_activation,
     record_ingest,
@@ -23,6 +24,7 @@ from cdp.observability import (
     record_unify,
 )
 from cdp.segments.membership import MembershipChange
+from cdp_infra import runtime
 from cdp_infra.runtime import MetricsRecorder
 
 
@@ -93,6 +95,23 @@ def test_a_segment_job_counts_entries_exits_and_failures_per_segment(emitted) ->
                               failures={"broken": "invalid_segment: x"})
     record_segment_job(report)
     assert emitted() == {"SegmentsRun": 1, "SegmentEntries{segment=vip}": 4, "SegmentRunFailures{segment=broken}": 1}
+
+
+def test_entries_and_exits_per_segment_are_one_series_each_with_the_segment_in_the_line(capsys) -> None:
+    # Given a unify batch that entered two segments
+    record_unify(UnifyResult(outcome=BatchOutcome(), changes=[_change("vip"), _change("new")]))
+    metrics.flush_metrics()
+    # When the EMF lines are read as CloudWatch reads them
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    entries = [b for b in lines if "SegmentEntries" in b]
+    # Then each line's only dimension is the service, and the segment is a property of the line
+    assert sorted(b["segment"] for b in entries) == ["new", "vip"]
+    assert all(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]] for b in entries)
+
+
+def test_the_local_metrics_recorder_knows_the_properties_counts_are_broken_down_by() -> None:
+    assert runtime.DETAIL_PROPERTIES == DETAIL_PROPERTIES
+    assert {spec.detail for spec in CATALOGUE.values() if spec.detail} <= set(DETAIL_PROPERTIES)
 
 
 def test_an_activation_batch_counts_sent_skipped_by_reason_duplicates_and_failures(emitted) -> None:

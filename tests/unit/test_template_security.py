@@ -227,7 +227,9 @@ def test_the_api_writes_access_logs_to_its_log_group(template: dict[str, Any]) -
 
 
 def test_stream_consumers_keep_retrying_records_for_the_streams_whole_retention(template: dict[str, Any]) -> None:
-    retention_s = int(template["Resources"]["EventsStream"]["Properties"]["RetentionPeriodHours"]) * 3600
+    retention = template["Resources"]["EventsStream"]["Properties"]["RetentionPeriodHours"]
+    assert retention == {"Ref": "StreamRetentionHours"}
+    retention_s = int(template["Parameters"]["StreamRetentionHours"]["MaxValue"]) * 3600
     for r in template["Resources"].values():
         for event in r.get("Properties", {}).get("Events", {}).values():
             if event["Type"] == "Kinesis":
