@@ -10,6 +10,10 @@ backend of its own) are served at once.
 The server keeps connections open between requests (werkzeug's closes each after one response).
 These things of moto are changed here, for a long-running local stack, and nothing else:
 
+* every model instance moto ever made (item versions, stream records, messages) was kept in a list
+  for its dashboard, and every put to a stream added metric data to its CloudWatch: neither is
+  kept (``_patch_retention``), so memory follows what the services hold;
+
 * a Kinesis shard keeps every record ever put, and finds the last sequence number by listing all
   of them: put and get grow with the stream's length, and memory grows without bound. The local
   stack trims what every consumer has processed (``POST /_local/kinesis/trim``), as retention
@@ -23,6 +27,7 @@ These things of moto are changed here, for a long-running local stack, and nothi
 * a Kinesis read starts at its position instead of scanning the shard from its first record.
 
 ``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS;
+``GET /_local/memory`` where its Python memory grew (when started with tracemalloc);
 ``GET /_local/ses/messages`` the raw emails SES has sent (moto keeps them in this process, where
 the stack's own process cannot read them).
 
@@ -108,8 +113,29 @@ def _patch_moto() -> None:
 
     _patch_transactions()
     _patch_dynamodb_responses()
+    _patch_retention()
     modules = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: iter(modules)
+
+
+def _patch_retention() -> None:
+    """What moto keeps that nothing reads, for as long as the process lives.
+
+    * Every instance of a moto model (``BaseModel``: each DynamoDB item version ever written, each
+      stream record, SQS message, metric datum...) is appended to a list of its class, for moto's
+      dashboard (``/moto-api/data.json``), which the local stack never reads: a trimmed stream record
+      or an overwritten profile stayed in memory, ~3 KB per event. Instances are no longer listed.
+    * Each PutRecord(s) adds two data points to moto's CloudWatch (IncomingBytes, IncomingRecords),
+      kept forever; the local stack reads the functions' metrics from their EMF lines instead.
+    """
+    from moto.core.common_models import BaseModel
+    from moto.kinesis.models import KinesisBackend
+
+    def untracked(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(cls)
+
+    BaseModel.__new__ = staticmethod(untracked)  # type: ignore[method-assign, assignment]
+    KinesisBackend._send_stream_metrics = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
 
 
 # Item operations whose results moto already holds in DynamoDB's wire format (AttributeValue maps).
@@ -240,6 +266,44 @@ def held() -> dict[str, int]:
     return counts
 
 
+_BASELINE: list[Any] = []
+
+
+def memory_growth(limit: int = 40) -> list[dict[str, Any]]:
+    """Where the emulator's Python memory grew since the first call, largest first.
+
+    With tracemalloc on (``CDP_EMULATOR_TRACEMALLOC=N`` frames): by allocating stack. Without it
+    (cheap enough for a long run): the objects the garbage collector tracks, by type, with their
+    own sizes (a growing set or dict shows as its table; the strings it holds are not counted).
+    """
+    import gc
+    import tracemalloc
+    from collections import Counter
+
+    gc.collect()
+    if tracemalloc.is_tracing():
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        if not _BASELINE:
+            _BASELINE.append(snapshot)
+        stats = snapshot.compare_to(_BASELINE[0], "traceback")
+        return [{"bytes": s.size_diff, "count": s.count_diff,
+                 "where": [f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno}" for f in s.traceback]}
+                for s in stats[:limit]]
+    counts: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        counts[name] += 1
+        sizes[name] += sys.getsizeof(obj)
+    if not _BASELINE:
+        _BASELINE.append((counts, sizes))
+    base_counts, base_sizes = _BASELINE[0]
+    grown = sorted(sizes, key=lambda n: sizes[n] - base_sizes.get(n, 0), reverse=True)
+    return [{"bytes": sizes[n] - base_sizes.get(n, 0), "count": counts[n] - base_counts.get(n, 0), "where": [n]}
+            for n in grown[:limit]]
+
+
 def raw_emails() -> list[dict[str, Any]]:
     """The raw emails SES (v1 or v2) has sent, in send order: id, source, destinations, raw_data."""
     from moto.ses.models import ses_backends
@@ -318,6 +382,9 @@ class Emulator:
         if path == "/_local/stats":
             with self.all_locks(), self._calls_lock:
                 answer = {"rss_bytes": rss_bytes(), "calls": dict(self.calls), "held": held()}
+        elif path == "/_local/memory":
+            with self.all_locks():
+                answer = {"rss_bytes": rss_bytes(), "top": memory_growth()}
         elif path == "/_local/ses/messages":
             with self.lock("ses"):
                 answer = {"messages": raw_emails()}
@@ -412,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if os.environ.get("CDP_EMULATOR_TRACEMALLOC"):  # for bench_memory: where the memory goes
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ["CDP_EMULATOR_TRACEMALLOC"]))
     server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=keep_alive_handler())
     host, port = server.server_address[:2]
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()

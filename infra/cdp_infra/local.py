@@ -75,6 +75,10 @@ class EmulatorServer:
         """Requests served per operation ([count, seconds]) and the emulator's RSS."""
         return self._call("GET", "/_local/stats")
 
+    def memory(self) -> dict[str, Any]:
+        """RSS and where the emulator's memory grew since the first call (see ``memory_growth``)."""
+        return dict(self._call("GET", "/_local/memory"))
+
     def raw_emails(self) -> list[dict[str, Any]]:
         """The raw emails SES has sent (id, source, destinations, raw_data), in send order."""
         return list(self._call("GET", "/_local/ses/messages")["messages"])
@@ -345,6 +349,11 @@ class LocalPipeline:
         """The emulator's requests per operation and its RSS (see :mod:`cdp_infra.emulator`)."""
         assert self._moto is not None
         return self._moto.stats()
+
+    def emulator_memory(self) -> dict[str, Any]:
+        """The emulator's RSS and where its memory grew since the first call (tracemalloc on)."""
+        assert self._moto is not None
+        return self._moto.memory()
 
     def raw_emails(self) -> list[dict[str, Any]]:
         """The raw emails SES has sent (campaign emails), as the emulator holds them, in send order."""

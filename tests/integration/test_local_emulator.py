@@ -52,6 +52,32 @@ def test_the_emulator_counts_the_requests_it_serves_and_reports_its_memory(emula
     assert stats["rss_bytes"] > 0
 
 
+def test_trimmed_records_and_overwritten_items_do_not_stay_in_the_emulators_memory() -> None:
+    # Given an emulator of its own, its memory's baseline taken
+    server = EmulatorServer().start()
+    try:
+        kinesis, dynamodb = _kinesis(server), _dynamodb(server)
+        kinesis.create_stream(StreamName="m", ShardCount=1)
+        shard = kinesis.list_shards(StreamName="m")["Shards"][0]["ShardId"]
+        dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+        server.memory()
+        # When 300 records are put and trimmed, and one item is written 300 times
+        last = ""
+        for i in range(300):
+            last = kinesis.put_record(StreamName="m", Data=b"x" * 500, PartitionKey="k")["SequenceNumber"]
+            dynamodb.put_item(TableName="t", Item={"k": {"S": "one"}, "n": {"N": str(i)}})
+        server.trim_kinesis(account="123456789012", region="us-east-1", stream="m", shard=shard, through=last)
+        grown = {entry["where"][0]: entry["count"] for entry in server.memory()["top"]}
+    finally:
+        server.stop()
+    # Then neither the records nor the item's old versions are still held
+    assert grown.get("moto.kinesis.models.Record", 0) <= 0
+    assert grown.get("moto.dynamodb.models.dynamo_type.Item", 0) <= 1
+    assert grown.get("moto.cloudwatch.models.MetricDatum", 0) <= 0
+
+
 def _dynamodb(emulator: EmulatorServer):  # type: ignore[no-untyped-def]
     return boto3.client("dynamodb", endpoint_url=f"http://{emulator.host}:{emulator.port}", region_name="us-east-1")
 
