@@ -1,4 +1,4 @@
-"""SQS (segment membership changes) -> SES email, once per segment entry and per entry campaign."""
+"""SQS (segment membership changes, campaign triggers) -> SES email, once per entry, entry campaign, trigger."""
 
 import json
 from collections import Counter
@@ -20,6 +20,7 @@ from cdp.activation import (
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.messages import DynamoMessageJournal
+from cdp.adapters.scheduler import OneTimeSchedules
 from cdp.adapters.secrets import CachedSecret
 from cdp.adapters.ses import SesEmailSender
 from cdp.adapters.sesv2 import SesV2RawSender
@@ -28,7 +29,9 @@ from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.eligibility import load_policy
 from cdp.campaigns.entries import on_entry
 from cdp.campaigns.send import CampaignReport, EmailSetup
-from cdp.observability import metrics, record_activation, record_campaigns
+from cdp.campaigns.triggers import BODY_KEY, TriggerContext, on_trigger, unless_traits
+from cdp.identity.config import load_identity_config
+from cdp.observability import metrics, record_activation, record_campaigns, record_triggered
 from cdp.profiles.messages import record_sent
 from cdp.segments.membership import MembershipChange
 from cdp.settings import ACTIVATION_FIELDS, FUNCTION_FIELDS, Settings
@@ -65,9 +68,23 @@ def campaign_deps() -> dict:
             "deferrals": SqsDeferrals(settings)}
 
 
+@cache
+def trigger_context() -> TriggerContext:
+    d, settings = campaign_deps(), Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
+    identity = load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
+    return TriggerContext(campaigns={c.name: c for c in d["campaigns"]}, unless=unless_traits(d["campaigns"], identity),
+                          profiles=d["profiles"], journal=d["journal"], ledger=d["ledger"], setup=d["setup"],
+                          policy=d["policy"], schedule=OneTimeSchedules(settings))
+
+
 def record_handler(record: SQSRecord, report: ActivationReport | None = None,
-                   campaigns: CampaignReport | None = None) -> None:
+                   campaigns: CampaignReport | None = None, triggered: CampaignReport | None = None) -> None:
     body = json.loads(record.body)
+    if BODY_KEY in body:
+        later = on_trigger(body, trigger_context(), now=datetime.now(UTC),
+                           report=triggered if triggered is not None else CampaignReport())
+        campaign_deps()["deferrals"].defer(later)
+        return
     if "campaign" not in body:  # a deferred campaign message is for that campaign only
         deliver_segment_email(body, report)
     d = campaign_deps()
@@ -90,17 +107,21 @@ def deliver_segment_email(body: dict, report: ActivationReport | None) -> None:
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     report = ActivationReport()  # one for the batch: one log line and one metric set per batch
-    campaigns = CampaignReport()
+    campaigns, triggered = CampaignReport(), CampaignReport()
     response = process_partial_response(event=event, processor=processor, context=context,
-                                        record_handler=partial(record_handler, report=report, campaigns=campaigns))
+                                        record_handler=partial(record_handler, report=report, campaigns=campaigns,
+                                                               triggered=triggered))
     failures = len(response.get("batchItemFailures") or [])
     record_activation(report, failures)
     record_campaigns(campaigns)
+    record_triggered(triggered)
     logger.info("activation", extra={"messages": len(event.get("Records") or []), "sent": len(report.sent),
                                      "skipped": dict(Counter(report.skipped.values())), "duplicates": len(report.duplicates),
                                      "failed": failures, "refused": dict(Counter(report.failed.values())),
                                      "unrecorded": len(report.unrecorded),
                                      "campaigns": {"sent": len(campaigns.sent), "duplicates": len(campaigns.duplicates),
                                                    "skipped": campaigns.skipped_by_reason(),
-                                                   "deferred": len(campaigns.deferred)}})
+                                                   "deferred": len(campaigns.deferred)},
+                                     "triggered": {"sent": len(triggered.sent), "skipped": triggered.skipped_by_reason(),
+                                                   "waiting": len(triggered.deferred)}})
     return response

@@ -15,9 +15,11 @@ from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.failures import S3FailureStore
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.privacy import DynamoPrivacyStore
-from cdp.adapters.sqs import SqsChangePublisher
+from cdp.adapters.sqs import SqsChangePublisher, SqsTriggerPublisher
+from cdp.campaigns.definition import load_campaigns
+from cdp.campaigns.triggers import TriggerIndex
 from cdp.identity.config import IdentityConfig, load_identity_config
-from cdp.jobs.unify_job import RealtimeSegments, unify_records
+from cdp.jobs.unify_job import CampaignTriggers, RealtimeSegments, unify_records
 from cdp.observability import metrics, record_unify
 from cdp.privacy.suppression import SuppressionList
 from cdp.segments.catalog import all_segments
@@ -56,17 +58,25 @@ def realtime() -> RealtimeSegments:
                             DynamoMembershipStore(settings), SqsChangePublisher(settings))
 
 
+@cache
+def triggers() -> CampaignTriggers:
+    index = TriggerIndex(load_campaigns(Path(__file__).parent / "campaigns"))
+    return CampaignTriggers(index, SqsTriggerPublisher(Settings.from_env(require=FUNCTION_FIELDS)))
+
+
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     result = unify_records(stream_records(event), store(), config=config(), now=datetime.now(UTC),
-                           realtime=realtime(), failures=failures(), suppression=suppression())
+                           realtime=realtime(), failures=failures(), suppression=suppression(),
+                           triggers=triggers())
     record_unify(result)
     o = result.outcome
     logger.info("unified", extra={"applied": len(o.applied), "duplicates": len(o.duplicates), "failed": o.failed,
                                   "rejected": o.rejected, "isolated": o.isolated,
                                   "kept": len(result.kept), "profiles_created": len(o.created), "merges": len(o.merges),
                                   "refused": len(o.refusals), "retry": len(result.retry),
-                                  "segment_changes": len(result.changes)})
+                                  "segment_changes": len(result.changes), "triggers": result.triggers,
+                                  "triggers_stale": result.triggers_stale})
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in result.retry]}

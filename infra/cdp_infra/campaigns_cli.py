@@ -63,11 +63,13 @@ def _dirs(parser: argparse.ArgumentParser) -> None:
 
 
 def _campaigns(args: argparse.Namespace) -> list[Any]:
-    from cdp.campaigns.definition import check_segments, load_campaigns
+    from cdp.campaigns.definition import check_segments, check_unless, load_campaigns
+    from cdp.identity.config import load_identity_config
     from cdp.segments.catalog import all_segments
 
     campaigns = load_campaigns(args.dir)
     check_segments(campaigns, [s.name for s in all_segments(args.segments)])
+    check_unless(campaigns, load_identity_config(REPO_ROOT / "config" / "identity.yaml").computed_traits)
     return campaigns
 
 

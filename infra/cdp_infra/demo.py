@@ -62,6 +62,8 @@ class DemoSummary:
     report: dict[str, Any] = field(default_factory=dict)
     # Ad audiences and webhooks (demo_destinations): per destination pushed, expected, requests, violations.
     destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The demo's checkouts for the triggered campaign, by what must become of them (CHECKOUTS).
+    checkouts: dict[str, int] = field(default_factory=dict)
     # One person erased at the end: status, what was removed per store, the verification, the time,
     # the person's distinct events in the dataset, the lake's events about them before (theirs and the
     # demo's email outcomes and unsubscribes about them), and what the lake lost.
@@ -376,7 +378,7 @@ def emails_sent(pipeline: LocalPipeline) -> int:
     return int(pipeline.client("ses").get_send_quota()["SentLast24Hours"])
 
 
-AUTOMATED, ADHOC = "new-customer-welcome", "loyalty-launch"
+AUTOMATED, ADHOC, TRIGGERED = "new-customer-welcome", "loyalty-launch", "checkout-reminder"
 #: The simulated mailbox provider bounces every BOUNCE_EVERY-th message for good.
 BOUNCE_EVERY = 10
 
@@ -402,6 +404,55 @@ def campaign_emails_sent(pipeline: LocalPipeline) -> int:
     return sum(1 for m in pipeline.raw_emails() if email.message_from_string(m["raw_data"])["X-CDP-Campaign"])
 
 
+#: The demo's checkouts, by what must become of their reminder: sent (no order since; these people never
+#: order), cancelled by an order half an hour later, still waiting (started 10 minutes ago: an hour's
+#: wait is a one-time schedule), and too old to act on (three days ago).
+CHECKOUTS = {"remind": 12, "ordered": 8, "waiting": 5, "stale": 5}
+
+
+def checkout_events(dataset: Dataset, now: datetime) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """``Checkout Started`` (and some ``Order Completed``) for identified people, as one batch.
+
+    The reminder's wait (checkout-reminder: 60 minutes) cannot pass during a demo run, so most
+    checkouts happened three hours ago: their wait is over when they arrive and the reminder is
+    decided at once; the orders are in the same batch, so unify has applied them when it decides.
+    """
+    import uuid
+
+    from cdp.times import format_time
+
+    nobuy = [p for p in dataset.persons if p.identified and not p.orders]
+    others = [p for p in dataset.persons if p.identified and p.orders]
+    groups = {"remind": nobuy[:CHECKOUTS["remind"]], "ordered": others[:CHECKOUTS["ordered"]],
+              "waiting": nobuy[CHECKOUTS["remind"]:CHECKOUTS["remind"] + CHECKOUTS["waiting"]],
+              "stale": others[CHECKOUTS["ordered"]:CHECKOUTS["ordered"] + CHECKOUTS["stale"]]}
+    started = {"remind": now - timedelta(hours=3), "ordered": now - timedelta(hours=3),
+               "waiting": now - timedelta(minutes=10), "stale": now - timedelta(days=3)}
+    events: list[dict[str, Any]] = []
+    for group, people in groups.items():
+        for person in people:
+            user = next(i.split(":", 1)[1] for i in person.identifiers if i.startswith("user_id:"))
+            base = {"type": "track", "userId": user}
+            events.append({**base, "messageId": str(uuid.uuid4()), "event": "Checkout Started",
+                           "timestamp": format_time(started[group]), "properties": {"value": 42, "currency": "USD"}})
+            if group == "ordered":
+                events.append({**base, "messageId": str(uuid.uuid4()), "event": "Order Completed",
+                               "timestamp": format_time(started[group] + timedelta(minutes=30)),
+                               "properties": {"order_id": f"demo-{person.index}", "revenue": 42, "currency": "USD"}})
+    return events, {group: len(people) for group, people in groups.items()}
+
+
+def run_checkouts(pipeline: LocalPipeline, dataset: Dataset, summary: DemoSummary, write_key: str,
+                  progress: Progress) -> dict[str, int]:
+    events, groups = checkout_events(dataset, datetime.now(UTC))
+    progress(f"checkouts: {len(events)} events ({groups}) for the triggered campaign {TRIGGERED}")
+    tally = send_batches(pipeline.url, write_key, [events])
+    summary.events_sent += len(events)
+    summary.events_accepted += tally.accepted
+    summary.events_rejected += tally.rejected
+    return groups
+
+
 def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress) -> None:
     """The automated campaign has sent on segment entry; send the ad-hoc one (dry run, confirm, retry),
     then play the mailbox provider: SES events for every message, one one-click unsubscribe each."""
@@ -419,9 +470,8 @@ def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progr
     policy = load_policy(REPO_ROOT / "config" / "activation.yaml")
     now = datetime.now(UTC)
     auto = find_campaign(campaigns, AUTOMATED)
-    skipped = {k.split("reason=", 1)[1].rstrip("}"): int(v)
-               for k, v in pipeline.metrics.snapshot().get("ActivateFunction", {}).items()
-               if k.startswith("CampaignSkipped{") and not k.endswith("reason=duplicate}")}
+    activate = pipeline.metrics.snapshot().get("ActivateFunction", {})
+    skipped = _by_reason(activate, "CampaignSkipped")
     # Every entry published for the segment (real-time or scheduled) owes one decision: send or skip.
     entries = sum(int(v) for metrics in pipeline.metrics.snapshot().values() for k, v in metrics.items()
                   if k == f"SegmentEntries{{segment={auto.audience.segment}}}")
@@ -435,11 +485,17 @@ def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progr
     summary.campaigns[ADHOC] = {"kind": adhoc.kind, "owed": plan["would_send"] + sum(plan["skipped"].values()),
                                 "dry_run_would_send": plan["would_send"], "sent": first["sent"],
                                 "skipped": first["skipped"], "retry_sent": again["sent"]}
-    summary.campaigns["checkout-reminder"] = {"kind": "triggered", "not_run": "the trigger runner is not built yet"}
+    unify = pipeline.metrics.snapshot().get("UnifyFunction", {})
+    assert pipeline.one_time is not None
+    waiting = [s for s in pipeline.one_time.pending() if TRIGGERED in s["Target"].get("Input", "")]
+    summary.campaigns[TRIGGERED] = {"kind": "triggered", "owed": int(unify.get("CampaignTriggers", 0)),
+                                    "sent": len(campaign_messages(pipeline, TRIGGERED)),
+                                    "skipped": _by_reason(activate, "TriggeredSkipped"), "waiting": len(waiting),
+                                    "stale": int(unify.get("CampaignTriggersStale", 0))}
 
     progress("simulated mailbox provider: SES events for every campaign email, one unsubscribe per campaign")
     events = 0
-    for name in (AUTOMATED, ADHOC):
+    for name in (AUTOMATED, ADHOC, TRIGGERED):
         records = []
         messages = campaign_messages(pipeline, name)
         for i, (message, parsed) in enumerate(messages):
@@ -477,7 +533,7 @@ def campaign_results_into(pipeline: LocalPipeline, summary: DemoSummary) -> None
 
     from .template import REPO_ROOT
 
-    chosen = [c for c in load_campaigns(REPO_ROOT / "campaigns") if c.name in (AUTOMATED, ADHOC)]
+    chosen = [c for c in load_campaigns(REPO_ROOT / "campaigns") if c.name in (AUTOMATED, ADHOC, TRIGGERED)]
     since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     for result in campaign_results(query_engine(pipeline.settings), chosen, since=since):
         row = result.to_dict()
@@ -522,6 +578,8 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
                 summary.segments[name] = {"error": reason}
             summary.segments_skipped += report.get("skipped", [])
         progress("waiting for activation to send")
+        _wait(pipeline, progress, summary.events_accepted)
+        summary.checkouts = run_checkouts(pipeline, dataset, summary, write_key, progress)
         _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["segment_and_activate"] = round(time.monotonic() - t3, 1)
         t4 = time.monotonic()
@@ -582,8 +640,10 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
         "repeat buyers = the dataset's people with enough recent orders": not s.membership_problems,
         "emails sent = entries of segments with an email channel + campaign sends":
             s.emails_sent == s.email_entries + _campaign_sent(s),
-        "campaign sent + skipped = its audience, per campaign":
-            all(c["sent"] + sum(c["skipped"].values()) == c["owed"] for c in _ran(s)),
+        "campaign sent + skipped (+ still waiting) = its audience, per campaign":
+            all(c["sent"] + sum(c["skipped"].values()) + c.get("waiting", 0) == c["owed"] for c in _ran(s)),
+        "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts":
+            _triggered_as_planned(s),
         "a retried ad-hoc send sends nobody twice": all(c.get("retry_sent", 0) == 0 for c in _ran(s)),
         "SES outcomes in the lake = messages sent, per campaign":
             all(c.get("sent_in_lake") == c["sent"] == c.get("delivered", 0) + c.get("bounced", 0) for c in _ran(s)),
@@ -604,6 +664,19 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
             and s.erasure.get("lake_events_about", -1) >= s.erasure.get("person_events", 0) > 0
             and s.erasure.get("lake_events_removed") == s.erasure.get("lake_events_about"),
     }
+
+
+def _triggered_as_planned(s: DemoSummary) -> bool:
+    ran, n = [c for c in _ran(s) if c["kind"] == "triggered"], s.checkouts
+    return bool(ran and n) and all(
+        c["owed"] == n["remind"] + n["ordered"] + n["waiting"] and c["skipped"].get("cancelled_unless", 0) == n["ordered"]
+        and c.get("waiting") == n["waiting"] and c.get("stale") == n["stale"] for c in ran)
+
+
+def _by_reason(metrics: Mapping[str, float], name: str) -> dict[str, int]:
+    """``name{reason=...}`` metrics by reason, duplicates left out (a redelivery, not a decision)."""
+    return {k.split("reason=", 1)[1].rstrip("}"): int(v) for k, v in metrics.items()
+            if k.startswith(f"{name}{{") and not k.endswith("reason=duplicate}")}
 
 
 def _ran(s: DemoSummary) -> list[dict[str, Any]]:
@@ -707,7 +780,8 @@ def _campaign_lines(s: DemoSummary) -> list[str]:
         lines.append(f"  campaign {name:<22} ({c['kind']}) sent {c['sent']:,} of {c['owed']:,}; skipped: {skipped}; "
                      f"delivered {c.get('delivered', 0):,}, bounced {c.get('bounced', 0):,}, "
                      f"unsubscribed {c.get('unsubscribed', 0):,}"
-                     + (f"; retried send sent {c['retry_sent']}" if "retry_sent" in c else ""))
+                     + (f"; retried send sent {c['retry_sent']}" if "retry_sent" in c else "")
+                     + (f"; waiting {c['waiting']}, too old {c['stale']}" if "waiting" in c else ""))
     return lines
 
 

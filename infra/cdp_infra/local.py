@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 
-from .pollers import KinesisShardPoller, Scheduler, SqsPoller
+from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SqsPoller
 from .provision import provision
 from .runtime import LocalFunction, MetricsRecorder, capture_emf
 from .server import AdminRoutes, LocalApi, Route, TokenBucket
@@ -147,6 +147,7 @@ class LocalPipeline:
         self.kinesis_pollers: list[KinesisShardPoller] = []
         self.sqs_pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
+        self.one_time: OneTimeSchedules | None = None
         self.endpoint_url = ""
         # The profile API's token: generated with the stack's secret, or the one the config gives.
         self.admin_token = ""
@@ -208,6 +209,8 @@ class LocalPipeline:
         self._stopping.set()
         if self.scheduler:
             self.scheduler.stop()
+        if self.one_time:
+            self.one_time.stop()
         for poller in [*self.kinesis_pollers, *self.sqs_pollers]:
             poller.stop()
         if self.api:
@@ -321,6 +324,11 @@ class LocalPipeline:
         self.scheduler = Scheduler(jobs, self.stack.region, self.stack.account_id)
         if self.config.run_schedules:
             self.scheduler.start()
+        # One-time schedules the functions create (triggered campaigns' long waits) always run, as on AWS.
+        groups = [self.stack.refs[lid] for lid, r in self.stack.resources.items()
+                  if r["Type"] == "AWS::Scheduler::ScheduleGroup"]
+        self.one_time = OneTimeSchedules(self.client("scheduler"), self.client("sqs"), groups,
+                                         self._queue_url_for_arn).start()
 
     def trim_streams(self) -> int:
         """Forget the stream records every consumer of their shard has processed; how many."""

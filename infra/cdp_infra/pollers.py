@@ -439,3 +439,80 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+_AT = re.compile(r"^at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)$")
+
+
+def one_time_due(expression: str, timezone: str | None = None) -> datetime | None:
+    """When an EventBridge Scheduler ``at(...)`` expression fires (UTC); None for rate/cron."""
+    from zoneinfo import ZoneInfo
+
+    m = _AT.match(expression.strip())
+    if not m:
+        return None
+    local = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=ZoneInfo(timezone or "UTC"))
+    return local.astimezone(UTC)
+
+
+class OneTimeSchedules:
+    """EventBridge Scheduler's one-time schedules, fired as AWS fires them: when ``at(...)`` is due,
+    the target (an SQS queue here) gets the schedule's ``Input``, then a schedule with
+    ``ActionAfterCompletion: DELETE`` is deleted. The emulator stores schedules but never fires them."""
+
+    def __init__(self, scheduler: Any, sqs: Any, groups: list[str], queue_url_for_arn: Any,
+                 interval_s: float = 1.0) -> None:
+        self.scheduler, self.sqs, self.groups = scheduler, sqs, groups
+        self.queue_url_for_arn, self.interval_s = queue_url_for_arn, interval_s
+        self.fired = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Every schedule of the groups, with its details (GetSchedule)."""
+        found = []
+        for group in self.groups:
+            for page in self.scheduler.get_paginator("list_schedules").paginate(GroupName=group):
+                for summary in page.get("Schedules", []):
+                    found.append(self.scheduler.get_schedule(GroupName=group, Name=summary["Name"]))
+        return found
+
+    def fire_due(self, now: datetime | None = None) -> int:
+        """Fire every enabled one-time schedule due at ``now`` (default: the clock); how many fired."""
+        now = now or datetime.now(UTC)
+        fired = 0
+        with self._lock:  # the thread and a test calling this never fire one schedule twice
+            for detail in self.pending():
+                due = one_time_due(detail["ScheduleExpression"], detail.get("ScheduleExpressionTimezone"))
+                if detail.get("State", "ENABLED") != "ENABLED" or due is None or due > now:
+                    continue
+                target = detail["Target"]
+                if ":sqs:" not in target["Arn"]:
+                    log.error("schedule %s: only SQS targets are emulated (%s)", detail["Name"], target["Arn"])
+                    continue
+                self.sqs.send_message(QueueUrl=self.queue_url_for_arn(target["Arn"]),
+                                      MessageBody=target.get("Input", "{}"))
+                if detail.get("ActionAfterCompletion") == "DELETE":
+                    self.scheduler.delete_schedule(GroupName=detail["GroupName"], Name=detail["Name"])
+                fired += 1
+            self.fired += fired
+        return fired
+
+    def start(self) -> OneTimeSchedules:
+        if self.groups:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="one-time-schedules")
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.fire_due()
+            except Exception:
+                log.exception("firing one-time schedules failed; retrying")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)

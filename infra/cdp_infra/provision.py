@@ -62,6 +62,7 @@ def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: 
         "AWS::KMS::Key": lambda lid, p: _kms_key(stack, client("kms"), lid, p),
         "AWS::KMS::Alias": lambda lid, p: _kms_alias(stack, client("kms"), lid, p),
         "AWS::SecretsManager::Secret": lambda lid, p: _secret(stack, client("secretsmanager"), lid, p),
+        "AWS::Scheduler::ScheduleGroup": lambda lid, p: _schedule_group(stack, client("scheduler"), lid, p),
     }
     pending = dict(stack.resources)
     while pending:
@@ -149,6 +150,13 @@ def _queue(stack: Stack, sqs: Any, logical: str, p: dict[str, Any]) -> None:
     url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     stack.refs[logical] = url
     stack.attrs[logical] = {"Arn": _arn(stack, "sqs", name), "QueueName": name, "QueueUrl": url}
+
+
+def _schedule_group(stack: Stack, scheduler: Any, logical: str, p: dict[str, Any]) -> None:
+    name = p["Name"]
+    arn = scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
+    stack.refs[logical] = name
+    stack.attrs[logical] = {"Arn": arn}
 
 
 def _glue_database(stack: Stack, glue: Any, logical: str, p: dict[str, Any]) -> None:

@@ -38,14 +38,17 @@ def _passing() -> DemoSummary:
         rejected_by_reason={MISSING_IDENTITY: 2}, expected_rejections={MISSING_IDENTITY: 2},
         quarantined=2, events_in_lake=8, profiles=3, expected_profiles=3,
         segments={"repeat-buyers": {"members": 1, "entered": 1, "exited": 0, "bytes_scanned": 10}},
-        segments_configured=["repeat-buyers"], email_entries=1, emails_sent=4,
-        metrics={"EventsAccepted": 8, "EmailsSent": 3},
+        segments_configured=["repeat-buyers"], email_entries=1, emails_sent=5,
+        metrics={"EventsAccepted": 8, "EmailsSent": 4},
         campaigns={
             "auto": {"kind": "automated", "owed": 3, "sent": 2, "skipped": {"no_consent": 1}, "sent_in_lake": 2,
                      "delivered": 1, "bounced": 1, "unsubscribed": 1, "unsubscribes_clicked": 1},
             "once": {"kind": "adhoc", "owed": 1, "sent": 1, "skipped": {}, "retry_sent": 0, "sent_in_lake": 1,
                      "delivered": 1, "bounced": 0, "unsubscribed": 0, "unsubscribes_clicked": 0},
-            "trig": {"kind": "triggered", "not_run": "not built"}},
+            "trig": {"kind": "triggered", "owed": 3, "sent": 1, "skipped": {"cancelled_unless": 1}, "waiting": 1,
+                     "stale": 1, "sent_in_lake": 1, "delivered": 1, "bounced": 0, "unsubscribed": 0,
+                     "unsubscribes_clicked": 0}},
+        checkouts={"remind": 1, "ordered": 1, "waiting": 1, "stale": 1},
         campaign_events=0,
         destinations={"meta": {"pushed": 1, "expected": 1, "requests": 1, "violations": 0}},
         erasure={"status": "done", "remaining": 0, "person_events": 4, "lake_events_about": 5, "lake_events_removed": 5},
@@ -100,7 +103,7 @@ def test_unrelated_profiles_can_be_ignored_on_a_shared_stack() -> None:
 # ----------------------------------------------------------------------------- evaluate
 def test_a_consistent_summary_passes_every_check() -> None:
     checks = evaluate(_passing())
-    assert len(checks) == 17 and all(checks.values())
+    assert len(checks) == 18 and all(checks.values())
 
 
 @pytest.mark.parametrize(("change", "failing"), [
@@ -117,7 +120,14 @@ def test_a_consistent_summary_passes_every_check() -> None:
     ({"membership_problems": ["repeat-buyers: person 1 should be a member but is not"]},
      "repeat buyers = the dataset's people with enough recent orders"),
     ({"email_entries": 2}, "emails sent = entries of segments with an email channel + campaign sends"),
-    ({"campaigns": _campaign("auto", skipped={})}, "campaign sent + skipped = its audience, per campaign"),
+    ({"campaigns": _campaign("auto", skipped={})},
+     "campaign sent + skipped (+ still waiting) = its audience, per campaign"),
+    ({"campaigns": _campaign("trig", skipped={"no_consent": 1})},
+     "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts"),
+    ({"campaigns": _campaign("trig", stale=0)},
+     "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts"),
+    ({"checkouts": {}},
+     "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts"),
     ({"campaigns": _campaign("once", retry_sent=1)}, "a retried ad-hoc send sends nobody twice"),
     ({"campaigns": _campaign("auto", delivered=2)}, "SES outcomes in the lake = messages sent, per campaign"),
     ({"campaigns": _campaign("auto", unsubscribed=0)}, "every one-click unsubscribe is in the lake"),
@@ -126,8 +136,8 @@ def test_a_consistent_summary_passes_every_check() -> None:
      "every configured segment ran and none failed"),
     ({"segments": {}}, "every configured segment ran and none failed"),
     ({"segments_skipped": ["repeat-buyers"]}, "every configured segment ran and none failed"),
-    ({"metrics": {"EventsAccepted": 7, "EmailsSent": 3}}, "metrics agree: events accepted"),
-    ({"metrics": {"EventsAccepted": 8, "EmailsSent": 4}}, "metrics agree: emails sent"),
+    ({"metrics": {"EventsAccepted": 7, "EmailsSent": 4}}, "metrics agree: events accepted"),
+    ({"metrics": {"EventsAccepted": 8, "EmailsSent": 5}}, "metrics agree: emails sent"),
     ({"failure_destination": 1}, "nothing sent to the failure destination"),
     ({"destinations": {"meta": {"pushed": 0, "expected": 1, "requests": 1, "violations": 0}}},
      "each ad audience and webhook holds exactly its consenting members, within the contract"),

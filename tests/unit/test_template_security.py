@@ -71,9 +71,14 @@ def statement_violations(statement: dict[str, Any], allowed: set[str]) -> list[s
     return problems
 
 
+#: Roles an AWS service (not a function) assumes, each listed by its logical id in the allow-list
+#: file of the function whose code makes the service use it.
+SERVICE_ROLES = {"TriggerSchedulerRole": "scheduler.amazonaws.com"}
+
+
 def function_roles(cloudformation: dict[str, Any]) -> dict[str, str]:
-    """Role logical id -> the function logical id that runs as it."""
-    roles = {}
+    """Role logical id -> the function logical id that runs as it (a service role: its own id)."""
+    roles = {role: role for role in SERVICE_ROLES}
     for logical, resource in cloudformation["Resources"].items():
         if resource["Type"] == "AWS::Lambda::Function":
             role = resource["Properties"]["Role"]
@@ -115,11 +120,28 @@ def test_every_role_grants_exactly_its_functions_allow_list(cloudformation: dict
         assert granted == allowed, f"{function}: listed but not granted {sorted(allowed - granted)}"
 
 
+def test_a_service_role_is_assumed_by_its_service_of_this_account_only(template: dict[str, Any]) -> None:
+    for role, service in SERVICE_ROLES.items():
+        (trust,) = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": service}
+        assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+
+
+def test_only_the_activation_function_may_pass_the_scheduler_role_and_to_the_scheduler_only(
+        template: dict[str, Any]) -> None:
+    passing = {logical: st for logical, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"
+               for st in role_statements(r) if "iam:PassRole" in _as_list(st["Action"])}
+    assert list(passing) == ["ActivateRole"]
+    assert passing["ActivateRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+
+
 def test_each_allow_list_sits_beside_the_code_of_its_functions(template: dict[str, Any]) -> None:
     functions = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
     allow = allowed_actions()
-    assert set(allow) == set(functions)
+    assert set(allow) == set(functions) | set(SERVICE_ROLES)
     for function, (path, _) in allow.items():
+        if function in SERVICE_ROLES:
+            continue
         assert path.parent == (REPO_ROOT / functions[function]["Properties"]["CodeUri"]).resolve()
 
 

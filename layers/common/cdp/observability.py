@@ -89,6 +89,14 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
                "quiet_hours, duplicate"),
     MetricSpec("CampaignDeferred", None, "ActivateFunction",
                "campaign messages put back on the queue until the person's quiet hours end"),
+    MetricSpec("CampaignTriggers", None, "UnifyFunction",
+               "trigger messages of triggered campaigns put on the activation queue (a redelivery repeats them)"),
+    MetricSpec("CampaignTriggersStale", None, "UnifyFunction",
+               "triggers whose wait ended over a day ago (an imported history): not acted on"),
+    MetricSpec("TriggeredSkipped", "reason", "ActivateFunction",
+               "triggered-campaign messages not sent: cancelled_unless, stale, no_profile, the campaign skips, duplicate"),
+    MetricSpec("TriggeredWaiting", None, "ActivateFunction",
+               "triggers whose wait goes on: a one-time schedule (over 15 min), or back on the queue"),
     MetricSpec("EmailOutcomes", "reason", "FeedbackFunction",
                "what SES reported of campaign emails: delivered, bounced, complained, rejected, opened, clicked"),
     MetricSpec("ActivationFailures", None, "ActivateFunction",
@@ -183,6 +191,16 @@ def record_unify(result: UnifyResult) -> None:
     _add_by("MergesRefused", _tally(entry.rule or "unknown" for entry in outcome.refusals))
     _add_by("SegmentEntries", _tally(c.segment for c in result.changes if c.change == "entered"))
     _add_by("SegmentExits", _tally(c.segment for c in result.changes if c.change == "exited"))
+    _add("CampaignTriggers", result.triggers)
+    _add("CampaignTriggersStale", result.triggers_stale)
+
+
+def record_triggered(report: CampaignReport) -> None:
+    """One batch's triggered-campaign decisions: sent (they count as emails sent), skipped by reason
+    (``cancelled_unless``, ``stale``, the send skips ...), and waits scheduled or put back on the queue."""
+    _add("EmailsSent", len(report.sent))
+    _add_by("TriggeredSkipped", _tally([*report.skipped.values(), *(["duplicate"] * len(report.duplicates))]))
+    _add("TriggeredWaiting", len(report.deferred))
 
 
 def record_archive(result: ArchiveResult) -> None:

@@ -57,6 +57,11 @@ class Settings:
     ses_configuration_set: str = ""
     # Base URL of the collector's API: campaign emails' one-click unsubscribe links point there.
     unsubscribe_base_url: str = ""
+    # Triggered campaigns' waits over 15 minutes: EventBridge Scheduler one-time schedules in this
+    # group, which put the trigger on the activation queue (its ARN) as this role.
+    trigger_schedule_group: str = ""
+    trigger_scheduler_role_arn: str = ""
+    activation_queue_arn: str = ""
     # The secret holding the key unsubscribe links are signed with (activation) and checked with (collector).
     unsubscribe_secret_arn: str = ""
     # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
@@ -127,7 +132,8 @@ DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_
 UNSUBSCRIBE_FIELDS = frozenset({"unsubscribe_secret_arn"})
 
 #: Fields template.yaml gives the activation function only (campaign emails).
-ACTIVATION_FIELDS = frozenset({"ses_configuration_set", "unsubscribe_base_url"}) | UNSUBSCRIBE_FIELDS
+ACTIVATION_FIELDS = frozenset({"ses_configuration_set", "unsubscribe_base_url", "trigger_schedule_group",
+                               "trigger_scheduler_role_arn", "activation_queue_arn"}) | UNSUBSCRIBE_FIELDS
 
 #: The collector's minimisation options: template Parameters given to the collector only, each with
 #: a default that keeps everything (so not required).

@@ -48,3 +48,20 @@ class SqsDeferrals(AwsAdapter):
             with aws_errors("cannot defer a campaign message"):
                 self.client.send_message(QueueUrl=self.settings.activation_queue_url,
                                          MessageBody=json.dumps(item.body), DelaySeconds=item.delay_seconds)
+
+
+class SqsTriggerPublisher(AwsAdapter):
+    """Unify's trigger feed: trigger messages onto the activation queue, each with its own delay (<= 900 s)."""
+
+    service = "sqs"
+
+    def __call__(self, messages: list) -> None:  # list[tuple[cdp.campaigns.triggers.TriggerMessage, int]]
+        for start in range(0, len(messages), BATCH_SIZE):
+            chunk = messages[start:start + BATCH_SIZE]
+            with aws_errors("cannot publish campaign triggers"):
+                out = self.client.send_message_batch(
+                    QueueUrl=self.settings.activation_queue_url,
+                    Entries=[{"Id": str(i), "MessageBody": json.dumps(m.to_body()), "DelaySeconds": delay}
+                             for i, (m, delay) in enumerate(chunk)])
+            if out.get("Failed"):
+                raise StoreError("some campaign triggers were not published", failed=out["Failed"])

@@ -25,7 +25,7 @@ Every error raises :class:`cdp.errors.InvalidCampaign` as ``file:line: field: re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -90,7 +90,7 @@ class Trigger:
     delay_minutes: int = 0
     unless: tuple[str, ...] = ()  # events that, seen since the trigger, cancel the message
 
-    def matches(self, event: dict[str, Any]) -> bool:
+    def matches(self, event: Mapping[str, Any]) -> bool:
         if event.get("type") != "track" or event.get("event") != self.event:
             return False
         found = event.get("properties")
@@ -211,6 +211,22 @@ def check_segments(campaigns: Iterable[Campaign], segments: Iterable[str]) -> No
             raise InvalidCampaign(f"{campaign.source}:1: audience.segment: no segment named "
                                   f"{campaign.audience.segment!r}", file=campaign.source, line=1,
                                   field="audience.segment")
+
+
+def check_unless(campaigns: Iterable[Campaign], computed_traits: Iterable[Any]) -> None:
+    """Raise InvalidCampaign for an ``unless`` event no ``last_time`` computed trait keeps.
+
+    When the wait ends, whether the event happened since the trigger is read from that trait on the
+    profile (config/identity.yaml), which unify keeps for every event, in any order, across merges.
+    """
+    keeps = {t.event for t in computed_traits if t.kind == "last_time" and t.type == "track"}
+    for campaign in campaigns:
+        for event in campaign.trigger.unless if campaign.trigger else ():
+            if event not in keeps:
+                raise InvalidCampaign(
+                    f"{campaign.source}:1: trigger.unless: {event!r} needs a computed trait "
+                    f"{{kind: last_time, event: {event}}} in config/identity.yaml (the check when the wait "
+                    f"ends reads it from the profile)", file=campaign.source, line=1, field="trigger.unless")
 
 
 def find_campaign(campaigns: Iterable[Campaign], name: str) -> Campaign:

@@ -1,9 +1,10 @@
 """Sending a campaign to people, once per (campaign, run, profile), on the campaign's channel.
 
 The ledger key is ``campaign#<name>#<run>#<profile>``: an automated campaign's run is the segment
-entry's run (a re-sent entry dedupes), a triggered campaign's is the trigger event's messageId, an
+entry's run (a re-sent entry dedupes), an
 ad-hoc campaign's is the run the operator confirmed (``once`` unless told otherwise), so a retried
-or repeated ``cdp campaigns send`` never sends anyone a second message. The claim rules are
+or repeated ``cdp campaigns send`` never sends anyone a second message. A triggered campaign's key is
+``campaign#<name>#<trigger messageId>`` (:func:`cdp.campaigns.triggers.trigger_key`). The claim rules are
 :func:`cdp.activation.send_once`'s (crash matrix in docs/architecture.md).
 
 A channel is an entry of :data:`CHANNELS`: a callable that turns a rendered message for one
@@ -84,15 +85,16 @@ class CampaignReport(ActivationReport):
 
 def deliver(campaign: Campaign, recipient: Recipient, *, run_id: str, now: datetime, ledger: EffectLedger,
             setup: Any, history: Iterable[PastSend] = (), suppressed: Collection[str] = (),
-            policy: Policy = DEFAULT_POLICY, report: CampaignReport | None = None) -> CampaignReport:
-    """Send ``campaign`` to ``recipient`` once for ``run_id``, or record why not.
+            policy: Policy = DEFAULT_POLICY, report: CampaignReport | None = None,
+            key: str | None = None) -> CampaignReport:
+    """Send ``campaign`` to ``recipient`` once for ``run_id`` (or the ledger ``key`` given), or record why not.
 
     Raises like :func:`cdp.activation.send_once` (``EmailNotSent`` retryable, ``SendOutcomeUnknown``,
     ``EffectInFlight``): the caller's queue redelivers. Quiet hours skip with reason ``quiet_hours``;
     the caller defers the message (the ledger holds no claim for it).
     """
     report = report if report is not None else CampaignReport()
-    key = message_key(campaign.name, run_id, recipient.profile_id)
+    key = key or message_key(campaign.name, run_id, recipient.profile_id)
     channel = CHANNELS.get(campaign.channel)
     if channel is None:
         report.skipped[key] = "no_channel"

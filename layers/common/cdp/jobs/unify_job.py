@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp.campaigns.triggers import Emitted, TriggerIndex, TriggerMessage, emit_triggers
 from cdp.errors import CdpError, StoreError
 from cdp.failures import FailedRecord, FailureStore
 from cdp.identity.config import IdentityConfig
@@ -37,6 +38,9 @@ class UnifyResult:
     kept: list[FailedRecord] = field(default_factory=list)
     # Events about a suppressed person (a privacy request): dropped and counted, never applied.
     suppressed: int = 0
+    # Triggered campaigns: trigger messages published, and triggers too old to act on (dropped).
+    triggers: int = 0
+    triggers_stale: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,18 @@ class RealtimeSegments:
     publish: Callable[[list[MembershipChange]], None]
 
 
+@dataclass(frozen=True)
+class CampaignTriggers:
+    """The trigger feed: which events trigger a campaign, and where trigger messages go."""
+
+    index: TriggerIndex
+    publish: Callable[[list[tuple[TriggerMessage, int]]], None]
+
+
 def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, config: IdentityConfig, now: datetime,
                   realtime: RealtimeSegments | None = None, failures: FailureStore | None = None,
-                  suppression: SuppressionList | None = None) -> UnifyResult:
+                  suppression: SuppressionList | None = None,
+                  triggers: CampaignTriggers | None = None) -> UnifyResult:
     events: list[dict[str, Any]] = []
     suppressed = 0
     sequence_of: dict[str, str] = {}
@@ -76,6 +89,17 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
             # The profile updates are done; a redelivery dedupes them and evaluates again.
             touched = (*outcome.applied, *outcome.duplicates)
             retry = [sequence_of[mid] for mid in touched if mid in sequence_of] + retry
+    emitted = Emitted([])
+    if triggers is not None and triggers.index and (outcome.applied or outcome.duplicates):
+        # Duplicates too: the attempt that applied them may have stopped before publishing.
+        emitted = emit_triggers(events, outcome.profile_of, triggers.index, now=now)
+        try:
+            if emitted.messages:
+                triggers.publish(emitted.messages)
+        except CdpError:
+            sent = {m.message_id for m, _ in emitted.messages}
+            retry = [sequence_of[mid] for mid in sent if mid in sequence_of] + retry
+            emitted = Emitted([], emitted.stale)
     unprocessable = {sequence_of[mid]: reason for mid, reason in outcome.isolated.items() if mid in sequence_of}
     unprocessable.update(dict.fromkeys(undecodable, "undecodable"))
     reasons = {sequence_of[mid]: code for mid, code in outcome.failed.items() if mid in sequence_of}
@@ -86,7 +110,8 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
         # destination can still save these records, so they are reported, never dropped.
         retry = [*retry, *unprocessable]
     return UnifyResult(outcome=outcome, changes=changes, retry=sorted(set(retry), key=int),
-                       undecodable=undecodable, kept=kept or [], suppressed=suppressed)
+                       undecodable=undecodable, kept=kept or [], suppressed=suppressed,
+                       triggers=len(emitted.messages), triggers_stale=emitted.stale)
 
 
 def _keep_failures(records: list[DeliveredRecord], unprocessable: dict[str, str], retry: dict[str, str],
