@@ -18,6 +18,7 @@ from cdp.adapters.privacy import DynamoPrivacyStore
 from cdp.adapters.sqs import SqsChangePublisher, SqsTriggerPublisher
 from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.triggers import TriggerIndex
+from cdp.errors import InvalidCampaign
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.jobs.unify_job import CampaignTriggers, RealtimeSegments, unify_records
 from cdp.observability import metrics, record_unify
@@ -60,7 +61,11 @@ def realtime() -> RealtimeSegments:
 
 @cache
 def triggers() -> CampaignTriggers:
-    index = TriggerIndex(load_campaigns(Path(__file__).parent / "campaigns"))
+    try:
+        index = TriggerIndex(load_campaigns(Path(__file__).parent / "campaigns"))
+    except InvalidCampaign:  # identity resolution must not stop for a campaign file (activation refuses it too)
+        logger.exception("campaign files invalid: no triggers published")
+        index = TriggerIndex([])
     return CampaignTriggers(index, SqsTriggerPublisher(Settings.from_env(require=FUNCTION_FIELDS)))
 
 

@@ -84,7 +84,21 @@ def test_a_unify_result_counts_profiles_created_absorbed_refusals_by_rule_and_se
                              retry=["7"]))
     assert emitted() == {"EventsUnified": 2, "UnifyRetries": 1, "ProfilesCreated": 1, "ProfilesMerged": 2,
                          "EventsUnresolvable{reason=no_usable_identifier}": 1, "MergesRefused{rule=limit_email}": 1,
-                         "SegmentEntries{segment=vip}": 2, "SegmentExits{segment=new}": 1}
+                         "SegmentEntries{segment=vip}": 2, "SegmentExits{segment=new}": 1,
+                         "CampaignTriggers": 0, "CampaignTriggersStale": 0}
+
+
+def test_triggered_decisions_count_sends_as_emails_skips_by_reason_and_waits(emitted) -> None:
+    from datetime import UTC, datetime
+
+    from cdp.campaigns.send import CampaignReport
+    from cdp.observability import record_triggered
+
+    report = CampaignReport(sent=["k1"], duplicates=["k2"], skipped={"k3": "cancelled_unless"},
+                            deferred={"k4": datetime(2026, 11, 30, tzinfo=UTC)})
+    record_triggered(report)
+    assert emitted() == {"EmailsSent": 1, "TriggeredSkipped{reason=cancelled_unless}": 1,
+                         "TriggeredSkipped{reason=duplicate}": 1, "TriggeredWaiting": 1}
 
 
 def test_a_segment_job_counts_entries_exits_and_failures_per_segment(emitted) -> None:
