@@ -45,6 +45,7 @@ def test_a_long_wait_is_one_schedule_in_the_stacks_group_created_once(stack_sett
     assert detail["ActionAfterCompletion"] == "DELETE" and detail["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert detail["Target"]["Arn"] == stack_settings.activation_queue_arn
     assert detail["Target"]["RoleArn"] == stack_settings.trigger_scheduler_role_arn
+    assert detail["Target"]["DeadLetterConfig"] == {"Arn": stack_settings.activation_dead_letter_arn}
     assert json.loads(detail["Target"]["Input"]) == MESSAGE.to_body()
 
 

@@ -62,6 +62,9 @@ class Settings:
     trigger_schedule_group: str = ""
     trigger_scheduler_role_arn: str = ""
     activation_queue_arn: str = ""
+    # Where a schedule that could not deliver its trigger (after the Scheduler's retries) goes: the
+    # activation dead-letter queue, whose alarm fires.
+    activation_dead_letter_arn: str = ""
     # The secret holding the key unsubscribe links are signed with (activation) and checked with (collector).
     unsubscribe_secret_arn: str = ""
     # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
@@ -133,7 +136,8 @@ UNSUBSCRIBE_FIELDS = frozenset({"unsubscribe_secret_arn"})
 
 #: Fields template.yaml gives the activation function only (campaign emails).
 ACTIVATION_FIELDS = frozenset({"ses_configuration_set", "unsubscribe_base_url", "trigger_schedule_group",
-                               "trigger_scheduler_role_arn", "activation_queue_arn"}) | UNSUBSCRIBE_FIELDS
+                               "trigger_scheduler_role_arn", "activation_queue_arn",
+                               "activation_dead_letter_arn"}) | UNSUBSCRIBE_FIELDS
 
 #: The collector's minimisation options: template Parameters given to the collector only, each with
 #: a default that keeps everything (so not required).

@@ -2,7 +2,8 @@
 
 Each schedule puts its message on the activation queue at ``at(...)`` (UTC, second precision, no
 flexible window) as the role ``TriggerSchedulerRole``, and is deleted once it has fired
-(``ActionAfterCompletion: DELETE``). Names are deterministic: creating one that exists is a redelivery
+(``ActionAfterCompletion: DELETE``); one that cannot deliver for 24 hours goes to the activation
+dead-letter queue (its alarm fires) instead of being dropped. Names are deterministic: creating one that exists is a redelivery
 of the same wait, and is done.
 """
 
@@ -36,7 +37,8 @@ class OneTimeSchedules(AwsAdapter):
                     ScheduleExpressionTimezone="UTC", FlexibleTimeWindow={"Mode": "OFF"},
                     ActionAfterCompletion="DELETE",
                     Target={"Arn": s.activation_queue_arn, "RoleArn": s.trigger_scheduler_role_arn,
-                            "Input": json.dumps(body), "RetryPolicy": {"MaximumEventAgeInSeconds": 86400}})
+                            "Input": json.dumps(body), "RetryPolicy": {"MaximumEventAgeInSeconds": 86400},
+                            "DeadLetterConfig": {"Arn": s.activation_dead_letter_arn}})
         except StoreError as exc:
             if exc.details.get("code") != "ConflictException":  # already scheduled by an earlier attempt
                 raise
