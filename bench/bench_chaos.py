@@ -143,8 +143,11 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
     figures.email_entries = sum(owed.values())
     figures.emails_sent = sum(sent.values())
     figures.entries_without_email = sorted(f"{s} {to}" for (s, to), n in owed.items() if sent[(s, to)] < n)
-    figures.entries_emailed_twice = sorted(f"{s} {to} x{sent[(s, to)]}" for (s, to), n in owed.items()
-                                           if sent[(s, to)] > n)
+    runs: dict[tuple[str, str], list[str]] = {}
+    for to, segment, run in sends:
+        runs.setdefault((segment, to), []).append(run)
+    figures.entries_emailed_twice = sorted(f"{s} {to} x{sent[(s, to)]} (runs {', '.join(runs[(s, to)])})"
+                                           for (s, to), n in owed.items() if sent[(s, to)] > n)
     figures.emails_to_no_entry = sorted(f"{s} {to}" for (s, to) in sent if (s, to) not in owed)
 
 
