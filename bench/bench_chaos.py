@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp_infra import demo_destinations
 from cdp_infra.chaos import ChaosConfig, FaultInjector
 from cdp_infra.dataset import generate
 from cdp_infra.demo import (
@@ -34,7 +35,9 @@ from cdp_infra.local import LocalConfig, LocalPipeline
 
 WRITE_KEY = "chaos-write-key"
 # Locally a failed SQS message is visible again after 1 s instead of the queue's 180 s: the claim's
-# hold (300 s on AWS) shrinks in proportion, keeping hold < visibility x (maxReceiveCount - 1).
+# hold (300 s on AWS) shrinks in proportion, keeping hold < visibility x (maxReceiveCount - 1), for
+# every function that claims and each of its execution environments. No attempt outlives it unseen:
+# a queue's one poller delivers its messages one batch at a time (so does a redelivery here).
 CLAIM_HOLD_S = 3
 SEGMENT_ATTEMPTS = 3  # an asynchronous invocation: the first try and EventBridge's two retries
 
@@ -62,6 +65,10 @@ class ChaosFigures:
     entries_emailed_twice: list[str] = field(default_factory=list)
     emails_to_no_entry: list[str] = field(default_factory=list)
     failure_destinations: dict[str, int] = field(default_factory=dict)
+    # Ad audiences and the webhook (the demo's fakes): per destination pushed, expected, requests, violations.
+    destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Webhook entries with no message, or announced under two entry runs (doubled), or for no member.
+    webhook_problems: list[str] = field(default_factory=list)
     failures_retried: int = 0  # failure records of retried deliveries (each retry applied them: see the checks)
     faults: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -79,6 +86,9 @@ class ChaosFigures:
             "one email per segment entry": not (self.entries_without_email or self.entries_emailed_twice
                                                 or self.emails_to_no_entry)
                                           and self.emails_sent == self.email_entries,
+            "each audience holds exactly its consenting members, one webhook per entry":
+                all(d["pushed"] == d["expected"] and not d["violations"] for d in self.destinations.values())
+                and not self.webhook_problems,
             "nothing in a failure destination": not any(self.failure_destinations.values()),
             "faults were injected": sum(n for kind, n in self.faults.items() if "not injected" not in kind) > 0,
         }
@@ -160,13 +170,13 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
     dataset = generate(people, events, seed=dataset_seed)
     figures.events_sent, figures.expected_rejected = dataset.events, dataset.invalid
     figures.expected_profiles = len(dataset.expected_profiles)
-    with LocalPipeline(LocalConfig(write_key=WRITE_KEY, run_schedules=False)) as pipeline, \
+    local = LocalConfig(write_key=WRITE_KEY, run_schedules=False,
+                        environment={"EFFECT_CLAIM_HOLD_SECONDS": str(CLAIM_HOLD_S)})
+    with LocalPipeline(local) as pipeline, \
             FaultInjector(config) as injector:
         # The template's log level is set with the stack; the crashes' error lines would drown the figures.
         os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ["LOG_LEVEL"] = "CRITICAL"
-        activation = pipeline.functions["ActivateFunction"]
-        activation._load()
-        sys.modules["cdp_fn_activatefunction"].deps()["ledger"].hold_s = CLAIM_HOLD_S
+        fakes = demo_destinations.start(pipeline)
         for function in pipeline.functions.values():
             sources = {e["Type"] for e in function.spec.events.values()}
             injector.attach(function, redeliver=bool(sources & {"Kinesis", "SQS"}))
@@ -201,11 +211,42 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             "unify/archive on-failure queue": queue_depth(pipeline, "UnifyFailureQueue"),
             "activation dead-letter queue": queue_depth(pipeline, "ActivationDeadLetterQueue"),
             "schedule failure queue": queue_depth(pipeline, "ScheduleFailureQueue"),
+            "destination dead-letter queue": queue_depth(pipeline, "DestinationDeadLetterQueue"),
         }
+        destination_check(figures, pipeline, fakes)
+        fakes.stop()
         figures.failure_destinations["lake failures/ (final)"], figures.failures_retried = failure_records(pipeline)
         figures.faults = dict(sorted(injector.counts.items()))
     figures.seconds = round(time.monotonic() - t0, 1)
     return figures
+
+
+def destination_check(figures: ChaosFigures, pipeline: LocalPipeline, fakes: Any) -> None:
+    """Audiences hold their segments' consenting members (adds and removes are idempotent at the
+    platform, so the set is the effect); the webhook has one message id per entry (at-least-once
+    deliveries of one id are one effect; an entry announced under two runs is a doubled one)."""
+    from cdp.adapters.membership import DynamoMembershipStore
+
+    membership = DynamoMembershipStore(pipeline.settings)
+    segments: dict[str, dict[str, int]] = {}
+    for name, destination in fakes.destinations.items():
+        if destination.type != "webhook":
+            continue
+        ids: dict[tuple[str, str, str], set[str]] = {}  # (change, segment, profile) -> message ids
+        for message_id, body in fakes.fakes[name].messages.items():
+            data = body.get("data") or {}
+            ids.setdefault((data.get("change"), data.get("segment"), data.get("profile_id")), set()).add(message_id)
+        for segment in destination.segments:
+            members = set(membership.members(segment))
+            segments[segment] = {"entered": len(members)}
+            figures.webhook_problems += [f"{name}: {segment} {pid} entered, no message" for pid in sorted(members)
+                                         if not ids.get(("entered", segment, pid))]
+            figures.webhook_problems += [f"{name}: {s} {pid} entered, not a member" for (c, s, pid) in ids
+                                         if c == "entered" and s == segment and pid not in members
+                                         and ("exited", s, pid) not in ids]
+        figures.webhook_problems += [f"{name}: {c} {s} {pid} announced {len(m)} times"
+                                     for (c, s, pid), m in ids.items() if len(m) > 1]
+    figures.destinations = demo_destinations.summarise(pipeline, fakes, segments)
 
 
 def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, *, ran_from: datetime,
@@ -252,6 +293,8 @@ def format_figures(f: ChaosFigures) -> str:
         "  failure destinations:",
         *[f"    {name:<32}{n:>6,}" for name, n in f.failure_destinations.items()],
         f"    (failures/ records of deliveries retried and then applied: {f.failures_retried:,})",
+        "  destinations (the demo's fakes):",
+        *[f"  {line.strip()}" for line in demo_destinations.format_lines(f.destinations)],
         "  faults injected:",
         *[f"    {kind:<40}{n:>6,}" for kind, n in f.faults.items()],
         "",
@@ -259,7 +302,7 @@ def format_figures(f: ChaosFigures) -> str:
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
     ]
     for problems in (f.identity_problems, f.event_count_problems, f.membership_problems, f.entries_without_email,
-                     f.entries_emailed_twice, f.emails_to_no_entry):
+                     f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
         lines += [f"  - {p}" for p in problems[:10]]
     return "\n".join(lines)
 
