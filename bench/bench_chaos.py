@@ -249,6 +249,24 @@ def destination_check(figures: ChaosFigures, pipeline: LocalPipeline, fakes: Any
     figures.destinations = demo_destinations.summarise(pipeline, fakes, segments)
 
 
+def trace_missing(store: Any, expected: list[frozenset[str]], profiles: dict[str, frozenset[str]]) -> list[str]:
+    """Where the index points each identifier no live profile holds, and what is there."""
+    held = set().union(*profiles.values()) if profiles else set()
+    missing = sorted({i for ids in expected for i in ids} - held)
+    lines = []
+    for identifier, profile_id in sorted(store.get_pointers(missing).items()):
+        chain, seen = [profile_id], store.get_profiles([profile_id]).get(profile_id)
+        while seen is not None and seen.merged_into and len(chain) < 8:
+            chain.append(seen.merged_into)
+            seen = store.get_profiles([seen.merged_into]).get(seen.merged_into)
+        state = ("absent" if seen is None else "tombstone" if seen.is_tombstone
+                 else f"live, {seen.event_count} events, holds it: {identifier in seen.identifiers}")
+        lines.append(f"  {identifier} -> {' -> '.join(chain)}: {state}")
+    lines += [f"  {identifier}: no index entry" for identifier in missing if identifier not in
+              store.get_pointers([identifier])]
+    return lines
+
+
 def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, *, ran_from: datetime,
                   ran_until: datetime) -> None:
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
@@ -257,6 +275,8 @@ def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, 
     profiles = {p.profile_id: frozenset(p.identifiers) for p in live}
     figures.profiles = len(live)
     figures.identity_problems = identity_problems(dataset.expected_profiles, profiles)
+    figures.identity_problems += trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles,
+                                               profiles)
     people = [p for p in dataset.persons if p.identifiers]
     owners = owners_of([p.identifiers for p in people], profiles)
     for profile in live:
