@@ -55,6 +55,8 @@ class ChaosFigures:
     profiles: int = 0
     expected_profiles: int = 0
     identity_problems: list[str] = field(default_factory=list)
+    # Where the identity index points each identifier no live profile holds (a diagnosis, not a check).
+    identity_trace: list[str] = field(default_factory=list)
     # Profiles whose event_count is not the number of their person's valid events (lost or doubled updates).
     event_count_problems: list[str] = field(default_factory=list)
     membership_problems: list[str] = field(default_factory=list)
@@ -253,8 +255,8 @@ def trace_missing(store: Any, expected: list[frozenset[str]], profiles: dict[str
     """Where the index points each identifier no live profile holds, and what is there."""
     held = set().union(*profiles.values()) if profiles else set()
     missing = sorted({i for ids in expected for i in ids} - held)
-    lines = []
-    for identifier, profile_id in sorted(store.get_pointers(missing).items()):
+    lines, pointers = [], store.get_pointers(missing)
+    for identifier, profile_id in sorted(pointers.items()):
         chain, seen = [profile_id], store.get_profiles([profile_id]).get(profile_id)
         while seen is not None and seen.merged_into and len(chain) < 8:
             chain.append(seen.merged_into)
@@ -262,8 +264,7 @@ def trace_missing(store: Any, expected: list[frozenset[str]], profiles: dict[str
         state = ("absent" if seen is None else "tombstone" if seen.is_tombstone
                  else f"live, {seen.event_count} events, holds it: {identifier in seen.identifiers}")
         lines.append(f"  {identifier} -> {' -> '.join(chain)}: {state}")
-    lines += [f"  {identifier}: no index entry" for identifier in missing if identifier not in
-              store.get_pointers([identifier])]
+    lines += [f"  {identifier}: no index entry" for identifier in missing if identifier not in pointers]
     return lines
 
 
@@ -275,7 +276,7 @@ def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, 
     profiles = {p.profile_id: frozenset(p.identifiers) for p in live}
     figures.profiles = len(live)
     figures.identity_problems = identity_problems(dataset.expected_profiles, profiles)
-    figures.identity_problems += trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles,
+    figures.identity_trace = trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles,
                                                profiles)
     people = [p for p in dataset.persons if p.identifiers]
     owners = owners_of([p.identifiers for p in people], profiles)
@@ -321,7 +322,7 @@ def format_figures(f: ChaosFigures) -> str:
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
     ]
-    for problems in (f.identity_problems, f.event_count_problems, f.membership_problems, f.entries_without_email,
+    for problems in (f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems, f.entries_without_email,
                      f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
         lines += [f"  - {p}" for p in problems[:10]]
     return "\n".join(lines)
