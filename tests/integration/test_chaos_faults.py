@@ -213,3 +213,23 @@ def test_a_throttled_dynamodb_call_leaves_the_event_for_the_retry_which_applies_
     assert throttled.counts == {"throttle dynamodb": 1}
     profile = lookup_profile("user_id:42", store)
     assert profile is not None and profile["event_count"] == 2
+
+
+def test_a_throttled_write_of_a_batch_holding_a_retried_request_twice_leaves_its_events_for_the_retry(
+        stack_settings: Settings):
+    # Given a batch holding each event of a request twice (the client retried after the collector's
+    # PutRecords succeeded) and a throttled DynamoDB write (the identifier claim)
+    store = DynamoIdentityStore(stack_settings)
+    request = [ev("m1", anonymousId="a"), ev("m2", 1, anonymousId="a")]
+    throttled = FaultInjector(planner=lambda fn, event: Plan(throttle_at=3))  # 2 reads, then the claim
+
+    with throttled:
+        first = throttled.invoke("UnifyFunction", lambda event: resolve_batch(event, store, config=CONFIG, now=NOW),
+                                 request + request)
+
+    # Then both events go back to the stream, and the retry applies each once
+    assert throttled.counts == {"throttle dynamodb": 1}
+    assert sorted(first.failed) == ["m1", "m2"]
+    resolve_batch([e for e in request if e["messageId"] in first.failed], store, config=CONFIG, now=NOW)
+    profile = lookup_profile("anonymous_id:a", store)
+    assert profile is not None and profile["event_count"] == 2
