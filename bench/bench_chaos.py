@@ -35,10 +35,11 @@ from cdp_infra.local import LocalConfig, LocalPipeline
 
 WRITE_KEY = "chaos-write-key"
 # Locally a failed SQS message is visible again after 1 s instead of the queue's 180 s: the claim's
-# hold (300 s on AWS) shrinks in proportion, keeping hold < visibility x (maxReceiveCount - 1), for
-# every function that claims and each of its execution environments. No attempt outlives it unseen:
-# a queue's one poller delivers its messages one batch at a time (so does a redelivery here).
-CLAIM_HOLD_S = 3
+# hold (300 s on AWS, 1.7 visibility timeouts: a dead holder's claim is taken over at the third
+# receive of five) shrinks in proportion, for every function that claims and each of its execution
+# environments. No attempt outlives it unseen: a queue's one poller delivers its messages one batch
+# at a time (so does a redelivery here) and receives with the queue's full visibility timeout.
+CLAIM_HOLD_S = 2
 SEGMENT_ATTEMPTS = 3  # an asynchronous invocation: the first try and EventBridge's two retries
 
 
@@ -71,6 +72,8 @@ class ChaosFigures:
     destinations: dict[str, dict[str, int]] = field(default_factory=dict)
     # Webhook entries with no message, or announced under two entry runs (doubled), or for no member.
     webhook_problems: list[str] = field(default_factory=list)
+    # What the failure destinations hold (first messages, shortened): which function, which change.
+    kept: list[str] = field(default_factory=list)
     failures_retried: int = 0  # failure records of retried deliveries (each retry applied them: see the checks)
     faults: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -106,6 +109,14 @@ def queue_depth(pipeline: LocalPipeline, logical_id: str) -> int:
         QueueUrl=pipeline.stack.attrs[logical_id]["QueueUrl"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def peek(pipeline: LocalPipeline, logical_id: str, n: int = 3) -> list[str]:
+    """Up to ``n`` message bodies of a queue, left in it."""
+    assert pipeline.stack is not None
+    out = pipeline.client("sqs").receive_message(QueueUrl=pipeline.stack.attrs[logical_id]["QueueUrl"],
+                                                 MaxNumberOfMessages=n, VisibilityTimeout=0)
+    return [str(m["Body"]) for m in out.get("Messages", [])]
 
 
 def failure_records(pipeline: LocalPipeline) -> tuple[int, int]:
@@ -215,6 +226,9 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             "schedule failure queue": queue_depth(pipeline, "ScheduleFailureQueue"),
             "destination dead-letter queue": queue_depth(pipeline, "DestinationDeadLetterQueue"),
         }
+        figures.kept = [f"  {name}: {body[:160]}" for name in ("UnifyFailureQueue", "ActivationDeadLetterQueue",
+                                                                    "DestinationDeadLetterQueue")
+                        for body in peek(pipeline, name)]
         destination_check(figures, pipeline, fakes)
         fakes.stop()
         figures.failure_destinations["lake failures/ (final)"], figures.failures_retried = failure_records(pipeline)
@@ -322,7 +336,7 @@ def format_figures(f: ChaosFigures) -> str:
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
     ]
-    for problems in (f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems, f.entries_without_email,
+    for problems in (f.kept, f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems, f.entries_without_email,
                      f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
         lines += [f"  - {p}" for p in problems[:10]]
     return "\n".join(lines)
