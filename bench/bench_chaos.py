@@ -290,8 +290,7 @@ def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, 
     profiles = {p.profile_id: frozenset(p.identifiers) for p in live}
     figures.profiles = len(live)
     figures.identity_problems = identity_problems(dataset.expected_profiles, profiles)
-    figures.identity_trace = trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles,
-                                               profiles)
+    figures.identity_trace = trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles, profiles)
     people = [p for p in dataset.persons if p.identifiers]
     owners = owners_of([p.identifiers for p in people], profiles)
     for profile in live:
@@ -336,8 +335,8 @@ def format_figures(f: ChaosFigures) -> str:
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
     ]
-    for problems in (f.kept, f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems, f.entries_without_email,
-                     f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
+    for problems in (f.kept, f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems,
+                     f.entries_without_email, f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
         lines += [f"  - {p}" for p in problems[:10]]
     return "\n".join(lines)
 
