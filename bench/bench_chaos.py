@@ -144,6 +144,17 @@ def lake_counts(pipeline: LocalPipeline) -> tuple[int, int]:
     return int(row["distinct_ids"]), int(row["n"])
 
 
+def claims(pipeline: LocalPipeline, segment: str, profile_id: str) -> str:
+    """The ledger's claims on the entry's emails (``email#<segment>#<profile>#<run>``), as a diagnosis."""
+    found = []
+    for page in pipeline.client("dynamodb").get_paginator("scan").paginate(TableName=pipeline.settings.idempotency_table):
+        for item in page.get("Items", []):
+            if item["id"]["S"].startswith(f"email#{segment}#{profile_id}#"):
+                found.append(f"{item['id']['S']}: {item.get('state', {}).get('S')}, "
+                             f"attempts {item.get('attempts', {}).get('N')}")
+    return f" (claims: {'; '.join(found) or 'none'})"
+
+
 def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tuple[str, str, str]]) -> None:
     """Each entry of a segment with an email channel owes exactly one email to its member's address."""
     from cdp.activation import ProfileContacts, load_email_templates
@@ -154,6 +165,7 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
     store = DynamoMembershipStore(pipeline.settings)
     contacts = ProfileContacts(DynamoIdentityStore(pipeline.settings))
     owed: Counter[tuple[str, str]] = Counter()
+    owner: dict[tuple[str, str], str] = {}
     for segment in load_email_templates(REPO_ROOT / "config" / "activation.yaml"):
         members = sorted(store.members(segment))
         found = contacts.contacts(members)
@@ -162,10 +174,12 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
             if contact is None or not contact.email or not contact.email_consent:
                 continue  # owes nothing: activation skips it on purpose
             owed[(segment, contact.email)] += 1
+            owner[(segment, contact.email)] = profile_id
     sent = Counter((segment, to) for to, segment, _run in sends)
     figures.email_entries = sum(owed.values())
     figures.emails_sent = sum(sent.values())
-    figures.entries_without_email = sorted(f"{s} {to}" for (s, to), n in owed.items() if sent[(s, to)] < n)
+    figures.entries_without_email = sorted(f"{s} {to}{claims(pipeline, s, owner[(s, to)])}"
+                                           for (s, to), n in owed.items() if sent[(s, to)] < n)
     runs: dict[tuple[str, str], list[str]] = {}
     for to, segment, run in sends:
         runs.setdefault((segment, to), []).append(run)
