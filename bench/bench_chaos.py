@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp_infra import demo_destinations
 from cdp_infra.chaos import ChaosConfig, FaultInjector
 from cdp_infra.dataset import generate
 from cdp_infra.demo import (
@@ -34,8 +35,11 @@ from cdp_infra.local import LocalConfig, LocalPipeline
 
 WRITE_KEY = "chaos-write-key"
 # Locally a failed SQS message is visible again after 1 s instead of the queue's 180 s: the claim's
-# hold (300 s on AWS) shrinks in proportion, keeping hold < visibility x (maxReceiveCount - 1).
-CLAIM_HOLD_S = 3
+# hold (300 s on AWS, 1.7 visibility timeouts: a dead holder's claim is taken over at the third
+# receive of five) shrinks in proportion, for every function that claims and each of its execution
+# environments. No attempt outlives it unseen: a queue's one poller delivers its messages one batch
+# at a time (so does a redelivery here) and receives with the queue's full visibility timeout.
+CLAIM_HOLD_S = 2
 SEGMENT_ATTEMPTS = 3  # an asynchronous invocation: the first try and EventBridge's two retries
 
 
@@ -52,6 +56,8 @@ class ChaosFigures:
     profiles: int = 0
     expected_profiles: int = 0
     identity_problems: list[str] = field(default_factory=list)
+    # Where the identity index points each identifier no live profile holds (a diagnosis, not a check).
+    identity_trace: list[str] = field(default_factory=list)
     # Profiles whose event_count is not the number of their person's valid events (lost or doubled updates).
     event_count_problems: list[str] = field(default_factory=list)
     membership_problems: list[str] = field(default_factory=list)
@@ -62,6 +68,12 @@ class ChaosFigures:
     entries_emailed_twice: list[str] = field(default_factory=list)
     emails_to_no_entry: list[str] = field(default_factory=list)
     failure_destinations: dict[str, int] = field(default_factory=dict)
+    # Ad audiences and the webhook (the demo's fakes): per destination pushed, expected, requests, violations.
+    destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Webhook entries with no message, or announced under two entry runs (doubled), or for no member.
+    webhook_problems: list[str] = field(default_factory=list)
+    # What the failure destinations hold (first messages, shortened): which function, which change.
+    kept: list[str] = field(default_factory=list)
     failures_retried: int = 0  # failure records of retried deliveries (each retry applied them: see the checks)
     faults: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -79,6 +91,9 @@ class ChaosFigures:
             "one email per segment entry": not (self.entries_without_email or self.entries_emailed_twice
                                                 or self.emails_to_no_entry)
                                           and self.emails_sent == self.email_entries,
+            "each audience holds exactly its consenting members, one webhook per entry":
+                all(d["pushed"] == d["expected"] and not d["violations"] for d in self.destinations.values())
+                and not self.webhook_problems,
             "nothing in a failure destination": not any(self.failure_destinations.values()),
             "faults were injected": sum(n for kind, n in self.faults.items() if "not injected" not in kind) > 0,
         }
@@ -94,6 +109,14 @@ def queue_depth(pipeline: LocalPipeline, logical_id: str) -> int:
         QueueUrl=pipeline.stack.attrs[logical_id]["QueueUrl"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def peek(pipeline: LocalPipeline, logical_id: str, n: int = 3) -> list[str]:
+    """Up to ``n`` message bodies of a queue, left in it."""
+    assert pipeline.stack is not None
+    out = pipeline.client("sqs").receive_message(QueueUrl=pipeline.stack.attrs[logical_id]["QueueUrl"],
+                                                 MaxNumberOfMessages=n, VisibilityTimeout=0)
+    return [str(m["Body"]) for m in out.get("Messages", [])]
 
 
 def failure_records(pipeline: LocalPipeline) -> tuple[int, int]:
@@ -121,6 +144,17 @@ def lake_counts(pipeline: LocalPipeline) -> tuple[int, int]:
     return int(row["distinct_ids"]), int(row["n"])
 
 
+def claims(pipeline: LocalPipeline, segment: str, profile_id: str) -> str:
+    """The ledger's claims on the entry's emails (``email#<segment>#<profile>#<run>``), as a diagnosis."""
+    found = []
+    for page in pipeline.client("dynamodb").get_paginator("scan").paginate(TableName=pipeline.settings.idempotency_table):
+        for item in page.get("Items", []):
+            if item["id"]["S"].startswith(f"email#{segment}#{profile_id}#"):
+                found.append(f"{item['id']['S']}: {item.get('state', {}).get('S')}, "
+                             f"attempts {item.get('attempts', {}).get('N')}")
+    return f" (claims: {'; '.join(found) or 'none'})"
+
+
 def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tuple[str, str, str]]) -> None:
     """Each entry of a segment with an email channel owes exactly one email to its member's address."""
     from cdp.activation import ProfileContacts, load_email_templates
@@ -131,6 +165,7 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
     store = DynamoMembershipStore(pipeline.settings)
     contacts = ProfileContacts(DynamoIdentityStore(pipeline.settings))
     owed: Counter[tuple[str, str]] = Counter()
+    owner: dict[tuple[str, str], str] = {}
     for segment in load_email_templates(REPO_ROOT / "config" / "activation.yaml"):
         members = sorted(store.members(segment))
         found = contacts.contacts(members)
@@ -139,12 +174,17 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
             if contact is None or not contact.email or not contact.email_consent:
                 continue  # owes nothing: activation skips it on purpose
             owed[(segment, contact.email)] += 1
+            owner[(segment, contact.email)] = profile_id
     sent = Counter((segment, to) for to, segment, _run in sends)
     figures.email_entries = sum(owed.values())
     figures.emails_sent = sum(sent.values())
-    figures.entries_without_email = sorted(f"{s} {to}" for (s, to), n in owed.items() if sent[(s, to)] < n)
-    figures.entries_emailed_twice = sorted(f"{s} {to} x{sent[(s, to)]}" for (s, to), n in owed.items()
-                                           if sent[(s, to)] > n)
+    figures.entries_without_email = sorted(f"{s} {to}{claims(pipeline, s, owner[(s, to)])}"
+                                           for (s, to), n in owed.items() if sent[(s, to)] < n)
+    runs: dict[tuple[str, str], list[str]] = {}
+    for to, segment, run in sends:
+        runs.setdefault((segment, to), []).append(run)
+    figures.entries_emailed_twice = sorted(f"{s} {to} x{sent[(s, to)]} (runs {', '.join(runs[(s, to)])})"
+                                           for (s, to), n in owed.items() if sent[(s, to)] > n)
     figures.emails_to_no_entry = sorted(f"{s} {to}" for (s, to) in sent if (s, to) not in owed)
 
 
@@ -157,13 +197,13 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
     dataset = generate(people, events, seed=dataset_seed)
     figures.events_sent, figures.expected_rejected = dataset.events, dataset.invalid
     figures.expected_profiles = len(dataset.expected_profiles)
-    with LocalPipeline(LocalConfig(write_key=WRITE_KEY, run_schedules=False)) as pipeline, \
+    local = LocalConfig(write_key=WRITE_KEY, run_schedules=False,
+                        environment={"EFFECT_CLAIM_HOLD_SECONDS": str(CLAIM_HOLD_S)})
+    with LocalPipeline(local) as pipeline, \
             FaultInjector(config) as injector:
         # The template's log level is set with the stack; the crashes' error lines would drown the figures.
         os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ["LOG_LEVEL"] = "CRITICAL"
-        activation = pipeline.functions["ActivateFunction"]
-        activation._load()
-        sys.modules["cdp_fn_activatefunction"].deps()["ledger"].hold_s = CLAIM_HOLD_S
+        fakes = demo_destinations.start(pipeline)
         for function in pipeline.functions.values():
             sources = {e["Type"] for e in function.spec.events.values()}
             injector.attach(function, redeliver=bool(sources & {"Kinesis", "SQS"}))
@@ -198,11 +238,62 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             "unify/archive on-failure queue": queue_depth(pipeline, "UnifyFailureQueue"),
             "activation dead-letter queue": queue_depth(pipeline, "ActivationDeadLetterQueue"),
             "schedule failure queue": queue_depth(pipeline, "ScheduleFailureQueue"),
+            "destination dead-letter queue": queue_depth(pipeline, "DestinationDeadLetterQueue"),
         }
+        figures.kept = [f"  {name}: {body[:160]}" for name in ("UnifyFailureQueue", "ActivationDeadLetterQueue",
+                                                                    "DestinationDeadLetterQueue")
+                        for body in peek(pipeline, name)]
+        destination_check(figures, pipeline, fakes)
+        fakes.stop()
         figures.failure_destinations["lake failures/ (final)"], figures.failures_retried = failure_records(pipeline)
         figures.faults = dict(sorted(injector.counts.items()))
     figures.seconds = round(time.monotonic() - t0, 1)
     return figures
+
+
+def destination_check(figures: ChaosFigures, pipeline: LocalPipeline, fakes: Any) -> None:
+    """Audiences hold their segments' consenting members (adds and removes are idempotent at the
+    platform, so the set is the effect); the webhook has one message id per entry (at-least-once
+    deliveries of one id are one effect; an entry announced under two runs is a doubled one)."""
+    from cdp.adapters.membership import DynamoMembershipStore
+
+    membership = DynamoMembershipStore(pipeline.settings)
+    segments: dict[str, dict[str, int]] = {}
+    for name, destination in fakes.destinations.items():
+        if destination.type != "webhook":
+            continue
+        ids: dict[tuple[str, str, str], set[str]] = {}  # (change, segment, profile) -> message ids
+        for message_id, body in fakes.fakes[name].messages.items():
+            data = body.get("data") or {}
+            ids.setdefault((data.get("change"), data.get("segment"), data.get("profile_id")), set()).add(message_id)
+        for segment in destination.segments:
+            members = set(membership.members(segment))
+            segments[segment] = {"entered": len(members)}
+            figures.webhook_problems += [f"{name}: {segment} {pid} entered, no message" for pid in sorted(members)
+                                         if not ids.get(("entered", segment, pid))]
+            figures.webhook_problems += [f"{name}: {s} {pid} entered, not a member" for (c, s, pid) in ids
+                                         if c == "entered" and s == segment and pid not in members
+                                         and ("exited", s, pid) not in ids]
+        figures.webhook_problems += [f"{name}: {c} {s} {pid} announced {len(m)} times"
+                                     for (c, s, pid), m in ids.items() if len(m) > 1]
+    figures.destinations = demo_destinations.summarise(pipeline, fakes, segments)
+
+
+def trace_missing(store: Any, expected: list[frozenset[str]], profiles: dict[str, frozenset[str]]) -> list[str]:
+    """Where the index points each identifier no live profile holds, and what is there."""
+    held = set().union(*profiles.values()) if profiles else set()
+    missing = sorted({i for ids in expected for i in ids} - held)
+    lines, pointers = [], store.get_pointers(missing)
+    for identifier, profile_id in sorted(pointers.items()):
+        chain, seen = [profile_id], store.get_profiles([profile_id]).get(profile_id)
+        while seen is not None and seen.merged_into and len(chain) < 8:
+            chain.append(seen.merged_into)
+            seen = store.get_profiles([seen.merged_into]).get(seen.merged_into)
+        state = ("absent" if seen is None else "tombstone" if seen.is_tombstone
+                 else f"live, {seen.event_count} events, holds it: {identifier in seen.identifiers}")
+        lines.append(f"  {identifier} -> {' -> '.join(chain)}: {state}")
+    lines += [f"  {identifier}: no index entry" for identifier in missing if identifier not in pointers]
+    return lines
 
 
 def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, *, ran_from: datetime,
@@ -213,6 +304,7 @@ def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, 
     profiles = {p.profile_id: frozenset(p.identifiers) for p in live}
     figures.profiles = len(live)
     figures.identity_problems = identity_problems(dataset.expected_profiles, profiles)
+    figures.identity_trace = trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles, profiles)
     people = [p for p in dataset.persons if p.identifiers]
     owners = owners_of([p.identifiers for p in people], profiles)
     for profile in live:
@@ -249,14 +341,16 @@ def format_figures(f: ChaosFigures) -> str:
         "  failure destinations:",
         *[f"    {name:<32}{n:>6,}" for name, n in f.failure_destinations.items()],
         f"    (failures/ records of deliveries retried and then applied: {f.failures_retried:,})",
+        "  destinations (the demo's fakes):",
+        *[f"  {line.strip()}" for line in demo_destinations.format_lines(f.destinations)],
         "  faults injected:",
         *[f"    {kind:<40}{n:>6,}" for kind, n in f.faults.items()],
         "",
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
     ]
-    for problems in (f.identity_problems, f.event_count_problems, f.membership_problems, f.entries_without_email,
-                     f.entries_emailed_twice, f.emails_to_no_entry):
+    for problems in (f.kept, f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems,
+                     f.entries_without_email, f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
         lines += [f"  - {p}" for p in problems[:10]]
     return "\n".join(lines)
 

@@ -23,8 +23,10 @@ Each decision is drawn from a generator seeded by ``(seed, function, delivery, a
 delivery meets the same faults whatever the thread interleaving. Batches formed by time windows may
 differ between runs, so two runs with one seed inject similar, not identical, faults.
 
-Not injected: a crash after SES accepted a message and before the ledger records it. SES has no
-idempotency token, so that case may send twice by design (docs/architecture.md, the crash matrix).
+Not injected: a fault between SES accepting a message and the ledger recording it, that is a crash
+after the send or before the invocation's next DynamoDB write (the ledger's ``mark_sent``), or a
+throttled ``mark_sent``. SES has no idempotency token, so those cases may send twice by design
+(docs/architecture.md, the crash matrix); each is counted as "(not injected)".
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ WRITE_PREFIXES = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Sen
 #: service -> the error code its throttling answers with.
 THROTTLE_CODES = {"dynamodb": "ProvisionedThroughputExceededException",
                   "kinesis": "ProvisionedThroughputExceededException", "ses": "Throttling"}
+#: Calls that hand an email to SES (per-segment emails: SES v1; campaigns: SES v2).
+EMAIL_SENDS = {("ses", "SendEmail"), ("ses", "SendRawEmail"), ("sesv2", "SendEmail")}
 
 
 class SimulatedCrash(BaseException):  # noqa: N818 - a crash is not an error the code may handle
@@ -64,7 +68,9 @@ class ChaosConfig:
     duplicate_rate: float = 0.1  # deliveries delivered again at once
     reorder_rate: float = 0.05  # deliveries followed by an earlier one delivered again
     restart_every_s: float = 3.0  # a random poller restarted this often (0: never)
-    # A crash after SES accepted (the documented "at most once more" case) is left out unless asked.
+    # A fault between SES accepting and the ledger recording it (the documented "at most once more"
+    # case: a crash after the send or before the next DynamoDB write, a throttled record) is left out
+    # unless asked.
     crash_after_send: bool = False
 
 
@@ -77,6 +83,8 @@ class Plan:
     throttle_at: int | None = None  # index among its DynamoDB, Kinesis and SES calls
     writes: int = 0
     throttleable: int = 0
+    # SES accepted a message that no DynamoDB write has recorded since (the ledger's mark_sent).
+    unrecorded_send: bool = False
 
 
 @dataclass
@@ -133,20 +141,34 @@ class FaultInjector:
         service = client.meta.service_model.service_name
         inv: Plan | None = getattr(self._local, "invocation", None)
         is_write = operation.startswith(WRITE_PREFIXES)
+        # The write that records an accepted send: a fault before it is the "at most once more" case.
+        recording = (inv is not None and inv.unrecorded_send and service == "dynamodb" and is_write
+                     and not self.config.crash_after_send)
         if inv is not None and service in THROTTLE_CODES:
             index, inv.throttleable = inv.throttleable, inv.throttleable + 1
-            if index == inv.throttle_at:
+            if index == inv.throttle_at and recording:
+                self._count("throttle of the ledger's record of an SES send (not injected)")
+            elif index == inv.throttle_at:
                 self._count(f"throttle {service}")
                 raise throttling_error(service, operation)
         crash_here = inv is not None and is_write and inv.writes == inv.crash_at
         if inv is not None and is_write:
             inv.writes += 1
         if crash_here and inv is not None and not inv.crash_after:
-            self._count(f"crash before a {service} write")
-            raise SimulatedCrash(f"before {service}.{operation}")
+            if recording:
+                crash_here = False  # see the module's docstring
+                self._count("crash before the ledger's record of an SES send (not injected)")
+            else:
+                self._count(f"crash before a {service} write")
+                raise SimulatedCrash(f"before {service}.{operation}")
         result = self._original(client, operation, params)
-        if service == "ses" and operation == "SendEmail":
-            self._record_send(params)
+        if inv is not None and service == "dynamodb" and is_write:
+            inv.unrecorded_send = False
+        if (service, operation) in EMAIL_SENDS:
+            if (service, operation) == ("ses", "SendEmail"):
+                self._record_send(params)
+            if inv is not None:
+                inv.unrecorded_send = True
             if crash_here and not self.config.crash_after_send:
                 crash_here = False  # see the module's docstring
                 self._count("crash after an SES send (not injected)")

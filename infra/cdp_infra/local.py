@@ -17,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,8 @@ class LocalConfig:
     # Every so many seconds, forget the stream records that every consumer has processed (moto
     # keeps them all, in memory, and scans them on every read).
     trim_interval_s: float = 5.0
+    # Settings given to every function (and every execution environment) over the template's.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 class LocalPipeline:
@@ -189,6 +191,7 @@ class LocalPipeline:
             lake = Path(cfg.lake_dir).resolve()
             lake.mkdir(parents=True, exist_ok=True)
             env["LAKE_ROOT"] = lake.as_uri()
+        env.update(cfg.environment)
         self._set_env(env)
         capture_emf()
         self.admin_token = self._admin_token(env.get("ADMIN_TOKEN_SECRET_ARN", ""), cfg.admin_token)

@@ -125,6 +125,32 @@ def test_a_crash_after_the_claim_before_the_send_is_sent_once_after_the_hold(sta
     assert emails_sent() == 1
 
 
+@pytest.mark.parametrize("plan", [Plan(crash_at=2), Plan(throttle_at=2)], ids=["crash", "throttle"])
+def test_no_fault_is_injected_between_ses_accepting_and_the_ledger_recording_it(stack_settings: Settings,
+                                                                                 plan: Plan):
+    # Given a fault planned for the write after SendEmail (claim, SendEmail, mark_sent): the window
+    # the crash matrix allows a second send in, which the fault run must leave out
+    clock = SimpleNamespace(now=1_700_000_000.0)
+    ledger, sender = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), SesEmailSender(stack_settings)
+    plans = [plan, Plan()]
+    injector = FaultInjector(planner=lambda fn, event: plans.pop(0))
+
+    def send(change: MembershipChange) -> Any:
+        return activate_change(change, contacts=Contacts(), ledger=ledger, sender=sender, templates=TEMPLATES)
+
+    # When the entry is delivered, then delivered again after the claim's hold
+    with injector:
+        injector.invoke("ActivateFunction", send, ENTRY)
+        clock.now += ledger.hold_s
+        injector.invoke("ActivateFunction", send, ENTRY)
+
+    # Then the fault was counted as not injected and one email went
+    assert [kind for kind in injector.counts if "not injected" in kind]
+    assert not [kind for kind in injector.counts if "not injected" not in kind]
+    assert ledger.state("email#vip#p1#r1")["state"] == "sent"
+    assert emails_sent() == 1
+
+
 def test_a_restarted_stream_poller_resumes_at_its_checkpoint_and_skips_no_record(stack_settings: Settings):
     kinesis = boto3.client("kinesis")
     stream = stack_settings.events_stream
@@ -186,4 +212,24 @@ def test_a_throttled_dynamodb_call_leaves_the_event_for_the_retry_which_applies_
 
     assert throttled.counts == {"throttle dynamodb": 1}
     profile = lookup_profile("user_id:42", store)
+    assert profile is not None and profile["event_count"] == 2
+
+
+def test_a_throttled_write_of_a_batch_holding_a_retried_request_twice_leaves_its_events_for_the_retry(
+        stack_settings: Settings):
+    # Given a batch holding each event of a request twice (the client retried after the collector's
+    # PutRecords succeeded) and a throttled DynamoDB write (the identifier claim)
+    store = DynamoIdentityStore(stack_settings)
+    request = [ev("m1", anonymousId="a"), ev("m2", 1, anonymousId="a")]
+    throttled = FaultInjector(planner=lambda fn, event: Plan(throttle_at=3))  # 2 reads, then the claim
+
+    with throttled:
+        first = throttled.invoke("UnifyFunction", lambda event: resolve_batch(event, store, config=CONFIG, now=NOW),
+                                 request + request)
+
+    # Then both events go back to the stream, and the retry applies each once
+    assert throttled.counts == {"throttle dynamodb": 1}
+    assert sorted(first.failed) == ["m1", "m2"]
+    resolve_batch([e for e in request if e["messageId"] in first.failed], store, config=CONFIG, now=NOW)
+    profile = lookup_profile("anonymous_id:a", store)
     assert profile is not None and profile["event_count"] == 2

@@ -211,6 +211,22 @@ def test_failed_profile_write_reports_the_events_as_failed() -> None:
     assert outcome.failed == {"m1": "store_error"}
 
 
+def test_an_event_whose_second_copy_is_in_the_same_batch_is_still_failed_for_redelivery() -> None:
+    # Given a batch holding one event twice (a client's retry of a request whose first PutRecords
+    # succeeded puts its events on the stream again, next to the first copies)
+    store = CrashingStore(failures=1)
+    batch = [ev("m1", anonymousId="a"), ev("m2", 1, anonymousId="a"), ev("m1", anonymousId="a")]
+
+    # When the profile write fails
+    outcome = resolve(batch, store)
+
+    # Then both events go back for redelivery, and the copy is not counted as done
+    assert outcome.failed == {"m1": "store_error", "m2": "store_error"}
+    assert outcome.duplicates == outcome.applied == []
+    resolve(batch, store)  # the redelivery applies each once
+    assert find_profile("anonymous_id:a", store).event_count == 2  # type: ignore[union-attr]
+
+
 def test_retry_after_a_crash_between_claim_and_profile_write_creates_one_profile() -> None:
     store = CrashingStore(failures=1)
     resolve([ev("m1", anonymousId="a", userId="42")], store)

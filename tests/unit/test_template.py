@@ -110,6 +110,26 @@ def test_every_package_the_domain_imports_is_in_a_layer_or_the_lambda_runtime() 
     assert not missing, sorted(missing)
 
 
+def test_an_effect_claim_outlives_its_holder_and_expires_before_the_message_is_dead_lettered() -> None:
+    # Given every function whose handler claims effects in the ledger, and the hold it gets
+    template = load_template()
+    resources, timeout = template["Resources"], template["Globals"]["Function"]["Timeout"]
+    claimers = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
+                and "DynamoEffectLedger" in FunctionSpec(lid, REPO_ROOT / r["Properties"]["CodeUri"],
+                                                         r["Properties"]["Handler"], {}, {}, 3).module_file.read_text()}
+    hold = Settings().effect_claim_hold_seconds
+    assert {"ActivateFunction", "DeliverFunction"} <= set(claimers)
+    for lid, function in claimers.items():
+        # Then Lambda ends a holder (its send included) before its claim can be taken over
+        assert hold > function["Properties"].get("Timeout", timeout), lid
+        for event in function["Properties"]["Events"].values():
+            if event["Type"] != "SQS":
+                continue
+            queue = resources[event["Properties"]["Queue"]["Fn::GetAtt"][0]]["Properties"]
+            # And a redelivery takes a dead holder's claim over before the redrive gives up on it
+            assert hold < queue["VisibilityTimeout"] * (queue["RedrivePolicy"]["maxReceiveCount"] - 1), lid
+
+
 def test_settings_convert_numeric_fields_and_ignore_empty_values() -> None:
     settings = Settings.from_env({"CLAIM_TRANSACTION_MIN": "100", "LAKE_BUCKET": "", "PROFILES_TABLE": "p"})
     assert settings.claim_transaction_min == 100 and settings.lake_bucket == "" and settings.profiles_table == "p"

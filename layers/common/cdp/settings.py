@@ -16,7 +16,7 @@ TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
     "allow_local_endpoints",
-    "lake_root",
+    "lake_root", "effect_claim_hold_seconds",
 })
 
 
@@ -89,6 +89,11 @@ class Settings:
     collect_ip_mode: str = "keep"
     collect_ip_hash_key_secret_arn: str = ""
     collect_drop_traits: str = ""
+    # How long a pending claim in the effect ledger is its holder's (cdp.adapters.idempotency): longer
+    # than the Timeout of every function that claims, shorter than its queue's VisibilityTimeout x
+    # (maxReceiveCount - 1); tests/unit/test_template.py holds the template to both. Only the local
+    # fault run, where a failed message returns after 1 s, shortens it (for every function alike).
+    effect_claim_hold_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require: Collection[str] = ()) -> Settings:

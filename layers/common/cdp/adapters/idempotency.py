@@ -8,10 +8,11 @@ until then), ``provider_id`` (sent), ``reason`` (failed), ``expires_at`` (the ta
 not out of attempts (a takeover); ``release`` makes a pending claim expired at once and gives its
 attempt back. The rules are those of :class:`cdp.activation.InMemoryEffectLedger`.
 
-``hold_s`` must exceed the longest an attempt can live (the activation function's Timeout, 60 s) so
-a live holder is never taken over, and stay under the queue's VisibilityTimeout x (maxReceiveCount
-- 1) so a redelivery takes a dead holder's claim over before the message reaches the dead-letter
-queue (180 s x 4).
+``hold_s`` (``Settings.effect_claim_hold_seconds``, 300 s) must exceed the longest an attempt can
+live (the Timeout of the function that claims, 60 s: Lambda ends the attempt, send included, by
+then) so a live holder is never taken over, and stay under the queue's VisibilityTimeout x
+(maxReceiveCount - 1) so a redelivery takes a dead holder's claim over before the message reaches
+the dead-letter queue (180 s x 4). ``tests/unit/test_template.py`` checks both against the template.
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ from typing import Any
 from cdp.activation import ClaimResult
 from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
-from cdp.errors import ConcurrentUpdate
+from cdp.errors import ConcurrentUpdate, MalformedSetting
 from cdp.settings import Settings
 
 
 class DynamoEffectLedger(AwsAdapter):
     service = "dynamodb"
 
-    def __init__(self, settings: Settings, *, client: Any = None, ttl_days: int = 400, hold_s: int = 300,
+    def __init__(self, settings: Settings, *, client: Any = None, ttl_days: int = 400, hold_s: int | None = None,
                  max_attempts: int = 2, clock: Callable[[], float] = time.time) -> None:
         super().__init__(settings, client=client)
         self.table = settings.idempotency_table
         self.ttl_s = ttl_days * 86400
-        self.hold_s = hold_s
+        self.hold_s = settings.effect_claim_hold_seconds if hold_s is None else hold_s
+        if self.hold_s <= 0:
+            raise MalformedSetting("a claim's hold must be positive", name="EFFECT_CLAIM_HOLD_SECONDS",
+                                   expected="seconds > 0")
         self.max_attempts = max_attempts
         self.clock = clock
 

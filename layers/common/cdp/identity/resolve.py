@@ -177,13 +177,14 @@ def resolve_batch(
     unresolved: list[MergeLogEntry] = []
     pending: list[_Item] = []
     seen: set[str] = set()
+    copies: list[str] = []  # an event again in the same batch (a client's retry): it shares the first's fate
     for index, event in enumerate(events):
         message_id = event.get("messageId") if isinstance(event, Mapping) else None
         if not isinstance(message_id, str) or not message_id:
             outcome.rejected[f"#{index}"] = "missing_message_id"
             continue
         if message_id in seen:
-            outcome.duplicates.append(message_id)
+            copies.append(message_id)
             continue
         seen.add(message_id)
         extracted = extract(event, config)
@@ -216,6 +217,10 @@ def resolve_batch(
     for message_id in (*outcome.applied, *outcome.duplicates):
         outcome.failed.pop(message_id, None)
         outcome.store_refused.pop(message_id, None)
+    # A copy is a duplicate only once its first is done: counted as one before, it took a failed
+    # first out of ``failed`` above, and the event was reported done without being applied.
+    done = {*outcome.applied, *outcome.duplicates}
+    outcome.duplicates += [message_id for message_id in copies if message_id in done]
     return outcome
 
 
