@@ -15,7 +15,7 @@ from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.failures import S3FailureStore
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.privacy import DynamoPrivacyStore
-from cdp.adapters.sqs import SqsChangePublisher
+from cdp.adapters.sqs import SqsChangePublisher, SqsConsentSignals
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.jobs.unify_job import RealtimeSegments, unify_records
 from cdp.observability import metrics, record_unify
@@ -53,7 +53,8 @@ def config() -> IdentityConfig:
 def realtime() -> RealtimeSegments:
     settings = Settings.from_env(require=FUNCTION_FIELDS)
     return RealtimeSegments(realtime_segments(all_segments(Path(__file__).parent / "segments")),
-                            DynamoMembershipStore(settings), SqsChangePublisher(settings))
+                            DynamoMembershipStore(settings), SqsChangePublisher(settings),
+                            consent_signal=SqsConsentSignals(settings))
 
 
 @tracer.capture_lambda_handler

@@ -48,3 +48,24 @@ class SqsDeferrals(AwsAdapter):
             with aws_errors("cannot defer a campaign message"):
                 self.client.send_message(QueueUrl=self.settings.activation_queue_url,
                                          MessageBody=json.dumps(item.body), DelaySeconds=item.delay_seconds)
+
+
+class SqsConsentSignals(AwsAdapter):
+    """Tells the destinations that these people's ad consent may have changed (one message each)."""
+
+    service = "sqs"
+
+    def __call__(self, profile_ids: list[str]) -> None:
+        from cdp.activation.destinations import Reconcile
+
+        if not self.settings.destination_queue_url:
+            return
+        for start in range(0, len(profile_ids), BATCH_SIZE):
+            chunk = profile_ids[start:start + BATCH_SIZE]
+            with aws_errors("cannot signal consent changes"):
+                out = self.client.send_message_batch(
+                    QueueUrl=self.settings.destination_queue_url,
+                    Entries=[{"Id": str(i), "MessageBody": json.dumps(Reconcile(pid).to_dict())}
+                             for i, pid in enumerate(chunk)])
+            if out.get("Failed"):
+                raise StoreError("some consent signals were not sent", failed=out["Failed"])
