@@ -302,3 +302,44 @@ def test_reconcile_touches_only_the_people_named(world: World, platform: tuple[A
     report = reconcile("aud", ["vip"], ["p1"], platform=client(), profiles=world.profiles,
                        membership=world.membership, holdings=world.holdings, session_id=1)
     assert report.sent == 1 and held_emails(fake) == {sha("p1@example.com")}
+
+
+def test_an_exit_whose_record_cannot_be_dropped_is_removed_and_a_resync_clears_the_record(
+        world: World, platform: tuple[Any, Any]) -> None:
+    from cdp.errors import StoreError
+
+    class DropFails(InMemoryHoldings):
+        def put(self, destination: str, items: Any) -> None:
+            items = list(items)
+            if any(not sent for _, sent in items):
+                raise StoreError("table throttled")
+            super().put(destination, items)
+
+    fake, client = platform
+    failing = DropFails()
+    world.holdings = failing
+    world.sync(client(), [world.enter("p1")])
+    world.membership.apply("vip", [], ["p1"])
+    report = world.sync(client(), [MembershipChange("vip", "p1", "exited", "r2", AT)])
+    assert len(report.removed) == 1 and held_emails(fake) == set() and failing.held("aud", ["p1"])
+    world.holdings = InMemoryHoldings()
+    world.holdings.items = failing.items
+    assert world.resync(client()).removed == 1 and world.holdings.items == {}
+
+
+def test_an_erasure_that_dies_before_deleting_the_records_removes_again_when_resumed(
+        world: World, both: tuple[MetaFake, GoogleFake, FakeTargets]) -> None:
+    from types import SimpleNamespace
+
+    meta, _, targets = both
+    ctx = _ctx(world, targets, {"meta-vip": META})
+    world.enter("p1")
+    deliver([Reconcile("p1")], ctx, now=0.0)
+    person_ = SimpleNamespace(profile_ids=["p1"], identifiers=["email:p1@example.com"])
+    dying = AudienceErasureNotice({"meta-vip": META}, targets, world.profiles,
+                                  holdings=CrashingHoldings(world.holdings, 1))
+    with pytest.raises(Crash):
+        dying.notify("req-1", person_)
+    assert meta.members("1234") == set() and world.holdings.items
+    AudienceErasureNotice({"meta-vip": META}, targets, world.profiles, holdings=world.holdings).notify("req-1", person_)
+    assert world.holdings.items == {} and meta.members("1234") == set()

@@ -253,3 +253,16 @@ def test_two_files_may_not_define_the_same_destination(tmp_path) -> None:  # typ
         (tmp_path / f"{name}.yaml").write_text("name: x\ntype: webhook\nsegments: [v]\nsecret: s\nurl: https://e.com\n")
     with pytest.raises(InvalidConfig, match="b.yaml:1: name: 'x' is already defined"):
         load_destinations(tmp_path)
+
+
+def test_cdp_destinations_validate_checks_the_users_and_the_demos_folders(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdp_infra.cli import main
+
+    monkeypatch.delenv("EXTRA_DESTINATIONS_DIR", raising=False)
+    assert main(["destinations", "validate"]) == 0
+    assert "3 destination(s) valid" in capsys.readouterr().out
+    assert main(["destinations", "list"]) == 0
+    assert capsys.readouterr().out == ""  # a stack that is not the local one reads config/destinations only
+    (tmp_path / "bad.yaml").write_text("type: webhook\nsegments: [repeat-buyers]\nsecret: s\nurl: http://e.com\n")
+    assert main(["destinations", "validate", "--dir", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'bad.yaml'}:4: url: must be an https:// URL" in capsys.readouterr().err
