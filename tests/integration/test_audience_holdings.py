@@ -154,14 +154,24 @@ def test_a_member_of_another_followed_segment_stays(world: World, platform: tupl
     assert world.resync(client()).removed == 0 and held_emails(fake) == {sha("p1@example.com")}
 
 
+def test_a_change_of_name_keeps_the_person_in_the_audience(world: World, platform: tuple[Any, Any]) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1")])
+    world.profiles.profiles["p1"] = {**person("p1"), "traits": {"first_name": "Anna", "last_name": "Lee",
+                                                                "country": "US", "postal_code": "94103"}}
+    report = world.resync(client())
+    assert (report.sent, report.replaced) == (1, 1)
+    assert held_emails(fake) == {sha("p1@example.com")}  # the old row, sharing the email, went first
+
+
 # One resync of three people: p1 stays, p2 has left (removed), p3 changed email (old keys removed).
-# Writes: 1 = holdings grow, 2 = holdings shrink. Requests: 1 = the adds, 2 = the removes.
+# Writes: 1 = holdings grow, 2 = holdings shrink. Requests: 1 = the removes, 2 = the adds.
 CELLS = [("request", 1, True), ("request", 1, False), ("request", 2, True), ("request", 2, False),
          ("holdings", 1, None), ("holdings", 2, None)]
 
 
 @pytest.mark.parametrize(("where", "n", "before"), CELLS,
-                         ids=["before-adds", "after-adds", "before-removes", "after-removes",
+                         ids=["before-removes", "after-removes", "before-adds", "after-adds",
                               "growing-holdings", "shrinking-holdings"])
 def test_a_crash_anywhere_in_a_resync_then_a_rerun_converges(
         world: World, platform: tuple[Any, Any], where: str, n: int, before: bool | None) -> None:

@@ -16,7 +16,8 @@ to every destination that follows its segment; each (destination, change) is the
 own, so one failing destination never delays another. A failure is re-queued as a delivery for that
 destination alone, after a jittered backoff (a delay over SQS's 15-minute maximum is carried as
 ``not_before`` and the message re-queued until then); a delivery that gives up or is refused for
-good goes to the dead-letter store (``cdp webhooks replay``).
+good goes to the dead-letter store (``cdp webhooks replay``). A consent signal from unify
+(:class:`Reconcile`) is fanned out to every ad audience, which then holds the person or not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,7 +35,7 @@ from typing import Any, Protocol
 from cdp.activation import EffectLedger
 from cdp.activation.audiences import AudiencePlatform
 from cdp.activation.audiences.holdings import Holdings
-from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, sync_changes
+from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, reconcile, sync_changes
 from cdp.activation.webhooks import WEBHOOK_SCHEDULE, HttpPoster, Webhook, backoff
 from cdp.errors import CdpError, DestinationRefused, InvalidConfig, StoreError
 from cdp.marked_yaml import load_marked
@@ -390,10 +392,6 @@ def _reconcile_people(destination: Destination, signals: list[Reconcile], ctx: D
     if ctx.holdings is None:
         report.skip("no_holdings", len(signals))
         return
-    import secrets
-
-    from cdp.activation.audiences.sync import reconcile
-
     try:
         platform = ctx.targets.audience(destination)
         done = reconcile(destination.name, destination.segments, [s.profile_id for s in signals],

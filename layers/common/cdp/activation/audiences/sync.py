@@ -202,8 +202,8 @@ def reconcile(destination: str, segments: Sequence[str], profile_ids: Sequence[s
     Wanted: a member of one of ``segments`` whose profile grants ``ads`` (:func:`may_send_ads`) and
     has keys. Anyone held but not wanted is removed **with the keys that were sent**; anyone wanted is
     added (with ``resend``, even if already held: a resync repairs an audience the platform lost), and
-    keys held from before a change of keys are removed. Order, for crashes: holdings grow before the
-    adds, then adds, removes, and only then holdings shrink; every request is idempotent, so running
+    keys held from before a change of keys are removed. Order, for crashes: holdings grow first, then
+    removes, adds, and only then holdings shrink; every request is idempotent, so running
     it again after a crash anywhere converges (docs/architecture.md, "Audience holdings").
     """
     report = ResyncReport()
@@ -247,9 +247,11 @@ def reconcile(destination: str, segments: Sequence[str], profile_ids: Sequence[s
                 else:
                     report.replaced += 1
     holdings.put(destination, grow)
+    # Removes first: a platform removes whoever matches any key of a removed member, so an old row
+    # that shares a key with a wanted one (the same email, a changed name) would take that one out.
+    report.batches += _send_all(platform, "remove", [h for _, h in removes], session_id + 1)
     report.batches += _send_all(platform, "add", [h for _, h in adds], session_id)
     report.sent = len(adds)
-    report.batches += _send_all(platform, "remove", [h for _, h in removes], session_id + 1)
     holdings.put(destination, final)
     return report
 
