@@ -4,7 +4,7 @@ Per destination, against the loopback fakes (which check every request as the pl
 
 * incremental sync: --changes entries through ``sync_changes`` (effect ledger in memory, batches of
   up to 10,000), members per second end to end (normalise, hash, claim, POST, mark);
-* resync: the same members as one multi-batch session;
+* resync: the same members as one multi-batch session (recording what the audience holds);
 * webhooks: --posts signed posts through ``deliver`` (one request per change).
 
     python bench/bench_destinations.py                      # 20,000 changes, 500 webhook posts
@@ -25,6 +25,7 @@ from typing import Any
 
 from cdp.activation import InMemoryEffectLedger
 from cdp.activation.audiences.google import GoogleAudience
+from cdp.activation.audiences.holdings import InMemoryHoldings
 from cdp.activation.audiences.meta import MetaAudience
 from cdp.activation.audiences.sync import resync, sync_changes
 from cdp.activation.destinations import (
@@ -63,7 +64,8 @@ def bench_audience(name: str, platform: Any, fake: Any, n: int) -> dict[str, Any
                           ledger=InMemoryEffectLedger())
     sync_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    again = resync(["vip"], platform=platform, profiles=views, membership=membership, session_id=7)
+    again = resync(["vip"], platform=platform, profiles=views, membership=membership, session_id=7,
+                   holdings=InMemoryHoldings(), destination=name)
     resync_s = time.perf_counter() - t1
     assert len(report.added) == n and again.sent == n and not fake.violations, fake.violations[:3]
     return {"destination": name, "members": n, "requests": len(fake.requests),

@@ -1,4 +1,4 @@
-"""SQS (segment membership changes, and re-tried deliveries) -> ad audiences and webhooks."""
+"""SQS (segment membership changes, consent signals, re-tried deliveries) -> ad audiences and webhooks."""
 
 import json
 import time
@@ -9,8 +9,15 @@ from pathlib import Path
 from aws_lambda_powertools import Logger, Tracer
 
 from cdp.activation.audiences.sync import StoreProfileViews
-from cdp.activation.destinations import Delivery, DeliveryContext, DeliveryReport, deliver, load_destinations
+from cdp.activation.destinations import (
+    DeliveryContext,
+    DeliveryReport,
+    deliver,
+    load_destinations,
+    parse_delivery,
+)
 from cdp.adapters.destinations import (
+    DynamoAudienceHoldings,
     DynamoDestinationState,
     SecretTargets,
     SqsDeadLetters,
@@ -31,11 +38,13 @@ tracer = Tracer()
 def context() -> DeliveryContext:
     s = Settings.from_env(require=FUNCTION_FIELDS | DELIVERY_FIELDS)
     return DeliveryContext(
-        destinations=load_destinations(Path(__file__).parent / "config" / "destinations"),
+        # The demo's destinations (loopback fakes) only where the local stack names their folder.
+        destinations=load_destinations([Path(__file__).parent / "config" / "destinations",
+                                        *filter(None, [s.extra_destinations_dir])]),
         targets=SecretTargets(s), profiles=StoreProfileViews(DynamoIdentityStore(s)),
         membership=DynamoMembershipStore(s), ledger=DynamoEffectLedger(s, max_attempts=10),
         queue=SqsDeliveryQueue(s), dead_letters=SqsDeadLetters(s), state=DynamoDestinationState(s),
-        transport=webhook_transport(s))
+        transport=webhook_transport(s), holdings=DynamoAudienceHoldings(s))
 
 
 @tracer.capture_lambda_handler
@@ -47,7 +56,7 @@ def handler(event: dict, context_: object) -> dict:
     items = []
     for record in records:
         try:
-            items.append(Delivery.from_dict(json.loads(record["body"])))
+            items.append(parse_delivery(json.loads(record["body"])))
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("malformed delivery dropped", extra={"messageId": record.get("messageId"), "error": str(exc)})
     # Stop posting 15 s before the timeout: what is left is re-queued, not repeated with the batch.

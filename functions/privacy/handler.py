@@ -26,9 +26,11 @@ tracer = Tracer()  # patches botocore: DynamoDB, S3 and Athena calls are subsegm
 def stores() -> PrivacyStores:
     here = Path(__file__).parent
     segments = [d.name for d in all_segments(here / "segments")]
-    return build_privacy_stores(Settings.from_env(require=FUNCTION_FIELDS), segments=segments,  # type: ignore[no-any-return]
+    settings = Settings.from_env(require=FUNCTION_FIELDS)
+    folders = [here / "config" / "destinations", *filter(None, [settings.extra_destinations_dir])]
+    return build_privacy_stores(settings, segments=segments,  # type: ignore[no-any-return]
                                 config=load_identity_config(here / "config" / "identity.yaml"),
-                                destinations=load_destinations(here / "config" / "destinations", segments=segments))
+                                destinations=load_destinations(folders, segments=segments))
 
 
 @tracer.capture_lambda_handler

@@ -15,7 +15,7 @@ from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.failures import S3FailureStore
 from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.privacy import DynamoPrivacyStore
-from cdp.adapters.sqs import SqsChangePublisher, SqsTriggerPublisher
+from cdp.adapters.sqs import SqsChangePublisher, SqsConsentSignals, SqsTriggerPublisher
 from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.triggers import TriggerIndex
 from cdp.errors import InvalidCampaign
@@ -56,7 +56,8 @@ def config() -> IdentityConfig:
 def realtime() -> RealtimeSegments:
     settings = Settings.from_env(require=FUNCTION_FIELDS)
     return RealtimeSegments(realtime_segments(all_segments(Path(__file__).parent / "segments")),
-                            DynamoMembershipStore(settings), SqsChangePublisher(settings))
+                            DynamoMembershipStore(settings), SqsChangePublisher(settings),
+                            consent_signal=SqsConsentSignals(settings))
 
 
 @cache

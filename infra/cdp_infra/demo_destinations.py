@@ -1,4 +1,4 @@
-"""The demo's destinations: the three of ``config/destinations/`` pointed at the loopback fakes.
+"""The demo's destinations: the three of ``examples/destinations/`` pointed at the loopback fakes.
 
 ``start`` runs a Meta fake, a Data Manager fake and a webhook receiver and stores each destination's
 secret in the local stack with the fake's address (honoured only because the local stack sets
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fakes import GoogleFake, MetaFake, WebhookReceiver
-from .template import REPO_ROOT
+from .template import DESTINATIONS_DIR, EXAMPLE_DESTINATIONS
 
 
 @dataclass
@@ -32,7 +32,7 @@ def start(pipeline: Any) -> DemoDestinations:
     from cdp.activation.destinations import load_destinations
     from cdp.activation.webhooks import new_secret
 
-    found = DemoDestinations(load_destinations(REPO_ROOT / "config" / "destinations"))
+    found = DemoDestinations(load_destinations([DESTINATIONS_DIR, EXAMPLE_DESTINATIONS]))
     prefix = os.environ.get("DESTINATION_SECRET_PREFIX", "")
     secrets = pipeline.client("secretsmanager")
     for name, destination in found.destinations.items():
@@ -40,8 +40,11 @@ def start(pipeline: Any) -> DemoDestinations:
             fake: Any = MetaFake(access_token="demo-meta-token").start()
             value = {"access_token": "demo-meta-token", "base_url": fake.url}
         elif destination.type == "google_audience":
-            fake = GoogleFake(access_token="demo-google-token").start()
-            value = {"access_token": "demo-google-token", "base_url": fake.url}
+            # The OAuth form of the secret: the client exchanges the refresh token at the fake's /token.
+            fake = GoogleFake(client_id="demo-client", client_secret="demo-client-secret",
+                              refresh_token="demo-refresh-token").start()
+            value = {"client_id": "demo-client", "client_secret": "demo-client-secret",
+                     "refresh_token": "demo-refresh-token", "base_url": fake.url, "token_url": f"{fake.url}/token"}
         else:
             signing = new_secret()
             fake = WebhookReceiver(signing).start()

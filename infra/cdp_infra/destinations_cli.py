@@ -1,7 +1,8 @@
 """``cdp destinations validate|list``, ``cdp audiences resync NAME``, ``cdp webhooks replay|enable|secret``.
 
 They talk to the stack named by the environment, as the handlers do (``--stack NAME`` or the running
-``cdp dev``); the destinations are those of ``config/destinations/``.
+``cdp dev``); the destinations are those of ``config/destinations/`` (and, on the local stack, the
+demo's ``examples/destinations/``). ``validate`` checks both folders.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .template import REPO_ROOT
+from .template import DESTINATIONS_DIR, EXAMPLE_DESTINATIONS, REPO_ROOT, destination_dirs
 
-DESTINATIONS_DIR = REPO_ROOT / "config" / "destinations"
 SEGMENTS_DIR = REPO_ROOT / "segments"
 
 
@@ -24,17 +24,20 @@ def add_parser(sub: Any) -> None:
     dest = sub.add_parser("destinations", help="ad audiences and webhooks as code (config/destinations/)")
     d_sub = dest.add_subparsers(dest="destinations_command", required=True)
     validate = d_sub.add_parser("validate", help="check every destination file (file:line errors)")
-    validate.add_argument("--dir", type=Path, default=DESTINATIONS_DIR)
+    validate.add_argument("--dir", type=Path, action="append",
+                          help=f"a folder to check (default: {DESTINATIONS_DIR.relative_to(REPO_ROOT)} and "
+                               f"{EXAMPLE_DESTINATIONS.relative_to(REPO_ROOT)})")
     validate.set_defaults(func=cmd_validate)
     listing = d_sub.add_parser("list", help="the destinations and the segments they follow")
-    listing.add_argument("--dir", type=Path, default=DESTINATIONS_DIR)
+    listing.add_argument("--dir", type=Path, action="append")
     listing.set_defaults(func=cmd_list)
 
     audiences = sub.add_parser("audiences", help="ad audiences (Meta Custom Audiences, Google Customer Match)")
     a_sub = audiences.add_subparsers(dest="audiences_command", required=True)
-    resync = a_sub.add_parser("resync", help="send every current member with ads consent again (one session)")
+    resync = a_sub.add_parser("resync", help="rebuild an audience: current members with ads consent added, "
+                                             "everyone else it holds removed")
     resync.add_argument("name", help="the destination's name")
-    resync.add_argument("--dir", type=Path, default=DESTINATIONS_DIR)
+    resync.add_argument("--dir", type=Path, action="append")
     resync.set_defaults(func=cmd_resync)
 
     hooks = sub.add_parser("webhooks", help="webhooks (and every destination's dead letters)")
@@ -61,19 +64,19 @@ def _settings() -> Any:
     return settings
 
 
-def _load(directory: Path) -> dict[str, Any]:
+def _load(directories: list[Path] | None) -> dict[str, Any]:
     from cdp.activation.destinations import load_destinations
     from cdp.segments.definition import load_segments
 
     names = [d.name for d in load_segments(SEGMENTS_DIR)] if SEGMENTS_DIR.is_dir() else None
-    return load_destinations(directory, segments=names)
+    return load_destinations(directories or destination_dirs(), segments=names)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from cdp.errors import InvalidConfig, InvalidSegment
 
     try:
-        found = _load(args.dir)
+        found = _load(args.dir or [DESTINATIONS_DIR, EXAMPLE_DESTINATIONS])
     except (InvalidConfig, InvalidSegment) as exc:
         print(f"cdp: {exc}", file=sys.stderr)
         return 1
@@ -89,20 +92,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_resync(args: argparse.Namespace) -> int:
     from cdp.activation.audiences.sync import StoreProfileViews, resync
-    from cdp.adapters.destinations import SecretTargets
+    from cdp.adapters.destinations import DynamoAudienceHoldings, SecretTargets
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
     from cdp.adapters.membership import DynamoMembershipStore
 
     destination = _load(args.dir).get(args.name)
     if destination is None or destination.type == "webhook":
-        print(f"cdp: no ad audience named {args.name!r} in {args.dir}", file=sys.stderr)
+        print(f"cdp: no ad audience named {args.name!r}", file=sys.stderr)
         return 2
     settings = _settings()
     report = resync(list(destination.segments), platform=SecretTargets(settings).audience(destination),
                     profiles=StoreProfileViews(DynamoIdentityStore(settings)),
-                    membership=DynamoMembershipStore(settings), session_id=secrets.randbits(62))
+                    membership=DynamoMembershipStore(settings), session_id=secrets.randbits(62),
+                    holdings=DynamoAudienceHoldings(settings), destination=destination.name)
     print(json.dumps({"destination": destination.name, "members": report.members, "sent": report.sent,
-                      "batches": report.batches, "skipped": report.skipped}))
+                      "removed": report.removed, "replaced": report.replaced, "batches": report.batches,
+                      "skipped": report.skipped}))
     return 0
 
 

@@ -205,13 +205,51 @@ def google_error(status: int, grpc_status: str, message: str) -> tuple[int, dict
 
 
 class GoogleFake(_Server):
-    """``POST /v1/audienceMembers:ingest`` and ``:remove`` of the Data Manager API."""
+    """``POST /v1/audienceMembers:ingest`` and ``:remove`` of the Data Manager API, and ``POST /token``:
+    Google's OAuth 2.0 token endpoint for the refresh-token grant (developers.google.com/identity/
+    protocols/oauth2/web-server, "Refreshing an access token"): a form-encoded ``client_id``,
+    ``client_secret``, ``refresh_token`` and ``grant_type=refresh_token``, answered with
+    ``{"access_token", "expires_in", "scope", "token_type": "Bearer"}`` or an RFC 6749 error
+    (``invalid_client`` 401, ``invalid_grant`` / ``unsupported_grant_type`` / ``invalid_request`` 400).
+    ``expire_tokens`` makes every issued token invalid, as an expiry or a revocation does.
+    """
 
-    def __init__(self, access_token: str = "google-token") -> None:
+    SCOPE = "https://www.googleapis.com/auth/datamanager"
+
+    def __init__(self, access_token: str = "google-token", *, client_id: str | None = None,
+                 client_secret: str | None = None, refresh_token: str | None = None) -> None:
         super().__init__()
         self.access_token = access_token
+        self.client = (client_id, client_secret, refresh_token)
+        self.tokens: set[str] = {access_token} if client_id is None else set()
+        self.issued = 0
         self.lists: dict[str, set[str]] = {}
         self.consents: list[dict[str, str]] = []
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def _token(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        def error(status: int, code: str, description: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+            return status, {"error": code, "error_description": description}, {}
+
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            self.violations.append("the token request must be form-encoded")
+            return error(400, "invalid_request", "form-encoded body expected")
+        form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+        if form.get("grant_type") != "refresh_token":
+            self.violations.append(f"grant_type {form.get('grant_type')!r}")
+            return error(400, "unsupported_grant_type", "Invalid grant_type")
+        client_id, client_secret, refresh_token = self.client
+        if client_id is None or form.get("client_id") != client_id or form.get("client_secret") != client_secret:
+            return error(401, "invalid_client", "The OAuth client was not found.")
+        if form.get("refresh_token") != refresh_token:
+            return error(400, "invalid_grant", "Token has been expired or revoked.")
+        self.issued += 1
+        token = f"ya29.fake-{self.issued}-{uuid.uuid4().hex[:8]}"
+        self.tokens.add(token)
+        return 200, {"access_token": token, "expires_in": 3599, "scope": self.SCOPE, "token_type": "Bearer"}, {}
 
     def members(self, user_list_id: str) -> set[str]:
         return set(self.lists.get(user_list_id, set()))
@@ -223,10 +261,14 @@ class GoogleFake(_Server):
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes
                ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if method == "POST" and path == "/token":
+            return self._token(headers, body)
         if method != "POST" or path not in ("/v1/audienceMembers:ingest", "/v1/audienceMembers:remove"):
             return self._invalid(f"unknown method {method} {path}")
-        if headers.get("authorization") != f"Bearer {self.access_token}":
-            self.violations.append("bad bearer token")
+        bearer = headers.get("authorization", "")
+        if not bearer.startswith("Bearer ") or bearer.removeprefix("Bearer ") not in self.tokens:
+            if self.client[0] is None:  # a fixed token: a wrong one is the client's mistake
+                self.violations.append("bad bearer token")
             status, answer = google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
             return status, answer, {}
         try:

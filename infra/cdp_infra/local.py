@@ -28,7 +28,7 @@ from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SqsPoller
 from .provision import provision
 from .runtime import LocalFunction, MetricsRecorder, capture_emf
 from .server import AdminRoutes, LocalApi, Route, TokenBucket
-from .template import Stack, new_stack
+from .template import EXAMPLE_DESTINATIONS, Stack, new_stack
 
 log = logging.getLogger("cdp.local")
 
@@ -180,6 +180,8 @@ class LocalPipeline:
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
         # Webhooks and ad-platform fakes on 127.0.0.1 are allowed here only (never on AWS).
         env["ALLOW_LOCAL_ENDPOINTS"] = "1"
+        # The demo's destinations (on those fakes) are loaded here only: a deployed stack ships none.
+        env["EXTRA_DESTINATIONS_DIR"] = str(EXAMPLE_DESTINATIONS)
         # The template samples DEBUG logs in 1% of invocations; here that would print stray lines
         # into the terminal of `cdp demo` at random.
         env["POWERTOOLS_LOGGER_SAMPLE_RATE"] = "0"

@@ -136,13 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cdp.activation.destinations import load_destinations
     from cdp.identity.config import load_identity_config
 
-    from .template import REPO_ROOT
+    from .template import REPO_ROOT, destination_dirs
 
     segments = _segments()
     stores = build_privacy_stores(settings, segments=segments,
                                   config=load_identity_config(REPO_ROOT / "config" / "identity.yaml"),
-                                  destinations=load_destinations(REPO_ROOT / "config" / "destinations",
-                                                                 segments=segments))
+                                  destinations=load_destinations(destination_dirs(), segments=segments))
     request = run_request(args.request_id, stores, now=lambda: datetime.now(UTC))
     if request is None:
         print(f"cdp: no privacy request {args.request_id}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,16 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The user's destinations (deployed) and the demo's (loaded by the local stack only).
+DESTINATIONS_DIR = REPO_ROOT / "config" / "destinations"
+EXAMPLE_DESTINATIONS = REPO_ROOT / "examples" / "destinations"
+
+
+def destination_dirs() -> list[Path]:
+    """Where the stack in use reads destinations: ``config/destinations`` and, for the local stack
+    (``cdp dev`` writes its environment), the folder it names in ``EXTRA_DESTINATIONS_DIR``."""
+    extra = os.environ.get("EXTRA_DESTINATIONS_DIR")
+    return [DESTINATIONS_DIR, *([Path(extra)] if extra else [])]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
 

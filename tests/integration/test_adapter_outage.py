@@ -35,6 +35,7 @@ NAMES = {
     "IDEMPOTENCY_TABLE": "outage-idempotency",
     "SOURCES_TABLE": "outage-sources",
     "MEMBERSHIP_TABLE": "outage-membership",
+    "AUDIENCE_HOLDINGS_TABLE": "outage-audience-holdings",
     "LAKE_BUCKET": "outage-lake",
     "ACTIVATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-activation",
     "DESTINATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-destinations",

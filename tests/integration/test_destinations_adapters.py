@@ -108,7 +108,8 @@ def test_the_deliver_function_syncs_both_audiences_and_signs_the_webhook(
             profile_id="p1", identifiers=["email:ann@example.com"], traits={"first_name": "Ann"},
             consent=Consent({"ads": ConsentStatement(True, "s")})))
         DynamoMembershipStore(stack_settings).apply("repeat-buyers", [Member("p1", "r1", AT)], [])
-        handler = _handler(monkeypatch, {**stack_environment, "ALLOW_LOCAL_ENDPOINTS": "1"})
+        handler = _handler(monkeypatch, {**stack_environment, "ALLOW_LOCAL_ENDPOINTS": "1",
+                                         "EXTRA_DESTINATIONS_DIR": str(REPO / "examples" / "destinations")})
         sample = json.loads((REPO / "events" / "sqs-destinations.json").read_text())
         sample["Records"][0]["body"] = json.dumps(CHANGE.to_dict())
         sample["Records"] = sample["Records"][:1]
@@ -117,3 +118,74 @@ def test_the_deliver_function_syncs_both_audiences_and_signs_the_webhook(
         assert hook.deliveries == 1 and not (meta.violations or google.violations or hook.violations)
         handler.handler(sample, lambda_context)  # redelivered: nothing more reaches any destination
         assert (len(meta.requests), len(google.requests), len(hook.requests)) == (1, 1, 1)
+
+
+def test_audience_holdings_are_kept_per_destination_and_profile(stack_settings: Settings) -> None:
+    from cdp.adapters.destinations import DynamoAudienceHoldings
+
+    holdings = DynamoAudienceHoldings(stack_settings)
+    rows = [(f"p{n}", [["a" * 64, ""], ["b" * 64, ""]]) for n in range(30)]  # more than one batch write
+    holdings.put("meta-vip", rows)
+    holdings.put("google-vip", [("p1", [[{"emailAddress": "c" * 64}]])])
+    assert holdings.held("meta-vip", ["p0", "p29", "absent"]) == {"p0": rows[0][1], "p29": rows[29][1]}
+    assert sorted(holdings.profiles("meta-vip")) == sorted(f"p{n}" for n in range(30))
+    holdings.put("meta-vip", [(f"p{n}", []) for n in range(30)])
+    assert list(holdings.profiles("meta-vip")) == [] and list(holdings.profiles("google-vip")) == ["p1"]
+
+
+def test_a_google_secret_with_an_oauth_client_gets_one_token_source_per_warm_function(stack_settings: Settings) -> None:
+    from dataclasses import replace
+
+    from cdp.activation.audiences.google import GoogleOAuth
+
+    local = replace(stack_settings, allow_local_endpoints="1")
+    google = parse_destination("type: google_audience\nsegments: [v]\nsecret: g\naccount_id: '1'\nuser_list_id: '2'\n",
+                               "g.yaml")
+    _secret(stack_settings, "g", json.dumps({"client_id": "c", "client_secret": "s", "refresh_token": "r",
+                                             "token_url": "http://127.0.0.1:9/token"}))
+    targets = SecretTargets(local)
+    first, second = targets.audience(google), targets.audience(google)
+    assert isinstance(first.tokens, GoogleOAuth) and first.tokens is second.tokens  # type: ignore[attr-defined]
+    assert first.tokens.token_url == "http://127.0.0.1:9/token"  # type: ignore[attr-defined]
+    assert SecretTargets(stack_settings).audience(google).tokens.token_url == "https://oauth2.googleapis.com/token"  # type: ignore[attr-defined]
+    _secret(stack_settings, "bad", json.dumps({"client_id": "c", "refresh_token": "r"}))
+    from cdp.errors import InvalidConfig
+
+    with pytest.raises(InvalidConfig):
+        SecretTargets(stack_settings).audience(replace(google, secret="bad"))
+
+
+def test_a_consent_signal_on_the_queue_makes_the_deliver_function_remove_the_person(
+        stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        lambda_context: object) -> None:
+    from cdp.adapters.destinations import DynamoAudienceHoldings
+    from cdp.adapters.sqs import SqsConsentSignals
+
+    with MetaFake("m-token") as meta, GoogleFake(client_id="c", client_secret="s", refresh_token="r") as google:
+        _secret(stack_settings, "meta-ads", json.dumps({"access_token": "m-token", "base_url": meta.url}))
+        _secret(stack_settings, "google-ads", json.dumps({"client_id": "c", "client_secret": "s", "refresh_token": "r",
+                                                          "base_url": google.url, "token_url": f"{google.url}/token"}))
+        store = DynamoIdentityStore(stack_settings)  # (no webhook secret: its deliveries are dead-lettered)
+        store.put_profile(Profile(profile_id="p1", identifiers=["email:ann@example.com"],
+                                  consent=Consent({"ads": ConsentStatement(True, "s")})))
+        DynamoMembershipStore(stack_settings).apply("repeat-buyers", [Member("p1", "r1", AT)], [])
+        handler = _handler(monkeypatch, {**stack_environment, "ALLOW_LOCAL_ENDPOINTS": "1",
+                                         "EXTRA_DESTINATIONS_DIR": str(REPO / "examples" / "destinations")})
+
+        def run(body: dict[str, Any]) -> None:
+            sample = json.loads((REPO / "events" / "sqs-destinations.json").read_text())
+            sample["Records"] = sample["Records"][:1]
+            sample["Records"][0]["body"] = json.dumps(body)
+            assert handler.handler(sample, lambda_context) == {"batchItemFailures": []}
+
+        run(CHANGE.to_dict())
+        assert len(meta.members("23851234567890123")) == 1 and len(google.members("8765432101")) == 1
+        profile = store.get_profiles(["p1"])["p1"]
+        profile.consent = Consent({"ads": ConsentStatement(False, "t")})
+        store.put_profile(profile)
+        SqsConsentSignals(stack_settings)(["p1"])
+        (signal,) = _receive(stack_settings.destination_queue_url)
+        run(signal)
+        assert meta.members("23851234567890123") == set() and google.members("8765432101") == set()
+        assert list(DynamoAudienceHoldings(stack_settings).profiles("meta-repeat-buyers")) == []
+        assert google.issued == 1 and not (meta.violations or google.violations)

@@ -17,6 +17,7 @@ import pytest
 
 from cdp.activation import InMemoryEffectLedger
 from cdp.activation.audiences.google import GoogleAudience
+from cdp.activation.audiences.holdings import InMemoryHoldings
 from cdp.activation.audiences.meta import MetaAudience
 from cdp.activation.audiences.normalise import PersonKeys
 from cdp.activation.audiences.sync import SyncReport, audience_key, remove_person, resync, sync_changes
@@ -131,7 +132,7 @@ def test_a_resync_sends_every_consenting_member_in_batches_of_10000_as_one_sessi
         world.membership.apply("vip", [Member(f"p{n}", "r1", AT)], [])
         world.profiles.profiles[f"p{n}"] = person(f"p{n}", ads=n % 1000 != 0)
     report = resync(["vip"], platform=meta_audience(meta), profiles=world.profiles, membership=world.membership,
-                    session_id=42)
+                    session_id=42, holdings=InMemoryHoldings(), destination="aud")
     assert (report.members, report.sent, report.batches, report.skipped) == (10_050, 10_039, 2, {"no_ads_consent": 11})
     sessions = [json.loads(_form(r)["session"]) for r in meta.requests]
     assert [(s["batch_seq"], s["last_batch_flag"], s["estimated_num_total"]) for s in sessions] == [

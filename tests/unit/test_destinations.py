@@ -209,13 +209,32 @@ def test_a_public_host_is_pinned_to_its_checked_address() -> None:
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
-def test_the_shipped_destinations_are_valid_and_follow_existing_segments() -> None:
+def test_the_demo_destinations_are_valid_and_follow_existing_segments() -> None:
     from cdp.activation.destinations import load_destinations
     from cdp.segments.definition import load_segments
 
     names = [d.name for d in load_segments(REPO / "segments")]
-    found = load_destinations(REPO / "config" / "destinations", segments=names)
+    found = load_destinations(REPO / "examples" / "destinations", segments=names)
     assert {d.type for d in found.values()} == {"meta_audience", "google_audience", "webhook"}
+
+
+def test_a_deployed_stack_ships_no_destination() -> None:
+    from cdp.activation.destinations import load_destinations
+
+    assert load_destinations(REPO / "functions" / "deliver" / "config" / "destinations") == {}
+
+
+def test_destinations_load_from_several_folders_and_a_name_is_defined_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdp.activation.destinations import load_destinations
+
+    for folder in ("mine", "demo"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "mine" / "a.yaml").write_text("type: webhook\nsegments: [v]\nsecret: s\nurl: https://e.com\n")
+    (tmp_path / "demo" / "b.yaml").write_text("type: webhook\nsegments: [v]\nsecret: s\nurl: https://e.com\n")
+    assert set(load_destinations([tmp_path / "mine", tmp_path / "demo", tmp_path / "absent"])) == {"a", "b"}
+    (tmp_path / "demo" / "a.yaml").write_text("type: webhook\nsegments: [v]\nsecret: s\nurl: https://e.com\n")
+    with pytest.raises(InvalidConfig, match="name: 'a' is already defined"):
+        load_destinations([tmp_path / "mine", tmp_path / "demo"])
 
 
 def test_a_destination_naming_an_unknown_segment_fails_with_its_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -234,3 +253,16 @@ def test_two_files_may_not_define_the_same_destination(tmp_path) -> None:  # typ
         (tmp_path / f"{name}.yaml").write_text("name: x\ntype: webhook\nsegments: [v]\nsecret: s\nurl: https://e.com\n")
     with pytest.raises(InvalidConfig, match="b.yaml:1: name: 'x' is already defined"):
         load_destinations(tmp_path)
+
+
+def test_cdp_destinations_validate_checks_the_users_and_the_demos_folders(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdp_infra.cli import main
+
+    monkeypatch.delenv("EXTRA_DESTINATIONS_DIR", raising=False)
+    assert main(["destinations", "validate"]) == 0
+    assert "3 destination(s) valid" in capsys.readouterr().out
+    assert main(["destinations", "list"]) == 0
+    assert capsys.readouterr().out == ""  # a stack that is not the local one reads config/destinations only
+    (tmp_path / "bad.yaml").write_text("type: webhook\nsegments: [repeat-buyers]\nsecret: s\nurl: http://e.com\n")
+    assert main(["destinations", "validate", "--dir", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'bad.yaml'}:4: url: must be an https:// URL" in capsys.readouterr().err

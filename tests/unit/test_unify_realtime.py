@@ -177,3 +177,48 @@ def test_a_later_event_of_the_profile_announces_a_pending_entry_with_the_first_r
                   store, config=IdentityConfig(), now=NOW, realtime=realtime)
 
     assert [c.run_id for c in publisher.published] == ["rt:m1"]
+
+
+def _consent_setup() -> tuple[InMemoryIdentityStore, list[list[str]], RealtimeSegments]:
+    signals: list[list[str]] = []
+    return InMemoryIdentityStore(), signals, RealtimeSegments([PRO], InMemoryMembershipStore(), lambda _: None,
+                                                              consent_signal=signals.append)
+
+
+def _consent_event(mid: str, **preferences: bool) -> dict:
+    return {"messageId": mid, "type": "track", "userId": "u1", "event": "Page Viewed",
+            "context": {"consent": {"categoryPreferences": preferences}}}
+
+
+def test_an_event_stating_ads_or_marketing_consent_signals_the_ad_audiences() -> None:
+    store, signals, realtime = _consent_setup()
+    unify_records(_records(_consent_event("m1", ads=False), _consent_event("m2", analytics=True)),
+                  store, config=IdentityConfig(), now=NOW, realtime=realtime)
+    (people,) = signals
+    assert people == [store.get_profiles(people)[people[0]].profile_id]
+    unify_records(_records(_consent_event("m3", analytics=False)), store, config=IdentityConfig(), now=NOW,
+                  realtime=realtime)
+    assert len(signals) == 1  # analytics alone changes no audience
+    unify_records(_records(_consent_event("m4", marketing=False)), store, config=IdentityConfig(), now=NOW,
+                  realtime=realtime)
+    assert len(signals) == 2
+
+
+def test_a_redelivery_signals_again_since_the_first_attempt_may_have_died_before_the_signal() -> None:
+    store, signals, realtime = _consent_setup()
+    batch = _records(_consent_event("m1", ads=True))
+    for _ in range(2):
+        unify_records(batch, store, config=IdentityConfig(), now=NOW, realtime=realtime)
+    assert len(signals) == 2 and signals[0] == signals[1]
+
+
+def test_a_signal_that_cannot_be_sent_makes_the_records_retry() -> None:
+    from cdp.errors import StoreError
+
+    def down(_people: list[str]) -> None:
+        raise StoreError("queue down")
+
+    realtime = RealtimeSegments([PRO], InMemoryMembershipStore(), lambda _: None, consent_signal=down)
+    result = unify_records(_records(_consent_event("m1", ads=False)), InMemoryIdentityStore(), config=IdentityConfig(),
+                           now=NOW, realtime=realtime)
+    assert result.retry == ["1"]

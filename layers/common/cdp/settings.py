@@ -15,7 +15,7 @@ _CONVERT = {"int": int, "float": float}
 TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
-    "allow_local_endpoints",
+    "allow_local_endpoints", "extra_destinations_dir",
     "lake_root", "effect_claim_hold_seconds",
 })
 
@@ -42,6 +42,11 @@ class Settings:
     destination_dead_letter_url: str = ""
     # Secrets of the destinations (tokens, webhook signing secrets) are named <prefix><secret>.
     destination_secret_prefix: str = ""
+    # What each ad audience was sent, per person (cdp.activation.audiences.holdings).
+    audience_holdings_table: str = ""
+    # More destination files besides config/destinations: only the local stack sets it (the demo's
+    # destinations on loopback fakes, examples/destinations), so a deployed stack ships none of them.
+    extra_destinations_dir: str = ""
     # Only the local stack may call http://127.0.0.1 webhook endpoints.
     allow_local_endpoints: str = ""
     # The Kinesis mappings' on-failure queue; unify also announces the records it keeps there.

@@ -16,7 +16,8 @@ to every destination that follows its segment; each (destination, change) is the
 own, so one failing destination never delays another. A failure is re-queued as a delivery for that
 destination alone, after a jittered backoff (a delay over SQS's 15-minute maximum is carried as
 ``not_before`` and the message re-queued until then); a delivery that gives up or is refused for
-good goes to the dead-letter store (``cdp webhooks replay``).
+good goes to the dead-letter store (``cdp webhooks replay``). A consent signal from unify
+(:class:`Reconcile`) is fanned out to every ad audience, which then holds the person or not.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from cdp.activation import EffectLedger
 from cdp.activation.audiences import AudiencePlatform
-from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, sync_changes
+from cdp.activation.audiences.holdings import Holdings
+from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, reconcile, sync_changes
 from cdp.activation.webhooks import WEBHOOK_SCHEDULE, HttpPoster, Webhook, backoff
 from cdp.errors import CdpError, DestinationRefused, InvalidConfig, StoreError
 from cdp.marked_yaml import load_marked
@@ -122,17 +125,19 @@ def parse_destination(text: str, source_name: str = "<destination>") -> Destinat
                        segment_lines=tuple(lines.get(i, 1) for i in range(len(segments))))
 
 
-def load_destinations(directory: str | Path, *, segments: Iterable[str] | None = None) -> dict[str, Destination]:
-    """Every ``*.yaml`` under ``directory`` by name; a missing directory is no destinations.
+def load_destinations(directory: str | Path | Sequence[str | Path], *,
+                      segments: Iterable[str] | None = None) -> dict[str, Destination]:
+    """Every ``*.yaml`` under ``directory`` (or each of several) by name; a missing directory is no
+    destinations.
 
     With ``segments`` (the defined segment names), a destination naming an unknown segment fails.
     """
-    base = Path(directory)
-    if not base.is_dir():
-        return {}
+    bases = [Path(directory)] if isinstance(directory, str | Path) else [Path(d) for d in directory]
     known = set(segments) if segments is not None else None
     found: dict[str, Destination] = {}
-    for path in sorted(p for p in base.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()):
+    files = [p for base in bases if base.is_dir()
+             for p in sorted(p for p in base.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())]
+    for path in files:
         text = path.read_text(encoding="utf-8")
         destination = parse_destination(text, str(path))
         if destination.name in found:
@@ -178,14 +183,55 @@ class Delivery:
                    reason=str(data.get("reason", "")))
 
 
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """A person's ``ads`` (or ``marketing``) consent may have changed: make every ad audience hold
+    them or not, from their current membership and consent (unify sends it; see
+    :func:`cdp.activation.audiences.sync.reconcile`). Idempotent, so a repeated signal is harmless."""
+
+    profile_id: str
+    at: str = ""
+    destination: str | None = None
+    attempt: int = 0
+    not_before: float = 0.0
+    reason: str = ""
+
+    KIND = "reconcile"
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"reconcile|{self.profile_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.KIND, "profile_id": self.profile_id, "at": self.at}
+        if self.destination is not None:
+            data.update(destination=self.destination, attempt=self.attempt, not_before=self.not_before)
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+
+def parse_delivery(data: Mapping[str, Any]) -> Delivery | Reconcile:
+    """A destinations-queue message: a membership change (or its re-try), or a consent signal."""
+    if data.get("kind") == Reconcile.KIND:
+        profile_id = data["profile_id"]
+        if not isinstance(profile_id, str) or not profile_id:
+            raise ValueError("a reconcile message needs a profile_id")
+        destination = data.get("destination")
+        return Reconcile(profile_id, str(data.get("at", "")),
+                         str(destination) if destination is not None else None, int(data.get("attempt", 0)),
+                         float(data.get("not_before", 0.0)), str(data.get("reason", "")))
+    return Delivery.from_dict(data)
+
+
 class DeliveryQueue(Protocol):
-    def send(self, items: Sequence[tuple[Delivery, int]]) -> None:
+    def send(self, items: Sequence[tuple[Delivery | Reconcile, int]]) -> None:
         """Queue each delivery after its delay in seconds (at most 900)."""
         ...
 
 
 class DeadLetters(Protocol):
-    def put(self, items: Sequence[Delivery]) -> None: ...
+    def put(self, items: Sequence[Delivery | Reconcile]) -> None: ...
 
 
 class DestinationState(Protocol):
@@ -263,24 +309,29 @@ class DeliveryContext:
     # slow endpoints must not run into the function's timeout (which would repeat the whole batch).
     deadline: float | None = None
     clock: Callable[[], float] = time.monotonic
+    # What each ad audience holds (the keys sent per person); None: not recorded (older tests).
+    holdings: Holdings | None = None
 
 
 def webhook_key(destination: str, change: MembershipChange) -> str:
     return f"wh#{destination}#{change.dedupe_key}"
 
 
-def expand(items: Iterable[Delivery], destinations: Mapping[str, Destination]) -> list[Delivery]:
-    """Changes from the publisher, one delivery per destination that follows them."""
-    out: list[Delivery] = []
+def expand(items: Iterable[Delivery | Reconcile], destinations: Mapping[str, Destination]) -> list[Any]:
+    """Changes from the publisher, one delivery per destination that follows them; a consent signal,
+    one per ad audience."""
+    out: list[Any] = []
     for item in items:
         if item.destination is not None:
             out.append(item)
-            continue
-        out.extend(Delivery(item.change, d.name) for d in destinations.values() if d.follows(item.change))
+        elif isinstance(item, Reconcile):
+            out.extend(replace(item, destination=d.name) for d in destinations.values() if d.type != "webhook")
+        else:
+            out.extend(Delivery(item.change, d.name) for d in destinations.values() if d.follows(item.change))
     return out
 
 
-def deliver(items: Sequence[Delivery], ctx: DeliveryContext, *, now: float,
+def deliver(items: Sequence[Delivery | Reconcile], ctx: DeliveryContext, *, now: float,
             report: DeliveryReport | None = None) -> DeliveryReport:
     """Hand every delivery to its destination; failures are re-queued or dead-lettered, never raised.
 
@@ -288,9 +339,9 @@ def deliver(items: Sequence[Delivery], ctx: DeliveryContext, *, now: float,
     redelivered, and the effect ledger dedupes what was already done).
     """
     report = report if report is not None else DeliveryReport()
-    later: list[tuple[Delivery, int]] = []
-    dead: list[Delivery] = []
-    by_destination: dict[str, list[Delivery]] = {}
+    later: list[tuple[Any, int]] = []
+    dead: list[Any] = []
+    by_destination: dict[str, list[Any]] = {}
     for item in expand(items, ctx.destinations):
         assert item.destination is not None
         if item.destination not in ctx.destinations:
@@ -304,6 +355,12 @@ def deliver(items: Sequence[Delivery], ctx: DeliveryContext, *, now: float,
     for name, batch in by_destination.items():
         destination = ctx.destinations[name]
         mine = report.of(name)
+        signals: list[Any] = [i for i in batch if isinstance(i, Reconcile)]
+        if signals:
+            _reconcile_people(destination, signals, ctx, now, mine, later, dead)
+            batch = [i for i in batch if not isinstance(i, Reconcile)]
+            if not batch:
+                continue
         if destination.type == "webhook":
             _deliver_webhooks(destination, batch, ctx, now, mine, later, dead)
         else:
@@ -315,18 +372,59 @@ def deliver(items: Sequence[Delivery], ctx: DeliveryContext, *, now: float,
     return report
 
 
-def _retry(item: Delivery, schedule: tuple[int, ...], ctx: DeliveryContext, now: float, action: str,
-           retry_after: float | None, report: DestinationReport, later: list[tuple[Delivery, int]],
-           dead: list[Delivery]) -> None:
+def _retry(item: Any, schedule: tuple[int, ...], ctx: DeliveryContext, now: float, action: str,
+           retry_after: float | None, report: DestinationReport, later: list[tuple[Any, int]],
+           dead: list[Any]) -> None:
     attempt = item.attempt + 1
     delay = backoff(attempt, schedule, retry_after=retry_after, rand=ctx.rand)
     if delay is None:
-        dead.append(Delivery(item.change, item.destination, attempt, 0.0, f"gave_up:{action}"))
+        dead.append(replace(item, attempt=attempt, not_before=0.0, reason=f"gave_up:{action}"))
         report.died("gave_up")
         return
     report.retried += 1
-    later.append((Delivery(item.change, item.destination, attempt, now + delay, action),
+    later.append((replace(item, attempt=attempt, not_before=now + delay, reason=action),
                   int(min(MAX_QUEUE_DELAY_S, max(1, delay)))))
+
+
+def _reconcile_people(destination: Destination, signals: list[Reconcile], ctx: DeliveryContext, now: float,
+                      report: DestinationReport, later: list[tuple[Any, int]], dead: list[Any]) -> None:
+    """Consent signals for one ad audience: each person added or removed as they now should be."""
+    if ctx.holdings is None:
+        report.skip("no_holdings", len(signals))
+        return
+    try:
+        platform = ctx.targets.audience(destination)
+        done = reconcile(destination.name, destination.segments, [s.profile_id for s in signals],
+                         platform=platform, profiles=ctx.profiles, membership=ctx.membership,
+                         holdings=ctx.holdings, session_id=secrets.randbits(60),
+                         # Holdings are written before an add: one that failed is recorded but
+                         # maybe not applied, so a wanted person is always sent (a no-op if held).
+                         resend=True)
+    except InvalidConfig as exc:
+        dead.extend(replace(i, reason=f"refused:{exc.code}") for i in signals)
+        report.died("refused", len(signals))
+        return
+    except DestinationRefused as exc:
+        if exc.action == "abort":
+            dead.extend(replace(i, attempt=i.attempt + 1, reason=f"refused:{exc.details.get('code')}") for i in signals)
+            report.died("refused", len(signals))
+            return
+        for item in signals:
+            _retry(item, AUDIENCE_SCHEDULE, ctx, now, exc.action, exc.retry_after, report, later, dead)
+        return
+    except StoreError as exc:
+        if not exc.retryable:
+            dead.extend(replace(i, reason="no_credentials") for i in signals)
+            report.died("no_credentials", len(signals))
+            return
+        for item in signals:
+            _retry(item, AUDIENCE_SCHEDULE, ctx, now, "retry", None, report, later, dead)
+        return
+    report.added += done.sent
+    report.removed += done.removed
+    report.pushed += done.sent + done.removed
+    for reason, n in done.skipped.items():
+        report.skip(reason, n)
 
 
 def _deliver_audience(destination: Destination, batch: list[Delivery], ctx: DeliveryContext, now: float,
@@ -336,7 +434,7 @@ def _deliver_audience(destination: Destination, batch: list[Delivery], ctx: Deli
         platform = ctx.targets.audience(destination)
         sync = sync_changes(destination.name, [i.change for i in batch], platform=platform,
                             profiles=ctx.profiles, membership=ctx.membership, ledger=ctx.ledger,
-                            report=SyncReport())
+                            report=SyncReport(), holdings=ctx.holdings)
     except InvalidConfig as exc:  # a malformed secret: nothing will go until it is fixed
         dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, f"refused:{exc.code}") for i in batch)
         report.died("refused", len(batch))
@@ -465,6 +563,8 @@ class AudienceErasureNotice:
     targets: Targets
     profiles: ProfileViews
     name: str = "ad_audiences"
+    # With the holdings, the keys each audience was sent are removed too, then their records deleted.
+    holdings: Holdings | None = None
 
     def notify(self, request_id: str, person: Any) -> dict[str, Any]:
         views = list(self.profiles.views(sorted(person.profile_ids)).values()) or [_view_of(person)]
@@ -476,6 +576,16 @@ class AudienceErasureNotice:
             try:
                 for view in views:
                     asked.update(remove_from_audiences(view, {destination.name: destination}, self.targets))
+                if self.holdings is not None:
+                    ids = sorted(person.profile_ids)
+                    held = self.holdings.held(destination.name, ids)
+                    sent = [h for members in held.values() for h in members]
+                    if sent:
+                        platform = self.targets.audience(destination)
+                        for start in range(0, len(sent), platform.max_batch):
+                            platform.send("remove", sent[start:start + platform.max_batch])
+                        asked.add(destination.name)
+                    self.holdings.put(destination.name, [(pid, []) for pid in held])
             except InvalidConfig as exc:
                 not_told[destination.name] = f"refused:{exc.code}"
             except StoreError as exc:

@@ -6,32 +6,37 @@
 * ``DynamoDestinationState``: item ``destination#<name>`` of the idempotency table, ``disabled`` =
   the reason (a 410 from a webhook endpoint); ``cdp webhooks enable NAME`` removes it;
 * ``SecretTargets`` builds each destination's client from its secret, ``<prefix><secret>``: for the
-  ad platforms a JSON ``{"access_token": ...}``; for a webhook its ``whsec_...`` signing secret.
-  ``base_url`` in an ad platform's secret (a local fake) is honoured only when running locally.
+  ad platforms a JSON ``{"access_token": ...}`` (Google: or ``{"client_id", "client_secret",
+  "refresh_token"}``, exchanged for access tokens kept per warm Lambda); for a webhook its
+  ``whsec_...`` signing secret. ``base_url`` / ``token_url`` in an ad platform's secret (a local
+  fake) are honoured only when running locally;
+* ``DynamoAudienceHoldings``: what each ad audience was sent, per person (``AudienceHoldingsTable``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from cdp.activation.audiences import AudiencePlatform
-from cdp.activation.audiences.google import GoogleAudience
+from cdp.activation.audiences.google import TOKEN_URL, GoogleAudience, GoogleOAuth
 from cdp.activation.audiences.meta import MetaAudience
-from cdp.activation.destinations import Delivery, Destination
+from cdp.activation.destinations import Delivery, Destination, Reconcile, parse_delivery
 from cdp.activation.webhooks import Webhook, secret_key
 from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.adapters.http import Urllib3Transport, check_url
 from cdp.adapters.secrets import CachedSecret
-from cdp.errors import InvalidConfig, StoreError
+from cdp.errors import InvalidConfig, ServiceThrottled, StoreError
 from cdp.settings import Settings
 
 BATCH_SIZE = 10
 
 
-def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery, int]]) -> None:
+def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery | Reconcile, int]]) -> None:
     for start in range(0, len(items), BATCH_SIZE):
         chunk = items[start:start + BATCH_SIZE]
         with aws_errors("cannot queue deliveries"):
@@ -45,17 +50,17 @@ def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery, int
 class SqsDeliveryQueue(AwsAdapter):
     service = "sqs"
 
-    def send(self, items: Sequence[tuple[Delivery, int]]) -> None:
+    def send(self, items: Sequence[tuple[Delivery | Reconcile, int]]) -> None:
         _send_batch(self.client, self.settings.destination_queue_url, items)
 
 
 class SqsDeadLetters(AwsAdapter):
     service = "sqs"
 
-    def put(self, items: Sequence[Delivery]) -> None:
+    def put(self, items: Sequence[Delivery | Reconcile]) -> None:
         _send_batch(self.client, self.settings.destination_dead_letter_url, [(d, 0) for d in items])
 
-    def drain(self, *, limit: int = 10_000) -> Iterator[tuple[Delivery, str]]:
+    def drain(self, *, limit: int = 10_000) -> Iterator[tuple[Delivery | Reconcile, str]]:
         """``(delivery, receipt handle)`` of the kept deliveries, up to ``limit`` (hidden 5 minutes each)."""
         seen = 0
         while seen < limit:
@@ -67,7 +72,7 @@ class SqsDeadLetters(AwsAdapter):
                 return
             for message in messages:
                 seen += 1
-                yield Delivery.from_dict(json.loads(message["Body"])), message["ReceiptHandle"]
+                yield parse_delivery(json.loads(message["Body"])), message["ReceiptHandle"]
 
     def delete(self, receipt: str) -> None:
         with aws_errors("cannot delete a dead letter"):
@@ -104,6 +109,8 @@ class SecretTargets:
         self.local = bool(settings.allow_local_endpoints)
         self.transport = transport or Urllib3Transport()
         self._secrets: dict[str, CachedSecret] = {}
+        # Google token sources by (secret name, digest of its value): a rotated secret gets a new one.
+        self._oauth: dict[tuple[str, str], GoogleOAuth] = {}
 
     def secret(self, name: str) -> str:
         if not self.settings.destination_secret_prefix:
@@ -119,13 +126,27 @@ class SecretTargets:
         except ValueError as exc:
             raise InvalidConfig("an ad platform's secret must be JSON with an access_token",
                                 destination=destination.name) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
-            raise InvalidConfig("an ad platform's secret must be JSON with an access_token",
-                                destination=destination.name)
+        refresh = destination.type == "google_audience" and all(
+            isinstance(data.get(k), str) and data.get(k) for k in ("client_id", "client_secret", "refresh_token"))
+        if not isinstance(data, dict) or not (refresh or isinstance(data.get("access_token"), str)):
+            raise InvalidConfig("an ad platform's secret must be JSON with an access_token (Google: or "
+                                "client_id, client_secret and refresh_token)", destination=destination.name)
         return data
 
-    def _base_url(self, credentials: dict[str, str], default: str) -> str:
-        base = credentials.get("base_url")
+    def _google_token(self, destination: Destination, credentials: dict[str, str]) -> str | GoogleOAuth:
+        if "refresh_token" not in credentials:
+            return credentials["access_token"]
+        digest = hashlib.sha256(json.dumps(credentials, sort_keys=True).encode()).hexdigest()
+        key = (destination.secret, digest)
+        source = self._oauth.get(key)
+        if source is None:
+            source = self._oauth[key] = GoogleOAuth(
+                credentials["client_id"], credentials["client_secret"], credentials["refresh_token"],
+                self.transport, token_url=self._base_url(credentials, TOKEN_URL, "token_url"))
+        return source
+
+    def _base_url(self, credentials: dict[str, str], default: str, field: str = "base_url") -> str:
+        base = credentials.get(field)
         if base and self.local:
             check_url(base, allow_local=True)
             return base
@@ -137,7 +158,8 @@ class SecretTargets:
             return MetaAudience(destination.options["audience_id"], credentials["access_token"], self.transport,
                                 base_url=self._base_url(credentials, "https://graph.facebook.com"))
         return GoogleAudience(destination.options["account_id"].replace("-", ""),
-                              destination.options["user_list_id"], credentials["access_token"], self.transport,
+                              destination.options["user_list_id"], self._google_token(destination, credentials),
+                              self.transport,
                               account_type=destination.options.get("account_type", "GOOGLE_ADS"),
                               base_url=self._base_url(credentials, "https://datamanager.googleapis.com"))
 
@@ -162,3 +184,73 @@ class SecretTargets:
 def webhook_transport(settings: Settings) -> Urllib3Transport:
     """The transport for webhook endpoints: every host checked and pinned (SSRF)."""
     return Urllib3Transport(pin_public=True, allow_local=bool(settings.allow_local_endpoints))
+
+
+class DynamoAudienceHoldings(AwsAdapter):
+    """:class:`cdp.activation.audiences.holdings.Holdings` in ``AudienceHoldingsTable`` (HASH
+    ``destination``, RANGE ``profile_id``; ``sent``: the JSON list of hashed members, ``at``)."""
+
+    service = "dynamodb"
+
+    def __init__(self, settings: Settings, *, client: Any = None, sleep: Any = time.sleep) -> None:
+        super().__init__(settings, client=client)
+        self.table = settings.audience_holdings_table
+        self._sleep = sleep
+
+    def held(self, destination: str, profile_ids: Sequence[str]) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
+        ids = sorted(set(profile_ids))
+        for start in range(0, len(ids), 100):
+            request: dict[str, Any] = {self.table: {"Keys": [_hkey(destination, p) for p in ids[start:start + 100]],
+                                                    "ConsistentRead": True}}
+            for round_ in range(9):
+                if round_:
+                    self._sleep(min(0.05 * 2 ** (round_ - 1), 2.0))
+                with aws_errors("cannot read audience holdings", destination=destination):
+                    out = self.client.batch_get_item(RequestItems=request)
+                for item in out.get("Responses", {}).get(self.table, []):
+                    found[item["profile_id"]["S"]] = json.loads(item["sent"]["S"])
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise ServiceThrottled("cannot read audience holdings", destination=destination)
+        return found
+
+    def put(self, destination: str, items: Iterable[tuple[str, list[Any]]]) -> None:
+        now = str(int(time.time()))
+        requests = {pid: ({"PutRequest": {"Item": {**_hkey(destination, pid), "at": {"N": now},
+                                                   "sent": {"S": json.dumps(sent, separators=(",", ":"))}}}}
+                          if sent else {"DeleteRequest": {"Key": _hkey(destination, pid)}})
+                    for pid, sent in items}
+        writes = list(requests.values())
+        for start in range(0, len(writes), 25):
+            pending: dict[str, Any] = {self.table: writes[start:start + 25]}
+            for round_ in range(9):
+                if round_:
+                    self._sleep(min(0.05 * 2 ** (round_ - 1), 2.0))
+                with aws_errors("cannot write audience holdings", destination=destination):
+                    out = self.client.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise ServiceThrottled("cannot write audience holdings", destination=destination)
+
+    def profiles(self, destination: str) -> Iterator[str]:
+        kwargs: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "#d = :d",
+                                  "ExpressionAttributeNames": {"#d": "destination", "#p": "profile_id"},
+                                  "ExpressionAttributeValues": {":d": {"S": destination}},
+                                  "ProjectionExpression": "#p"}
+        while True:
+            with aws_errors("cannot list audience holdings", destination=destination):
+                page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                yield item["profile_id"]["S"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _hkey(destination: str, profile_id: str) -> dict[str, Any]:
+    return {"destination": {"S": destination}, "profile_id": {"S": profile_id}}

@@ -543,11 +543,12 @@ def build_privacy_stores(settings: Settings, *, segments: Sequence[str], config:
     if destinations and settings.destination_secret_prefix:
         from cdp.activation.audiences.sync import StoreProfileViews
         from cdp.activation.destinations import AudienceErasureNotice
-        from cdp.adapters.destinations import SecretTargets
+        from cdp.adapters.destinations import DynamoAudienceHoldings, SecretTargets
         from cdp.privacy.erase import registered_notices
 
+        holdings = DynamoAudienceHoldings(settings) if settings.audience_holdings_table else None
         notices = [*registered_notices(), AudienceErasureNotice(destinations, SecretTargets(settings),
-                                                                StoreProfileViews(identity))]
+                                                                StoreProfileViews(identity), holdings=holdings)]
     return PrivacyStores(
         privacy=DynamoPrivacyStore(settings), identity=identity, notices=notices,
         erasure=AwsErasureStores(settings, engine=query_engine(settings), segments=segments),

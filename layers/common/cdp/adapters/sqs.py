@@ -65,3 +65,24 @@ class SqsTriggerPublisher(AwsAdapter):
                              for i, (m, delay) in enumerate(chunk)])
             if out.get("Failed"):
                 raise StoreError("some campaign triggers were not published", failed=out["Failed"])
+
+
+class SqsConsentSignals(AwsAdapter):
+    """Tells the destinations that these people's ad consent may have changed (one message each)."""
+
+    service = "sqs"
+
+    def __call__(self, profile_ids: list[str]) -> None:
+        from cdp.activation.destinations import Reconcile
+
+        if not self.settings.destination_queue_url:
+            return
+        for start in range(0, len(profile_ids), BATCH_SIZE):
+            chunk = profile_ids[start:start + BATCH_SIZE]
+            with aws_errors("cannot signal consent changes"):
+                out = self.client.send_message_batch(
+                    QueueUrl=self.settings.destination_queue_url,
+                    Entries=[{"Id": str(i), "MessageBody": json.dumps(Reconcile(pid).to_dict())}
+                             for i, pid in enumerate(chunk)])
+            if out.get("Failed"):
+                raise StoreError("some consent signals were not sent", failed=out["Failed"])

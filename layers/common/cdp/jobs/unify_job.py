@@ -10,6 +10,7 @@ from typing import Any
 from cdp.campaigns.triggers import Emitted, TriggerIndex, TriggerMessage, emit_triggers
 from cdp.errors import CdpError, StoreError
 from cdp.failures import FailedRecord, FailureStore
+from cdp.identity.computed import event_consent
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import extract
 from cdp.identity.isolate import resolve_isolating
@@ -50,6 +51,25 @@ class RealtimeSegments:
     definitions: list[SegmentDefinition]
     membership: MembershipStore
     publish: Callable[[list[MembershipChange]], None]
+    # Profiles whose ``ads`` or ``marketing`` consent an event stated: the ad audiences reconcile them
+    # (cdp.activation.destinations.Reconcile), so a withdrawal takes the person out at once.
+    consent_signal: Callable[[list[str]], None] | None = None
+
+
+#: Purposes whose statement may change what an ad audience may hold (cdp.activation.audiences.sync.may_send_ads).
+AD_PURPOSES = frozenset({"ads", "advertising", "marketing"})
+
+
+def consent_changed(events: list[dict[str, Any]], outcome: BatchOutcome) -> list[str]:
+    """Profiles touched by an event (applied or a duplicate: a redelivery may follow a crash between
+    the profile write and the signal) that states ``ads``/``marketing`` consent."""
+    touched = set(outcome.applied) | set(outcome.duplicates)
+    found: dict[str, None] = {}
+    for event in events:
+        mid = str(event.get("messageId"))
+        if mid in touched and mid in outcome.profile_of and AD_PURPOSES.intersection(event_consent(event)):
+            found[outcome.profile_of[mid]] = None
+    return list(found)
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,8 @@ def unify_records(records: list[DeliveredRecord], store: IdentityStore, *, confi
     if realtime is not None and (outcome.applied or outcome.duplicates):
         try:
             changes = _evaluate_realtime(outcome, store, realtime, now)
+            if realtime.consent_signal is not None and (people := consent_changed(events, outcome)):
+                realtime.consent_signal(people)
         except CdpError:
             # The profile updates are done; a redelivery dedupes them and evaluates again.
             touched = (*outcome.applied, *outcome.duplicates)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cdp.activation.audiences.normalise import PersonKeys
 
@@ -30,10 +30,24 @@ class Upload:
     invalid: int = 0
 
 
+#: One person as the platform is sent them: their normalised, hashed keys (a Meta ``data`` row, or
+#: Google's ``userIdentifiers``). JSON-shaped, so what was sent can be kept and sent again to remove.
+Hashed = Any
+
+
 class AudiencePlatform(Protocol):
     """One audience on one platform. Adds and removes are idempotent there (a set of hashed keys)."""
 
     max_batch: int
+
+    def hashed(self, person: PersonKeys) -> Hashed | None:
+        """The person's keys as this platform is sent them, or None when they cannot be matched."""
+        ...
+
+    def send(self, op: str, members: Sequence[Hashed], *, session: int | None = None, batch_seq: int = 1,
+             last: bool = True, estimated_total: int | None = None) -> Upload:
+        """``op`` is ``add`` or ``remove``; ``members`` are :meth:`hashed` values."""
+        ...
 
     def add(self, people: Sequence[PersonKeys], *, session: int | None = None, batch_seq: int = 1,
             last: bool = True, estimated_total: int | None = None) -> Upload: ...

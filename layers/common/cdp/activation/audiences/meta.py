@@ -59,21 +59,28 @@ class MetaAudience:
 
     def add(self, people: Sequence[PersonKeys], *, session: int | None = None, batch_seq: int = 1,
             last: bool = True, estimated_total: int | None = None) -> Upload:
-        return self._send("POST", people, session, batch_seq, last, estimated_total)
+        return self.send("add", [r for p in people if (r := meta_row(p))], session=session, batch_seq=batch_seq,
+                         last=last, estimated_total=estimated_total)
 
     def remove(self, people: Sequence[PersonKeys], *, session: int | None = None, batch_seq: int = 1,
                last: bool = True, estimated_total: int | None = None) -> Upload:
-        return self._send("DELETE", people, session, batch_seq, last, estimated_total)
+        return self.send("remove", [r for p in people if (r := meta_row(p))], session=session,
+                         batch_seq=batch_seq, last=last, estimated_total=estimated_total)
+
+    def hashed(self, person: PersonKeys) -> list[str] | None:
+        return meta_row(person)
 
     def payload(self, people: Sequence[PersonKeys]) -> dict[str, Any]:
         rows = [row for person in people if (row := meta_row(person)) is not None]
         return {"schema": list(META_SCHEMA), "data": rows}
 
-    def _send(self, method: str, people: Sequence[PersonKeys], session: int | None, batch_seq: int,
-              last: bool, estimated_total: int | None) -> Upload:
-        if len(people) > MAX_BATCH:
-            raise ValueError(f"at most {MAX_BATCH} people per request, got {len(people)}")
-        payload = self.payload(people)
+    def send(self, op: str, members: Sequence[Any], *, session: int | None = None, batch_seq: int = 1,
+             last: bool = True, estimated_total: int | None = None) -> Upload:
+        """POST (add) or DELETE (remove) ``members``: rows in :data:`META_SCHEMA` order (:meth:`hashed`)."""
+        if len(members) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} people per request, got {len(members)}")
+        method = "POST" if op == "add" else "DELETE"
+        payload = {"schema": list(META_SCHEMA), "data": [list(row) for row in members]}
         if not payload["data"]:
             return Upload(request_id="", received=0)
         params: dict[str, str] = {"payload": json.dumps(payload, separators=(",", ":")),
@@ -81,7 +88,7 @@ class MetaAudience:
         if session is not None:
             params["session"] = json.dumps({
                 "session_id": session, "batch_seq": batch_seq, "last_batch_flag": last,
-                "estimated_num_total": estimated_total if estimated_total is not None else len(people)},
+                "estimated_num_total": estimated_total if estimated_total is not None else len(members)},
                 separators=(",", ":"))
         response: Any = self.transport.request(
             method, self.url, headers={"Content-Type": "application/x-www-form-urlencoded"},

@@ -15,17 +15,19 @@ Only people with ``ads`` consent are added (:func:`may_send_ads`, the one place 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cdp.activation import EffectLedger
-from cdp.activation.audiences import AudiencePlatform, Upload
-from cdp.activation.audiences.normalise import PersonKeys, person_keys
-from cdp.errors import DestinationRefused
+from cdp.activation.audiences import AudiencePlatform, Hashed, Upload
+from cdp.activation.audiences.holdings import Holdings
+from cdp.activation.audiences.normalise import person_keys
+from cdp.errors import CdpError, DestinationRefused
 from cdp.identity.store import IdentityStore
-from cdp.privacy.consent import may_contact
+from cdp.privacy.consent import UMBRELLA_PURPOSE, may_contact
 from cdp.segments.membership import Change, MembershipChange, MembershipStore
 
 ADS_PURPOSE = "ads"
@@ -33,8 +35,9 @@ ADS_PURPOSE = "ads"
 
 def may_send_ads(profile: Mapping[str, Any]) -> bool:
     """Whether this person's keys may be sent to an ad platform: the consent check every channel
-    makes (:func:`cdp.privacy.consent.may_contact`) for the ``ads`` purpose, which needs a grant."""
-    return bool(may_contact(profile, ADS_PURPOSE))
+    makes (:func:`cdp.privacy.consent.may_contact`) for the ``ads`` purpose, which needs a grant,
+    and no denial of ``marketing`` (the umbrella: withdrawing it takes a person out of ad audiences too)."""
+    return bool(may_contact(profile, ADS_PURPOSE)) and may_contact(profile, UMBRELLA_PURPOSE).reason != "denied"
 
 
 def ads_consent_known(profile: Mapping[str, Any]) -> bool:
@@ -74,12 +77,18 @@ def audience_key(destination: str, change: MembershipChange) -> str:
 
 def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platform: AudiencePlatform,
                  profiles: ProfileViews, membership: MembershipStore, ledger: EffectLedger,
-                 report: SyncReport | None = None) -> SyncReport:
-    """Apply ``changes`` to one audience; never raises for a platform refusal (see the report)."""
+                 report: SyncReport | None = None, holdings: Holdings | None = None) -> SyncReport:
+    """Apply ``changes`` to one audience; never raises for a platform refusal (see the report).
+
+    With ``holdings``, an add is recorded before it is sent and a remove sends the keys that were
+    sent (all of them, if the person's keys changed in between), then drops the record.
+    """
     report = report if report is not None else SyncReport()
     current = membership.members_of({(c.segment, c.profile_id) for c in changes})
-    views = profiles.views(sorted({c.profile_id for c in changes}))
-    todo: dict[str, list[tuple[str, MembershipChange, PersonKeys]]] = {"add": [], "remove": []}
+    pids = sorted({c.profile_id for c in changes})
+    views = profiles.views(pids)
+    held = holdings.held(destination, pids) if holdings is not None else {}
+    todo: dict[str, list[tuple[str, MembershipChange, list[Hashed]]]] = {"add": [], "remove": []}
     for change in changes:
         key = audience_key(destination, change)
         member = current.get((change.segment, change.profile_id))
@@ -108,22 +117,41 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
         if claim != "acquired":
             report.duplicates.append(key)
             continue
-        todo["add" if entered else "remove"].append((key, change, keys))
+        hashed = platform.hashed(keys)
+        if entered:
+            todo["add"].append((key, change, [hashed] if hashed is not None else []))
+        else:
+            sent = held.get(change.profile_id) or ([hashed] if hashed is not None else [])
+            todo["remove"].append((key, change, sent))
+    if holdings is not None:
+        grow: dict[str, list[Hashed]] = {}
+        for _, change, members in todo["add"]:
+            mine = grow.setdefault(change.profile_id, list(held.get(change.profile_id, [])))
+            mine.extend(m for m in members if m not in mine)
+        try:
+            holdings.put(destination, [(p, m) for p, m in grow.items() if m != held.get(p, [])])
+        except Exception:
+            for key, _, _ in todo["add"]:
+                ledger.release(key)
+            raise
     for op, items in todo.items():
         for start in range(0, len(items), platform.max_batch):
-            _send(op, items[start:start + platform.max_batch], platform, ledger, report)
+            _send(op, items[start:start + platform.max_batch], platform, ledger, report, destination, holdings)
     return report
 
 
-def _send(op: str, items: list[tuple[str, MembershipChange, PersonKeys]], platform: AudiencePlatform,
-          ledger: EffectLedger, report: SyncReport) -> None:
-    people = [keys for _, _, keys in items]
+def _send(op: str, items: list[tuple[str, MembershipChange, list[Hashed]]], platform: AudiencePlatform,
+          ledger: EffectLedger, report: SyncReport, destination: str, holdings: Holdings | None) -> None:
+    people = [m for _, _, members in items for m in members]
     # One single-batch session per request (Meta's session fields; Google ignores them). Derived from
     # the claims, so a retried batch reuses its session id.
     session = int(hashlib.sha256("|".join(k for k, _, _ in items).encode()).hexdigest()[:15], 16)
     try:
-        send = platform.add if op == "add" else platform.remove
-        upload: Upload = send(people, session=session, batch_seq=1, last=True, estimated_total=len(people))
+        # More than one request only when removing people whose keys changed (several members each).
+        upload: Upload = platform.send(op, people[:platform.max_batch], session=session, batch_seq=1, last=True,
+                                       estimated_total=len(people))
+        for n, start in enumerate(range(platform.max_batch, len(people), platform.max_batch), start=1):
+            platform.send(op, people[start:start + platform.max_batch], session=session + n)
     except DestinationRefused as exc:
         if exc.action == "abort":
             reason = str(exc.details.get("code") or exc.details.get("status") or exc.reason)
@@ -139,6 +167,10 @@ def _send(op: str, items: list[tuple[str, MembershipChange, PersonKeys]], platfo
         for key, _, _ in items:
             ledger.release(key)
         raise
+    if op == "remove" and holdings is not None:
+        # Removed from the platform: a crash before this only leaves keys to remove again (a no-op).
+        with contextlib.suppress(CdpError):
+            holdings.put(destination, [(c.profile_id, []) for _, c, _ in items])
     done = report.added if op == "add" else report.removed
     for key, _, _ in items:
         try:
@@ -150,46 +182,99 @@ def _send(op: str, items: list[tuple[str, MembershipChange, PersonKeys]], platfo
 
 @dataclass
 class ResyncReport:
-    members: int = 0
-    sent: int = 0
+    members: int = 0  # current members of the followed segments
+    sent: int = 0  # people added (again)
+    removed: int = 0  # people taken out (left, withdrew consent, or lost their keys)
+    replaced: int = 0  # people whose old keys were taken out as well (their keys changed)
+    unchanged: int = 0  # a targeted reconcile: already held with the same keys
     skipped: dict[str, int] = field(default_factory=dict)
     batches: int = 0
 
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-def resync(segments: Sequence[str], *, platform: AudiencePlatform, profiles: ProfileViews,
-           membership: MembershipStore, session_id: int, page: int = 1000) -> ResyncReport:
-    """Send every current member of ``segments`` with ``ads`` consent as one multi-batch session.
 
-    Adds are idempotent, so a resync that dies half-way is simply run again. People who left while
-    the sync was broken are not removed by this (the platforms' audiences cannot be listed); their
-    exits are redelivered from the dead-letter store or age out with the platform's membership life.
+def reconcile(destination: str, segments: Sequence[str], profile_ids: Sequence[str], *,
+              platform: AudiencePlatform, profiles: ProfileViews, membership: MembershipStore,
+              holdings: Holdings, session_id: int, resend: bool = False, page: int = 1000) -> ResyncReport:
+    """Make the audience hold exactly the wanted ones among ``profile_ids``, from what it holds.
+
+    Wanted: a member of one of ``segments`` whose profile grants ``ads`` (:func:`may_send_ads`) and
+    has keys. Anyone held but not wanted is removed **with the keys that were sent**; anyone wanted is
+    added (with ``resend``, even if already held: a resync repairs an audience the platform lost), and
+    keys held from before a change of keys are removed. Order, for crashes: holdings grow first, then
+    removes, adds, and only then holdings shrink; every request is idempotent, so running
+    it again after a crash anywhere converges (docs/architecture.md, "Audience holdings").
     """
     report = ResyncReport()
-    ids = sorted({pid for segment in segments for pid in membership.members(segment)})
-    report.members = len(ids)
-    people: list[PersonKeys] = []
+    adds: list[tuple[str, Hashed]] = []
+    removes: list[tuple[str, Hashed]] = []
+    grow: list[tuple[str, list[Hashed]]] = []
+    final: list[tuple[str, list[Hashed]]] = []
+    ids = list(dict.fromkeys(profile_ids))
     for start in range(0, len(ids), page):
         chunk = ids[start:start + page]
+        current = membership.members_of({(s, pid) for s in segments for pid in chunk})
         views = profiles.views(chunk)
-        missing = len(set(chunk) - set(views))
-        if missing:
-            report.skipped["no_profile"] = report.skipped.get("no_profile", 0) + missing
-        for view in views.values():
-            if not may_send_ads(view):
-                report.skipped["no_ads_consent"] = report.skipped.get("no_ads_consent", 0) + 1
-                continue
-            keys = person_keys(view)
-            if not keys.matchable:
-                report.skipped["no_keys"] = report.skipped.get("no_keys", 0) + 1
-                continue
-            people.append(keys)
-    total = len(people)
-    batches = [people[i:i + platform.max_batch] for i in range(0, total, platform.max_batch)] or []
-    for seq, batch in enumerate(batches, start=1):
-        platform.add(batch, session=session_id, batch_seq=seq, last=seq == len(batches), estimated_total=total)
-        report.sent += len(batch)
-        report.batches += 1
+        held = holdings.held(destination, chunk)
+        for pid in chunk:
+            member = any((s, pid) in current for s in segments)
+            report.members += member
+            old = held.get(pid, [])
+            want = None
+            view = views.get(pid)
+            if not member:
+                pass
+            elif view is None:
+                report.skip("no_profile")
+            elif not may_send_ads(view):
+                report.skip("no_ads_consent")
+            elif (want := platform.hashed(person_keys(view))) is None:
+                report.skip("no_keys")
+            stale = [h for h in old if h != want]
+            if want is not None:
+                if want not in old:
+                    grow.append((pid, [*old, want]))
+                if resend or want not in old:
+                    adds.append((pid, want))
+                else:
+                    report.unchanged += 1
+            if stale:
+                removes.extend((pid, h) for h in stale)
+                final.append((pid, [want] if want is not None else []))
+                if want is None:
+                    report.removed += 1
+                else:
+                    report.replaced += 1
+    holdings.put(destination, grow)
+    # Removes first: a platform removes whoever matches any key of a removed member, so an old row
+    # that shares a key with a wanted one (the same email, a changed name) would take that one out.
+    report.batches += _send_all(platform, "remove", [h for _, h in removes], session_id + 1)
+    report.batches += _send_all(platform, "add", [h for _, h in adds], session_id)
+    report.sent = len(adds)
+    holdings.put(destination, final)
     return report
+
+
+def _send_all(platform: AudiencePlatform, op: str, members: list[Hashed], session_id: int) -> int:
+    """``members`` in batches of one session (Meta's session fields; Google ignores them)."""
+    batches = [members[i:i + platform.max_batch] for i in range(0, len(members), platform.max_batch)]
+    for seq, batch in enumerate(batches, start=1):
+        platform.send(op, batch, session=session_id, batch_seq=seq, last=seq == len(batches),
+                      estimated_total=len(members))
+    return len(batches)
+
+
+def resync(segments: Sequence[str], *, platform: AudiencePlatform, profiles: ProfileViews,
+           membership: MembershipStore, session_id: int, holdings: Holdings, destination: str,
+           page: int = 1000) -> ResyncReport:
+    """Rebuild an audience from the current membership: every wanted member is sent again, and every
+    person the audience holds who is no longer wanted (left, withdrew consent) is removed with the
+    keys they were sent. Raises :class:`DestinationRefused` on a platform refusal; running it again
+    (after a crash too) converges to the same audience."""
+    ids = sorted({pid for segment in segments for pid in membership.members(segment)} | set(holdings.profiles(destination)))
+    return reconcile(destination, segments, ids, platform=platform, profiles=profiles, membership=membership,
+                     holdings=holdings, session_id=session_id, resend=True, page=page)
 
 
 def remove_person(profile: Mapping[str, Any], platforms: Iterable[AudiencePlatform]) -> int:
