@@ -27,6 +27,7 @@ from cdp.adapters.sqs import SqsDeferrals
 from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.eligibility import load_policy
 from cdp.campaigns.entries import on_entry
+from cdp.campaigns.scheduled import MESSAGE_TYPE, on_scheduled
 from cdp.campaigns.send import CampaignReport, EmailSetup
 from cdp.observability import metrics, record_activation, record_campaigns
 from cdp.profiles.messages import record_sent
@@ -68,12 +69,15 @@ def campaign_deps() -> dict:
 def record_handler(record: SQSRecord, report: ActivationReport | None = None,
                    campaigns: CampaignReport | None = None) -> None:
     body = json.loads(record.body)
+    d = campaign_deps()
+    args = {k: d[k] for k in ("campaigns", "profiles", "journal", "ledger", "setup", "policy")}
+    sent = campaigns if campaigns is not None else CampaignReport()
+    if body.get("type") == MESSAGE_TYPE:  # one person of a scheduled campaign's tick
+        d["deferrals"].defer(on_scheduled(body, **args, now=datetime.now(UTC), report=sent))
+        return
     if "campaign" not in body:  # a deferred campaign message is for that campaign only
         deliver_segment_email(body, report)
-    d = campaign_deps()
-    later = on_entry(body, **{k: d[k] for k in ("campaigns", "profiles", "journal", "ledger", "setup", "policy")},
-                     now=datetime.now(UTC), report=campaigns if campaigns is not None else CampaignReport())
-    d["deferrals"].defer(later)
+    d["deferrals"].defer(on_entry(body, **args, now=datetime.now(UTC), report=sent))
 
 
 def deliver_segment_email(body: dict, report: ActivationReport | None) -> None:
