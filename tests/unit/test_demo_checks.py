@@ -118,7 +118,7 @@ def test_a_consistent_summary_passes_every_check() -> None:
      "repeat buyers = the dataset's people with enough recent orders"),
     ({"email_entries": 2}, "emails sent = entries of segments with an email channel + campaign sends"),
     ({"campaigns": _campaign("auto", skipped={})}, "campaign sent + skipped = its audience, per campaign"),
-    ({"campaigns": _campaign("once", retry_sent=1)}, "a retried ad-hoc send sends nobody twice"),
+    ({"campaigns": _campaign("once", retry_sent=1)}, "a retried ad-hoc send or scheduled tick sends nobody twice"),
     ({"campaigns": _campaign("auto", delivered=2)}, "SES outcomes in the lake = messages sent, per campaign"),
     ({"campaigns": _campaign("auto", unsubscribed=0)}, "every one-click unsubscribe is in the lake"),
     ({"campaign_events": 1}, "every accepted event is in the lake"),
