@@ -1,4 +1,5 @@
-"""SQS (segment membership changes) -> SES email, once per segment entry and per entry campaign."""
+"""SQS (segment membership changes, scheduled campaign messages) -> SES v2 email, once per segment
+entry, per entry campaign and per (scheduled campaign, tick, person)."""
 
 import json
 from collections import Counter
@@ -21,7 +22,6 @@ from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.messages import DynamoMessageJournal
 from cdp.adapters.secrets import CachedSecret
-from cdp.adapters.ses import SesEmailSender
 from cdp.adapters.sesv2 import SesV2RawSender
 from cdp.adapters.sqs import SqsDeferrals
 from cdp.campaigns.definition import load_campaigns
@@ -42,28 +42,36 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 @cache
+def settings() -> Settings:
+    return Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
+
+
+@cache
+def setup() -> EmailSetup:
+    """The one email path (SES v2 raw, configuration set, signed unsubscribe) of every email sent here."""
+    s = settings()
+    return EmailSetup(s.email_sender, SesV2RawSender(s), s.unsubscribe_base_url,
+                      CachedSecret(s, s.unsubscribe_secret_arn).value)
+
+
+@cache
 def deps() -> dict:
-    settings = Settings.from_env(require=FUNCTION_FIELDS)
-    return {"contacts": ProfileContacts(DynamoIdentityStore(settings)), "ledger": DynamoEffectLedger(settings),
-            "sender": SesEmailSender(settings),
+    s = settings()
+    return {"contacts": ProfileContacts(DynamoIdentityStore(s)), "ledger": DynamoEffectLedger(s), "setup": setup(),
             "templates": load_email_templates(Path(__file__).parent / "config" / "activation.yaml")}
 
 
 @cache
 def journal() -> DynamoMessageJournal:
-    return DynamoMessageJournal(Settings.from_env(require=FUNCTION_FIELDS))
+    return DynamoMessageJournal(settings())
 
 
 @cache
 def campaign_deps() -> dict:
-    settings = Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
-    secret = CachedSecret(settings, settings.unsubscribe_secret_arn)
     here = Path(__file__).parent
     return {"campaigns": load_campaigns(here / "campaigns"), "policy": load_policy(here / "config" / "activation.yaml"),
-            "profiles": DynamoIdentityStore(settings), "journal": journal(), "ledger": deps()["ledger"],
-            "setup": EmailSetup(settings.email_sender, SesV2RawSender(settings), settings.unsubscribe_base_url,
-                                secret.value),
-            "deferrals": SqsDeferrals(settings)}
+            "profiles": DynamoIdentityStore(settings()), "journal": journal(), "ledger": deps()["ledger"],
+            "setup": setup(), "deferrals": SqsDeferrals(settings())}
 
 
 def record_handler(record: SQSRecord, report: ActivationReport | None = None,

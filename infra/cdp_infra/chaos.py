@@ -45,7 +45,8 @@ log = logging.getLogger("cdp.local.chaos")
 WRITE_PREFIXES = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Send", "Change")
 #: service -> the error code its throttling answers with.
 THROTTLE_CODES = {"dynamodb": "ProvisionedThroughputExceededException",
-                  "kinesis": "ProvisionedThroughputExceededException", "ses": "Throttling"}
+                  "kinesis": "ProvisionedThroughputExceededException", "ses": "Throttling",
+                  "sesv2": "TooManyRequestsException"}
 
 
 class SimulatedCrash(BaseException):  # noqa: N818 - a crash is not an error the code may handle
@@ -145,7 +146,7 @@ class FaultInjector:
             self._count(f"crash before a {service} write")
             raise SimulatedCrash(f"before {service}.{operation}")
         result = self._original(client, operation, params)
-        if service == "ses" and operation == "SendEmail":
+        if service in ("ses", "sesv2") and operation == "SendEmail":
             self._record_send(params)
             if crash_here and not self.config.crash_after_send:
                 crash_here = False  # see the module's docstring
@@ -156,9 +157,15 @@ class FaultInjector:
         return result
 
     def _record_send(self, params: dict[str, Any]) -> None:
-        tags = {t["Name"]: t["Value"] for t in params.get("Tags") or []}
+        tags = {t["Name"]: t["Value"] for t in params.get("Tags") or params.get("EmailTags") or []}
+        addresses = list(params.get("Destination", {}).get("ToAddresses", []))
+        raw = params.get("Content", {}).get("Raw", {}).get("Data")
+        if raw and not addresses:  # SES v2 raw: the To header
+            from email import message_from_bytes
+
+            addresses = [str(message_from_bytes(raw)["To"])]
         with self._lock:
-            for to in params.get("Destination", {}).get("ToAddresses", []):
+            for to in addresses:
                 self.sends.append((to, tags.get("segment", ""), tags.get("run", "")))
 
     # ------------------------------------------------------------------ invocations

@@ -216,7 +216,7 @@ def record_campaigns(report: CampaignReport) -> None:
     _add_by("CampaignSkipped", _tally([*report.skipped.values(), *(["duplicate"] * len(report.duplicates))]))
     _add("CampaignDeferred", len(report.deferred))
     # Keys are campaign#<name>#<run>#<profile>: the name is the second part (names have no '#').
-    outcomes: list[tuple[str, str]] = [(k.split("#")[1], "sent") for k in report.sent]
+    outcomes: list[tuple[str, ...]] = [(k.split("#")[1], "sent") for k in report.sent]
     outcomes += [(k.split("#")[1], "duplicate") for k in report.duplicates]
     outcomes += [(k.split("#")[1], "refused") for k in report.failed]
     outcomes += [(k.split("#")[1], "deferred" if k in report.deferred else reason) for k, reason in report.skipped.items()]
