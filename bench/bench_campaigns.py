@@ -24,7 +24,7 @@ from bench.bench_unify import free_port, stack_settings  # noqa: E402
 
 MESSAGES = int(os.environ.get("BENCH_CAMPAIGN_MESSAGES", "300"))
 RATE = float(os.environ.get("BENCH_SES_RATE", "14"))  # SES's default production quota is 14/s
-FANOUT = int(os.environ.get("BENCH_FANOUT_MEMBERS", "5000"))
+FANOUT = int(os.environ.get("BENCH_FANOUT_MEMBERS", "2000"))
 
 
 def fan_out(settings, *, n: int) -> float:  # type: ignore[no-untyped-def]
