@@ -139,7 +139,8 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
             if contact is None or not contact.email or not contact.email_consent:
                 continue  # owes nothing: activation skips it on purpose
             owed[(segment, contact.email)] += 1
-    sent = Counter((segment, to) for to, segment, _run in sends)
+    # Per-segment emails carry a ``segment`` tag; campaign emails (capped, so owed by no entry) do not.
+    sent = Counter((segment, to) for to, segment, _run in sends if segment)
     figures.email_entries = sum(owed.values())
     figures.emails_sent = sum(sent.values())
     figures.entries_without_email = sorted(f"{s} {to}" for (s, to), n in owed.items() if sent[(s, to)] < n)
