@@ -175,14 +175,16 @@ def email_check(figures: ChaosFigures, pipeline: LocalPipeline, sends: list[tupl
                 continue  # owes nothing: activation skips it on purpose
             owed[(segment, contact.email)] += 1
             owner[(segment, contact.email)] = profile_id
-    sent = Counter((segment, to) for to, segment, _run in sends)
+    # Per-segment emails carry a ``segment`` tag; campaign emails (capped, so owed by no entry) do not.
+    sent = Counter((segment, to) for to, segment, _run in sends if segment)
     figures.email_entries = sum(owed.values())
     figures.emails_sent = sum(sent.values())
     figures.entries_without_email = sorted(f"{s} {to}{claims(pipeline, s, owner[(s, to)])}"
                                            for (s, to), n in owed.items() if sent[(s, to)] < n)
     runs: dict[tuple[str, str], list[str]] = {}
     for to, segment, run in sends:
-        runs.setdefault((segment, to), []).append(run)
+        if segment:
+            runs.setdefault((segment, to), []).append(run)
     figures.entries_emailed_twice = sorted(f"{s} {to} x{sent[(s, to)]} (runs {', '.join(runs[(s, to)])})"
                                            for (s, to), n in owed.items() if sent[(s, to)] > n)
     figures.emails_to_no_entry = sorted(f"{s} {to}" for (s, to) in sent if (s, to) not in owed)

@@ -1,4 +1,5 @@
-"""SQS (segment membership changes, campaign triggers) -> SES email, once per entry, entry campaign, trigger."""
+"""SQS (segment membership changes, campaign triggers, scheduled campaign messages) -> SES v2 email,
+once per segment entry, entry campaign, trigger and (scheduled campaign, tick, person)."""
 
 import json
 from collections import Counter
@@ -22,12 +23,12 @@ from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.messages import DynamoMessageJournal
 from cdp.adapters.scheduler import OneTimeSchedules
 from cdp.adapters.secrets import CachedSecret
-from cdp.adapters.ses import SesEmailSender
 from cdp.adapters.sesv2 import SesV2RawSender
 from cdp.adapters.sqs import SqsDeferrals
 from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.eligibility import load_policy
 from cdp.campaigns.entries import on_entry
+from cdp.campaigns.scheduled import MESSAGE_TYPE, on_scheduled
 from cdp.campaigns.send import CampaignReport, EmailSetup
 from cdp.campaigns.triggers import BODY_KEY, TriggerContext, on_trigger, unless_traits
 from cdp.identity.config import load_identity_config
@@ -44,37 +45,45 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 @cache
+def settings() -> Settings:
+    return Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
+
+
+@cache
+def setup() -> EmailSetup:
+    """The one email path (SES v2 raw, configuration set, signed unsubscribe) of every email sent here."""
+    s = settings()
+    return EmailSetup(s.email_sender, SesV2RawSender(s), s.unsubscribe_base_url,
+                      CachedSecret(s, s.unsubscribe_secret_arn).value)
+
+
+@cache
 def deps() -> dict:
-    settings = Settings.from_env(require=FUNCTION_FIELDS)
-    return {"contacts": ProfileContacts(DynamoIdentityStore(settings)), "ledger": DynamoEffectLedger(settings),
-            "sender": SesEmailSender(settings),
+    s = settings()
+    return {"contacts": ProfileContacts(DynamoIdentityStore(s)), "ledger": DynamoEffectLedger(s), "setup": setup(),
             "templates": load_email_templates(Path(__file__).parent / "config" / "activation.yaml")}
 
 
 @cache
 def journal() -> DynamoMessageJournal:
-    return DynamoMessageJournal(Settings.from_env(require=FUNCTION_FIELDS))
+    return DynamoMessageJournal(settings())
 
 
 @cache
 def campaign_deps() -> dict:
-    settings = Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
-    secret = CachedSecret(settings, settings.unsubscribe_secret_arn)
     here = Path(__file__).parent
     return {"campaigns": load_campaigns(here / "campaigns"), "policy": load_policy(here / "config" / "activation.yaml"),
-            "profiles": DynamoIdentityStore(settings), "journal": journal(), "ledger": deps()["ledger"],
-            "setup": EmailSetup(settings.email_sender, SesV2RawSender(settings), settings.unsubscribe_base_url,
-                                secret.value),
-            "deferrals": SqsDeferrals(settings)}
+            "profiles": DynamoIdentityStore(settings()), "journal": journal(), "ledger": deps()["ledger"],
+            "setup": setup(), "deferrals": SqsDeferrals(settings())}
 
 
 @cache
 def trigger_context() -> TriggerContext:
-    d, settings = campaign_deps(), Settings.from_env(require=FUNCTION_FIELDS | ACTIVATION_FIELDS)
+    d = campaign_deps()
     identity = load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
     return TriggerContext(campaigns={c.name: c for c in d["campaigns"]}, unless=unless_traits(d["campaigns"], identity),
                           profiles=d["profiles"], journal=d["journal"], ledger=d["ledger"], setup=d["setup"],
-                          policy=d["policy"], schedule=OneTimeSchedules(settings))
+                          policy=d["policy"], schedule=OneTimeSchedules(settings()))
 
 
 def record_handler(record: SQSRecord, report: ActivationReport | None = None,
@@ -85,12 +94,15 @@ def record_handler(record: SQSRecord, report: ActivationReport | None = None,
                            report=triggered if triggered is not None else CampaignReport())
         campaign_deps()["deferrals"].defer(later)
         return
+    d = campaign_deps()
+    args = {k: d[k] for k in ("campaigns", "profiles", "journal", "ledger", "setup", "policy")}
+    sent = campaigns if campaigns is not None else CampaignReport()
+    if body.get("type") == MESSAGE_TYPE:  # one person of a scheduled campaign's tick
+        d["deferrals"].defer(on_scheduled(body, **args, now=datetime.now(UTC), report=sent))
+        return
     if "campaign" not in body:  # a deferred campaign message is for that campaign only
         deliver_segment_email(body, report)
-    d = campaign_deps()
-    later = on_entry(body, **{k: d[k] for k in ("campaigns", "profiles", "journal", "ledger", "setup", "policy")},
-                     now=datetime.now(UTC), report=campaigns if campaigns is not None else CampaignReport())
-    d["deferrals"].defer(later)
+    d["deferrals"].defer(on_entry(body, **args, now=datetime.now(UTC), report=sent))
 
 
 def deliver_segment_email(body: dict, report: ActivationReport | None) -> None:

@@ -1,4 +1,5 @@
-"""EventBridge schedule -> snapshot the identity map, run every segment, hand changes to activation."""
+"""EventBridge schedule -> snapshot the identity map, run every segment, hand changes to activation,
+then fan the due scheduled campaigns out to the activation queue."""
 
 from functools import cache
 from pathlib import Path
@@ -10,7 +11,8 @@ from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.engines import query_engine
 from cdp.adapters.lake import lake_filesystem, lake_root
 from cdp.adapters.membership import DynamoMembershipStore
-from cdp.adapters.sqs import SqsChangePublisher
+from cdp.adapters.sqs import SqsActivationMessages, SqsChangePublisher
+from cdp.campaigns.definition import load_campaigns
 from cdp.identity.config import IdentityConfig, load_identity_config
 from cdp.identity.refresh import refresh_lifecycle_stages
 from cdp.jobs.segment_job import raise_if_incomplete, run_segment_job, write_snapshots
@@ -22,6 +24,7 @@ from cdp.times import parse_timestamp
 logger = Logger()
 tracer = Tracer()  # patches botocore: Athena, DynamoDB, S3 and SQS calls are subsegments
 SEGMENTS_DIR = Path(__file__).parent / "segments"
+CAMPAIGNS_DIR = Path(__file__).parent / "campaigns"
 
 
 @cache
@@ -44,7 +47,8 @@ def handler(event: dict, context: object) -> dict:
         all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s),
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,
         refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
-        snapshot=lambda: write_snapshots(store, lake_filesystem(s), lake_root(s)))
+        snapshot=lambda: write_snapshots(store, lake_filesystem(s), lake_root(s)),
+        campaigns=load_campaigns(CAMPAIGNS_DIR), enqueue=SqsActivationMessages(s))
     record_segment_job(report)
     logger.info("segments run", extra=report.to_dict())
     raise_if_incomplete(report)  # EventBridge retries the tick: completed segments replay, failed ones run

@@ -47,8 +47,9 @@ log = logging.getLogger("cdp.local.chaos")
 WRITE_PREFIXES = ("Put", "Update", "Delete", "BatchWrite", "TransactWrite", "Send", "Change")
 #: service -> the error code its throttling answers with.
 THROTTLE_CODES = {"dynamodb": "ProvisionedThroughputExceededException",
-                  "kinesis": "ProvisionedThroughputExceededException", "ses": "Throttling"}
-#: Calls that hand an email to SES (per-segment emails: SES v1; campaigns: SES v2).
+                  "kinesis": "ProvisionedThroughputExceededException", "ses": "Throttling",
+                  "sesv2": "TooManyRequestsException"}
+#: Calls that hand an email to SES (every email goes through SES v2; v1 names kept for older code).
 EMAIL_SENDS = {("ses", "SendEmail"), ("ses", "SendRawEmail"), ("sesv2", "SendEmail")}
 
 
@@ -165,7 +166,7 @@ class FaultInjector:
         if inv is not None and service == "dynamodb" and is_write:
             inv.unrecorded_send = False
         if (service, operation) in EMAIL_SENDS:
-            if (service, operation) == ("ses", "SendEmail"):
+            if operation == "SendEmail":
                 self._record_send(params)
             if inv is not None:
                 inv.unrecorded_send = True
@@ -178,9 +179,15 @@ class FaultInjector:
         return result
 
     def _record_send(self, params: dict[str, Any]) -> None:
-        tags = {t["Name"]: t["Value"] for t in params.get("Tags") or []}
+        tags = {t["Name"]: t["Value"] for t in params.get("Tags") or params.get("EmailTags") or []}
+        addresses = list(params.get("Destination", {}).get("ToAddresses", []))
+        raw = params.get("Content", {}).get("Raw", {}).get("Data")
+        if raw and not addresses:  # SES v2 raw: the To header
+            from email import message_from_bytes
+
+            addresses = [str(message_from_bytes(raw)["To"])]
         with self._lock:
-            for to in params.get("Destination", {}).get("ToAddresses", []):
+            for to in addresses:
                 self.sends.append((to, tags.get("segment", ""), tags.get("run", "")))
 
     # ------------------------------------------------------------------ invocations

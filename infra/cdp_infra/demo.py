@@ -378,7 +378,7 @@ def emails_sent(pipeline: LocalPipeline) -> int:
     return int(pipeline.client("ses").get_send_quota()["SentLast24Hours"])
 
 
-AUTOMATED, ADHOC, TRIGGERED = "new-customer-welcome", "loyalty-launch", "checkout-reminder"
+AUTOMATED, ADHOC, TRIGGERED, SCHEDULED = "new-customer-welcome", "loyalty-launch", "checkout-reminder", "weekly-digest"
 #: The simulated mailbox provider bounces every BOUNCE_EVERY-th message for good.
 BOUNCE_EVERY = 10
 
@@ -453,9 +453,19 @@ def run_checkouts(pipeline: LocalPipeline, dataset: Dataset, summary: DemoSummar
     return groups
 
 
-def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress) -> None:
-    """The automated campaign has sent on segment entry; send the ad-hoc one (dry run, confirm, retry),
-    then play the mailbox provider: SES events for every message, one one-click unsubscribe each."""
+def campaign_outcomes(pipeline: LocalPipeline, campaign: str) -> dict[str, int]:
+    """What the activation function decided for ``campaign`` (CampaignMessages metric), by outcome."""
+    prefix = f"CampaignMessages{{campaign={campaign},outcome="
+    return {k[len(prefix):].rstrip("}"): int(v)
+            for k, v in pipeline.metrics.snapshot().get("ActivateFunction", {}).items() if k.startswith(prefix)}
+
+
+def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progress,
+                  queued: Mapping[str, int] | None = None) -> None:
+    """The automated campaigns have sent on segment entry and on the segment job's tick, the triggered one
+    on its checkouts (``queued``:
+    messages the tick put on the queue, per scheduled campaign); send the ad-hoc one (dry run, confirm,
+    retry), then play the mailbox provider: SES events for every message, one one-click unsubscribe each."""
     import json
     import urllib.request
 
@@ -471,12 +481,17 @@ def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progr
     now = datetime.now(UTC)
     auto = find_campaign(campaigns, AUTOMATED)
     activate = pipeline.metrics.snapshot().get("ActivateFunction", {})
-    skipped = _by_reason(activate, "CampaignSkipped")
+    skipped = {k: v for k, v in campaign_outcomes(pipeline, AUTOMATED).items() if k not in ("sent", "duplicate")}
     # Every entry published for the segment (real-time or scheduled) owes one decision: send or skip.
     entries = sum(int(v) for metrics in pipeline.metrics.snapshot().values() for k, v in metrics.items()
                   if k == f"SegmentEntries{{segment={auto.audience.segment}}}")
     summary.campaigns[AUTOMATED] = {"kind": auto.kind, "owed": entries,
                                     "sent": len(campaign_messages(pipeline, AUTOMATED)), "skipped": skipped}
+    scheduled = find_campaign(campaigns, SCHEDULED)
+    summary.campaigns[SCHEDULED] = {
+        "kind": f"{scheduled.kind}, {scheduled.audience.schedule}", "owed": (queued or {}).get(SCHEDULED, 0),
+        "sent": len(campaign_messages(pipeline, SCHEDULED)),
+        "skipped": {k: v for k, v in campaign_outcomes(pipeline, SCHEDULED).items() if k not in ("sent", "duplicate")}}
     adhoc = find_campaign(campaigns, ADHOC)
     progress(f"ad-hoc campaign {ADHOC}: dry run, then send, then the same send again (a retry)")
     plan = send_adhoc(pipeline.settings, adhoc, run="demo", confirm=False, test_to=[], policy=policy, now=now)
@@ -495,7 +510,7 @@ def run_campaigns(pipeline: LocalPipeline, summary: DemoSummary, progress: Progr
 
     progress("simulated mailbox provider: SES events for every campaign email, one unsubscribe per campaign")
     events = 0
-    for name in (AUTOMATED, ADHOC, TRIGGERED):
+    for name in (AUTOMATED, SCHEDULED, ADHOC, TRIGGERED):
         records = []
         messages = campaign_messages(pipeline, name)
         for i, (message, parsed) in enumerate(messages):
@@ -533,7 +548,7 @@ def campaign_results_into(pipeline: LocalPipeline, summary: DemoSummary) -> None
 
     from .template import REPO_ROOT
 
-    chosen = [c for c in load_campaigns(REPO_ROOT / "campaigns") if c.name in (AUTOMATED, ADHOC, TRIGGERED)]
+    chosen = [c for c in load_campaigns(REPO_ROOT / "campaigns") if c.name in (AUTOMATED, SCHEDULED, ADHOC, TRIGGERED)]
     since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     for result in campaign_results(query_engine(pipeline.settings), chosen, since=since):
         row = result.to_dict()
@@ -568,7 +583,8 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         progress("running the scheduled segment job")
         t3 = time.monotonic()
         ran_from = datetime.now(UTC)
-        reports = _segment_job(pipeline, progress)
+        tick_at = datetime.now(UTC)
+        reports = _segment_job(pipeline, progress, tick_at)
         ran_until = datetime.now(UTC)
         for report in reports:
             for seg in report.get("segments", []):
@@ -583,7 +599,14 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         _wait(pipeline, progress, summary.events_accepted)
         summary.seconds["segment_and_activate"] = round(time.monotonic() - t3, 1)
         t4 = time.monotonic()
-        run_campaigns(pipeline, summary, progress)
+        # EventBridge retrying the tick (same event, same run id): the scheduled campaign sends nobody twice.
+        progress(f"the same tick again, as a retry: {SCHEDULED} must send nobody a second message")
+        before = len(campaign_messages(pipeline, SCHEDULED))
+        _segment_job(pipeline, progress, tick_at)
+        _wait(pipeline, progress, summary.events_accepted)
+        run_campaigns(pipeline, summary, progress,
+                      queued={k: v for r in reports for k, v in r.get("campaigns", {}).get("queued", {}).items()})
+        summary.campaigns[SCHEDULED]["retry_sent"] = len(campaign_messages(pipeline, SCHEDULED)) - before
         _wait(pipeline, progress, summary.events_accepted)
         campaign_results_into(pipeline, summary)
         summary.seconds["campaigns"] = round(time.monotonic() - t4, 1)
@@ -644,7 +667,7 @@ def evaluate(s: DemoSummary) -> dict[str, bool]:
             all(c["sent"] + sum(c["skipped"].values()) + c.get("waiting", 0) == c["owed"] for c in _ran(s)),
         "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts":
             _triggered_as_planned(s),
-        "a retried ad-hoc send sends nobody twice": all(c.get("retry_sent", 0) == 0 for c in _ran(s)),
+        "a retried ad-hoc send or scheduled tick sends nobody twice": all(c.get("retry_sent", 0) == 0 for c in _ran(s)),
         "SES outcomes in the lake = messages sent, per campaign":
             all(c.get("sent_in_lake") == c["sent"] == c.get("delivered", 0) + c.get("bounced", 0) for c in _ran(s)),
         "every one-click unsubscribe is in the lake":
@@ -722,10 +745,10 @@ def demo_erasure(pipeline: LocalPipeline, dataset: Dataset, write_key: str, prog
             "lake_events_about": about, "lake_events_removed": before - count_lake_events(pipeline)}
 
 
-def _segment_job(pipeline: LocalPipeline, progress: Progress) -> list[Any]:
+def _segment_job(pipeline: LocalPipeline, progress: Progress, at: datetime | None = None) -> list[Any]:
     """Fire the segment job's schedule once; on a terminal, show how long it has run."""
     with ThreadPoolExecutor(1) as pool:
-        job = pool.submit(pipeline.run_schedules, "SegmentFunction")
+        job = pool.submit(pipeline.run_schedules, "SegmentFunction", at)
         started = time.monotonic()
         while not wait([job], timeout=0.5).done:
             progress.live(f"segment job running  {time.monotonic() - started:5.1f}s")

@@ -10,7 +10,7 @@ import pytest
 
 from cdp.adapters.aws import aws_client
 from cdp.adapters.idempotency import DynamoEffectLedger
-from cdp.adapters.ses import SesEmailSender
+from cdp.adapters.sesv2 import SesV2RawSender
 from cdp.adapters.sqs import SqsChangePublisher
 from cdp.errors import EmailNotSent, StoreError
 from cdp.segments.membership import MembershipChange
@@ -68,23 +68,24 @@ def sent_messages() -> list[Any]:
     return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
 
 
-def test_an_email_is_sent_from_the_sender_to_the_contact_with_its_subject(stack_settings: Settings) -> None:
-    message_id = SesEmailSender(stack_settings).send(
-        to="ada@example.com", subject="Welcome, Ada", text="Hello", html_body="<p>Hello</p>",
-        tags={"segment": "pro-plan", "run": "2024-05-01T12:00:00Z"})
+def test_an_email_is_sent_raw_from_the_sender_to_the_contact_under_the_configuration_set(
+        stack_settings: Settings) -> None:
+    raw = b"From: x\r\nTo: ada@example.com\r\nSubject: Welcome, Ada\r\n\r\nHello"
+    message_id = SesV2RawSender(stack_settings).send_raw(to="ada@example.com", raw=raw,
+                                                         tags={"segment": "pro-plan", "run": "2024-05-01T12:00:00Z"})
 
     [message] = sent_messages()
     assert message.id == message_id
     assert message.source == stack_settings.email_sender
-    assert message.destinations["ToAddresses"] == ["ada@example.com"]
-    assert message.subject == "Welcome, Ada"
+    assert message.destinations == ["ada@example.com"]
+    assert "Subject: Welcome, Ada" in message.raw_data
 
 
 def test_an_unverified_sender_is_refused_as_not_sent_so_the_claim_can_be_released(stack_settings: Settings) -> None:
-    sender = SesEmailSender(replace(stack_settings, email_sender="nobody@unverified.example"))
+    sender = SesV2RawSender(replace(stack_settings, email_sender="nobody@unverified.example"))
 
     with pytest.raises(EmailNotSent) as raised:
-        sender.send(to="ada@example.com", subject="s", text="t", html_body="<p>t</p>", tags={})
+        sender.send_raw(to="ada@example.com", raw=b"From: nobody@unverified.example\r\n\r\nt", tags={})
 
     # SES answered before accepting: nothing was sent, and once the sender is verified a retry sends.
     assert raised.value.retryable

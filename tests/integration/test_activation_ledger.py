@@ -92,7 +92,9 @@ def test_releasing_or_failing_a_sent_claim_changes_nothing(ledger: DynamoEffectL
 
 
 def test_activation_on_moto_sends_once_across_a_redelivery(ledger: DynamoEffectLedger, stack_settings: Settings):
-    from cdp.activation import Contact, EmailTemplate, activate_change
+    from cdp.activation import Contact, activate_change
+    from cdp.campaigns.definition import Template
+    from cdp.campaigns.send import EmailSetup
     from cdp.segments.membership import MembershipChange
 
     class Directory:
@@ -102,14 +104,15 @@ def test_activation_on_moto_sends_once_across_a_redelivery(ledger: DynamoEffectL
     class Sender:
         sent = 0
 
-        def send(self, **_: object) -> str:
+        def send_raw(self, **_: object) -> str:
             self.sent += 1
             return "ses-1"
 
     sender = Sender()
     change = MembershipChange("vip", "p1", "entered", "r1", "2026-11-20T00:00:00Z")
     for _ in range(2):
-        activate_change(change, contacts=Directory(), ledger=ledger, sender=sender,
-                        templates={"vip": EmailTemplate("Hi", "Hello")})
+        activate_change(change, contacts=Directory(), ledger=ledger,
+                        setup=EmailSetup("news@shop.test", sender, "https://x/v1api", lambda: "k"),
+                        templates={"vip": Template("Hi", "Hello")})
 
     assert sender.sent == 1 and ledger.state(KEY)["state"] == "sent"

@@ -96,9 +96,9 @@ def _ledger(s: Settings) -> Any:
 
 
 def _ses(s: Settings) -> Any:
-    from cdp.adapters.ses import SesEmailSender
+    from cdp.adapters.sesv2 import SesV2RawSender
 
-    return SesEmailSender(s).send(to="a@example.com", subject="s", text="t", html_body="<p>t</p>", tags={})
+    return SesV2RawSender(s, throttle_retries=0).send_raw(to="a@example.com", raw=b"Subject: s\r\n\r\nt", tags={})
 
 
 def _sqs(s: Settings) -> Any:

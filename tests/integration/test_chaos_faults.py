@@ -9,11 +9,13 @@ from typing import Any
 import boto3
 import pytest
 
-from cdp.activation import Contact, EmailTemplate, activate_change
+from cdp.activation import Contact, activate_change
 from cdp.adapters.aws import reset_clients
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
-from cdp.adapters.ses import SesEmailSender
+from cdp.adapters.sesv2 import SesV2RawSender
+from cdp.campaigns.definition import Template
+from cdp.campaigns.send import EmailSetup
 from cdp.errors import EmailNotSent
 from cdp.identity import lookup_profile, resolve_batch
 from cdp.segments.membership import Change, MembershipChange
@@ -23,7 +25,7 @@ from cdp_infra.pollers import KinesisShardPoller
 from tests.identity_support import CONFIG, NOW, ev
 
 ENTRY = MembershipChange("vip", "p1", Change.ENTERED, "r1", "2026-11-20T12:00:00Z")
-TEMPLATES = {"vip": EmailTemplate(subject="Hi {name}", text="Hello {name}")}
+TEMPLATES = {"vip": Template(subject="Hi {{ first_name }}", text="Hello {{ first_name }}")}
 NO_FAULTS = ChaosConfig(crash_rate=0, throttle_rate=0, duplicate_rate=0, reorder_rate=0, restart_every_s=0)
 
 
@@ -42,9 +44,15 @@ def emails_sent() -> int:
 
 
 def activate(settings: Settings) -> Any:
-    ledger, sender = DynamoEffectLedger(settings), SesEmailSender(settings)
-    return lambda change: activate_change(change, contacts=Contacts(), ledger=ledger, sender=sender,
+    ledger, setup = DynamoEffectLedger(settings), mail(settings)
+    return lambda change: activate_change(change, contacts=Contacts(), ledger=ledger, setup=setup,
                                           templates=TEMPLATES)
+
+
+def mail(settings: Settings) -> EmailSetup:
+    # No throttling retries inside the sender: the injected throttle reaches the claim, as SQS would see it.
+    sender = SesV2RawSender(settings, throttle_retries=0, default_rate=1000)
+    return EmailSetup(settings.email_sender, sender, "https://cdp.test/v1api", lambda: "k")
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
@@ -79,12 +87,12 @@ def test_an_earlier_batch_redelivered_after_later_ones_changes_nothing(stack_set
 
 def test_ses_throttling_releases_the_claim_and_the_retry_sends_once(stack_settings: Settings):
     send = activate(stack_settings)
-    throttled = FaultInjector(planner=lambda fn, event: Plan(throttle_at=1))  # the claim, then SendEmail
+    throttled = FaultInjector(planner=lambda fn, event: Plan(throttle_at=2))  # claim, GetAccount, SendEmail
 
     with throttled, pytest.raises(EmailNotSent) as refused:
         throttled.invoke("ActivateFunction", send, ENTRY)
 
-    assert refused.value.retryable and refused.value.details["code"] == "Throttling"
+    assert refused.value.retryable and refused.value.details["code"] == "TooManyRequestsException"
     claim = DynamoEffectLedger(stack_settings).state("email#vip#p1#r1")
     assert (claim["state"], claim["attempts"], claim["hold_until"]) == ("pending", 0, 0)
     assert emails_sent() == 0
@@ -110,11 +118,11 @@ def test_a_message_delivered_twice_sends_one_email(stack_settings: Settings):
 
 def test_a_crash_after_the_claim_before_the_send_is_sent_once_after_the_hold(stack_settings: Settings):
     clock = SimpleNamespace(now=1_700_000_000.0)
-    ledger, sender = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), SesEmailSender(stack_settings)
+    ledger, setup = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), mail(stack_settings)
     crashing = FaultInjector(planner=lambda fn, event: Plan(crash_at=1))  # before SendEmail
 
     def send(change: MembershipChange) -> Any:
-        return activate_change(change, contacts=Contacts(), ledger=ledger, sender=sender, templates=TEMPLATES)
+        return activate_change(change, contacts=Contacts(), ledger=ledger, setup=setup, templates=TEMPLATES)
 
     with crashing, pytest.raises(FunctionCrashed):
         crashing.invoke("ActivateFunction", send, ENTRY)
@@ -125,18 +133,19 @@ def test_a_crash_after_the_claim_before_the_send_is_sent_once_after_the_hold(sta
     assert emails_sent() == 1
 
 
-@pytest.mark.parametrize("plan", [Plan(crash_at=2), Plan(throttle_at=2)], ids=["crash", "throttle"])
+@pytest.mark.parametrize("plan", [Plan(crash_at=2), Plan(throttle_at=3)], ids=["crash", "throttle"])
 def test_no_fault_is_injected_between_ses_accepting_and_the_ledger_recording_it(stack_settings: Settings,
                                                                                  plan: Plan):
-    # Given a fault planned for the write after SendEmail (claim, SendEmail, mark_sent): the window
+    # Given a fault planned for the write after SendEmail (writes: claim, SendEmail, mark_sent; throttleable
+    # calls: claim, GetAccount, SendEmail, mark_sent): the window
     # the crash matrix allows a second send in, which the fault run must leave out
     clock = SimpleNamespace(now=1_700_000_000.0)
-    ledger, sender = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), SesEmailSender(stack_settings)
+    ledger, setup = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), mail(stack_settings)
     plans = [plan, Plan()]
     injector = FaultInjector(planner=lambda fn, event: plans.pop(0))
 
     def send(change: MembershipChange) -> Any:
-        return activate_change(change, contacts=Contacts(), ledger=ledger, sender=sender, templates=TEMPLATES)
+        return activate_change(change, contacts=Contacts(), ledger=ledger, setup=setup, templates=TEMPLATES)
 
     # When the entry is delivered, then delivered again after the claim's hold
     with injector:

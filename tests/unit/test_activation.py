@@ -9,12 +9,13 @@ import pytest
 from cdp.activation import (
     ActivationReport,
     Contact,
-    EmailTemplate,
     InMemoryEffectLedger,
     activate_change,
     contact_from_profile,
     effect_key,
 )
+from cdp.campaigns.definition import Template
+from cdp.campaigns.send import EmailSetup
 from cdp.errors import EffectInFlight, EmailNotSent, SendOutcomeUnknown, StoreError
 from cdp.segments.membership import MembershipChange
 
@@ -43,10 +44,12 @@ class Sender:
 
     def __init__(self, *errors: BaseException, accepted_then: bool = False) -> None:
         self.sent: list[str] = []
+        self.raw: list[bytes] = []
         self.errors = list(errors)
         self.accepted_then = accepted_then
 
-    def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str:
+    def send_raw(self, *, to: str, raw: bytes, tags: Mapping[str, str]) -> str:
+        self.raw.append(raw)
         if self.errors:
             error = self.errors.pop(0)
             if self.accepted_then:
@@ -64,7 +67,11 @@ class Directory:
         return {p: self.by_id[p] for p in profile_ids if p in self.by_id}
 
 
-TEMPLATES = {"vip": EmailTemplate(subject="Hi {name}", text="Welcome, {name}.")}
+TEMPLATES = {"vip": Template(subject="Hi {{ first_name }}", text="Welcome, {{ first_name }}. {{ unsubscribe_url }}")}
+
+
+def mail(sender: Sender) -> EmailSetup:
+    return EmailSetup("news@shop.test", sender, "https://api.shop.test/v1api", lambda: "s3cret")
 
 
 def entered(pid: str = "p1", run: str = "r1") -> MembershipChange:
@@ -74,40 +81,40 @@ def entered(pid: str = "p1", run: str = "r1") -> MembershipChange:
 def test_an_entry_sends_one_email_to_the_profiles_address() -> None:
     sender = Sender()
     report = activate_change(entered(), contacts=Directory(Contact("p1", "a@x.io")), ledger=Ledger(),
-                             sender=sender, templates=TEMPLATES)
+                             setup=mail(sender), templates=TEMPLATES)
     assert sender.sent == ["a@x.io"] and report.sent == [effect_key(entered())]
 
 
 def test_the_same_entry_delivered_twice_sends_once() -> None:
     sender, ledger, directory = Sender(), Ledger(), Directory(Contact("p1", "a@x.io"))
     for _ in range(2):
-        report = activate_change(entered(), contacts=directory, ledger=ledger, sender=sender, templates=TEMPLATES)
+        report = activate_change(entered(), contacts=directory, ledger=ledger, setup=mail(sender), templates=TEMPLATES)
     assert sender.sent == ["a@x.io"] and report.duplicates == [effect_key(entered())]
 
 
 def test_a_new_entry_after_an_exit_sends_again() -> None:
     sender, ledger, directory = Sender(), Ledger(), Directory(Contact("p1", "a@x.io"))
-    activate_change(entered(run="r1"), contacts=directory, ledger=ledger, sender=sender, templates=TEMPLATES)
-    activate_change(entered(run="r9"), contacts=directory, ledger=ledger, sender=sender, templates=TEMPLATES)
+    activate_change(entered(run="r1"), contacts=directory, ledger=ledger, setup=mail(sender), templates=TEMPLATES)
+    activate_change(entered(run="r9"), contacts=directory, ledger=ledger, setup=mail(sender), templates=TEMPLATES)
     assert sender.sent == ["a@x.io", "a@x.io"]
 
 
 def test_a_contact_without_consent_gets_nothing_and_the_reason_is_reported() -> None:
     sender = Sender()
     report = activate_change(entered(), contacts=Directory(Contact("p1", "a@x.io", email_consent=False)),
-                             ledger=Ledger(), sender=sender, templates=TEMPLATES)
+                             ledger=Ledger(), setup=mail(sender), templates=TEMPLATES)
     assert sender.sent == [] and report.skipped == {effect_key(entered()): "no_consent"}
 
 
 def test_a_profile_without_email_is_skipped_with_a_reason() -> None:
-    report = activate_change(entered(), contacts=Directory(), ledger=Ledger(), sender=Sender(), templates=TEMPLATES)
+    report = activate_change(entered(), contacts=Directory(), ledger=Ledger(), setup=mail(Sender()), templates=TEMPLATES)
     assert report.skipped == {effect_key(entered()): "no_email"}
 
 
 def test_an_exit_sends_nothing() -> None:
     exited = MembershipChange(segment="vip", profile_id="p1", change="exited", run_id="r2", at="x")
     sender = Sender()
-    activate_change(exited, contacts=Directory(Contact("p1", "a@x.io")), ledger=Ledger(), sender=sender,
+    activate_change(exited, contacts=Directory(Contact("p1", "a@x.io")), ledger=Ledger(), setup=mail(sender),
                     templates=TEMPLATES, report=ActivationReport())
     assert sender.sent == []
 
@@ -115,7 +122,8 @@ def test_an_exit_sends_nothing() -> None:
 def test_contact_from_profile_reads_email_identifier_and_unsubscribe_trait() -> None:
     contact = contact_from_profile({"profile_id": "p", "identifiers": {"email": ["email:z@x.io"]},
                                     "traits": {"unsubscribed": True, "first_name": "Zoe"}})
-    assert contact == Contact("p", "z@x.io", email_consent=False, name="Zoe")
+    assert contact == Contact("p", "z@x.io", email_consent=False, name="Zoe",
+                              traits={"unsubscribed": True, "first_name": "Zoe"})
 
 
 def test_contact_from_profile_honours_a_denied_email_consent() -> None:
@@ -127,7 +135,7 @@ def test_contact_from_profile_honours_a_denied_email_consent() -> None:
 def test_a_segment_without_a_channel_sends_nothing_and_says_why() -> None:
     sender = Sender()
     report = activate_change(entered(), contacts=Directory(Contact("p1", "a@x.io")), ledger=Ledger(),
-                             sender=sender, templates={})
+                             setup=mail(sender), templates={})
     assert sender.sent == [] and report.skipped == {effect_key(entered()): "no_channel"}
 
 
@@ -137,8 +145,8 @@ def test_the_shipped_activation_config_has_a_template_per_listed_segment() -> No
     from cdp.activation import load_email_templates
 
     templates = load_email_templates(Path(__file__).resolve().parents[2] / "config" / "activation.yaml")
-    assert "repeat-buyers" in templates
-    assert templates["repeat-buyers"].render(Contact("p", "a@x.io", name="Ada"))[0].endswith("Ada")
+    assert set(templates) == {"repeat-buyers", "pro-plan-engaged", "lapsed-buyers"}
+    assert all("{{ unsubscribe_url }}" in t.text for t in templates.values())
 
 
 def test_an_activation_config_entry_without_a_subject_is_a_clear_error(tmp_path) -> None:
@@ -147,7 +155,7 @@ def test_an_activation_config_entry_without_a_subject_is_a_clear_error(tmp_path)
 
     bad = tmp_path / "activation.yaml"
     bad.write_text("email:\n  vip: {text: hello}\n")
-    with pytest.raises(InvalidConfig, match="subject"):
+    with pytest.raises(InvalidConfig, match=r"activation.yaml:2: email.vip: subject: is required"):
         load_email_templates(bad)
 
 
@@ -164,7 +172,7 @@ def test_a_profile_with_only_an_invalid_trait_email_is_skipped_as_no_valid_email
     contact = contact_from_profile({"profile_id": "p1", "identifiers": {}, "traits": {"email": "not-an-address"}})
     sender = Sender()
 
-    report = activate_change(entered(), contacts=Directory(contact), ledger=Ledger(), sender=sender,
+    report = activate_change(entered(), contacts=Directory(contact), ledger=Ledger(), setup=mail(sender),
                              templates=TEMPLATES)
 
     assert sender.sent == [] and report.skipped == {effect_key(entered()): "no_valid_email"}
@@ -181,7 +189,7 @@ def test_an_identifier_that_does_not_normalise_as_an_email_is_not_used() -> None
 
 def _activate(sender: Sender, ledger: InMemoryEffectLedger, contacts: object = None) -> ActivationReport:
     return activate_change(entered(), contacts=contacts or Directory(Contact("p1", "a@x.io")), ledger=ledger,
-                           sender=sender, templates=TEMPLATES)
+                           setup=mail(sender), templates=TEMPLATES)
 
 
 class ClaimThenCrash(InMemoryEffectLedger):
@@ -399,3 +407,33 @@ def test_a_connection_never_made_means_not_sent() -> None:
     for exc in (ConnectTimeoutError(endpoint_url="https://ses"), EndpointConnectionError(endpoint_url="https://ses")):
         error = send_error(exc)
         assert isinstance(error, EmailNotSent) and error.retryable
+
+
+# ---------------------------------------------------------------- the one email path
+
+
+def test_a_segment_email_is_raw_mime_with_the_one_click_headers_escaped_html_and_fallbacks() -> None:
+    import email
+    import time
+    from email import policy
+    from urllib.parse import parse_qsl, urlparse
+
+    from cdp.campaigns.unsubscribe import verify_link
+
+    sender = Sender()
+    ada = Contact("p1", "a@x.io", traits={"first_name": "<b>Ada</b>"})
+    nameless = Contact("p2", "b@x.io")
+    directory = Directory(ada, nameless)
+    for pid in ("p1", "p2"):
+        activate_change(entered(pid), contacts=directory, ledger=Ledger(), setup=mail(sender), templates=TEMPLATES)
+
+    first, second = (email.message_from_bytes(raw, policy=policy.default) for raw in sender.raw)
+    assert first["Subject"] == "Hi <b>Ada</b>" and second["Subject"] == "Hi there"
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert first["X-CDP-Segment"] == "vip" and first["X-CDP-Campaign"] is None
+    html_part = first.get_body(("html",))
+    assert html_part is not None and "&lt;b&gt;Ada&lt;/b&gt;" in html_part.get_content()
+
+    url = str(first["List-Unsubscribe"]).strip("<>")
+    link = verify_link(dict(parse_qsl(urlparse(url).query)), "s3cret", now=time.time())
+    assert (link.profile_id, link.campaign, link.purpose) == ("p1", "segment-vip", "email")

@@ -111,3 +111,14 @@ def test_a_notification_of_another_sender_is_ignored() -> None:
     report = FeedbackReport()
     assert outcome_events({"eventType": "Delivery", "mail": {"tags": {}}}, report) == []
     assert report.ignored == {"no_campaign_tag": 1}
+
+
+def test_a_hard_bounce_of_a_per_segment_email_is_reported_under_its_segment_and_suppresses() -> None:
+    report = FeedbackReport()
+    bounce = _notification("Bounce", bounceType="Permanent", bouncedRecipients=[{"emailAddress": "ada@shopper.io"}])
+    bounce["mail"]["tags"] = {"segment": ["vip"], "run": ["r1"], "purpose": ["email"]}
+
+    bounced, suppression = outcome_events(bounce, report)
+
+    assert bounced["properties"]["campaign"] == "segment-vip" and report.suppressed == ["ada@shopper.io"]
+    assert suppression["type"] == "identify"

@@ -23,7 +23,7 @@ def test_validate_reports_the_file_and_line_of_a_broken_campaign(tmp_path: Path,
 
 def test_validate_and_list_the_shipped_campaigns(capsys) -> None:
     assert main(["campaigns", "validate"]) == 0
-    assert "3 campaigns valid (1 automated, 1 triggered, 1 adhoc)" in capsys.readouterr().out
+    assert "4 campaigns valid (2 automated, 1 triggered, 1 adhoc)" in capsys.readouterr().out
     assert main(["campaigns", "list", "--json"]) == 0
     assert {r["kind"] for r in json.loads(capsys.readouterr().out)} == {"automated", "triggered", "adhoc"}
 

@@ -128,7 +128,7 @@ def test_a_consistent_summary_passes_every_check() -> None:
      "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts"),
     ({"checkouts": {}},
      "checkout reminders: cancelled by a later order, waiting, too old, each exactly the demo's checkouts"),
-    ({"campaigns": _campaign("once", retry_sent=1)}, "a retried ad-hoc send sends nobody twice"),
+    ({"campaigns": _campaign("once", retry_sent=1)}, "a retried ad-hoc send or scheduled tick sends nobody twice"),
     ({"campaigns": _campaign("auto", delivered=2)}, "SES outcomes in the lake = messages sent, per campaign"),
     ({"campaigns": _campaign("auto", unsubscribed=0)}, "every one-click unsubscribe is in the lake"),
     ({"campaign_events": 1}, "every accepted event is in the lake"),

@@ -138,7 +138,7 @@ def test_an_activation_batch_counts_sent_skipped_by_reason_duplicates_and_failur
 def test_every_catalogued_metric_names_its_emitter_and_a_low_cardinality_dimension() -> None:
     for spec in CATALOGUE.values():
         assert spec.emitted_by.endswith("Function") and spec.meaning
-        assert spec.dimension in (None, "reason", "rule", "segment", "destination")
+        assert spec.dimension in (None, "reason", "rule", "segment", "destination", ("campaign", "outcome"))
 
 
 def test_the_recorder_sums_metric_sets_per_function_and_dimension() -> None:
@@ -150,3 +150,20 @@ def test_the_recorder_sums_metric_sets_per_function_and_dimension() -> None:
     recorder.record("CollectFunction", blob)
     assert recorder.snapshot() == {"CollectFunction": {"EventsRejected{reason=x}": 6.0}}
     assert recorder.totals() == {"EventsRejected": 6.0}
+
+
+def test_campaign_messages_are_counted_per_campaign_and_outcome(emitted) -> None:
+    from datetime import UTC, datetime
+
+    from cdp.campaigns.send import CampaignReport
+    from cdp.observability import record_campaigns
+
+    report = CampaignReport(sent=["campaign#digest#t1#p1"], duplicates=["campaign#digest#t1#p2"],
+                            skipped={"campaign#digest#t1#p3": "no_consent", "campaign#welcome#r#p4": "quiet_hours"},
+                            deferred={"campaign#welcome#r#p4": datetime(2026, 1, 1, tzinfo=UTC)})
+    record_campaigns(report)
+    counts = emitted()
+    assert {k: v for k, v in counts.items() if k.startswith("CampaignMessages")} == {
+        "CampaignMessages{campaign=digest,outcome=sent}": 1, "CampaignMessages{campaign=digest,outcome=duplicate}": 1,
+        "CampaignMessages{campaign=digest,outcome=no_consent}": 1,
+        "CampaignMessages{campaign=welcome,outcome=deferred}": 1}

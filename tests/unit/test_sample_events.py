@@ -57,12 +57,14 @@ def test_the_schedule_sample_has_a_time_the_segment_job_uses_as_run_id() -> None
     assert parse_time(tick.time) == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
 
 
-def test_the_sqs_sample_carries_a_membership_change_and_a_campaign_trigger() -> None:
+def test_the_sqs_sample_carries_a_membership_change_a_campaign_trigger_and_a_scheduled_message() -> None:
+    from cdp.campaigns.scheduled import MESSAGE_TYPE, parse_message
     from cdp.campaigns.triggers import TriggerMessage
 
-    change, trigger = SQSEvent(_load("sqs-activation.json")).records
-    assert MembershipChange.from_dict(json.loads(change.body)).change == "entered"
-    assert TriggerMessage.from_body(json.loads(trigger.body)).campaign == "checkout-reminder"
+    change, trigger, scheduled = (json.loads(r.body) for r in SQSEvent(_load("sqs-activation.json")).records)
+    assert MembershipChange.from_dict(change).change == "entered"
+    assert TriggerMessage.from_body(trigger).campaign == "checkout-reminder"
+    assert scheduled["type"] == MESSAGE_TYPE and parse_message(scheduled)["campaign"] == "weekly-digest"
 
 
 def test_the_destinations_sample_carries_a_change_and_a_retried_delivery() -> None:

@@ -44,7 +44,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", m
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
     name: str
-    dimension: str | None  # besides ``service``
+    dimension: str | tuple[str, ...] | None  # besides ``service``
     emitted_by: str  # the function (template logical id)
     meaning: str
     # Counted per value of this property in the log line, not as a dimension: one CloudWatch
@@ -87,6 +87,8 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec("CampaignSkipped", "reason", "ActivateFunction",
                "campaign messages not sent: no_email, no_consent, suppressed, frequency_cap, global_cap, "
                "quiet_hours, duplicate"),
+    MetricSpec("CampaignMessages", ("campaign", "outcome"), "ActivateFunction",
+               "campaign messages decided, per campaign: sent, duplicate, deferred or the skip reason"),
     MetricSpec("CampaignDeferred", None, "ActivateFunction",
                "campaign messages put back on the queue until the person's quiet hours end"),
     MetricSpec("CampaignTriggers", None, "UnifyFunction",
@@ -119,18 +121,21 @@ def _add(name: str, value: int) -> None:
     metrics.add_metric(name=CATALOGUE[name].name, unit=MetricUnit.Count, value=value)
 
 
-def _add_by(name: str, counts: Mapping[str, int]) -> None:
-    """One EMF line per key: by a dimension (a series per key), or by a detail property in the line."""
+def _add_by(name: str, counts: Mapping[str, int] | Mapping[tuple[str, ...], int]) -> None:
+    """One EMF line per key: by a dimension (a series per key; a tuple key for several dimensions),
+    or by a detail property in the line."""
     spec = CATALOGUE[name]
     assert spec.dimension is not None or spec.detail is not None, name
+    names = (spec.dimension,) if isinstance(spec.dimension, str) else spec.dimension
     for key, value in sorted(counts.items()):
         if value:
             with single_metric(name=name, unit=MetricUnit.Count, value=value,
                                default_dimensions=metrics.default_dimensions) as metric:
-                if spec.dimension is not None:
-                    metric.add_dimension(name=spec.dimension, value=key)
+                if names is not None:
+                    for dim, part in zip(names, (key,) if isinstance(key, str) else key, strict=True):
+                        metric.add_dimension(name=dim, value=part)
                 else:
-                    metric.add_metadata(key=str(spec.detail), value=key)
+                    metric.add_metadata(key=str(spec.detail), value=str(key))
 
 
 def _tally(keys: Iterable[str]) -> Counter[str]:
@@ -228,6 +233,12 @@ def record_campaigns(report: CampaignReport) -> None:
     _add("EmailsSent", len(report.sent))
     _add_by("CampaignSkipped", _tally([*report.skipped.values(), *(["duplicate"] * len(report.duplicates))]))
     _add("CampaignDeferred", len(report.deferred))
+    # Keys are campaign#<name>#<run>#<profile>: the name is the second part (names have no '#').
+    outcomes: list[tuple[str, ...]] = [(k.split("#")[1], "sent") for k in report.sent]
+    outcomes += [(k.split("#")[1], "duplicate") for k in report.duplicates]
+    outcomes += [(k.split("#")[1], "refused") for k in report.failed]
+    outcomes += [(k.split("#")[1], "deferred" if k in report.deferred else reason) for k, reason in report.skipped.items()]
+    _add_by("CampaignMessages", Counter(outcomes))
 
 
 def record_activation(report: ActivationReport, failures: int) -> None:

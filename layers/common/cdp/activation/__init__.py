@@ -1,7 +1,10 @@
 """Activation: turn segment entries into messages on channels, once per entry.
 
-Email through SES first, once per entry, through a ledger of effects keyed
-``email#<segment>#<profile>#<entry run>``. A claim is one of:
+Per-segment email (the ``email`` section of config/activation.yaml), once per entry, through a ledger
+of effects keyed ``email#<segment>#<profile>#<entry run>``. It is sent the way every campaign email is
+(:func:`cdp.campaigns.send.send_email`: Jinja2 template with fallbacks, HTML autoescaped, raw MIME
+through SES v2 under the configuration set, signed one-click unsubscribe) but without caps: each
+entry of a consenting contact owes exactly one email. A claim is one of:
 
 * ``pending`` — held by one attempt until ``hold_until``; a claim that is pending and expired is taken
   over (its holder died or never learnt the outcome), at most ``max_attempts - 1`` times;
@@ -17,10 +20,10 @@ entry. docs/architecture.md ("Exactly-once effects") has the crash matrix.
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -39,6 +42,7 @@ class Contact:
     name: str | None = None
     # The profile has an email trait but no valid email identifier: it is never sent to.
     unvalidated_email: bool = False
+    traits: Mapping[str, Any] = field(default_factory=dict)  # the template's variables
 
 
 class ContactDirectory(Protocol):
@@ -107,33 +111,27 @@ class InMemoryEffectLedger:
             self.items[key] = {**item, "hold_until": 0, "attempts": item["attempts"] - 1}
 
 
-class EmailSender(Protocol):
-    def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str: ...
+#: The purpose a per-segment email's unsubscribe link denies, and the consent it needs.
+EMAIL_PURPOSE = "email"
 
 
-@dataclass(frozen=True, slots=True)
-class EmailTemplate:
-    subject: str
-    text: str
-
-    def render(self, contact: Contact) -> tuple[str, str, str]:
-        name = contact.name or "there"
-        text = self.text.format(name=name)
-        return self.subject.format(name=name), text, f"<p>{html.escape(text)}</p>"
-
-
-def load_email_templates(path: Path) -> dict[str, EmailTemplate]:
-    """Segment name -> email template, from the ``email`` section of the activation config."""
-    import yaml
+def load_email_templates(path: Path) -> dict[str, Any]:
+    """Segment name -> email template (:class:`cdp.campaigns.definition.Template`), from the ``email``
+    section of the activation config; a problem raises InvalidConfig as ``file:line: field: reason``."""
+    from cdp.campaigns.definition import _template
+    from cdp.marked_yaml import Ctx, load_marked
 
     if not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return {str(segment): EmailTemplate(subject=str(spec["subject"]), text=str(spec["text"]))
-                for segment, spec in (data.get("email") or {}).items()}
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidConfig(f"{path.name}: each email entry needs a subject and a text ({exc})") from exc
+    doc = load_marked(path.read_text(encoding="utf-8"), str(path), InvalidConfig) or {}
+    root = Ctx.root(str(path), doc, InvalidConfig)
+    section = doc.get("email") if isinstance(doc, dict) else None
+    if section is None:
+        return {}
+    ctx = root.child(doc, "email")
+    if not isinstance(section, dict):
+        raise ctx.fail("must map segment names to templates {subject, text, html, fallbacks}")
+    return {str(segment): _template(spec, ctx.child(section, segment)) for segment, spec in section.items()}
 
 
 @dataclass
@@ -152,8 +150,8 @@ def effect_key(change: MembershipChange) -> str:
 
 
 def activate_change(change: MembershipChange, *, contacts: ContactDirectory, ledger: EffectLedger,
-                    sender: EmailSender, templates: Mapping[str, EmailTemplate],
-                    report: ActivationReport | None = None) -> ActivationReport:
+                    setup: Any, templates: Mapping[str, Any], report: ActivationReport | None = None,
+                    now: datetime | None = None) -> ActivationReport:
     """Send the entry's email once; exits and unreachable or unconsenting contacts send nothing.
 
     Raises ``EmailNotSent`` (retryable: claim released), ``SendOutcomeUnknown`` or any unexpected
@@ -179,10 +177,17 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
     if not contact.email_consent:
         report.skipped[key] = "no_consent"
         return report
-    subject, text, html_body = template.render(contact)
-    send_once(key, lambda: sender.send(to=contact.email or "", subject=subject, text=text, html_body=html_body,
-                                       tags={"segment": change.segment, "run": change.run_id}),
-              ledger=ledger, report=report)
+    from cdp.campaigns.send import send_email
+
+    def send() -> str:
+        return send_email(setup, to=contact.email or "", profile_id=change.profile_id, template=template,
+                          traits=contact.traits, unsubscribe_from=f"segment-{change.segment}",
+                          purpose=EMAIL_PURPOSE, now=now or datetime.now(UTC),
+                          headers={"X-CDP-Segment": change.segment},
+                          tags={"segment": change.segment, "run": change.run_id, "profile": change.profile_id,
+                                "purpose": EMAIL_PURPOSE})
+
+    send_once(key, send, ledger=ledger, report=report)
     return report
 
 
@@ -241,9 +246,9 @@ def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
     email = validated_email(profile)
     name = traits.get("first_name") or traits.get("firstName") or traits.get("name")
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
-                   email_consent=bool(may_contact(profile, purpose_of("email"))),
+                   email_consent=bool(may_contact(profile, purpose_of(EMAIL_PURPOSE))),
                    name=name if isinstance(name, str) else None,
-                   unvalidated_email=email is None and bool(traits.get("email")))
+                   unvalidated_email=email is None and bool(traits.get("email")), traits=dict(traits))
 
 
 class ProfileContacts:

@@ -5,7 +5,9 @@ Items:
 * a member: ``segment=<name>``, ``profile_id``, ``entered_run``, ``entered_at``, ``announced``
   (BOOL: False while its entry waits to be published; absent on items written before it = True);
 * a completed run: ``segment=#run:<name>``, ``profile_id=<run id>``, ``at``, ``report`` (JSON);
-* the latest completed run of a segment: ``segment=#last-run``, ``profile_id=<name>``, same fields.
+* the latest completed run of a segment: ``segment=#last-run``, ``profile_id=<name>``, same fields;
+* the latest tick of a scheduled campaign: ``segment=#campaign-tick``, ``profile_id=<campaign>``, same
+  fields (:mod:`cdp.campaigns.scheduled`).
 
 Segment names never start with ``#`` (the definition's validation forbids it), so run records never
 mix with members. Items are written in the low-level client's form directly (``{"S": ...}``,
@@ -27,6 +29,7 @@ from cdp.settings import Settings
 
 _RUN_PREFIX = "#run:"
 _LAST_RUN = "#last-run"
+_CAMPAIGN_TICK = "#campaign-tick"
 #: BatchWriteItem takes 25 requests, BatchGetItem 100 keys.
 WRITE_BATCH = 25
 READ_BATCH = 100
@@ -117,6 +120,15 @@ class DynamoMembershipStore(AwsAdapter):
             [{"PutRequest": {"Item": {**_key(_RUN_PREFIX + segment, run_id), **fields}}},
              {"PutRequest": {"Item": {**_key(_LAST_RUN, segment), **fields}}}],
             f"could not record run {run_id!r} of segment {segment!r}", segment=segment)
+
+    def last_campaign_tick(self, campaign: str) -> dict[str, Any] | None:
+        return self._get_report(_CAMPAIGN_TICK, campaign)
+
+    def record_campaign_tick(self, campaign: str, report: dict[str, Any]) -> None:
+        fields = {"at": {"S": str(report.get("at", ""))},
+                  "report": {"S": json.dumps(report, sort_keys=True, default=str)}}
+        self._write([{"PutRequest": {"Item": {**_key(_CAMPAIGN_TICK, campaign), **fields}}}],
+                    f"could not record the tick of campaign {campaign!r}", campaign=campaign)
 
     def _get_report(self, key: str, sort: str) -> dict[str, Any] | None:
         item = self._get(key, sort, f"could not read run record {key}/{sort}")

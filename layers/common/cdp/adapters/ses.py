@@ -1,6 +1,8 @@
-"""Email through SES (moto's SES locally: sent mail is kept, not delivered).
+"""What an SES call's failure means, and the single-attempt client (:mod:`cdp.adapters.sesv2` sends).
 
-SES has no idempotency token, so what a failed call means decides whether it may be retried:
+Every email goes through SES v2 raw (:class:`cdp.adapters.sesv2.SesV2RawSender`); moto's SES keeps
+sent mail locally. SES has no idempotency token, so what a failed call means decides whether it may
+be retried:
 
 | what happened | error | sent? |
 | --- | --- | --- |
@@ -15,10 +17,8 @@ timeout, which only the effect ledger may decide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import THROTTLING_CODES, error_code
 from cdp.errors import EmailNotSent, SendOutcomeUnknown
 from cdp.settings import Settings
@@ -26,31 +26,8 @@ from cdp.settings import Settings
 PERMANENT_CODES = frozenset({"InvalidParameterValue", "ValidationError"})
 
 
-class SesEmailSender(AwsAdapter):
-    service = "ses"
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = single_attempt_client(self.settings)
-        return self._client
-
-    def send(self, *, to: str, subject: str, text: str, html_body: str, tags: Mapping[str, str]) -> str:
-        try:
-            out = self.client.send_email(
-                Source=self.settings.email_sender,
-                Destination={"ToAddresses": [to]},
-                Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
-                         "Body": {"Text": {"Data": text, "Charset": "UTF-8"},
-                                  "Html": {"Data": html_body, "Charset": "UTF-8"}}},
-                Tags=[{"Name": k, "Value": _tag(v)} for k, v in tags.items()])
-        except Exception as exc:
-            raise send_error(exc) from exc
-        return str(out["MessageId"])
-
-
-def single_attempt_client(settings: Settings, service: str = "ses") -> Any:
-    """An SES (or SES v2) client configured like :func:`cdp.adapters.aws.aws_client`'s, but making one attempt."""
+def single_attempt_client(settings: Settings, service: str = "sesv2") -> Any:
+    """An SES v2 client configured like :func:`cdp.adapters.aws.aws_client`'s, but making one attempt."""
     import boto3.session
     from botocore.config import Config
 

@@ -86,3 +86,19 @@ class SqsConsentSignals(AwsAdapter):
                              for i, pid in enumerate(chunk)])
             if out.get("Failed"):
                 raise StoreError("some consent signals were not sent", failed=out["Failed"])
+
+
+class SqsActivationMessages(AwsAdapter):
+    """Puts messages on the activation queue, 10 a call (a scheduled campaign's fan-out)."""
+
+    service = "sqs"
+
+    def __call__(self, bodies: list[dict[str, str]]) -> None:
+        for start in range(0, len(bodies), BATCH_SIZE):
+            chunk = bodies[start:start + BATCH_SIZE]
+            with aws_errors("cannot queue campaign messages"):
+                out = self.client.send_message_batch(
+                    QueueUrl=self.settings.activation_queue_url,
+                    Entries=[{"Id": str(i), "MessageBody": json.dumps(b)} for i, b in enumerate(chunk)])
+            if out.get("Failed"):
+                raise StoreError("some campaign messages were not queued", retryable=True, failed=out["Failed"])

@@ -13,7 +13,8 @@ profile, so segments, reports and ``cdp campaigns stats`` read them from the lak
 | Reject | ``Email Rejected`` |
 | Open / Click | ``Email Opened`` / ``Email Clicked`` (``link``) |
 
-Each event carries ``campaign``, ``run`` and ``ses_message_id`` (from the message's tags) and a
+Each event carries ``campaign`` (a per-segment email's: ``segment-<name>``, from its ``segment``
+tag), ``run`` and ``ses_message_id`` (from the message's tags) and a
 messageId derived from SES's message id and the event type: SNS delivers at least once and a
 redelivered notification is a duplicate in unify. The person is found by the recipient address
 (``context.traits.email``), the identifier the message was sent to (:mod:`cdp.campaigns.stream`).
@@ -56,7 +57,8 @@ def outcome_events(notification: Mapping[str, Any], report: FeedbackReport) -> l
     if kind not in EVENT_NAMES or not isinstance(mail, Mapping):
         report.ignored["not_an_ses_event"] = report.ignored.get("not_an_ses_event", 0) + 1
         return []
-    campaign = _tag(mail, "campaign")
+    # A per-segment email (tagged ``segment``) is reported as the list its unsubscribe link names.
+    campaign = _tag(mail, "campaign") or (f"segment-{_tag(mail, 'segment')}" if _tag(mail, "segment") else "")
     if not campaign:
         report.ignored["no_campaign_tag"] = report.ignored.get("no_campaign_tag", 0) + 1
         return []

@@ -9,6 +9,7 @@ folding point would be RFC 2047-encoded, which mailbox providers do not read as 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
@@ -18,8 +19,9 @@ from cdp.campaigns.render import Rendered
 _POLICY = SMTP.clone(max_line_length=998)
 
 
-def build_message(*, sender: str, to: str, rendered: Rendered, unsubscribe_url: str, campaign: str,
-                  mailto: str | None = None) -> bytes:
+def build_message(*, sender: str, to: str, rendered: Rendered, unsubscribe_url: str, campaign: str | None = None,
+                  mailto: str | None = None, headers: Mapping[str, str] | None = None) -> bytes:
+    """The raw message; ``X-CDP-Campaign`` names the campaign (a per-segment email has ``X-CDP-Segment``)."""
     message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = to
@@ -29,7 +31,10 @@ def build_message(*, sender: str, to: str, rendered: Rendered, unsubscribe_url: 
     unsubscribe = f"<{unsubscribe_url}>" + (f", <mailto:{mailto}?subject=unsubscribe>" if mailto else "")
     message["List-Unsubscribe"] = unsubscribe
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["X-CDP-Campaign"] = campaign
+    if campaign:
+        message["X-CDP-Campaign"] = campaign
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
     return message.as_bytes()

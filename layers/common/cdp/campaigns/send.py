@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cdp.activation import ActivationReport, EffectLedger, send_once
-from cdp.campaigns.definition import Campaign
+from cdp.campaigns.definition import Campaign, Template
 from cdp.campaigns.eligibility import DEFAULT_POLICY, PastSend, Policy, Recipient, skip_reason
 from cdp.campaigns.mime import build_message
 from cdp.campaigns.render import Rendered, render
@@ -53,16 +53,28 @@ class Outgoing:
     now: datetime
 
 
+def send_email(setup: EmailSetup, *, to: str, profile_id: str, template: Template, traits: Mapping[str, Any],
+               unsubscribe_from: str, purpose: str, now: datetime, tags: Mapping[str, str],
+               campaign: str | None = None, headers: Mapping[str, str] | None = None) -> str:
+    """The one way an email goes out: the template rendered (HTML autoescaped, fallbacks), a signed
+    expiring one-click unsubscribe link (``unsubscribe_from`` names what the person leaves, ``purpose``
+    what it denies), raw MIME with ``List-Unsubscribe``/``List-Unsubscribe-Post``, SES v2 under the
+    configuration set. Returns the provider's message id."""
+    link = UnsubscribeLink(profile_id, unsubscribe_from, purpose)
+    url = unsubscribe_url(setup.unsubscribe_base_url, link, setup.link_key(), now=now.timestamp())
+    rendered = render(template, traits, unsubscribe_url=url)
+    raw = build_message(sender=setup.sender_address, to=to, rendered=rendered, unsubscribe_url=url,
+                        campaign=campaign, headers=headers)
+    return setup.provider.send_raw(to=to, raw=raw, tags=tags)
+
+
 def _send_email(message: Outgoing, setup: EmailSetup) -> str:
     campaign, recipient = message.campaign, message.recipient
-    link = UnsubscribeLink(recipient.profile_id, campaign.name, campaign.consent)
-    url = unsubscribe_url(setup.unsubscribe_base_url, link, setup.link_key(), now=message.now.timestamp())
-    rendered = render(campaign.template, recipient.traits, unsubscribe_url=url)
-    raw = build_message(sender=setup.sender_address, to=str(recipient.email), rendered=rendered,
-                        unsubscribe_url=url, campaign=campaign.name)
-    return setup.provider.send_raw(to=str(recipient.email), raw=raw,
-                                   tags={"campaign": campaign.name, "run": message.run_id,
-                                         "profile": recipient.profile_id, "purpose": campaign.consent})
+    return send_email(setup, to=str(recipient.email), profile_id=recipient.profile_id, template=campaign.template,
+                      traits=recipient.traits, unsubscribe_from=campaign.name, purpose=campaign.consent,
+                      now=message.now, campaign=campaign.name,
+                      tags={"campaign": campaign.name, "run": message.run_id, "profile": recipient.profile_id,
+                            "purpose": campaign.consent})
 
 
 #: channel -> how one message goes out (returns the provider's id). Destinations plug in here.

@@ -17,6 +17,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from cdp.campaigns.definition import Campaign
+from cdp.campaigns.scheduled import run_scheduled_campaigns
 from cdp.errors import SegmentsIncomplete, StoreError
 from cdp.identity.store import IdentityStore
 from cdp.lake.parquet import write_identity_snapshot, write_profiles_snapshot
@@ -37,12 +39,14 @@ class SegmentJobReport:
     failures: dict[str, str] = field(default_factory=dict)
     # The failed segments whose error may pass: worth running the tick again.
     retryable: list[str] = field(default_factory=list)
+    # Scheduled campaigns: messages queued per campaign, not due, waiting, failed (ScheduledTickReport).
+    campaigns: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "identities": self.identities, "profiles": self.profiles,
                 "lifecycle_changes": self.lifecycle_changes,
                 "segments": [r.to_dict() for r in self.segments], "skipped": self.skipped,
-                "failures": self.failures, "retryable": self.retryable}
+                "failures": self.failures, "retryable": self.retryable, "campaigns": self.campaigns}
 
 
 def write_snapshots(store: IdentityStore, fs: pafs.FileSystem, root: str) -> tuple[int, int]:
@@ -55,8 +59,10 @@ def write_snapshots(store: IdentityStore, fs: pafs.FileSystem, root: str) -> tup
 def run_segment_job(definitions: list[SegmentDefinition], *, engine: QueryEngine, membership: MembershipStore,
                     publish: Callable[[list[MembershipChange]], None], run_id: str, now: datetime,
                     snapshot: Callable[[], tuple[int, int]] | None = None,
-                    refresh: Callable[[], int] | None = None) -> SegmentJobReport:
-    """Refresh time-based state (e.g. churn), snapshot profiles to the lake, then run each due segment."""
+                    refresh: Callable[[], int] | None = None, campaigns: list[Campaign] | None = None,
+                    enqueue: Callable[[list[dict[str, str]]], None] | None = None) -> SegmentJobReport:
+    """Refresh time-based state (e.g. churn), snapshot profiles to the lake, run each due segment,
+    then fan each due scheduled campaign out to the activation queue (``enqueue``)."""
     report = SegmentJobReport(run_id=run_id)
     if refresh is not None:
         report.lifecycle_changes = refresh()
@@ -69,6 +75,13 @@ def run_segment_job(definitions: list[SegmentDefinition], *, engine: QueryEngine
     report.failures = {name: f"{exc.code}: {exc.reason}" for name, exc in tick.failures.items()}
     report.retryable = sorted(name for name, exc in tick.failures.items()
                               if isinstance(exc, StoreError) and exc.retryable)
+    if campaigns and enqueue is not None:
+        ticks = run_scheduled_campaigns(campaigns, store=membership, enqueue=enqueue, run_id=run_id, now=now,
+                                        failed_segments=report.retryable)
+        report.campaigns = ticks.to_dict()
+        # A campaign whose fan-out failed, or whose segment will run again, goes out on the tick's retry.
+        report.retryable += [f"campaign:{name}" for name, exc in sorted(ticks.failures.items())
+                             if isinstance(exc, StoreError) and exc.retryable]
     return report
 
 

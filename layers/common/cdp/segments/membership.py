@@ -103,6 +103,14 @@ class MembershipStore(Protocol):
         """The report of the most recently completed run of ``segment`` (by ``at``), else None."""
         ...
 
+    def last_campaign_tick(self, campaign: str) -> dict[str, Any] | None:
+        """The last tick of a scheduled campaign (``run_id``, ``at``, ``queued``), else None."""
+        ...
+
+    def record_campaign_tick(self, campaign: str, report: dict[str, Any]) -> None:
+        """Record a scheduled campaign's tick (after its fan-out): the next due check reads it."""
+        ...
+
 
 class InMemoryMembershipStore:
     """A MembershipStore in memory: for tests and one-off local runs."""
@@ -110,6 +118,7 @@ class InMemoryMembershipStore:
     def __init__(self) -> None:
         self._members: dict[str, dict[str, Member]] = {}
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._ticks: dict[str, dict[str, Any]] = {}
 
     def members(self, segment: str) -> dict[str, Member]:
         return dict(self._members.get(segment, {}))
@@ -140,6 +149,13 @@ class InMemoryMembershipStore:
             return None
         latest = max(runs.values(), key=lambda r: str(r.get("at", "")))
         return dict(latest)
+
+    def last_campaign_tick(self, campaign: str) -> dict[str, Any] | None:
+        tick = self._ticks.get(campaign)
+        return dict(tick) if tick is not None else None
+
+    def record_campaign_tick(self, campaign: str, report: dict[str, Any]) -> None:
+        self._ticks[campaign] = dict(report)
 
 
 if TYPE_CHECKING:

@@ -1,0 +1,139 @@
+"""Scheduled automated campaigns: at each due tick, one message to every current member of the segment.
+
+``audience: {segment: NAME, when: schedule, schedule: rate(7 days)}``. There is no rule per campaign:
+the segment job's tick (one EventBridge rule, ``SegmentSchedule``) runs the segments, then
+:func:`run_scheduled_campaigns` checks each scheduled campaign's own expression against its last tick
+(:func:`cdp.segments.schedule.is_due`, as for segments) and, when due, fans the segment's current
+membership out to the activation queue: one queue message per person (SendMessageBatch, 10 a call),
+so the sending itself is spread over the activation function's invocations, never one.
+
+The tick's run id is the tick's (the EventBridge event time): a retried tick (EventBridge retries a
+failed invocation with the same event) fans out again under the same run id, and every message's
+ledger key ``campaign#<name>#<run>#<profile>`` dedupes what was already sent, so a retry after a
+crash sends only to those not yet sent. A tick is recorded (``record_campaign_tick``) after its fan
+out, so a crash before the record makes the retry, or the next tick, fan out again.
+
+The activation function sends each message through :func:`cdp.campaigns.send.deliver` (consent,
+suppression, caps, quiet hours, ledger) like a segment entry: :func:`on_scheduled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cdp.activation import EffectLedger
+from cdp.campaigns.definition import Campaign
+from cdp.campaigns.eligibility import Policy, Recipient, history_from_journal, next_allowed
+from cdp.campaigns.entries import Deferred, ProfileReader, _hop
+from cdp.campaigns.send import CampaignReport, deliver, message_key
+from cdp.errors import CdpError, InvalidEvent
+from cdp.profiles.messages import MessageJournal, record_sent
+from cdp.segments.membership import MembershipStore
+from cdp.segments.schedule import is_due
+from cdp.times import format_time, parse_time
+
+#: The ``type`` of a scheduled campaign's queue message (a segment change has none).
+MESSAGE_TYPE = "campaign.scheduled"
+_FIELDS = ("campaign", "run_id", "profile_id", "at")
+
+
+@dataclass
+class ScheduledTickReport:
+    queued: dict[str, int] = field(default_factory=dict)  # campaign -> messages put on the queue
+    not_due: list[str] = field(default_factory=list)
+    # Due, but its segment has never completed a run or failed at this tick (the retry sends).
+    waiting: list[str] = field(default_factory=list)
+    failures: dict[str, CdpError] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queued": self.queued, "not_due": self.not_due, "waiting": self.waiting,
+                "failures": {k: f"{e.code}: {e.reason}" for k, e in self.failures.items()}}
+
+
+def scheduled_campaigns(campaigns: Iterable[Campaign]) -> list[Campaign]:
+    return [c for c in campaigns if c.kind == "automated" and c.audience is not None
+            and c.audience.when == "schedule"]
+
+
+def run_scheduled_campaigns(campaigns: Iterable[Campaign], *, store: MembershipStore,
+                            enqueue: Callable[[list[dict[str, str]]], None], run_id: str, now: datetime,
+                            failed_segments: Iterable[str] = ()) -> ScheduledTickReport:
+    """Fan each due scheduled campaign out to its segment's current members (one message each)."""
+    report = ScheduledTickReport()
+    failed = set(failed_segments)
+    for campaign in scheduled_campaigns(campaigns):
+        assert campaign.audience is not None
+        segment = campaign.audience.segment
+        try:
+            last = store.last_campaign_tick(campaign.name)
+            retry_of_last = last is not None and last.get("run_id") == run_id
+            if last and not retry_of_last and not is_due(campaign.audience.schedule, now=now,
+                                                          last_run_at=parse_time(last.get("at"))):
+                report.not_due.append(campaign.name)
+                continue
+            if segment in failed or store.last_run(segment) is None:
+                report.waiting.append(campaign.name)
+                continue
+            at = format_time(now)
+            bodies = [{"type": MESSAGE_TYPE, "campaign": campaign.name, "run_id": run_id, "profile_id": pid,
+                       "at": at} for pid in sorted(store.members(segment))]
+            enqueue(bodies)
+            store.record_campaign_tick(campaign.name, {"run_id": run_id, "at": at, "queued": len(bodies)})
+            report.queued[campaign.name] = len(bodies)
+        except CdpError as exc:  # this campaign waits for the retry; the others still go out
+            report.failures[campaign.name] = exc
+    return report
+
+
+def parse_message(body: Mapping[str, Any]) -> dict[str, str]:
+    """The fields of a scheduled message, each a non-empty string, or InvalidEvent naming the field."""
+    out = {}
+    for name in _FIELDS:
+        value = body.get(name)
+        if not isinstance(value, str) or not value or len(value) > 256:
+            raise InvalidEvent(f"scheduled campaign message: {name} must be a non-empty string", field=name)
+        out[name] = value
+    return out
+
+
+def on_scheduled(body: Mapping[str, Any], *, campaigns: Iterable[Campaign], profiles: ProfileReader,
+                 journal: MessageJournal, ledger: EffectLedger, setup: Any, policy: Policy, now: datetime,
+                 report: CampaignReport, suppressed: Callable[[str], bool] = lambda _: False) -> list[Deferred]:
+    """Send one scheduled message (campaign, tick run, person); returns it deferred if in quiet hours."""
+    message = parse_message(body)
+    name, run_id, profile_id = message["campaign"], message["run_id"], message["profile_id"]
+    key = message_key(name, run_id, profile_id)
+    campaign = next((c for c in scheduled_campaigns(campaigns) if c.name == name), None)
+    if campaign is None:  # removed or changed since the tick
+        report.skipped[key] = "no_campaign"
+        return []
+    not_before = parse_time(body.get("not_before")) if body.get("not_before") else None
+    if not_before is not None and not_before > now:
+        return [_hop(dict(body), not_before, now)]
+    profile = profiles.get_profiles([profile_id]).get(profile_id)
+    if profile is None or profile.is_tombstone:
+        report.skipped[key] = "no_profile"
+        return []
+    recipient = Recipient.from_profile(profile.view())
+    blocked = {recipient.email} if recipient.email and suppressed(recipient.email) else set()
+    # This very message, journalled by an earlier delivery, is the ledger's duplicate, not a capped send.
+    history = history_from_journal(m for m in journal.sent_to([profile_id]) if m.key != key)
+    # This message's own outcome (the batch's report may hold an earlier delivery of the same key).
+    one = deliver(campaign, recipient, run_id=run_id, now=now, ledger=ledger, setup=setup, suppressed=blocked,
+                  history=history, policy=policy)
+    report.sent += one.sent
+    report.duplicates += one.duplicates
+    report.unrecorded += one.unrecorded
+    report.skipped.update(one.skipped)
+    report.failed.update(one.failed)
+    if one.skipped.get(key) == "quiet_hours" and campaign.quiet_hours is not None:
+        until = next_allowed(campaign.quiet_hours, recipient.traits, now, policy)
+        report.deferred[key] = until
+        return [_hop({**body}, until, now)]
+    if one.sent:
+        record_sent(journal, key=key, sent=[key], profile_id=profile_id, segment=f"campaign:{name}", run=run_id,
+                    entered_at=message["at"], sent_at=format_time(now), channel=campaign.channel)
+    return []

@@ -1,0 +1,271 @@
+"""Scheduled automated campaigns: each due tick fans the segment's members out to the queue, and each
+(campaign, tick, person) gets one message whatever crashes or retries (the crash matrix's rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cdp.activation import InMemoryEffectLedger
+from cdp.campaigns.definition import parse_campaign
+from cdp.campaigns.eligibility import Policy
+from cdp.campaigns.entries import MAX_HOP_SECONDS
+from cdp.campaigns.scheduled import MESSAGE_TYPE, on_scheduled, run_scheduled_campaigns
+from cdp.campaigns.send import CampaignReport, EmailSetup
+from cdp.errors import InvalidEvent, SegmentsIncomplete, StoreError
+from cdp.identity.profile import Profile
+from cdp.jobs.segment_job import SegmentJobReport, raise_if_incomplete
+from cdp.profiles.messages import InMemoryMessageJournal
+from cdp.segments.membership import InMemoryMembershipStore, Member
+
+TICK = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+RUN = "2026-11-30T12:00:00Z"
+DIGEST = parse_campaign("""\
+name: digest
+kind: automated
+channel: email
+consent: email
+audience: {segment: engaged, when: schedule, schedule: rate(7 days)}
+template: {subject: "Hi {{ first_name }}", text: "This week"}
+quiet_hours: {start: "21:00", end: "08:00", timezone: UTC}
+frequency_cap: {max: 1, days: 6}
+""", "digest.yaml")
+ON_ENTRY = parse_campaign("""\
+name: welcome
+kind: automated
+channel: email
+consent: email
+audience: {segment: engaged, when: entry}
+template: {subject: "Hi", text: "Welcome"}
+""", "welcome.yaml")
+
+
+class Crash(BaseException):
+    """The process dies here."""
+
+
+class Queue:
+    """The activation queue: bodies in order; ``fail_at`` makes that call (0-based) die."""
+
+    def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
+        self.bodies: list[dict[str, str]] = []
+        self.calls = 0
+        self.fail_at, self.error = fail_at, error
+
+    def __call__(self, bodies: list[dict[str, str]]) -> None:
+        for start in range(0, len(bodies), 10):  # as SqsActivationMessages: 10 a call
+            if self.calls == self.fail_at:
+                self.calls += 1
+                raise self.error or Crash()
+            self.calls += 1
+            self.bodies += bodies[start:start + 10]
+
+
+class CrashOnRecord(InMemoryMembershipStore):
+    def record_campaign_tick(self, campaign: str, report: dict[str, Any]) -> None:
+        raise Crash()
+
+
+class Profiles:
+    def __init__(self, ids: Collection[str]) -> None:
+        self.by_id = {i: Profile(i, identifiers=[f"email:{i}@shop.test"], traits={"first_name": i}) for i in ids}
+
+    def get_profiles(self, ids: Collection[str]) -> Mapping[str, Any]:
+        return {i: self.by_id[i] for i in ids if i in self.by_id}
+
+
+class Provider:
+    def __init__(self) -> None:
+        self.to: list[str] = []
+
+    def send_raw(self, *, to: str, raw: bytes, tags: Mapping[str, str]) -> str:
+        self.to.append(to)
+        return f"ses-{len(self.to)}"
+
+
+def members(store: InMemoryMembershipStore, n: int, segment: str = "engaged") -> list[str]:
+    ids = [f"p{i:02d}" for i in range(n)]
+    store.apply(segment, [Member(pid, "r0", "2026-11-01T00:00:00Z") for pid in ids], [])
+    store.record_run(segment, "r0", {"run_id": "r0", "at": "2026-11-30T11:59:00Z"})
+    return ids
+
+
+def tick(store: InMemoryMembershipStore, queue: Queue, *, now: datetime = TICK, run: str = RUN,
+         failed: Collection[str] = ()) -> Any:
+    return run_scheduled_campaigns([DIGEST, ON_ENTRY], store=store, enqueue=queue, run_id=run, now=now,
+                                   failed_segments=failed)
+
+
+class World:
+    """The activation side: every queued body delivered (possibly twice) through on_scheduled."""
+
+    def __init__(self, ids: Collection[str]) -> None:
+        self.profiles, self.provider = Profiles(ids), Provider()
+        self.ledger, self.journal = InMemoryEffectLedger(), InMemoryMessageJournal()
+        self.report = CampaignReport()
+
+    def deliver(self, bodies: list[dict[str, str]], now: datetime = TICK) -> list[Any]:
+        later = []
+        for body in bodies:
+            later += on_scheduled(body, campaigns=[DIGEST, ON_ENTRY], profiles=self.profiles, journal=self.journal,
+                                  ledger=self.ledger, policy=Policy(), now=now, report=self.report,
+                                  setup=EmailSetup("news@shop.test", self.provider, "https://x/v1api", lambda: "k"))
+        return later
+
+
+# ---------------------------------------------------------------- the tick
+
+
+def test_a_due_tick_queues_one_message_per_current_member_and_records_the_tick() -> None:
+    store, queue = InMemoryMembershipStore(), Queue()
+    ids = members(store, 23)
+
+    report = tick(store, queue)
+
+    assert report.queued == {"digest": 23} and queue.calls == 3  # SendMessageBatch: 10 a call
+    assert [b["profile_id"] for b in queue.bodies] == ids
+    assert {(b["type"], b["campaign"], b["run_id"]) for b in queue.bodies} == {(MESSAGE_TYPE, "digest", RUN)}
+    assert store.last_campaign_tick("digest") == {"run_id": RUN, "at": "2026-11-30T12:00:00.000Z", "queued": 23}
+
+
+def test_the_next_tick_within_the_interval_queues_nothing_and_a_week_later_queues_a_new_run() -> None:
+    store = InMemoryMembershipStore()
+    members(store, 3)
+    tick(store, Queue())
+
+    early, queue = tick(store, Queue(), now=TICK + timedelta(days=6), run="r-day6"), Queue()
+    week = tick(store, queue, now=TICK + timedelta(days=7), run="r-day7")
+
+    assert early.not_due == ["digest"] and not early.queued
+    assert week.queued == {"digest": 3} and {b["run_id"] for b in queue.bodies} == {"r-day7"}
+
+
+def test_a_segment_that_never_ran_or_failed_at_this_tick_makes_the_campaign_wait() -> None:
+    store = InMemoryMembershipStore()
+    assert tick(store, Queue()).waiting == ["digest"]  # never ran: its membership means nothing yet
+    members(store, 2)
+    assert tick(store, Queue(), failed=["engaged"]).waiting == ["digest"]
+    assert store.last_campaign_tick("digest") is None  # not recorded: the retry, or the next tick, sends
+
+
+def test_a_failed_fan_out_fails_the_tick_so_that_the_scheduler_retries_it() -> None:
+    store = InMemoryMembershipStore()
+    members(store, 12)
+
+    ticks = tick(store, Queue(fail_at=1, error=StoreError("queue throttled", retryable=True)))
+    report = SegmentJobReport(run_id=RUN, retryable=[f"campaign:{n}" for n in ticks.failures])
+
+    assert list(ticks.failures) == ["digest"] and store.last_campaign_tick("digest") is None
+    with pytest.raises(SegmentsIncomplete):
+        raise_if_incomplete(report)
+
+
+# ---------------------------------------------------------------- crash matrix (tick + activation)
+
+
+@pytest.mark.parametrize("where", ["during the fan-out", "after the fan-out, before the record",
+                                   "after the record"])
+def test_a_crash_then_the_retried_tick_sends_each_member_exactly_once(where: str) -> None:
+    ids = [f"p{i:02d}" for i in range(25)]
+    store = CrashOnRecord() if where == "after the fan-out, before the record" else InMemoryMembershipStore()
+    members(store, 25)
+    first = Queue(fail_at=2) if where == "during the fan-out" else Queue()
+    world = World(ids)
+
+    with pytest.raises(Crash) if where != "after the record" else _nothing():
+        tick(store, first)
+    world.deliver(first.bodies)  # what reached the queue before the crash is sent
+    if where == "after the fan-out, before the record":
+        store.__class__ = InMemoryMembershipStore  # the retry's process does not crash
+    retry = Queue()
+    tick(store, retry)  # EventBridge retries the tick: same event, same run id
+    world.deliver(retry.bodies)
+
+    assert len(first.bodies) == (20 if where == "during the fan-out" else 25) and len(retry.bodies) == 25
+    assert sorted(world.provider.to) == [f"{pid}@shop.test" for pid in ids]
+    assert len(world.report.duplicates) == len(first.bodies)
+    assert store.last_campaign_tick("digest")["run_id"] == RUN  # type: ignore[index]
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def test_a_message_delivered_twice_sends_once_and_is_journalled_for_the_caps() -> None:
+    store, queue = InMemoryMembershipStore(), Queue()
+    ids = members(store, 2)
+    tick(store, queue)
+    world = World(ids)
+
+    world.deliver(queue.bodies + queue.bodies)
+
+    assert len(world.provider.to) == 2 and len(world.report.duplicates) == 2
+    [message] = world.journal.sent_to(["p00"])
+    assert message.key == f"campaign#digest#{RUN}#p00" and message.segment == "campaign:digest"
+
+
+def test_a_member_in_quiet_hours_is_deferred_in_hops_then_sent_once() -> None:
+    store, queue = InMemoryMembershipStore(), Queue()
+    members(store, 1)
+    night = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    tick(store, queue, now=night)
+    world = World(["p00"])
+
+    [later] = world.deliver(queue.bodies, now=night)
+    assert not world.provider.to and later.delay_seconds == MAX_HOP_SECONDS
+    assert later.body["type"] == MESSAGE_TYPE and later.body["not_before"] == "2026-12-01T08:00:00.000Z"
+    [hop] = world.deliver([later.body], now=night + timedelta(minutes=15))
+    assert hop.body == later.body and not world.provider.to
+    assert world.deliver([later.body], now=datetime(2026, 12, 1, 8, 0, 1, tzinfo=UTC)) == []
+    assert world.provider.to == ["p00@shop.test"]
+
+
+def test_the_frequency_cap_holds_across_runs_and_consent_is_checked_at_send_time() -> None:
+    store, world, queue = InMemoryMembershipStore(), World(["p00", "p01"]), Queue()
+    members(store, 2)
+    world.profiles.by_id["p01"] = Profile("p01", identifiers=["email:p01@shop.test"], traits={"unsubscribed": True})
+    tick(store, queue)
+    world.deliver(queue.bodies)
+
+    world.deliver([{**b, "run_id": "another-run"} for b in queue.bodies], now=TICK + timedelta(days=3))
+
+    assert world.provider.to == ["p00@shop.test"]
+    assert world.report.skipped_by_reason() == {"no_consent": 2, "frequency_cap": 1}
+
+
+def test_a_removed_campaign_an_erased_person_and_a_malformed_message_are_refused_with_a_reason() -> None:
+    world = World(["p00"])
+    body = {"type": MESSAGE_TYPE, "campaign": "gone", "run_id": RUN, "profile_id": "p00", "at": RUN}
+    world.deliver([body, {**body, "campaign": "digest", "profile_id": "erased"}])
+    assert world.report.skipped_by_reason() == {"no_campaign": 1, "no_profile": 1}
+    with pytest.raises(InvalidEvent, match="profile_id"):
+        world.deliver([{**body, "profile_id": ["p00"]}])
+
+
+# ---------------------------------------------------------------- inside the segment job
+
+
+def test_the_segment_job_fans_out_the_membership_its_tick_just_computed_and_reports_it() -> None:
+    from cdp.jobs.segment_job import run_segment_job
+    from cdp.segments.definition import parse_segment
+    from tests.unit.test_segment_run import FakeEngine, FlakyEngine, Outbox
+
+    engaged = parse_segment("name: engaged\ncondition: {event: Order Completed, within_days: 30}\n")
+    store, queue = InMemoryMembershipStore(), Queue()
+
+    failed = run_segment_job([engaged], engine=FlakyEngine("p1", failing={0}, error=StoreError("slow", retryable=True)),
+                             membership=store, publish=Outbox(), run_id=RUN, now=TICK, campaigns=[DIGEST],
+                             enqueue=queue)
+    retried = run_segment_job([engaged], engine=FakeEngine("p1", "p2"), membership=store, publish=Outbox(),
+                              run_id=RUN, now=TICK, campaigns=[DIGEST], enqueue=queue)
+
+    assert failed.campaigns["waiting"] == ["digest"] and failed.retryable == ["engaged"]
+    assert retried.campaigns["queued"] == {"digest": 2} and not retried.retryable
+    assert [b["profile_id"] for b in queue.bodies] == ["p1", "p2"]
