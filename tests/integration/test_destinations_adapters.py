@@ -52,6 +52,21 @@ def test_a_retry_goes_back_on_the_queue_and_a_dead_letter_can_be_drained(stack_s
     letters.delete(receipt)
 
 
+def test_webhooks_replay_puts_each_dead_letter_back_with_a_fresh_schedule(stack_settings: Settings) -> None:
+    from cdp_infra.destinations_cli import replay_dead_letters
+
+    letters = SqsDeadLetters(stack_settings)
+    letters.put([Delivery(CHANGE, "hook", 7, 0.0, "gave_up:retry")])
+    # A change SQS's redrive moved after five failed receives: the publisher's message, no destination.
+    boto3.client("sqs").send_message(QueueUrl=stack_settings.destination_dead_letter_url,
+                                     MessageBody=json.dumps(CHANGE.to_dict()))
+    counts = replay_dead_letters(letters, SqsDeliveryQueue(stack_settings))
+    assert counts == {"gave_up:retry": 1, "?": 1} and list(letters.drain()) == []
+    back = sorted((Delivery.from_dict(d) for d in _receive(stack_settings.destination_queue_url)),
+                  key=lambda d: d.destination or "")
+    assert back == [Delivery(CHANGE), Delivery(CHANGE, "hook")]
+
+
 def test_a_disabled_webhook_stays_off_until_enabled(stack_settings: Settings) -> None:
     state = DynamoDestinationState(stack_settings)
     assert state.disabled("hook") is None
