@@ -544,13 +544,9 @@ def _post_webhook(destination: Destination, hook: Webhook, item: Delivery, rest:
                   later: list[tuple[Delivery, int]], dead: list[Delivery]) -> bool:
     """Claim, post and record one change; True when the destination was switched off (410)."""
     key = webhook_key(destination.name, item.change)
-    try:
-        claim = ctx.ledger.claim(key)
-    except StoreError as exc:  # nothing claimed, nothing posted: try this one later, go on
-        if not exc.retryable:
-            raise
-        _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)
-        return False
+    # A failed claim raises: this change alone comes back with SQS's redelivery (a batch item
+    # failure), not with the webhook's schedule, whose second step is already 5 minutes.
+    claim = ctx.ledger.claim(key)
     if claim == "pending":
         _retry(item, WEBHOOK_SCHEDULE, ctx, now, "in_flight", None, report, later, dead)
         return False
