@@ -67,7 +67,11 @@ class ChaosFigures:
     entries_without_email: list[str] = field(default_factory=list)
     entries_emailed_twice: list[str] = field(default_factory=list)
     emails_to_no_entry: list[str] = field(default_factory=list)
+    # What each failure destination held after the fault run's drain (replayed), and after the replay.
+    needed_replay: dict[str, int] = field(default_factory=dict)
     failure_destinations: dict[str, int] = field(default_factory=dict)
+    # A kept item the project's replay tools could not put back (e.g. neither in the stream nor kept).
+    replay_problems: list[str] = field(default_factory=list)
     # Ad audiences and the webhook (the demo's fakes): per destination pushed, expected, requests, violations.
     destinations: dict[str, dict[str, int]] = field(default_factory=dict)
     # Webhook entries with no message, or announced under two entry runs (doubled), or for no member.
@@ -94,7 +98,8 @@ class ChaosFigures:
             "each audience holds exactly its consenting members, one webhook per entry":
                 all(d["pushed"] == d["expected"] and not d["violations"] for d in self.destinations.values())
                 and not self.webhook_problems,
-            "nothing in a failure destination": not any(self.failure_destinations.values()),
+            "every kept item replayed, nothing left in a failure destination":
+                not any(self.failure_destinations.values()) and not self.replay_problems,
             "faults were injected": sum(n for kind, n in self.faults.items() if "not injected" not in kind) > 0,
         }
 
@@ -232,25 +237,95 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
         pipeline.wait_drained(timeout_s=1800)
         injector.stop_restarts()
         pipeline.wait_drained(timeout_s=1800)
-        progress("counting")
-        figures.lake_distinct, figures.lake_rows = lake_counts(pipeline)
-        profile_check(figures, pipeline, dataset, ran_from=ran_from, ran_until=ran_until)
-        email_check(figures, pipeline, injector.sends)
-        figures.failure_destinations = {
-            "unify/archive on-failure queue": queue_depth(pipeline, "UnifyFailureQueue"),
-            "activation dead-letter queue": queue_depth(pipeline, "ActivationDeadLetterQueue"),
-            "schedule failure queue": queue_depth(pipeline, "ScheduleFailureQueue"),
-            "destination dead-letter queue": queue_depth(pipeline, "DestinationDeadLetterQueue"),
-        }
+        figures.needed_replay = failure_depths(pipeline)
         figures.kept = [f"  {name}: {body[:160]}" for name in ("UnifyFailureQueue", "ActivationDeadLetterQueue",
                                                                     "DestinationDeadLetterQueue")
                         for body in peek(pipeline, name)]
+        figures.faults = dict(sorted(injector.counts.items()))
+        if any(figures.needed_replay.values()) or figures.segment_runs_failed:
+            progress(f"replaying what the failure destinations hold: {figures.needed_replay}")
+            injector.calm()  # an operator replays once the cause is fixed
+            if operator_replay(figures, pipeline):
+                ran_until = datetime.now(UTC)  # the segment job ran again
+            pipeline.wait_drained(timeout_s=1800)
+        progress("counting")
+        figures.failure_destinations = failure_depths(pipeline)
+        figures.lake_distinct, figures.lake_rows = lake_counts(pipeline)
+        profile_check(figures, pipeline, dataset, ran_from=ran_from, ran_until=ran_until)
+        email_check(figures, pipeline, injector.sends)
         destination_check(figures, pipeline, fakes)
         fakes.stop()
-        figures.failure_destinations["lake failures/ (final)"], figures.failures_retried = failure_records(pipeline)
-        figures.faults = dict(sorted(injector.counts.items()))
+        figures.failures_retried = failure_records(pipeline)[1]
     figures.seconds = round(time.monotonic() - t0, 1)
     return figures
+
+
+FAILURE_QUEUES = {"unify/archive on-failure queue": "UnifyFailureQueue",
+                  "activation dead-letter queue": "ActivationDeadLetterQueue",
+                  "schedule failure queue": "ScheduleFailureQueue",
+                  "destination dead-letter queue": "DestinationDeadLetterQueue"}
+
+
+def failure_depths(pipeline: LocalPipeline) -> dict[str, int]:
+    depths = {name: queue_depth(pipeline, logical_id) for name, logical_id in FAILURE_QUEUES.items()}
+    depths["lake failures/ (final)"] = failure_records(pipeline)[0]
+    return depths
+
+
+def operator_replay(figures: ChaosFigures, pipeline: LocalPipeline) -> bool:
+    """What docs/operations.md's runbooks say to do with each failure destination, with the project's
+    own tools: ``cdp failures replay``, a redrive of the activation DLQ, the segment job run again,
+    ``cdp webhooks replay``. Effects are idempotent by design, so a replay of something partly done
+    repeats nothing; what it cannot put back is a problem. True when the segment job ran again."""
+    from cdp.adapters.destinations import SqsDeadLetters, SqsDeliveryQueue
+    from cdp.adapters.failures import KinesisRangeReader, S3FailureStore, SqsFailureQueue
+    from cdp.adapters.kinesis import KinesisSink
+    from cdp.failures import replay_failures
+    from cdp_infra.collect_cli import suppression_check
+    from cdp_infra.destinations_cli import replay_dead_letters
+
+    s, need = pipeline.settings, figures.needed_replay
+    if need["unify/archive on-failure queue"] or need["lake failures/ (final)"]:  # cdp failures replay
+        report = replay_failures(S3FailureStore(s), SqsFailureQueue(s), KinesisRangeReader(s), KinesisSink(s),
+                                 suppressed=suppression_check(s))
+        figures.replay_problems += [f"failures: {p.shard_id}:{p.start}..{p.end} neither in the stream nor kept"
+                                    for p in report.unrecoverable]
+    if need["activation dead-letter queue"]:
+        moved = redrive(pipeline, "ActivationDeadLetterQueue", "ActivationQueue")
+        if moved < need["activation dead-letter queue"]:
+            figures.replay_problems.append(f"activation DLQ: {moved} of {need['activation dead-letter queue']} moved")
+    rerun = bool(need["schedule failure queue"] or figures.segment_runs_failed)
+    if rerun:
+        # The runbook: invoke the segment function again (time = now), then delete the messages.
+        try:
+            reports = pipeline.run_schedules("SegmentFunction", at=datetime.now(UTC).replace(microsecond=0))
+            figures.segment_runs_failed = sum(len(r.get("failures", {})) for r in reports)
+        except Exception as exc:
+            figures.replay_problems.append(f"segment job run again: {exc}")
+        else:
+            redrive(pipeline, "ScheduleFailureQueue", None)
+    if need["destination dead-letter queue"]:  # cdp webhooks replay
+        replay_dead_letters(SqsDeadLetters(s), SqsDeliveryQueue(s))
+    return rerun
+
+
+def redrive(pipeline: LocalPipeline, source: str, target: str | None) -> int:
+    """What ``aws sqs start-message-move-task`` does (the emulator lacks it): every message of ``source``
+    sent to ``target`` with its body and attributes, then deleted (``target`` None: only deleted)."""
+    assert pipeline.stack is not None
+    sqs, attrs = pipeline.client("sqs"), pipeline.stack.attrs
+    moved = 0
+    while True:
+        got = sqs.receive_message(QueueUrl=attrs[source]["QueueUrl"], MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        if not got:
+            return moved
+        for m in got:
+            if target is not None:
+                extra = {"MessageAttributes": m["MessageAttributes"]} if m.get("MessageAttributes") else {}
+                sqs.send_message(QueueUrl=attrs[target]["QueueUrl"], MessageBody=m["Body"], **extra)
+            sqs.delete_message(QueueUrl=attrs[source]["QueueUrl"], ReceiptHandle=m["ReceiptHandle"])
+            moved += 1
 
 
 def destination_check(figures: ChaosFigures, pipeline: LocalPipeline, fakes: Any) -> None:
@@ -340,8 +415,8 @@ def format_figures(f: ChaosFigures) -> str:
         f"  email entries             {f.email_entries:>8,}",
         f"  emails sent (SES)         {f.emails_sent:>8,}   (entries missing one {len(f.entries_without_email)}, "
         f"emailed twice {len(f.entries_emailed_twice)}, to no entry {len(f.emails_to_no_entry)})",
-        "  failure destinations:",
-        *[f"    {name:<32}{n:>6,}" for name, n in f.failure_destinations.items()],
+        f"  {'failure destinations':<34}{'kept':>6}{'left':>8}   (kept: replayed by the runbooks' tools; left: after it)",
+        *[f"    {name:<32}{f.needed_replay.get(name, 0):>6,}{n:>8,}" for name, n in f.failure_destinations.items()],
         f"    (failures/ records of deliveries retried and then applied: {f.failures_retried:,})",
         "  destinations (the demo's fakes):",
         *[f"  {line.strip()}" for line in demo_destinations.format_lines(f.destinations)],
@@ -351,7 +426,7 @@ def format_figures(f: ChaosFigures) -> str:
         "checks:",
         *[f"  [{'ok' if passed else 'FAIL'}] {name}" for name, passed in f.checks().items()],
     ]
-    for problems in (f.kept, f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems,
+    for problems in (f.kept, f.replay_problems, f.identity_problems, f.identity_trace, f.event_count_problems, f.membership_problems,
                      f.entries_without_email, f.entries_emailed_twice, f.emails_to_no_entry, f.webhook_problems):
         lines += [f"  - {p}" for p in problems[:10]]
     return "\n".join(lines)

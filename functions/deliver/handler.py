@@ -53,10 +53,11 @@ def context() -> DeliveryContext:
 def handler(event: dict, context_: object) -> dict:
     records = event.get("Records") or []
     # A record that does not parse is dropped with a log line (hostile input: it can never succeed).
-    items = []
+    items, ids = [], []
     for record in records:
         try:
             items.append(parse_delivery(json.loads(record["body"])))
+            ids.append(record["messageId"])
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("malformed delivery dropped", extra={"messageId": record.get("messageId"), "error": str(exc)})
     # Stop posting 15 s before the timeout: what is left is re-queued, not repeated with the batch.
@@ -65,5 +66,7 @@ def handler(event: dict, context_: object) -> dict:
     report = deliver(items, ctx, now=time.time(), report=DeliveryReport())
     record_delivery(report)
     logger.info("delivery", extra={"messages": len(records), "deferred": report.deferred,
+                                   "failed": {ids[i]: why for i, why in report.failed.items()},
                                    "destinations": {n: vars(r) for n, r in report.by_destination.items()}})
-    return {"batchItemFailures": []}
+    # Only the messages not done come back (ReportBatchItemFailures); the rest are deleted.
+    return {"batchItemFailures": [{"itemIdentifier": ids[i]} for i in sorted(report.failed)]}

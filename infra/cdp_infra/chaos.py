@@ -105,6 +105,7 @@ class FaultInjector:
         self._original: Any = None
         self._stop = threading.Event()
         self._restarter: threading.Thread | None = None
+        self._calm = False
 
     # ------------------------------------------------------------------ the SDK hook
     def install(self) -> FaultInjector:
@@ -190,8 +191,15 @@ class FaultInjector:
             for to in addresses:
                 self.sends.append((to, tags.get("segment", ""), tags.get("run", "")))
 
+    def calm(self) -> None:
+        """No more faults (the operator fixed the cause before replaying); SES sends are still counted."""
+        self.stop_restarts()
+        self._calm = True
+
     # ------------------------------------------------------------------ invocations
     def _plan(self, function: str, event: Any) -> Plan:
+        if self._calm:
+            return Plan()
         if self.planner is not None:
             return self.planner(function, event)
         key = delivery_key(function, event)
@@ -238,7 +246,7 @@ class FaultInjector:
 
         def invoke(event: Any) -> Any:
             response = self.invoke(name, original, event)
-            if not redeliver:
+            if not redeliver or self._calm:
                 return response
             rng = random.Random(f"{self.config.seed}|redeliver|{delivery_key(name, event)}")
             if rng.random() < self.config.duplicate_rate:

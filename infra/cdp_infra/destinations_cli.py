@@ -112,24 +112,31 @@ def cmd_resync(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from cdp.adapters.destinations import SqsDeadLetters, SqsDeliveryQueue
 
     settings = _settings()
-    letters, queue = SqsDeadLetters(settings), SqsDeliveryQueue(settings)
+    counts = replay_dead_letters(SqsDeadLetters(settings), SqsDeliveryQueue(settings),
+                                 destination=args.destination, dry_run=args.dry_run)
+    print(json.dumps({"replayed" if not args.dry_run else "would_replay": sum(counts.values()), "by_reason": counts}))
+    return 0
+
+
+def replay_dead_letters(letters: Any, queue: Any, *, destination: str | None = None,
+                        dry_run: bool = False) -> dict[str, int]:
+    """Every dead-lettered delivery (of one destination) back on the destinations queue; counts by reason."""
+    from dataclasses import replace
+
     counts: dict[str, int] = {}
     for delivery, receipt in letters.drain():
-        if args.destination and delivery.destination != args.destination:
+        if destination and delivery.destination != destination:
             continue  # left hidden for 5 minutes, then visible again in the store
         counts[delivery.reason or "?"] = counts.get(delivery.reason or "?", 0) + 1
-        if args.dry_run:
+        if dry_run:
             continue
         # A fresh schedule; the effect ledger still dedupes what was delivered before.
         queue.send([(replace(delivery, attempt=0, not_before=0.0, reason=""), 0)])
         letters.delete(receipt)
-    print(json.dumps({"replayed" if not args.dry_run else "would_replay": sum(counts.values()), "by_reason": counts}))
-    return 0
+    return counts
 
 
 def cmd_enable(args: argparse.Namespace) -> int:

@@ -52,6 +52,21 @@ def test_a_retry_goes_back_on_the_queue_and_a_dead_letter_can_be_drained(stack_s
     letters.delete(receipt)
 
 
+def test_webhooks_replay_puts_each_dead_letter_back_with_a_fresh_schedule(stack_settings: Settings) -> None:
+    from cdp_infra.destinations_cli import replay_dead_letters
+
+    letters = SqsDeadLetters(stack_settings)
+    letters.put([Delivery(CHANGE, "hook", 7, 0.0, "gave_up:retry")])
+    # A change SQS's redrive moved after five failed receives: the publisher's message, no destination.
+    boto3.client("sqs").send_message(QueueUrl=stack_settings.destination_dead_letter_url,
+                                     MessageBody=json.dumps(CHANGE.to_dict()))
+    counts = replay_dead_letters(letters, SqsDeliveryQueue(stack_settings))
+    assert counts == {"gave_up:retry": 1, "?": 1} and list(letters.drain()) == []
+    back = sorted((Delivery.from_dict(d) for d in _receive(stack_settings.destination_queue_url)),
+                  key=lambda d: d.destination or "")
+    assert back == [Delivery(CHANGE), Delivery(CHANGE, "hook")]
+
+
 def test_a_disabled_webhook_stays_off_until_enabled(stack_settings: Settings) -> None:
     state = DynamoDestinationState(stack_settings)
     assert state.disabled("hook") is None
@@ -189,3 +204,29 @@ def test_a_consent_signal_on_the_queue_makes_the_deliver_function_remove_the_per
         assert meta.members("23851234567890123") == set() and google.members("8765432101") == set()
         assert list(DynamoAudienceHoldings(stack_settings).profiles("meta-repeat-buyers")) == []
         assert google.issued == 1 and not (meta.violations or google.violations)
+
+
+def test_the_deliver_function_reports_only_the_messages_not_done(
+        stack_environment: dict[str, str], stack_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        lambda_context: object) -> None:
+    with WebhookReceiver(SECRET) as hook:
+        _secret(stack_settings, "crm-webhook", json.dumps({"secret": SECRET, "url": f"{hook.url}/in"}))
+        handler = _handler(monkeypatch, {**stack_environment, "ALLOW_LOCAL_ENDPOINTS": "1",
+                                         "EXTRA_DESTINATIONS_DIR": str(REPO / "examples" / "destinations")})
+        ctx = handler.context()
+        real_release = ctx.ledger.release
+
+        def release(key: str) -> None:  # giving the claim back after the 503 fails: the retry is not recorded
+            raise StoreError("throttled", retryable=True)
+
+        ctx.ledger.release = release
+        hook.fail_next(503, {})
+        sample = json.loads((REPO / "events" / "sqs-destinations.json").read_text())
+        record = sample["Records"][0]
+        other = MembershipChange("repeat-buyers", "p2", "entered", "r1", AT)
+        sample["Records"] = [{**record, "messageId": "m1", "body": json.dumps(CHANGE.to_dict())},
+                             {**record, "messageId": "m2", "body": json.dumps(other.to_dict())},
+                             {**record, "messageId": "m3", "body": "not json"}]
+        assert handler.handler(sample, lambda_context) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+        ctx.ledger.release = real_release
+        assert hook.deliveries == 1  # m2's change; m3 is dropped as malformed (it can never succeed)

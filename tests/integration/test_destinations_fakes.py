@@ -29,6 +29,7 @@ from cdp.activation.destinations import (
     parse_destination,
 )
 from cdp.adapters.http import Urllib3Transport
+from cdp.errors import StoreError
 from cdp.segments.membership import InMemoryMembershipStore, Member, MembershipChange
 from cdp_infra.fakes import GoogleFake, MetaFake, WebhookReceiver, google_error, meta_error
 from tests.destination_support import DictProfiles, FakeTargets, ListDeadLetters, ListQueue, person
@@ -411,3 +412,89 @@ def test_a_webhook_host_that_resolves_to_a_private_address_is_dead_lettered_not_
     deliver([Delivery(world.enter("p1"))], ctx, now=world.now[0])
     assert [d.reason for d in ctx.dead_letters.kept] == ["refused:unsafe_endpoint"]  # type: ignore[attr-defined]
     assert ctx.queue.sent == []  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- partial batch failures
+
+
+class FlakyLedger:
+    """The ledger, with a store error (as DynamoDB answers once the SDK gave up) on the named calls."""
+
+    def __init__(self, inner: Any, failing: set[str], *, calls: tuple[str, ...] = ("claim",)) -> None:
+        self.inner, self.failing, self.calls = inner, failing, calls
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.inner, name)
+        if name not in self.calls:
+            return call
+
+        def flaky(key: str, *args: Any) -> Any:
+            if any(part in key for part in self.failing):
+                raise StoreError("throttled", retryable=True)
+            return call(key, *args)
+        return flaky
+
+
+class DownQueue:
+    def send(self, items: Any) -> None:
+        raise StoreError("SendMessageBatch failed", retryable=True)
+
+
+def test_a_throttled_claim_fails_that_change_alone_and_the_changes_after_it_go(world: World) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        ctx = _hook_world(world, receiver)
+        ctx.ledger = FlakyLedger(world.ledger, {"|p1|"})  # type: ignore[assignment]
+        items = [Delivery(world.enter("p1")), Delivery(world.enter("p2")), Delivery(world.enter("p3"))]
+        report = deliver(items, ctx, now=world.now[0])
+        assert set(report.failed) == {0} and receiver.deliveries == 2  # p2 and p3: the queue promises no order
+        assert ctx.queue.sent == []  # type: ignore[attr-defined]  # SQS redelivers p1's message, not a retry
+        ctx.ledger = world.ledger
+        assert deliver([items[0]], ctx, now=world.now[0]).failed == {}
+        assert receiver.deliveries == 3 and receiver.violations == []
+
+
+def test_a_failing_destination_fails_only_the_changes_it_owes_and_the_others_are_done(
+        world: World, meta: MetaFake) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        files = {"hook": f"type: webhook\nsegments: [vip]\nsecret: hook\nurl: {receiver.url}/in\n",
+                 "ads": "type: meta_audience\nsegments: [other]\nsecret: meta\naudience_id: '1234'\n"}
+        targets = FakeTargets(Urllib3Transport(), meta_url=meta.url, secrets={"hook": SECRET})
+        ctx = _context(world, json.dumps(files), targets)
+        # The webhook answers 503 and giving the claim back fails: the change's retry is not recorded.
+        receiver.fail_next(503, {})
+        ctx.ledger = FlakyLedger(world.ledger, {"wh#hook"}, calls=("release",))  # type: ignore[assignment]
+        items = [Delivery(world.enter("p1")), Delivery(world.enter("p2", segment="other"))]
+        report = deliver(items, ctx, now=world.now[0])
+        assert set(report.failed) == {0} and "hook" in report.failed[0] and ctx.queue.sent == []  # type: ignore[attr-defined]
+        assert meta.members("1234") == {sha("p2@example.com")}  # the other change is done
+        ctx.ledger = world.ledger
+        world.now[0] += 301  # SQS delivers the failed message again; the claim left pending has expired
+        assert deliver([items[0]], ctx, now=world.now[0] - 301).failed == {}
+        assert receiver.deliveries == 1 and len(meta.requests) == 1 and receiver.violations == []
+
+
+def test_a_retry_that_cannot_be_queued_fails_its_change_and_not_the_delivered_ones(world: World) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        ctx = _hook_world(world, receiver)
+        receiver.fail_next(503, {})  # the first change's post fails: it must be re-queued
+        ctx.queue = DownQueue()  # type: ignore[assignment]
+        items = [Delivery(world.enter("p1")), Delivery(world.enter("p2"))]
+        report = deliver(items, ctx, now=world.now[0])
+        assert set(report.failed) == {0} and receiver.deliveries == 1  # p2 was posted: done
+        ctx.queue = ListQueue()
+        assert deliver([items[0]], ctx, now=world.now[0]).failed == {}
+        assert receiver.deliveries == 2 and receiver.violations == []
+
+
+def test_a_crash_fails_the_whole_batch_and_its_redelivery_does_each_change_once(world: World) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        ctx = _hook_world(world, receiver)
+        items = [Delivery(world.enter("p1")), Delivery(world.enter("p2"))]
+        ctx.transport = CrashingTransport(ctx.transport, after=True)  # type: ignore[assignment]
+        with pytest.raises(Crash):  # the process dies: no answer, SQS delivers the whole batch again
+            deliver(items, ctx, now=world.now[0])
+        ctx.transport = Urllib3Transport(allow_local=True)
+        sent_at = world.now[0]
+        world.now[0] += 301  # the dead holder's claim expires (the ledger's clock)
+        assert deliver(items, ctx, now=sent_at).failed == {}
+        assert len(receiver.messages) == 2 and receiver.violations == []  # p1 posted twice, one webhook-id

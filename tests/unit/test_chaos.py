@@ -66,3 +66,17 @@ def test_a_duplicate_delivery_invokes_the_function_twice_with_the_same_event():
 
     assert seen == [KINESIS_EVENT, KINESIS_EVENT]
     assert injector.counts == {"duplicate delivery to ActivateFunction": 1}
+
+
+def test_once_calm_no_fault_is_drawn_and_no_delivery_is_repeated():
+    seen: list[Any] = []
+    function = SimpleNamespace(spec=SimpleNamespace(logical_id="DeliverFunction"),
+                               invoke=lambda event: seen.append(event))
+    injector = FaultInjector(ChaosConfig(crash_rate=1, throttle_rate=1, duplicate_rate=1, reorder_rate=1))
+    injector.attach(function, redeliver=True)
+
+    injector.calm()  # the operator's replay: the cause is fixed
+    function.invoke(KINESIS_EVENT)
+
+    assert seen == [KINESIS_EVENT] and injector.counts == {}
+    assert injector._plan("DeliverFunction", KINESIS_EVENT) == Plan()

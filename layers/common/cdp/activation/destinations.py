@@ -280,6 +280,9 @@ class DestinationReport:
 class DeliveryReport:
     by_destination: dict[str, DestinationReport] = field(default_factory=dict)
     deferred: int = 0
+    # Input items (their index in ``deliver``'s items) not done, with why: reported as the batch's
+    # item failures, so SQS delivers their messages again and the rest of the batch is deleted.
+    failed: dict[int, str] = field(default_factory=dict)
 
     def of(self, name: str) -> DestinationReport:
         return self.by_destination.setdefault(name, DestinationReport())
@@ -335,41 +338,78 @@ def deliver(items: Sequence[Delivery | Reconcile], ctx: DeliveryContext, *, now:
             report: DeliveryReport | None = None) -> DeliveryReport:
     """Hand every delivery to its destination; failures are re-queued or dead-lettered, never raised.
 
-    Raises only if the queue or the dead-letter store cannot be written (then the whole batch is
-    redelivered, and the effect ledger dedupes what was already done).
+    An item whose work could not be finished or recorded (a destination's store calls failed, or its
+    retry or dead letter could not be written) is listed in ``report.failed`` by its index; the
+    others are done. Items are independent: a failed one does not hold back those after it (the
+    queue promises no order, and each change is checked against current membership before it is sent).
     """
     report = report if report is not None else DeliveryReport()
     later: list[tuple[Any, int]] = []
     dead: list[Any] = []
-    by_destination: dict[str, list[Any]] = {}
-    for item in expand(items, ctx.destinations):
-        assert item.destination is not None
-        if item.destination not in ctx.destinations:
-            report.of(item.destination).skip("unknown_destination")
-            continue
-        if item.not_before > now:
-            later.append((item, int(min(MAX_QUEUE_DELAY_S, max(1, item.not_before - now)))))
-            report.deferred += 1
-            continue
-        by_destination.setdefault(item.destination, []).append(item)
-    for name, batch in by_destination.items():
+    # What each queued retry or dead letter owes to the input items it came from.
+    later_from: list[int] = []
+    dead_from: list[int] = []
+    by_destination: dict[str, list[tuple[int, Any]]] = {}
+    for index, source in enumerate(items):
+        for item in expand([source], ctx.destinations):
+            assert item.destination is not None
+            if item.destination not in ctx.destinations:
+                report.of(item.destination).skip("unknown_destination")
+                continue
+            if item.not_before > now:
+                later.append((item, int(min(MAX_QUEUE_DELAY_S, max(1, item.not_before - now)))))
+                later_from.append(index)
+                report.deferred += 1
+                continue
+            by_destination.setdefault(item.destination, []).append((index, item))
+    for name, pairs in by_destination.items():
         destination = ctx.destinations[name]
         mine = report.of(name)
-        signals: list[Any] = [i for i in batch if isinstance(i, Reconcile)]
-        if signals:
-            _reconcile_people(destination, signals, ctx, now, mine, later, dead)
-            batch = [i for i in batch if not isinstance(i, Reconcile)]
-            if not batch:
-                continue
-        if destination.type == "webhook":
-            _deliver_webhooks(destination, batch, ctx, now, mine, later, dead)
-        else:
-            _deliver_audience(destination, batch, ctx, now, mine, later, dead)
+        batch = [item for _, item in pairs]
+        sources = [index for index, _ in pairs]
+        n_later, n_dead = len(later), len(dead)
+        failed: list[tuple[Delivery, str]] = []  # webhooks: the changes not done, one by one
+        try:
+            signals: list[Any] = [i for i in batch if isinstance(i, Reconcile)]
+            if signals:
+                _reconcile_people(destination, signals, ctx, now, mine, later, dead)
+                batch = [i for i in batch if not isinstance(i, Reconcile)]
+            if batch and destination.type == "webhook":
+                _deliver_webhooks(destination, batch, ctx, now, mine, later, dead, failed)
+            elif batch:
+                _deliver_audience(destination, batch, ctx, now, mine, later, dead)
+        except Exception as exc:  # noqa: BLE001 - the batch's edge: any failure is this group's alone
+            # Retries already queued by this group are dropped: its items come back whole.
+            del later[n_later:], dead[n_dead:]
+            for index in sources:
+                report.failed.setdefault(index, f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        for index, why in zip(_origins(failed, pairs), (why for _, why in failed), strict=True):
+            report.failed.setdefault(index, f"{name}: {why}")
+        later_from += _origins(later[n_later:], pairs)
+        dead_from += _origins(dead[n_dead:], pairs)
     if later:
-        ctx.queue.send(later)
+        try:
+            ctx.queue.send(later)
+        except Exception as exc:  # noqa: BLE001 - not recorded: the items' messages must come back
+            report.failed.update((i, f"re-queue: {type(exc).__name__}: {exc}") for i in later_from)
     if dead:
-        ctx.dead_letters.put(dead)
+        try:
+            ctx.dead_letters.put(dead)
+        except Exception as exc:  # noqa: BLE001
+            report.failed.update((i, f"dead letter: {type(exc).__name__}: {exc}") for i in dead_from)
     return report
+
+
+def _origins(made: Sequence[Any], pairs: Sequence[tuple[int, Any]]) -> list[int]:
+    """The input index of each retry or dead letter a destination's group produced (same change)."""
+    by_change = {_key(item): index for index, item in pairs}
+    return [by_change[_key(entry[0] if isinstance(entry, tuple) else entry)] for entry in made]
+
+
+def _key(item: Any) -> str:
+    change = getattr(item, "change", item)  # a Reconcile is its own key
+    return str(change.dedupe_key)
 
 
 def _retry(item: Any, schedule: tuple[int, ...], ctx: DeliveryContext, now: float, action: str,
@@ -464,7 +504,8 @@ def _deliver_audience(destination: Destination, batch: list[Delivery], ctx: Deli
 
 
 def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: DeliveryContext, now: float,
-                      report: DestinationReport, later: list[tuple[Delivery, int]], dead: list[Delivery]) -> None:
+                      report: DestinationReport, later: list[tuple[Delivery, int]], dead: list[Delivery],
+                      failed: list[tuple[Delivery, str]] | None = None) -> None:
     off = ctx.state.disabled(destination.name)
     if off is not None:
         dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in batch)
@@ -489,47 +530,62 @@ def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: Deli
             later.extend((i, 0) for i in batch[index:])  # same attempt: not a failure
             report.skip("deferred", len(batch) - index)
             return
-        key = webhook_key(destination.name, item.change)
-        claim = ctx.ledger.claim(key)
-        if claim == "pending":
-            _retry(item, WEBHOOK_SCHEDULE, ctx, now, "in_flight", None, report, later, dead)
-            continue
-        if claim != "acquired":
-            report.duplicates += 1
-            continue
         try:
-            msg_id = hook.post(item.change, ctx.transport, now=int(now))
-        except DestinationRefused as exc:
-            if exc.action in ("retry", "slow_down"):
-                ctx.ledger.release(key)  # the receiver dedupes on webhook-id: a repeat is harmless
-                _retry(item, WEBHOOK_SCHEDULE, ctx, now, exc.action, exc.retry_after, report, later, dead)
-                continue
-            if exc.action == "disable":
-                ctx.ledger.release(key)
-                ctx.state.disable(destination.name, f"410 Gone at {int(now)}")
-                rest = batch[index:]
-                dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in rest)
-                report.died("disabled", len(rest))
-                return
-            ctx.ledger.mark_failed(key, str(exc.details.get("status")))
-            dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0,
-                                 f"refused:{exc.details.get('status')}"))
-            report.died("refused")
-            continue
-        except InvalidConfig as exc:  # the host resolves to a private address (SSRF): never posted
-            ctx.ledger.mark_failed(key, exc.code)
-            dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0, f"refused:{exc.code}"))
-            report.died("refused")
-            continue
-        except CdpError:
+            if _post_webhook(destination, hook, item, batch[index:], ctx, now, report, later, dead):
+                return  # the destination is switched off: the rest was dead-lettered
+        except Exception as exc:  # noqa: BLE001 - this change alone is not done; the next ones go on
+            if failed is None:
+                raise
+            failed.append((item, f"{type(exc).__name__}: {exc}"))
+
+
+def _post_webhook(destination: Destination, hook: Webhook, item: Delivery, rest: list[Delivery],
+                  ctx: DeliveryContext, now: float, report: DestinationReport,
+                  later: list[tuple[Delivery, int]], dead: list[Delivery]) -> bool:
+    """Claim, post and record one change; True when the destination was switched off (410)."""
+    key = webhook_key(destination.name, item.change)
+    # A failed claim raises: this change alone comes back with SQS's redelivery (a batch item
+    # failure), not with the webhook's schedule, whose second step is already 5 minutes.
+    claim = ctx.ledger.claim(key)
+    if claim == "pending":
+        _retry(item, WEBHOOK_SCHEDULE, ctx, now, "in_flight", None, report, later, dead)
+        return False
+    if claim != "acquired":
+        report.duplicates += 1
+        return False
+    try:
+        msg_id = hook.post(item.change, ctx.transport, now=int(now))
+    except DestinationRefused as exc:
+        if exc.action in ("retry", "slow_down"):
+            ctx.ledger.release(key)  # the receiver dedupes on webhook-id: a repeat is harmless
+            _retry(item, WEBHOOK_SCHEDULE, ctx, now, exc.action, exc.retry_after, report, later, dead)
+            return False
+        if exc.action == "disable":
             ctx.ledger.release(key)
-            _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)
-            continue
-        # Posted even if the mark is lost: a redelivery posts again with the same webhook-id (deduped).
-        with contextlib.suppress(StoreError):
-            ctx.ledger.mark_sent(key, msg_id)
-        report.posted += 1
-        report.pushed += 1
+            ctx.state.disable(destination.name, f"410 Gone at {int(now)}")
+            dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in rest)
+            report.died("disabled", len(rest))
+            return True
+        ctx.ledger.mark_failed(key, str(exc.details.get("status")))
+        dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0,
+                             f"refused:{exc.details.get('status')}"))
+        report.died("refused")
+        return False
+    except InvalidConfig as exc:  # the host resolves to a private address (SSRF): never posted
+        ctx.ledger.mark_failed(key, exc.code)
+        dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0, f"refused:{exc.code}"))
+        report.died("refused")
+        return False
+    except CdpError:
+        ctx.ledger.release(key)
+        _retry(item, WEBHOOK_SCHEDULE, ctx, now, "retry", None, report, later, dead)
+        return False
+    # Posted even if the mark is lost: a redelivery posts again with the same webhook-id (deduped).
+    with contextlib.suppress(StoreError):
+        ctx.ledger.mark_sent(key, msg_id)
+    report.posted += 1
+    report.pushed += 1
+    return False
 
 
 def remove_from_audiences(profile: Mapping[str, Any], destinations: Mapping[str, Destination],
