@@ -30,21 +30,14 @@ from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.adapters.http import Urllib3Transport, check_url
 from cdp.adapters.secrets import CachedSecret
-from cdp.errors import InvalidConfig, ServiceThrottled, StoreError
+from cdp.adapters.sqs import send_batches
+from cdp.errors import InvalidConfig, ServiceThrottled
 from cdp.settings import Settings
-
-BATCH_SIZE = 10
 
 
 def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery | Reconcile, int]]) -> None:
-    for start in range(0, len(items), BATCH_SIZE):
-        chunk = items[start:start + BATCH_SIZE]
-        with aws_errors("cannot queue deliveries"):
-            out = client.send_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(i), "MessageBody": json.dumps(d.to_dict()), "DelaySeconds": max(0, min(900, delay))}
-                for i, (d, delay) in enumerate(chunk)])
-        if out.get("Failed"):
-            raise StoreError("some deliveries were not queued", failed=out["Failed"])
+    send_batches(client, queue_url, [(d.to_dict(), max(0, min(900, delay))) for d, delay in items],
+                 what="deliveries")
 
 
 class SqsDeliveryQueue(AwsAdapter):

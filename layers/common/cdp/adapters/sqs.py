@@ -19,23 +19,26 @@ from cdp.segments.membership import MembershipChange
 BATCH_SIZE = 10
 
 
+def send_batches(client: object, queue: str, messages: list[tuple[object, int]], *, what: str) -> None:
+    """SendMessageBatch, 10 at a time: each message a JSON body and its delay (0-900 s). Any entry SQS
+    refuses fails the call (retryable): the caller's record is retried and the consumer dedupes."""
+    for start in range(0, len(messages), BATCH_SIZE):
+        chunk = messages[start:start + BATCH_SIZE]
+        with aws_errors(f"cannot send {what}"):
+            out = client.send_message_batch(  # type: ignore[attr-defined]
+                QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": json.dumps(body), "DelaySeconds": delay}
+                                         for i, (body, delay) in enumerate(chunk)])
+        if out.get("Failed"):
+            raise StoreError(f"some {what} were not sent", failed=out["Failed"])
+
+
 class SqsChangePublisher(AwsAdapter):
     service = "sqs"
 
     def __call__(self, changes: list[MembershipChange]) -> None:
         queues = [q for q in (self.settings.activation_queue_url, self.settings.destination_queue_url) if q]
         for queue in queues:
-            self._send(queue, changes)
-
-    def _send(self, queue: str, changes: list[MembershipChange]) -> None:
-        for start in range(0, len(changes), BATCH_SIZE):
-            chunk = changes[start:start + BATCH_SIZE]
-            with aws_errors("cannot publish membership changes"):
-                out = self.client.send_message_batch(
-                    QueueUrl=queue,
-                    Entries=[{"Id": str(i), "MessageBody": json.dumps(c.to_dict())} for i, c in enumerate(chunk)])
-            if out.get("Failed"):
-                raise StoreError("some membership changes were not published", failed=out["Failed"])
+            send_batches(self.client, queue, [(c.to_dict(), 0) for c in changes], what="membership changes")
 
 
 class SqsDeferrals(AwsAdapter):
@@ -56,15 +59,8 @@ class SqsTriggerPublisher(AwsAdapter):
     service = "sqs"
 
     def __call__(self, messages: list) -> None:  # list[tuple[cdp.campaigns.triggers.TriggerMessage, int]]
-        for start in range(0, len(messages), BATCH_SIZE):
-            chunk = messages[start:start + BATCH_SIZE]
-            with aws_errors("cannot publish campaign triggers"):
-                out = self.client.send_message_batch(
-                    QueueUrl=self.settings.activation_queue_url,
-                    Entries=[{"Id": str(i), "MessageBody": json.dumps(m.to_body()), "DelaySeconds": delay}
-                             for i, (m, delay) in enumerate(chunk)])
-            if out.get("Failed"):
-                raise StoreError("some campaign triggers were not published", failed=out["Failed"])
+        send_batches(self.client, self.settings.activation_queue_url,
+                     [(m.to_body(), delay) for m, delay in messages], what="campaign triggers")
 
 
 class SqsConsentSignals(AwsAdapter):
@@ -75,17 +71,9 @@ class SqsConsentSignals(AwsAdapter):
     def __call__(self, profile_ids: list[str]) -> None:
         from cdp.activation.destinations import Reconcile
 
-        if not self.settings.destination_queue_url:
-            return
-        for start in range(0, len(profile_ids), BATCH_SIZE):
-            chunk = profile_ids[start:start + BATCH_SIZE]
-            with aws_errors("cannot signal consent changes"):
-                out = self.client.send_message_batch(
-                    QueueUrl=self.settings.destination_queue_url,
-                    Entries=[{"Id": str(i), "MessageBody": json.dumps(Reconcile(pid).to_dict())}
-                             for i, pid in enumerate(chunk)])
-            if out.get("Failed"):
-                raise StoreError("some consent signals were not sent", failed=out["Failed"])
+        if self.settings.destination_queue_url:
+            send_batches(self.client, self.settings.destination_queue_url,
+                         [(Reconcile(pid).to_dict(), 0) for pid in profile_ids], what="consent signals")
 
 
 class SqsActivationMessages(AwsAdapter):
@@ -94,11 +82,5 @@ class SqsActivationMessages(AwsAdapter):
     service = "sqs"
 
     def __call__(self, bodies: list[dict[str, str]]) -> None:
-        for start in range(0, len(bodies), BATCH_SIZE):
-            chunk = bodies[start:start + BATCH_SIZE]
-            with aws_errors("cannot queue campaign messages"):
-                out = self.client.send_message_batch(
-                    QueueUrl=self.settings.activation_queue_url,
-                    Entries=[{"Id": str(i), "MessageBody": json.dumps(b)} for i, b in enumerate(chunk)])
-            if out.get("Failed"):
-                raise StoreError("some campaign messages were not queued", retryable=True, failed=out["Failed"])
+        send_batches(self.client, self.settings.activation_queue_url, [(b, 0) for b in bodies],
+                     what="campaign messages")
