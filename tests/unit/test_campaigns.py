@@ -266,6 +266,22 @@ def test_a_retried_adhoc_run_never_sends_twice() -> None:
     assert len(provider.raw) == 1 and report.duplicates == [message_key("winback", "once", "p1")]
 
 
+def test_a_redelivery_after_the_journal_recorded_the_send_is_a_duplicate_not_a_capped_skip() -> None:
+    # Given the message sent and journalled (the cap, 1 a day, counts it)
+    ledger, provider = InMemoryEffectLedger(), Provider()
+    _send(provider, ledger)
+    key = message_key("winback", "once", "p1")
+    journalled = [PastSend("winback", NOW, key=key)]
+    # When the same message is delivered again (any kind of campaign: entry, tick, trigger)
+    report = deliver(parse_campaign(BASE, "c.yaml"), person(), run_id="once", now=NOW, ledger=ledger,
+                     setup=setup(provider), history=journalled)
+    # Then the ledger reports it a duplicate; another message of the campaign is still capped
+    assert report.duplicates == [key] and report.skipped == {} and len(provider.raw) == 1
+    other = deliver(parse_campaign(BASE, "c.yaml"), person(), run_id="next", now=NOW, ledger=ledger,
+                    setup=setup(provider), history=journalled)
+    assert other.skipped == {message_key("winback", "next", "p1"): "frequency_cap"}
+
+
 def test_a_new_run_of_the_same_campaign_is_a_new_message() -> None:
     ledger, provider = InMemoryEffectLedger(), Provider()
     _send(provider, ledger, "r1")

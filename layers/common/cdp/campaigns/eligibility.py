@@ -63,6 +63,7 @@ DEFAULT_POLICY = Policy()
 class PastSend:
     campaign: str
     sent_at: datetime
+    key: str = ""  # the ledger key it was sent under: a redelivery of that message is no cap
 
 
 def skip_reason(campaign: Campaign, recipient: Recipient, *, now: datetime, history: Iterable[PastSend],
@@ -125,7 +126,7 @@ def history_from_journal(messages: Iterable[Any]) -> list[PastSend]:
             continue
         segment = str(message.segment)
         out.append(PastSend(campaign=segment[len("campaign:"):] if segment.startswith("campaign:") else "",
-                            sent_at=moment))
+                            sent_at=moment, key=str(message.key)))
     return out
 
 

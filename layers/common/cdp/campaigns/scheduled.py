@@ -119,8 +119,7 @@ def on_scheduled(body: Mapping[str, Any], *, campaigns: Iterable[Campaign], prof
         return []
     recipient = Recipient.from_profile(profile.view())
     blocked = {recipient.email} if recipient.email and suppressed(recipient.email) else set()
-    # This very message, journalled by an earlier delivery, is the ledger's duplicate, not a capped send.
-    history = history_from_journal(m for m in journal.sent_to([profile_id]) if m.key != key)
+    history = history_from_journal(journal.sent_to([profile_id]))
     # This message's own outcome (the batch's report may hold an earlier delivery of the same key).
     one = deliver(campaign, recipient, run_id=run_id, now=now, ledger=ledger, setup=setup, suppressed=blocked,
                   history=history, policy=policy)

@@ -111,6 +111,8 @@ def deliver(campaign: Campaign, recipient: Recipient, *, run_id: str, now: datet
     if channel is None:
         report.skipped[key] = "no_channel"
         return report
+    # This very message, journalled by an earlier delivery, is the ledger's duplicate, not a capped send.
+    history = [past for past in history if past.key != key]
     reason = skip_reason(campaign, recipient, now=now, history=history, suppressed=suppressed, policy=policy)
     if reason:
         report.skipped[key] = reason
