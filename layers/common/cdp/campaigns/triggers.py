@@ -44,8 +44,6 @@ BODY_KEY = "trigger"
 MAX_QUEUE_DELAY = timedelta(seconds=900)
 #: A trigger whose wait ended longer ago than this is not acted on.
 STALE_AFTER = timedelta(hours=24)
-#: Merges followed from the trigger's profile to the survivor (a chain is one or two long).
-MAX_MERGE_HOPS = 8
 
 
 class MalformedTrigger(ValueError):
@@ -160,17 +158,6 @@ def unless_traits(campaigns: Iterable[Campaign], config: IdentityConfig) -> dict
     return found
 
 
-def resolve_profile(profiles: ProfileReader, profile_id: str) -> Any | None:
-    """The live profile ``profile_id`` is, or was merged into (None if gone or erased)."""
-    current = profile_id
-    for _ in range(MAX_MERGE_HOPS):
-        profile = profiles.get_profiles([current]).get(current)
-        if profile is None or not profile.is_tombstone:
-            return profile
-        current = profile.merged_into
-    return None
-
-
 @dataclass(frozen=True)
 class TriggerContext:
     """What the decision needs besides the message; stores are ports (fakes in tests)."""
@@ -192,6 +179,7 @@ def on_trigger(body: Mapping[str, Any], ctx: TriggerContext, *, now: datetime,
     """Wait on, or decide, one trigger. Returns the messages to put back on the queue with a delay."""
     from cdp.campaigns.eligibility import Recipient, history_from_journal, next_allowed
     from cdp.campaigns.send import deliver
+    from cdp.identity.lookup import live_profile
 
     try:
         message = TriggerMessage.from_body(body)
@@ -210,7 +198,7 @@ def on_trigger(body: Mapping[str, Any], ctx: TriggerContext, *, now: datetime,
     if now - due > STALE_AFTER:
         report.skipped[key] = "stale"
         return []
-    profile = resolve_profile(ctx.profiles, message.profile_id)
+    profile = live_profile(message.profile_id, ctx.profiles)  # followed through merges since
     if profile is None:
         report.skipped[key] = "no_profile"
         return []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Protocol
 
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import parse_identifier
@@ -12,6 +12,10 @@ from cdp.identity.store import IdentityStore
 
 _DEFAULT = IdentityConfig()
 MAX_HOPS = 16
+
+
+class ProfileReader(Protocol):
+    def get_profiles(self, profile_ids: Collection[str]) -> Mapping[str, Any]: ...
 
 
 def find_profile(
@@ -38,7 +42,7 @@ def follow_tombstones(profile_id: str, read: Callable[[str], Profile | None]) ->
     return profile_id, profile
 
 
-def live_profile(profile_id: str, store: IdentityStore) -> Profile | None:
+def live_profile(profile_id: str, store: ProfileReader) -> Profile | None:
     """The live profile ``profile_id`` was merged into (itself if live), or None."""
     _, profile = follow_tombstones(profile_id, lambda p: store.get_profiles([p]).get(p))
     return profile if profile is not None and profile.merged_into is None else None
