@@ -21,9 +21,10 @@ from cdp.collect import IngestRequest, ingest
 from cdp.collect.http import CORS_HEADERS, HttpResponse, error_response, preflight_response, success_response
 from cdp.collect.limits import EventLimits
 from cdp.collect.pixel import PIXEL_GIF, pixel_body
-from cdp.collect.profiles import audit_record, profile_response
+from cdp.collect.profiles import AdminAccess, audit_record, profile_response
 from cdp.errors import CdpError
 from cdp.observability import metrics, record_ingest, record_ingest_error
+from cdp.operators import ROUTE_SCOPES
 from cdp.privacy.suppression import SuppressionList
 from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, UNSUBSCRIBE_FIELDS, Settings
 
@@ -260,6 +261,15 @@ def admin_token() -> str:
 
 
 @functools.cache
+def admin_access() -> AdminAccess:
+    from cdp.adapters.operators import DynamoOperatorStore
+    from cdp.operators import CachedDirectory
+
+    directory = CachedDirectory(DynamoOperatorStore(settings()), ttl_seconds=settings().operator_cache_seconds)
+    return AdminAccess(directory, admin_token)
+
+
+@functools.cache
 def unsubscribe_secret() -> Any:
     from cdp.adapters.secrets import CachedSecret
 
@@ -272,14 +282,15 @@ def unsubscribe_key() -> str:
 
 def _admin_read(route: str, identifier: str, lookup: Any) -> Response:
     request = app.current_request
-    response = profile_response(
+    response, operator = profile_response(
         identifier,
         authorization=request.headers.get("authorization"),
-        admin_token=admin_token,
+        access=admin_access(),
         lookup=lambda ident: lookup(ident, identity_store(), config=identity_config()),
+        route=route,
     )
     caller = (request.context.get("identity") or {}).get("sourceIp")
-    audit_log.info("%s", json.dumps(audit_record(route, identifier, response, caller=caller)))
+    audit_log.info("%s", json.dumps(audit_record(route, identifier, response, caller=caller, operator=operator)))
     return _respond(response)
 
 
@@ -301,9 +312,11 @@ def _privacy(route: str, action: Callable[[], Any]) -> Response:
     from cdp.collect.privacy import privacy_response
 
     request = app.current_request
-    response = privacy_response(action, authorization=request.headers.get("authorization"), admin_token=admin_token)
+    response, operator = privacy_response(action, authorization=request.headers.get("authorization"),
+                                          access=admin_access(), route=route)
     caller = (request.context.get("identity") or {}).get("sourceIp")
-    audit_log.info("%s", json.dumps({"audit": route, "caller": caller, "status": response.status,
+    audit_log.info("%s", json.dumps({"audit": route, "operator": operator.operator_id if operator else None,
+                                     "scope": ROUTE_SCOPES[route], "caller": caller, "status": response.status,
                                      "request_id": (response.body or {}).get("request_id")}))
     return _respond(response)
 

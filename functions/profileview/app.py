@@ -19,9 +19,10 @@ from urllib.parse import unquote
 from chalice import Chalice, Response
 
 from cdp.collect.http import HttpResponse, error_response
-from cdp.collect.profiles import audit_record, require_bearer
+from cdp.collect.profiles import AdminAccess, audit_record, refused_caller
 from cdp.errors import CdpError
 from cdp.observability import metrics
+from cdp.operators import Caller
 from cdp.settings import COLLECTOR_FIELDS, FUNCTION_FIELDS, Settings
 
 app = Chalice(app_name="cdp-profileview")
@@ -77,6 +78,15 @@ def admin_token() -> str:
     return str(admin_secret().value())
 
 
+@functools.cache
+def admin_access() -> AdminAccess:
+    from cdp.adapters.operators import DynamoOperatorStore
+    from cdp.operators import CachedDirectory
+
+    directory = CachedDirectory(DynamoOperatorStore(settings()), ttl_seconds=settings().operator_cache_seconds)
+    return AdminAccess(directory, admin_token)
+
+
 def read_events(identifiers: Any, first_seen: str | None, last_seen: str | None, limit: int) -> dict[str, Any]:
     from cdp.lake.person import person_events
 
@@ -96,20 +106,22 @@ def _respond(response: HttpResponse) -> Response:
     return Response(body=response.body, status_code=response.status, headers=response.headers)
 
 
-def _audit(route: str, identifier: str, response: HttpResponse, auth: str) -> None:
+def _audit(route: str, identifier: str, response: HttpResponse, auth: str, operator: Caller | None) -> None:
     caller = (app.current_request.context.get("identity") or {}).get("sourceIp")
-    audit_log.info("%s", json.dumps({**audit_record(route, identifier, response, caller=caller), "auth": auth}))
+    audit_log.info("%s", json.dumps({**audit_record(route, identifier, response, caller=caller, operator=operator),
+                                     "auth": auth}))
 
 
 @app.route("/v1/profiles/{identifier}/timeline", methods=["GET"])
 def timeline_route(identifier: str) -> Response:
     request = app.current_request
+    operator = None
     try:
-        require_bearer(request.headers.get("authorization"), admin_token)
+        operator = admin_access().caller(request.headers.get("authorization"), "timeline")
         response = HttpResponse(200, timeline(unquote(identifier), (request.query_params or {}).get("limit")))
     except CdpError as exc:
-        response = error_response(exc)
-    _audit("timeline", identifier, response, "bearer")
+        response, operator = error_response(exc), operator or refused_caller(exc)
+    _audit("timeline", identifier, response, "bearer", operator)
     return _respond(response)
 
 
@@ -121,19 +133,44 @@ def view_route(identifier: str) -> Response:
     request = app.current_request
     params = request.query_params or {}
     auth = "bearer" if request.headers.get("authorization") else "link"
+    operator = None
     try:
         if auth == "bearer":
-            require_bearer(request.headers.get("authorization"), admin_token)
+            operator = admin_access().caller(request.headers.get("authorization"), "view")
         else:
-            verify_view_link(unquote(identifier), params.get("expires"), params.get("signature"), admin_token(),
-                             now=time.time())
+            signer = verify_view_link(unquote(identifier), params.get("expires"), params.get("signature"),
+                                      admin_token(), now=time.time(), operator=params.get("operator"))
+            operator = admin_access().vouch(signer, "view")
         view = timeline(unquote(identifier), params.get("limit"))
     except CdpError as exc:
         response = error_response(exc)
-        _audit("view", identifier, response, auth)
+        _audit("view", identifier, response, auth, operator or refused_caller(exc))
         return _respond(response)
-    _audit("view", identifier, HttpResponse(200, {"profile_id": view["profile_id"]}), auth)
+    _audit("view", identifier, HttpResponse(200, {"profile_id": view["profile_id"]}), auth, operator)
     return Response(body=render_page(view), status_code=200, headers=dict(PAGE_HEADERS))
+
+
+@app.route("/v1/profiles/{identifier}/view-link", methods=["POST"], content_types=["application/json", "*/*"])
+def view_link_route(identifier: str) -> Response:
+    """A link to the person's page signed for the calling operator (``cdp profile view``): the
+    operator's token never sits in a URL, and the page's audit lines name who asked for the link."""
+    from urllib.parse import quote, urlencode
+
+    from cdp.profiles.links import parse_minutes, sign_view_link
+
+    request = app.current_request
+    operator = None
+    try:
+        operator = admin_access().caller(request.headers.get("authorization"), "view_link")
+        minutes = parse_minutes((request.query_params or {}).get("minutes"))
+        link = sign_view_link(unquote(identifier), admin_token(), now=time.time(), minutes=minutes,
+                              operator=operator.operator_id)
+        path = f"/v1/profiles/{quote(unquote(identifier), safe=':@+')}/view?{urlencode(link)}"
+        response = HttpResponse(200, {**link, "path": path})
+    except CdpError as exc:
+        response, operator = error_response(exc), operator or refused_caller(exc)
+    _audit("view_link", identifier, response, "bearer", operator)
+    return _respond(response)
 
 
 @metrics.log_metrics

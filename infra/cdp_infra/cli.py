@@ -27,7 +27,8 @@ _STACK_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_
 
 
 def _admin_token(args: argparse.Namespace) -> str:
-    """--token, else CDP_ADMIN_TOKEN, else the running `cdp dev` stack's secret."""
+    """--token, else CDP_ADMIN_TOKEN (an operator's token or the break-glass one), else the running
+    `cdp dev` stack's break-glass secret."""
     if getattr(args, "token", None):
         return str(args.token)
     if os.environ.get("CDP_ADMIN_TOKEN"):
@@ -51,7 +52,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                                          lake_dir=lake.name)).start()
     print(f"collector:   {pipeline.url}  (point an SDK's host here)")
     print(f"write key:   {args.write_key}")
-    print(f"admin token: {pipeline.admin_token}")
+    print(f"admin token: {pipeline.admin_token}  (break-glass: every scope; `cdp operators add` for your own)")
     print(f"metrics:     {pipeline.url}/v1/metrics  (admin token; what CloudWatch would show)")
     print(f"lake:        {lake.name}  (Parquet on local disk for this run)")
     print(f"emulated AWS (moto) on {pipeline.endpoint_url}; Ctrl-C to stop", flush=True)
@@ -123,22 +124,39 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_view_link(args: argparse.Namespace) -> int:
-    """Print a link to the person's page, signed with the admin token, valid for --minutes."""
+    """Print a link to the person's page, valid for --minutes: signed by the customer view for an
+    operator's token (so the page's audit names the operator), or here with the break-glass token."""
     import time
     from urllib.parse import urlencode
 
+    from cdp.operators import operator_id_of
     from cdp.profiles.links import sign_view_link
 
     token = _admin_token(args)
     if not token:
         print("no admin token: give --token, set CDP_ADMIN_TOKEN or run `cdp dev`", file=sys.stderr)
         return 1
+    base = args.url.rstrip("/")
+    if operator_id_of(token) is not None:
+        from .client import TrackingClient
+
+        client = TrackingClient(args.url, "")
+        status, _, body = client.request(
+            "POST", f"/v1/profiles/{quote(args.identifier, safe=':@+')}/view-link?minutes={args.minutes}",
+            headers={"Authorization": f"Bearer {token}"})
+        client.close()
+        answer = json.loads(body or b"{}")
+        if status != 200:
+            print(json.dumps(answer, indent=2), file=sys.stderr)
+            return 1
+        print(f"{base}{answer['path']}")
+        return 0
     try:
         query = urlencode(sign_view_link(args.identifier, token, now=time.time(), minutes=args.minutes))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{args.url.rstrip('/')}/v1/profiles/{quote(args.identifier, safe=':@+')}/view?{query}")
+    print(f"{base}/v1/profiles/{quote(args.identifier, safe=':@+')}/view?{query}")
     return 0
 
 
@@ -215,12 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--json", action="store_true", help="timeline: print the JSON instead of text")
     profile.add_argument("--minutes", type=int, default=15, help="view: minutes the link stays valid (max 1440)")
     profile.add_argument("--url", default=os.environ.get("CDP_URL", DEFAULT_URL))
-    profile.add_argument("--token", default=None, help="admin token (or CDP_ADMIN_TOKEN)")
+    profile.add_argument("--token", default=None, help="operator or admin token (or CDP_ADMIN_TOKEN)")
     profile.set_defaults(func=cmd_profile)
 
     for module in ("segments_cli", "collect_cli", "identity_cli", "report_cli", "failures_cli", "stack_cli",
                    "import_cli", "destinations_cli", "privacy_cli",
-                   "campaigns_cli"):
+                   "campaigns_cli", "operators_cli"):
         try:
             extension = __import__(f"cdp_infra.{module}", fromlist=["add_parser"])
         except ImportError:

@@ -248,6 +248,19 @@ class LocalPipeline:
             secrets.put_secret_value(SecretId=secret_arn, SecretString=given)
         return str(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
 
+    def admin_access(self) -> Any:
+        """How the local API's own routes check a token, as the functions do (operators, break-glass)."""
+        from cdp.adapters.operators import DynamoOperatorStore
+        from cdp.collect.profiles import AdminAccess
+
+        return AdminAccess(DynamoOperatorStore(self.settings), self.admin_token)
+
+    def add_operator(self, name: str, scopes: list[str]) -> str:
+        """A new operator of this stack with ``scopes``; its token (as `cdp operators add` prints it)."""
+        from cdp.adapters.operators import DynamoOperatorStore
+
+        return DynamoOperatorStore(self.settings).add(name, scopes)[1]
+
     def session(self) -> boto3.Session:
         return boto3.Session(region_name=self.config.region, aws_access_key_id="local",
                              aws_secret_access_key="local", aws_session_token="local")
@@ -292,7 +305,7 @@ class LocalPipeline:
         # Longest literal prefix first, so /v1/profiles/{id}/explain wins over /v1/profiles/{id}.
         routes.sort(key=lambda r: (-len(r.resource.split("{")[0]), r.resource))
         self.api = LocalApi(routes, host=self.config.host, port=self.config.port, stage=stage,
-                            throttle=throttle, admin=AdminRoutes(self.admin_token, self.metrics_view,
+                            throttle=throttle, admin=AdminRoutes(self.admin_access(), self.metrics_view,
                                                pages={"/v1/reports/latest": self.latest_report})).start()
 
     def _queue_url_for_arn(self, arn: str) -> str:

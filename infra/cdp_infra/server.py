@@ -111,17 +111,17 @@ def proxy_event(method: str, route: Route, path: str, params: dict[str, str], qu
 
 @dataclass(frozen=True)
 class AdminRoutes:
-    """Routes only the local API has: ``GET /v1/metrics`` (admin token), the metrics the functions
-    flushed, which on AWS are in CloudWatch."""
+    """Routes only the local API has: ``GET /v1/metrics`` (scope ``metrics:read``), the metrics the
+    functions flushed, which on AWS are in CloudWatch; admin pages (scope ``reports:read``)."""
 
-    admin_token: str
+    access: Any  # cdp.collect.profiles.AdminAccess: operators and the break-glass token
     metrics: Callable[[], dict[str, Any]]
     path: str = "/v1/metrics"
     # Admin pages by path (e.g. /v1/reports/latest): HTML, or None when there is nothing yet.
     pages: Mapping[str, Callable[[], bytes | None]] = field(default_factory=dict)
 
     def page(self, path: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
-        status, payload = self.answer(authorization, lambda: {})
+        status, payload = self.answer(authorization, lambda: {}, route="report")
         if status != 200:
             return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
         html = self.pages[path]()
@@ -129,15 +129,16 @@ class AdminRoutes:
             return 404, {"Content-Type": "application/json"}, b'{"message": "nothing here yet"}'
         return 200, {"Content-Type": "text/html; charset=utf-8"}, html
 
-    def answer(self, authorization: str | None,
-               body: Callable[[], dict[str, Any]] | None = None) -> tuple[int, dict[str, Any]]:
-        from cdp.collect.profiles import require_bearer
-        from cdp.errors import Unauthorized
+    def answer(self, authorization: str | None, body: Callable[[], dict[str, Any]] | None = None, *,
+               route: str = "metrics") -> tuple[int, dict[str, Any]]:
+        from cdp.collect.http import error_response
+        from cdp.errors import CdpError
 
         try:
-            require_bearer(authorization, self.admin_token)
-        except Unauthorized as exc:
-            return 401, {"success": False, "error": exc.code, "reason": exc.reason}
+            self.access.caller(authorization, route)
+        except CdpError as exc:
+            response = error_response(exc)
+            return response.status, response.body
         return 200, (body or self.metrics)()
 
 

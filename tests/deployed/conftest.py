@@ -101,8 +101,26 @@ def write_key(deployment: Any, stack: dict[str, str]) -> str:
     return next(line.split()[2] for line in result.stdout.splitlines() if line.startswith("write key:"))
 
 
+def _operator_token(deployment: Any, name: str, *scopes: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "cdp_infra.cli", "--stack", deployment.stack, "operators", "add",
+                             name, *(f"--scope={s}" for s in scopes)], capture_output=True, text=True, check=True)
+    return next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("token:"))
+
+
 @pytest.fixture(scope="session")
-def admin_token(stack: dict[str, str]) -> str:
+def admin_token(deployment: Any, stack: dict[str, str]) -> str:
+    """An operator's token with `profiles:read`, created the way an operator does: `cdp --stack NAME
+    operators add`. The stack's break-glass secret is left alone (test_the_break_glass_token...)."""
+    return _operator_token(deployment, "smoke-tests", "profiles:read")
+
+
+@pytest.fixture(scope="session")
+def privacy_only_token(deployment: Any, stack: dict[str, str]) -> str:
+    return _operator_token(deployment, "smoke-tests-privacy", "privacy:read")
+
+
+@pytest.fixture(scope="session")
+def break_glass_token(stack: dict[str, str]) -> str:
     import boto3
 
     return str(boto3.client("secretsmanager").get_secret_value(SecretId=stack["ADMIN_TOKEN_SECRET_ARN"])["SecretString"])

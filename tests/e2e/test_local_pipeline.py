@@ -173,6 +173,44 @@ def test_the_local_metrics_route_refuses_a_missing_token(pipeline: LocalPipeline
     assert status == 401 and body["error"] == "unauthorized"
 
 
+def test_an_operator_token_opens_the_routes_of_its_scopes_only_over_http(pipeline: LocalPipeline) -> None:
+    token = pipeline.add_operator("e2e-support", ["profiles:read"])
+
+    assert _get(pipeline, "/v1/profiles/email:nobody@nowhere.example", token=token)[0] == 404  # authorised
+    assert _get(pipeline, "/v1/profiles/email:nobody@nowhere.example/timeline", token=token)[0] == 404
+    status, body = _get(pipeline, "/v1/metrics", token=token)
+    assert (status, body["reason"], body["scope"]) == (403, "scope_required", "metrics:read")
+    assert _get(pipeline, "/v1/privacy/requests/pr_0", token=token)[0] == 403
+    assert _get(pipeline, "/v1/profiles/email:nobody@nowhere.example", token=token[:-2] + "zz")[0] == 401
+
+
+def test_cdp_profile_view_with_an_operator_token_prints_a_link_signed_for_that_operator(
+        pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from cdp.operators import operator_id_of
+    from cdp_infra import cli
+
+    token = pipeline.add_operator("e2e-viewer", ["profiles:read"])
+    assert cli.main(["profile", "view", "email:nobody@nowhere.example", "--url", pipeline.url,
+                     "--token", token, "--minutes", "5"]) == 0
+    link = capsys.readouterr().out.strip()
+
+    assert token not in link and parse_qs(urlsplit(link).query)["operator"] == [operator_id_of(token)]
+    status, body = _get(pipeline, link.removeprefix(pipeline.url), token=None)
+    assert (status, body["reason"]) == (404, "profile_not_found")  # the link was accepted
+
+
+def test_a_revoked_operator_is_refused_by_the_local_routes_at_once(pipeline: LocalPipeline) -> None:
+    from cdp.adapters.operators import DynamoOperatorStore
+    from cdp.operators import operator_id_of
+
+    token = pipeline.add_operator("e2e-metrics", ["metrics:read"])
+    assert _get(pipeline, "/v1/metrics", token=token)[0] == 200
+    DynamoOperatorStore(pipeline.settings).revoke(str(operator_id_of(token)))
+    assert _get(pipeline, "/v1/metrics", token=token)[0] == 401
+
+
 def test_malformed_json_gets_400_with_a_reason_and_the_server_keeps_serving(pipeline: LocalPipeline) -> None:
     client = TrackingClient(pipeline.url, WRITE_KEY)
     auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()

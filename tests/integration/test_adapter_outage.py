@@ -43,6 +43,7 @@ NAMES = {
     "GLUE_DATABASE": "outage",
     "ATHENA_WORKGROUP": "outage",
     "ADMIN_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:outage/admin-token",
+    "OPERATORS_TABLE": "outage-operators",
     "PRIVACY_TABLE": "outage-privacy",
     "PRIVACY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/outage-privacy",
 }
@@ -167,7 +168,13 @@ def _lake_versions(s: Settings) -> Any:
     return list(LakeObjects(s).versions("events/"))
 
 
-@pytest.mark.parametrize("call", [_sources, _kinesis, _quarantine, _ledger, _ses, _sqs, _membership, _identity,
+def _operators(s: Settings) -> Any:
+    from cdp.adapters.operators import DynamoOperatorStore
+
+    return DynamoOperatorStore(s).get_operator("op_000000000000")
+
+
+@pytest.mark.parametrize("call", [_operators, _sources, _kinesis, _quarantine, _ledger, _ses, _sqs, _membership, _identity,
                                   _failure_records, _failure_queue, _stream_range, _athena, _duckdb_on_s3,
                                   _privacy, _privacy_queue, _lake_versions])
 def test_a_refused_connection_is_a_retryable_store_error(outage: Settings, call: Callable[[Settings], Any]) -> None:
@@ -198,6 +205,7 @@ def collector(outage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Mo
     return load_app("cdp_outage_collect_app")
 
 
+OPERATOR_TOKEN = "cdp_op_0123456789ab_" + "A" * 43
 VALID = {"batch": [{"type": "track", "anonymousId": "a1", "event": "Viewed"}]}
 INVALID = {"batch": [{"type": "nope", "anonymousId": "a1"}]}
 
@@ -206,8 +214,8 @@ def _batch(body: dict[str, Any]) -> dict[str, Any]:
     return proxy_event("/v1/batch", body=body, headers={"Authorization": basic()})
 
 
-def _profile() -> dict[str, Any]:
-    return proxy_event("/v1/profiles/user_id:u1", method="GET", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+def _profile(token: str = ADMIN_TOKEN) -> dict[str, Any]:
+    return proxy_event("/v1/profiles/user_id:u1", method="GET", headers={"Authorization": f"Bearer {token}"},
                        resource="/v1/profiles/{identifier}", path_parameters={"identifier": "user_id:u1"})
 
 
@@ -219,6 +227,7 @@ def _profile() -> dict[str, Any]:
         ("quarantine", {"sources": KnownSource, "sink": NoWrite}, _batch(INVALID), "store_error",
          "quarantine_unavailable"),
         ("admin secret", {}, _profile(), "store_error", "secret_unavailable"),
+        ("operators table", {}, _profile(OPERATOR_TOKEN), "store_error", "operators_unavailable"),
         ("identity store", {"admin_token": lambda: ADMIN_TOKEN}, _profile(), "store_error",
          "identity index read failed"),
     ],

@@ -196,6 +196,72 @@ def test_an_expired_or_tampered_link_is_refused(view_app) -> None:
     assert not any("alice" in body_text(r).lower() for r in responses.values())
 
 
+# ---------------------------------------------------------------- operators
+def _link_for(app: ModuleType, identifier: str, token: str, minutes: str | None = None) -> dict[str, Any]:
+    path = f"/v1/profiles/{quote(identifier, safe=':@+')}/view-link"
+    event = proxy_event(path, method="POST", headers={"Authorization": f"Bearer {token}"},
+                        resource="/v1/profiles/{identifier}/view-link",
+                        path_parameters={"identifier": quote(identifier, safe=':@+')})
+    event["queryStringParameters"] = {"minutes": minutes} if minutes else None
+    event["multiValueQueryStringParameters"] = {"minutes": [minutes]} if minutes else None
+    return app.app(event, None)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def operators(view_app, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from cdp.adapters.operators import DynamoOperatorStore
+
+    monkeypatch.setenv("OPERATOR_CACHE_SECONDS", "0")  # a revocation is seen at the next request
+    return DynamoOperatorStore(stack_settings)
+
+
+def test_an_operator_gets_a_link_that_names_it_and_opens_the_page(
+        view_app, operators: Any, caplog: pytest.LogCaptureFixture) -> None:
+    app, ids = view_app
+    operator, token = operators.add("support", ["profiles:read"])
+
+    with caplog.at_level("INFO", logger="cdp.audit"):
+        answer = response_json(_link_for(app, ALICE, token, minutes="5"))
+        link = {k: answer[k] for k in ("expires", "operator", "signature")}
+        page = call(app, ALICE, "view", query=link)
+
+    assert answer["operator"] == operator.operator_id and token not in json.dumps(answer)
+    assert answer["path"].endswith(urlencode(link)) and int(link["expires"]) <= time.time() + 300
+    assert page["statusCode"] == 200 and ids["alice"] in body_text(page)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cdp.audit"]
+    assert [(x["route"], x["operator"], x["auth"], x["status"]) for x in lines] == [
+        ("view_link", operator.operator_id, "bearer", 200), ("view", operator.operator_id, "link", 200)]
+
+
+def test_a_link_dies_with_its_operator_and_cannot_be_passed_off_as_anothers(view_app, operators: Any) -> None:
+    app, _ = view_app
+    operator, token = operators.add("leaver", ["profiles:read"])
+    other, _ = operators.add("stays", ["profiles:read"])
+    link = {k: v for k, v in response_json(_link_for(app, ALICE, token)).items() if k != "path"}
+
+    assert call(app, ALICE, "view", query={**link, "operator": other.operator_id})["statusCode"] == 401
+    operators.revoke(operator.operator_id)
+    refused = call(app, ALICE, "view", query=link)
+    assert (refused["statusCode"], response_json(refused)["reason"]) == (401, "link_revoked")
+
+
+def test_a_link_needs_profiles_read_and_a_sane_life(view_app, operators: Any) -> None:
+    app, _ = view_app
+    _, privacy_token = operators.add("dpo", ["privacy:write"])
+    _, reader_token = operators.add("support", ["profiles:read"])
+
+    assert _link_for(app, ALICE, privacy_token)["statusCode"] == 403
+    assert _link_for(app, ALICE, "cdp_op_0123456789ab_" + "A" * 43)["statusCode"] == 401
+    too_long = _link_for(app, ALICE, reader_token, minutes="1441")
+    assert (too_long["statusCode"], response_json(too_long)["reason"]) == (400, "invalid_minutes")
+
+
+def test_the_timeline_refuses_an_operator_without_profiles_read(view_app, operators: Any) -> None:
+    app, _ = view_app
+    _, token = operators.add("dpo", ["privacy:read"])
+    assert call(app, ALICE, "timeline", headers={"Authorization": f"Bearer {token}"})["statusCode"] == 403
+
+
 # ---------------------------------------------------------------- in a real browser
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 

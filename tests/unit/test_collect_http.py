@@ -10,7 +10,7 @@ import pytest
 
 from cdp.collect import IngestResult, Rejection
 from cdp.collect.http import RETRY_AFTER_SECONDS, HttpResponse, error_response, status_for, success_response
-from cdp.collect.profiles import audit_record, profile_response, require_bearer
+from cdp.collect.profiles import AdminAccess, audit_record, profile_response, require_bearer
 from cdp.errors import (
     CdpError,
     ConcurrentUpdate,
@@ -107,9 +107,9 @@ def test_a_known_profile_is_returned_as_json() -> None:
     response = profile_response(
         "email%3Aa%40example.com",
         authorization="Bearer admin-token-0123456789",
-        admin_token="admin-token-0123456789",
+        access=AdminAccess(None, "admin-token-0123456789"),
         lookup=lambda ident: Profile("p1", {ident}) if ident == "email:a@example.com" else None,
-    )
+    )[0]
     assert (response.status, response.body) == (
         200,
         {"profile_id": "p1", "identifiers": ["email:a@example.com"]},
@@ -120,9 +120,9 @@ def test_an_unknown_profile_is_404() -> None:
     response = profile_response(
         "nobody",
         authorization="Bearer admin-token-0123456789",
-        admin_token="admin-token-0123456789",
+        access=AdminAccess(None, "admin-token-0123456789"),
         lookup=lambda _: None,
-    )
+    )[0]
     assert response.status == 404
 
 
@@ -131,8 +131,8 @@ def test_a_wrong_token_is_401_without_a_lookup() -> None:
         raise AssertionError("looked up without authorisation")
 
     response = profile_response(
-        "u1", authorization="Bearer nope", admin_token="admin-token-0123456789", lookup=lookup
-    )
+        "u1", authorization="Bearer nope", access=AdminAccess(None, "admin-token-0123456789"), lookup=lookup
+    )[0]
     assert response.status == 401
 
 
@@ -160,7 +160,7 @@ def test_an_unreadable_admin_token_is_503_not_a_way_in() -> None:
     def token() -> str:
         raise StoreError("secret_unavailable")
 
-    response = profile_response("u1", authorization="Bearer x", admin_token=token, lookup=lambda _: {})
+    response, _ = profile_response("u1", authorization="Bearer x", access=AdminAccess(None, token), lookup=lambda _: {})
     assert (response.status, response.body["reason"]) == (503, "secret_unavailable")
 
 
@@ -168,7 +168,8 @@ def test_the_audit_record_names_the_identifier_type_and_hash_never_its_value() -
     response = HttpResponse(200, {"profile_id": "p1", "traits": {"email": "a@example.com"}})
     record = audit_record("profile", "email%3Aa%40example.com", response, caller="198.51.100.7")
     assert record == {
-        "audit": "profile_read", "route": "profile", "caller": "198.51.100.7", "identifier_type": "email",
+        "audit": "profile_read", "route": "profile", "operator": None, "scope": "profiles:read",
+        "caller": "198.51.100.7", "identifier_type": "email",
         "identifier_sha256": hashlib.sha256(b"email:a@example.com").hexdigest(), "profile_id": "p1", "status": 200,
     }
     assert "a@example.com" not in json.dumps(record) and "a%40example.com" not in json.dumps(record)

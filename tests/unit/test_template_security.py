@@ -167,6 +167,17 @@ def test_only_the_admin_routes_functions_may_read_the_admin_secret(cloudformatio
                             "PrivacyFunction"}
 
 
+def test_the_admin_functions_may_only_get_an_operator_and_nothing_else_reaches_the_operators_table(
+        cloudformation: dict[str, Any]) -> None:
+    operators = {"Fn::GetAtt": ["OperatorsTable", "Arn"]}
+    granted = {function: sorted(a for st in role_statements(cloudformation["Resources"][role])
+                                if operators in _as_list(st["Resource"]) for a in _as_list(st["Action"]))
+               for role, function in function_roles(cloudformation).items()}
+    # Adding and revoking operators is `cdp operators`, with the operator's own IAM credentials.
+    assert {f: a for f, a in granted.items() if a} == {"CollectFunction": ["dynamodb:GetItem"],
+                                                        "ProfileViewFunction": ["dynamodb:GetItem"]}
+
+
 def test_the_collector_writes_to_the_lake_only_under_quarantine(template: dict[str, Any]) -> None:
     statements = template["Resources"]["CollectRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     s3 = [r for st in statements if any(a.startswith("s3:") for a in _as_list(st["Action"]))

@@ -26,6 +26,18 @@ class Unauthorized(CdpError):
     code = "unauthorized"
 
 
+class Forbidden(CdpError):
+    """A known caller without the scope the route needs (details: scope, operator)."""
+
+    code = "forbidden"
+
+
+class InvalidOperator(CdpError):
+    """An operator cannot be created as asked (reason: invalid_name, unknown_scope, no_scope)."""
+
+    code = "invalid_operator"
+
+
 class NotFound(CdpError):
     code = "not_found"
 

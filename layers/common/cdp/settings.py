@@ -16,7 +16,7 @@ TUNING_FIELDS = frozenset({
     "aws_region", "aws_endpoint_url", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
     "allow_local_endpoints", "extra_destinations_dir",
-    "lake_root", "effect_claim_hold_seconds",
+    "lake_root", "effect_claim_hold_seconds", "operator_cache_seconds",
 })
 
 
@@ -72,8 +72,13 @@ class Settings:
     activation_dead_letter_arn: str = ""
     # The secret holding the key unsubscribe links are signed with (activation) and checked with (collector).
     unsubscribe_secret_arn: str = ""
-    # The profile API's admin token is in Secrets Manager; only the collector is given its ARN.
+    # The admin routes' credentials (collector and customer view only): the generated break-glass
+    # token in Secrets Manager (its ARN, never the value), and the operators' table (token hashes
+    # and scopes, cdp.operators).
     admin_token_secret_arn: str = ""
+    operators_table: str = ""
+    # Seconds an operator record is kept per warm container: a revocation takes effect within it.
+    operator_cache_seconds: float = 60.0
     aws_region: str = "us-east-1"
     # Set only when talking to an emulator (moto server, LocalStack); None on AWS.
     aws_endpoint_url: str | None = None
@@ -135,8 +140,8 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-#: Fields template.yaml gives one function only (in its own Environment), not every function.
-COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn"})
+#: Fields template.yaml gives the functions serving admin routes only (collector, customer view).
+COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn", "operators_table"})
 
 #: Fields template.yaml gives the delivery function only.
 DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix"})

@@ -8,6 +8,7 @@ from typing import Any
 from cdp.errors import (
     CdpError,
     EventsRejected,
+    Forbidden,
     InvalidEvent,
     MalformedRequest,
     NotFound,
@@ -28,6 +29,7 @@ RETRY_AFTER_SECONDS = 2
 ERROR_STATUS: tuple[tuple[type[CdpError], int], ...] = (
     (WriteKeyRejected, 401),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (PayloadTooLarge, 400),
     (EventsRejected, 400),
@@ -89,7 +91,7 @@ def error_response(exc: CdpError) -> HttpResponse:
         "code": exc.reason,
         "message": f"{code}: {exc.reason}",
     }
-    for key in ("rejected", "limit", "limit_bytes"):
+    for key in ("rejected", "limit", "limit_bytes", "scope"):
         if key in exc.details:
             body[key] = exc.details[key]
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else {}
