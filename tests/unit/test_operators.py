@@ -53,7 +53,7 @@ def test_a_new_token_names_its_operator_and_only_its_hash_is_kept() -> None:
     assert operator_id_of(token) == operator.operator_id and operator.operator_id.startswith("op_")
     assert operator.token_sha256 == token_sha256(token) and token not in json.dumps(dataclasses.asdict(operator),
                                                                                      default=sorted)
-    assert len(token.rsplit("_", 1)[-1]) >= 43  # 256 random bits, url-safe base64
+    assert len(token.removeprefix(f"cdp_{operator.operator_id}_")) == 43  # 256 random bits, url-safe base64
 
 
 def test_two_new_operators_never_share_an_id_or_a_token() -> None:
