@@ -63,6 +63,18 @@ def rss_bytes(pid: int | str = "self") -> int:
     return 0
 
 
+def cpu_seconds(pid: int | str | None = "self") -> float:
+    """User + system CPU time a process has used so far (Linux /proc; 0 where unavailable)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _patch_moto() -> None:
     from collections import OrderedDict
 
@@ -113,6 +125,7 @@ def _patch_moto() -> None:
 
     _patch_transactions()
     _patch_dynamodb_responses()
+    _patch_sqs()
     _patch_retention()
     modules = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: iter(modules)
@@ -136,6 +149,69 @@ def _patch_retention() -> None:
 
     BaseModel.__new__ = staticmethod(untracked)  # type: ignore[method-assign, assignment]
     KinesisBackend._send_stream_metrics = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+
+
+_SQS_COUNTS = ("approximate_number_of_messages", "approximate_number_of_messages_delayed",
+               "approximate_number_of_messages_not_visible")
+
+
+def _sqs_counts(queue: Any) -> tuple[int, int, int]:
+    """Visible (and not delayed), delayed and in-flight messages of a queue, in one pass and one
+    reading of the clock (moto's three counts are three passes, each reading the clock per message)."""
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    visible = delayed = in_flight = 0
+    for message in queue._messages:
+        is_delayed = now < message.delayed_until
+        is_visible = now > message.visible_at
+        delayed += is_delayed
+        in_flight += not is_visible
+        visible += is_visible and not is_delayed
+    return visible, delayed, in_flight
+
+
+def _patch_sqs() -> None:
+    """moto's SQS costs grew with the messages a queue holds, several times per message.
+
+    A queue's attributes (its three message counts: a pass over every message each, reading the
+    clock per message) were made for every message sent (to look up ContentBasedDeduplication) and
+    for every message received (to look up MessageRetentionPeriod): a send or receive cost
+    O(messages held) three times over, per message, and tens of milliseconds once a consumer
+    lagged a few hundred messages behind. The counts are now made in one pass per ``attributes``,
+    and the retention check reads the queue's setting directly. Same answers (a test holds them
+    to moto's).
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs import models
+
+    queue_class = models.Queue
+    attributes = queue_class.attributes.fget
+
+    def counted(index: int, original: Any) -> property:
+        def count(self: Any) -> int:
+            memo = self.__dict__.get("_cdp_counts")
+            return int(memo[index]) if memo is not None else int(original(self))
+
+        return property(count)
+
+    for index, name in enumerate(_SQS_COUNTS):
+        setattr(queue_class, name, counted(index, getattr(queue_class, name).fget))
+
+    def attributes_in_one_pass(self: Any) -> dict[str, Any]:
+        self._cdp_counts = _sqs_counts(self)
+        try:
+            return dict(attributes(self))
+        finally:
+            del self._cdp_counts
+
+    queue_class.attributes = property(attributes_in_one_pass)  # type: ignore[assignment]
+
+    def within_retention(self: Any, queue_name: str, message: Any) -> bool:
+        retention = self.get_queue(queue_name).message_retention_period
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    models.SQSBackend.is_message_valid_based_on_retention_period = within_retention  # type: ignore[method-assign]
 
 
 # Item operations whose results moto already holds in DynamoDB's wire format (AttributeValue maps).

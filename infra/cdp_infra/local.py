@@ -175,8 +175,6 @@ class LocalPipeline:
         for spec in specs.values():
             env.update(spec.environment)
         env["QUERY_ENGINE"] = "duckdb"  # Athena does not run SQL here: DuckDB reads the same lake
-        # moto copies whole tables for each transaction: claim new identifiers with single puts.
-        env["CLAIM_TRANSACTION_MIN"] = "100"
         env["POWERTOOLS_TRACE_DISABLED"] = "1"
         # Webhooks and ad-platform fakes on 127.0.0.1 are allowed here only (never on AWS).
         env["ALLOW_LOCAL_ENDPOINTS"] = "1"

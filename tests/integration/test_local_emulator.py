@@ -186,3 +186,42 @@ def test_item_results_are_the_same_json_as_moto_serialises() -> None:
         responses.DynamoResult.execute_result = serialiser
     # Then both wrote the same JSON for each
     assert {"PutItem", "GetItem", "Query", "Scan", "UpdateItem", "BatchGetItem", "DeleteItem"} <= set(compared)
+
+
+def test_queue_counts_and_retention_are_moto_s_answers_in_one_pass() -> None:
+    # Given a queue holding visible, delayed and in-flight messages, and an old message
+    from moto import mock_aws
+    from moto.sqs.models import sqs_backends
+
+    from cdp_infra import emulator as module
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        for i in range(6):
+            sqs.send_message(QueueUrl=url, MessageBody=str(i), DelaySeconds=30 if i < 2 else 0)
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=30)
+        backend = sqs_backends["123456789012"]["us-east-1"]
+        queue = backend.get_queue("q")
+        old = queue._messages[-1]
+        old_sent, old.sent_timestamp = old.sent_timestamp, old.sent_timestamp - 61_000
+        # When the emulator counts them in one pass and checks retention from the queue's setting
+        counts = module._sqs_counts(queue)
+        expected = tuple(getattr(queue, name) for name in module._SQS_COUNTS)
+        valid = [backend.is_message_valid_based_on_retention_period("q", m) for m in queue._messages]
+        moto_attributes = queue.attributes
+        saved = {name: queue.__class__.__dict__[name] for name in ("attributes", *module._SQS_COUNTS)}
+        retention = type(backend).is_message_valid_based_on_retention_period
+        module._patch_sqs()
+        try:
+            patched_valid = [backend.is_message_valid_based_on_retention_period("q", m) for m in queue._messages]
+            patched_attributes = queue.attributes
+        finally:
+            for name, value in saved.items():
+                setattr(queue.__class__, name, value)
+            type(backend).is_message_valid_based_on_retention_period = retention
+            old.sent_timestamp = old_sent
+    # Then every answer is moto's own
+    assert counts == expected == (1, 2, 3)
+    assert patched_valid == valid == [True] * 5 + [False]
+    assert patched_attributes == moto_attributes
