@@ -126,6 +126,7 @@ def _patch_moto() -> None:
     _patch_transactions()
     _patch_dynamodb_responses()
     _patch_sqs()
+    _patch_kinesis_responses()
     _patch_retention()
     modules = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: iter(modules)
@@ -248,6 +249,54 @@ def _patch_dynamodb_responses() -> None:
         return original(self, context)
 
     responses.DynamoResult.execute_result = execute_result
+
+
+def _direct_json(result: dict[str, Any]) -> Any:
+    """A moto ``ActionResult`` written as JSON as it is: its values are already the wire's."""
+    from moto.core.responses import ActionResult
+
+    class DirectJson(ActionResult):
+        def execute_result(self, context: Any) -> Any:
+            version = context.operation_model.service_model.metadata["jsonVersion"]
+            body = json.dumps(_drop_none(self.result), separators=(",", ":"))
+            return 200, {"Content-Type": f"application/x-amz-json-{version}"}, body
+
+    return DirectJson(result)
+
+
+def _patch_kinesis_responses() -> None:
+    """GetRecords and PutRecords as JSON directly, instead of through moto's serialiser.
+
+    moto walks the service model for each record of a response (a GetRecords page of 500 events:
+    tens of milliseconds, under the stream's lock, on every read of every consumer). A record's
+    data is kept as the base64 text it came in as, and its arrival time is written as moto's
+    serialiser writes it (epoch seconds, truncated to the millisecond). A test holds both to
+    moto's output.
+    """
+    import base64
+
+    from moto.core.serialize import TimestampSerializer
+    from moto.kinesis import responses
+
+    stamp = TimestampSerializer._timestamp_unixtimestamp
+
+    def get_records(self: Any) -> Any:
+        next_iterator, records, behind = self.kinesis_backend.get_records(
+            self._get_param("StreamARN"), self._get_param("ShardIterator"), self._get_param("Limit"))
+        return _direct_json({
+            "NextShardIterator": next_iterator,
+            "Records": [{"Data": base64.b64encode(base64.b64decode(r.data)).decode("ascii"),
+                         "PartitionKey": r.partition_key, "SequenceNumber": str(r.sequence_number),
+                         "ApproximateArrivalTimestamp": stamp(r.created_at_datetime)} for r in records],
+            "MillisBehindLatest": behind,
+        })
+
+    def put_records(self: Any) -> Any:
+        return _direct_json(self.kinesis_backend.put_records(
+            self._get_param("StreamARN"), self._get_param("StreamName"), self._get_param("Records")))
+
+    responses.KinesisResponse.get_records = get_records  # type: ignore[method-assign]
+    responses.KinesisResponse.put_records = put_records  # type: ignore[method-assign]
 
 
 def _patch_transactions() -> None:

@@ -225,3 +225,64 @@ def test_queue_counts_and_retention_are_moto_s_answers_in_one_pass() -> None:
     assert counts == expected == (1, 2, 3)
     assert patched_valid == valid == [True] * 5 + [False]
     assert patched_attributes == moto_attributes
+
+
+def test_stream_reads_and_puts_are_the_same_json_as_moto_serialises() -> None:
+    # Given moto's own Kinesis responses, and the emulator's direct JSON for GetRecords and PutRecords
+    import json
+
+    from moto import mock_aws
+    from moto.core.responses import BaseResponse
+    from moto.kinesis import responses
+
+    from cdp_infra import emulator as module
+
+    originals = {name: getattr(responses.KinesisResponse, name) for name in ("get_records", "put_records")}
+    serialized = BaseResponse.serialized
+    written: list[tuple[int, dict[str, str], object]] = []
+
+    def keep(self, result):  # type: ignore[no-untyped-def]
+        status, headers, body = serialized(self, result)
+        written.append((status, dict(headers), json.loads(body)))
+        return status, headers, body
+
+    def both_ways(call):  # type: ignore[no-untyped-def]
+        out = []
+        for patched in (False, True):
+            if patched:
+                module._patch_kinesis_responses()
+            written.clear()
+            call()
+            out.append(written[-1])
+            for name, method in originals.items():
+                setattr(responses.KinesisResponse, name, method)
+        return out
+
+    BaseResponse.serialized = keep  # type: ignore[method-assign]
+    try:
+        with mock_aws():
+            kinesis = boto3.client("kinesis", region_name="us-east-1")
+            kinesis.create_stream(StreamName="s", ShardCount=2)
+            # When records (binary, empty-ish, unicode) are put, and read back from the start
+            records = [{"Data": data, "PartitionKey": key} for data, key in
+                       ((b"\x00\xff binary", "a"), (b"x", "b"), ("é ü".encode(), "c"), (b"{}" * 300, "d"))]
+            puts = both_ways(lambda: kinesis.put_records(StreamName="s", Records=records))
+            shards = [s["ShardId"] for s in kinesis.list_shards(StreamName="s")["Shards"]]
+            reads = []
+            for shard in shards:
+                iterator = kinesis.get_shard_iterator(StreamName="s", ShardId=shard,
+                                                      ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                reads.append(both_ways(lambda it=iterator: kinesis.get_records(ShardIterator=it, Limit=3)))
+    finally:
+        BaseResponse.serialized = serialized  # type: ignore[method-assign]
+        for name, method in originals.items():
+            setattr(responses.KinesisResponse, name, method)
+    # Then both wrote the same status, headers and JSON (the second put's records numbered after the first's)
+    def numbered_apart(out):  # type: ignore[no-untyped-def]
+        status, headers, body = out
+        return status, headers, {**body, "Records": [{**r, "SequenceNumber": type(r["SequenceNumber"]).__name__}
+                                                     for r in body["Records"]]}
+
+    assert numbered_apart(puts[0]) == numbered_apart(puts[1])
+    assert all(moto_out == direct for moto_out, direct in reads)
+    assert sum(len(moto_out[2]["Records"]) for moto_out, _ in reads) == 6  # noqa: PLR2004 - 2 puts of 4, limit 3
