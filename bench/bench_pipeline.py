@@ -60,12 +60,14 @@ def main() -> None:
         s = stats[lid]
         print(f"{lid:<27} {s.seconds / per_event * 1e6:>10,.0f} us/event over {s.invocations} batches")
     calls = emulator["calls"]
-    requests = sum(int(n) for n, _ in calls.values())
-    busy = sum(seconds for _, seconds in calls.values())
+    requests = sum(int(n) for n, *_ in calls.values())
+    busy = sum(seconds for _, seconds, *_ in calls.values())
     print(f"emulator requests per event {requests / per_event:>10.2f}   "
           f"({busy / total_s:.0%} of the run spent serving them, summed over services)")
-    for operation, (n, seconds) in sorted(calls.items(), key=lambda kv: -kv[1][1])[:OPERATIONS]:
-        print(f"  {operation:<40} {n / per_event:>8.3f}/event {seconds / max(n, 1) * 1e3:>7.1f} ms each")
+    print(f"  {'operation':<40} {'per event':>8} {'ms each':>7} {'slowest':>7} {'waited':>7} (ms for its service's turn)")
+    for operation, (n, seconds, slowest, waited) in sorted(calls.items(), key=lambda kv: -kv[1][1])[:OPERATIONS]:
+        print(f"  {operation:<40} {n / per_event:>9.3f} {seconds / max(n, 1) * 1e3:>7.1f} {slowest * 1e3:>7.0f} "
+              f"{waited / max(n, 1) * 1e3:>7.1f}")
     print(f"RSS after the run           {stack_rss / 2**20:>10,.0f} MB stack + "
           f"{emulator['rss_bytes'] / 2**20:,.0f} MB emulator")
 

@@ -463,7 +463,8 @@ class Emulator:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._calls_lock = threading.Lock()
-        # (operation) -> [requests, seconds]: what the pipeline asks of AWS, for benchmarks.
+        # (operation) -> [requests, seconds serving, slowest, seconds waiting for the service's
+        # turn]: what the pipeline asks of AWS, and what a request waits behind, for benchmarks.
         self.calls: dict[str, list[float]] = {}
 
     def lock(self, service: str) -> threading.Lock:
@@ -492,14 +493,17 @@ class Emulator:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_local/"):
             return self._local(environ, start_response, path)
+        arrived = time.perf_counter()
         with self.lock(service_of(environ)):
             started = time.perf_counter()
             body = list(self.app(environ, start_response))
             took = time.perf_counter() - started
         with self._calls_lock:
-            stat = self.calls.setdefault(operation(environ), [0, 0.0])
+            stat = self.calls.setdefault(operation(environ), [0, 0.0, 0.0, 0.0])
             stat[0] += 1
             stat[1] += took
+            stat[2] = max(stat[2], took)
+            stat[3] += started - arrived
         return body
 
     def _local(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
@@ -602,7 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cdp_infra.emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--switch-interval", type=float, default=0.001,
+                        help="the GIL's switch interval (s): a request returning from its socket waits at most "
+                             "this long behind another service's Python (Python's default: 0.005)")
     args = parser.parse_args(argv)
+    sys.setswitchinterval(args.switch_interval)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if os.environ.get("CDP_EMULATOR_TRACEMALLOC"):  # for bench_memory: where the memory goes
         import tracemalloc

@@ -26,7 +26,7 @@ import boto3
 
 from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SqsPoller
 from .provision import provision
-from .runtime import LocalFunction, MetricsRecorder, capture_emf
+from .runtime import LocalFunction, MetricsRecorder, capture_emf, share_service_models
 from .server import AdminRoutes, LocalApi, Route, TokenBucket
 from .template import EXAMPLE_DESTINATIONS, Stack, new_stack
 
@@ -108,6 +108,10 @@ class EmulatorServer:
         self._process = None
 
 
+#: The GIL's switch interval of the stack's and the emulator's processes (see LocalConfig).
+SWITCH_INTERVAL_S = 0.001
+
+
 class DrainTimeout(Exception):
     """The pipeline did not drain within the time allowed."""
 
@@ -138,6 +142,11 @@ class LocalConfig:
     trim_interval_s: float = 5.0
     # Settings given to every function (and every execution environment) over the template's.
     environment: dict[str, str] = field(default_factory=dict)
+    # How long a thread of the stack's process may hold the GIL while another waits for it
+    # (sys.setswitchinterval; Python's default is 5 ms). The functions share one process here, where
+    # on Lambda each has its own: a profile read returning from a socket waited up to this long,
+    # at each of its calls, behind unify's or the archive's Python. None leaves Python's default.
+    switch_interval_s: float | None = SWITCH_INTERVAL_S
 
 
 class LocalPipeline:
@@ -159,10 +168,14 @@ class LocalPipeline:
         self.metrics = MetricsRecorder()
         self._stopping = threading.Event()
         self._trimmer: threading.Thread | None = None
+        self._switch_interval: float | None = None
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> LocalPipeline:
         cfg = self.config
+        if cfg.switch_interval_s is not None:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(cfg.switch_interval_s)
         self._moto = EmulatorServer().start()
         host, port = self._moto.host, self._moto.port
         self.endpoint_url = f"http://{host}:{port}"
@@ -194,6 +207,7 @@ class LocalPipeline:
         env.update(cfg.environment)
         self._set_env(env)
         capture_emf()
+        share_service_models()
         self.admin_token = self._admin_token(env.get("ADMIN_TOKEN_SECRET_ARN", ""), cfg.admin_token)
         self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id, self.metrics)
                           for lid, spec in specs.items()}
@@ -220,6 +234,9 @@ class LocalPipeline:
             self.api.stop()
         if self._moto:
             self._moto.stop()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -391,3 +391,17 @@ def test_a_queue_holding_a_delayed_message_is_not_drained() -> None:
     assert not poller.idle_since(since)
     poller.sqs.counts["ApproximateNumberOfMessagesDelayed"] = 0
     assert poller.idle_since(since)
+
+
+def test_every_boto3_session_reads_the_service_descriptions_through_one_loader() -> None:
+    # Given the local runtime's shared loader
+    import boto3
+
+    from cdp_infra.runtime import share_service_models
+
+    share_service_models()
+    # When two environments each make a session of their own
+    first, second = boto3.Session(region_name="us-east-1"), boto3.Session(region_name="us-east-1")
+    # Then both read through the same loader, whose search paths boto3 did not add twice
+    assert first._loader is second._loader
+    assert len(first._loader.search_paths) == len(set(first._loader.search_paths))
