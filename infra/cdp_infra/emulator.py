@@ -23,10 +23,17 @@ These things of moto are changed here, for a long-running local stack, and nothi
   items the transaction names are saved and put back;
 * the request dispatcher lists moto's package directory on every request: listed once;
 * DynamoDB item results (GetItem, Query, Scan...) are written as JSON directly: moto's
-  model-driven serialiser took seconds per Scan page of profiles;
-* a Kinesis read starts at its position instead of scanning the shard from its first record.
+  model-driven serialiser took seconds per Scan page of profiles; so are Kinesis's GetRecords and
+  PutRecords (tens of milliseconds per page of 500 records);
+* a Kinesis read starts at its position instead of scanning the shard from its first record;
+* an SQS queue's message counts are made in one pass, and the retention check reads the queue's
+  setting: moto made three passes over every message held for each message sent or received.
 
-``GET /_local/stats`` answers the requests served per operation (count, seconds) and the RSS;
+The GIL's switch interval is 1 ms (Python's: 5 ms): a request returning from its socket waits at
+most that long behind another service's Python.
+
+``GET /_local/stats`` answers the requests served per operation (count, seconds serving, the
+slowest, seconds waiting for the service's turn) and the RSS;
 ``GET /_local/memory`` where its Python memory grew (when started with tracemalloc);
 ``GET /_local/ses/messages`` the raw emails SES has sent (moto keeps them in this process, where
 the stack's own process cannot read them).
@@ -576,6 +583,9 @@ def keep_alive_handler() -> Any:
 
     class KeepAliveHandler(MotoRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Buffered: a response's headers and body leave in one write when werkzeug flushes after
+        # the body (unbuffered, two writes, each a return to the GIL behind the other services).
+        wbufsize = -1
 
         def setup(self) -> None:
             super().setup()

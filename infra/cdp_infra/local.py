@@ -72,7 +72,8 @@ class EmulatorServer:
         return self._process.pid if self._process else None
 
     def stats(self) -> dict[str, Any]:
-        """Requests served per operation ([count, seconds]) and the emulator's RSS."""
+        """Requests served per operation ([count, seconds serving, slowest, seconds waiting for the
+        service's turn]) and the emulator's RSS."""
         return self._call("GET", "/_local/stats")
 
     def memory(self) -> dict[str, Any]:

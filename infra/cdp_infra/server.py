@@ -185,6 +185,8 @@ class LocalApi:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "cdp-local"
+            # Buffered: headers and body leave in one write, flushed after the handler's response.
+            wbufsize = -1
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug(fmt, *args)
