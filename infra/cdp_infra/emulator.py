@@ -377,10 +377,12 @@ def _trim(body: dict[str, Any]) -> int:
 
 
 def held() -> dict[str, int]:
-    """What the emulator holds in memory: items per table, records per stream, objects per bucket."""
+    """What the emulator holds in memory: items per table, records per stream, objects per bucket,
+    messages per queue."""
     from moto.dynamodb.models import dynamodb_backends
     from moto.kinesis.models import kinesis_backends
     from moto.s3.models import s3_backends
+    from moto.sqs.models import sqs_backends
 
     counts: dict[str, int] = {}
     for regions in list(dynamodb_backends.values()):
@@ -395,6 +397,11 @@ def held() -> dict[str, int]:
         for backend in list(partitions.values()):
             for name, bucket in backend.buckets.items():
                 counts[f"s3 {name}"] = len(bucket.keys)
+    for regions in list(sqs_backends.values()):
+        for backend in list(regions.values()):
+            for name, queue in backend.queues.items():
+                if queue._messages:
+                    counts[f"sqs {name}"] = len(queue._messages)
     return counts
 
 
