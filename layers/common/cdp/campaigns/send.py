@@ -68,13 +68,24 @@ def send_email(setup: EmailSetup, *, to: str, profile_id: str, template: Templat
     return setup.provider.send_raw(to=to, raw=raw, tags=tags)
 
 
+def ledger_tags(key: str) -> dict[str, str]:
+    """The ``ledger`` tag naming the message's claim, for SES's Send event to confirm it
+    (:mod:`cdp.campaigns.feedback`); none for a key too long for a tag."""
+    from cdp.campaigns.feedback import LEDGER_TAG, ledger_tag
+
+    value = ledger_tag(key)
+    return {LEDGER_TAG: value} if value else {}
+
+
 def _send_email(message: Outgoing, setup: EmailSetup) -> str:
     campaign, recipient = message.campaign, message.recipient
+    tags = {"campaign": campaign.name, "run": message.run_id, "profile": recipient.profile_id,
+            "purpose": campaign.consent}
+    if not message.key.startswith("test#"):  # a test send has no claim
+        tags.update(ledger_tags(message.key))
     return send_email(setup, to=str(recipient.email), profile_id=recipient.profile_id, template=campaign.template,
                       traits=recipient.traits, unsubscribe_from=campaign.name, purpose=campaign.consent,
-                      now=message.now, campaign=campaign.name,
-                      tags={"campaign": campaign.name, "run": message.run_id, "profile": recipient.profile_id,
-                            "purpose": campaign.consent})
+                      now=message.now, campaign=campaign.name, tags=tags)
 
 
 #: channel -> how one message goes out (returns the provider's id). Destinations plug in here.
