@@ -80,7 +80,7 @@ class EmulatorServer:
         return dict(self._call("GET", "/_local/memory"))
 
     def raw_emails(self) -> list[dict[str, Any]]:
-        """The raw emails SES has sent (id, source, destinations, raw_data), in send order."""
+        """The raw emails SES has sent (id, source, destinations, raw_data, tags, configuration_set), in send order."""
         return list(self._call("GET", "/_local/ses/messages")["messages"])
 
     def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:

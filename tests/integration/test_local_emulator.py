@@ -186,3 +186,17 @@ def test_item_results_are_the_same_json_as_moto_serialises() -> None:
         responses.DynamoResult.execute_result = serialiser
     # Then both wrote the same JSON for each
     assert {"PutItem", "GetItem", "Query", "Scan", "UpdateItem", "BatchGetItem", "DeleteItem"} <= set(compared)
+
+
+def test_a_raw_ses_v2_email_keeps_its_tags_and_configuration_set_as_ses_publishes_them(emulator) -> None:
+    # Given an identity and a configuration set
+    sesv2 = boto3.client("sesv2", endpoint_url=f"http://{emulator.host}:{emulator.port}", region_name="us-east-1")
+    boto3.client("ses", endpoint_url=f"http://{emulator.host}:{emulator.port}",
+                 region_name="us-east-1").verify_email_identity(EmailAddress="news@shop.test")
+    # When a raw email is sent with tags
+    sent = sesv2.send_email(FromEmailAddress="news@shop.test", ConfigurationSetName="campaigns",
+                            Content={"Raw": {"Data": b"From: news@shop.test\r\nTo: a@x.io\r\nSubject: s\r\n\r\nhi"}},
+                            EmailTags=[{"Name": "campaign", "Value": "welcome"}, {"Name": "ledger", "Value": "Y2Ft"}])
+    # Then the emulator lists it with them (the Send event's ``mail.tags``)
+    [message] = [m for m in emulator.raw_emails() if m["id"] == sent["MessageId"]]
+    assert message["tags"] == {"campaign": "welcome", "ledger": "Y2Ft"} and message["configuration_set"] == "campaigns"
