@@ -341,3 +341,31 @@ consent: marketing
 trigger: {event: Checkout Started, delay_minutes: 60}
 webhook: {destination: crm, properties: [currency, value, cart]}
 """
+
+
+def test_webhook_posts_neither_count_towards_nor_are_held_by_the_global_cap_of_messages() -> None:
+    from datetime import timedelta
+
+    from cdp.campaigns.eligibility import PastSend, Recipient, skip_reason
+
+    email = parse_campaign(CAMPAIGN_TEXT.replace("channel: webhook", "channel: email").replace(
+        "webhook: {destination: crm, properties: [currency, value, cart]}", "template: {subject: s, text: t}"), "e.yaml")
+    person = Recipient("p1", "ada@shopper.io", {"marketing": True}, {})
+    posts = [PastSend("other-hook", NOW - timedelta(hours=i + 1), channel="webhook") for i in range(5)]
+    emails = [PastSend("other-mail", NOW - timedelta(hours=i + 1)) for i in range(5)]
+    policy = Policy()
+    assert skip_reason(email, person, now=NOW, history=posts, suppressed=(), policy=policy) is None
+    assert skip_reason(email, person, now=NOW, history=emails, suppressed=(), policy=policy) == "global_cap"
+    assert skip_reason(CAMPAIGN, person, now=NOW, history=emails, suppressed=(), policy=policy) is None
+
+
+def test_a_trigger_carries_only_the_listed_scalar_properties_and_only_for_a_webhook_campaign() -> None:
+    message = checkout()
+    assert message.properties == {"currency": "EUR", "value": 42.5}
+    assert TriggerMessage.from_body(json.loads(json.dumps(message.to_body()))) == message
+    email = parse_campaign(CAMPAIGN_TEXT.replace("channel: webhook", "channel: email").replace(
+        "webhook: {destination: crm, properties: [currency, value, cart]}", "template: {subject: s, text: t}"), "e.yaml")
+    [(plain, _)] = emit_triggers([{"type": "track", "event": "Checkout Started", "messageId": "m-1", "timestamp": AT,
+                                   "properties": {"currency": "EUR"}}], {"m-1": "p1"}, TriggerIndex([email]),
+                                 now=NOW).messages
+    assert plain.properties == {} and "properties" not in plain.to_body()["trigger"]
