@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 
-from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SqsPoller
+from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SesSendEvents, SqsPoller
 from .provision import provision
 from .runtime import LocalFunction, MetricsRecorder, capture_emf
 from .server import AdminRoutes, LocalApi, Route, TokenBucket
@@ -138,6 +138,10 @@ class LocalConfig:
     trim_interval_s: float = 5.0
     # Settings given to every function (and every execution environment) over the template's.
     environment: dict[str, str] = field(default_factory=dict)
+    # Publish SES's Send event of every email to the feedback function as it is sent (AWS does; the
+    # feedback function confirms the email's ledger claim). Off by default: the demo plays the
+    # mailbox provider at its end instead, and its checks count the outcome events it publishes.
+    ses_send_events: bool = False
 
 
 class LocalPipeline:
@@ -150,6 +154,7 @@ class LocalPipeline:
         self.sqs_pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
         self.one_time: OneTimeSchedules | None = None
+        self.ses_events: SesSendEvents | None = None
         self.endpoint_url = ""
         # The profile API's token: generated with the stack's secret, or the one the config gives.
         self.admin_token = ""
@@ -216,6 +221,8 @@ class LocalPipeline:
             self.scheduler.stop()
         if self.one_time:
             self.one_time.stop()
+        if self.ses_events:
+            self.ses_events.stop()
         for poller in [*self.kinesis_pollers, *self.sqs_pollers]:
             poller.stop()
         if self.api:
@@ -347,6 +354,11 @@ class LocalPipeline:
                   if r["Type"] == "AWS::Scheduler::ScheduleGroup"]
         self.one_time = OneTimeSchedules(self.client("scheduler"), self.client("sqs"), groups,
                                          self._queue_url_for_arn).start()
+        if self.config.ses_send_events:
+            subscribed = [f for f in self.functions.values()
+                          if any(e["Type"] == "SNS" for e in f.spec.events.values())]
+            self.ses_events = SesSendEvents(self.raw_emails, subscribed,
+                                            os.environ.get("SES_CONFIGURATION_SET", "")).start()
 
     def trim_streams(self) -> int:
         """Forget the stream records every consumer of their shard has processed; how many."""
