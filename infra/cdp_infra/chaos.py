@@ -145,15 +145,15 @@ class FaultInjector:
         service = client.meta.service_model.service_name
         inv: Plan | None = getattr(self._local, "invocation", None)
         is_write = operation.startswith(WRITE_PREFIXES)
-        # The write that records an accepted send: a fault before it is the "at most once more" case.
-        recording = (inv is not None and inv.unrecorded_send and service == "dynamodb" and is_write
-                     and not self.config.crash_after_send)
+        # The write that records an accepted send: a fault before it is the window the Send event closes.
+        window = inv is not None and inv.unrecorded_send and service == "dynamodb" and is_write
+        recording = window and not self.config.crash_after_send
         if inv is not None and service in THROTTLE_CODES:
             index, inv.throttleable = inv.throttleable, inv.throttleable + 1
             if index == inv.throttle_at and recording:
                 self._count("throttle of the ledger's record of an SES send (not injected)")
             elif index == inv.throttle_at:
-                self._count(f"throttle {service}")
+                self._count("throttle of the ledger's record of an SES send" if window else f"throttle {service}")
                 raise throttling_error(service, operation)
         crash_here = inv is not None and is_write and inv.writes == inv.crash_at
         if inv is not None and is_write:
@@ -163,7 +163,8 @@ class FaultInjector:
                 crash_here = False  # see the module's docstring
                 self._count("crash before the ledger's record of an SES send (not injected)")
             else:
-                self._count(f"crash before a {service} write")
+                self._count("crash before the ledger's record of an SES send" if window
+                            else f"crash before a {service} write")
                 raise SimulatedCrash(f"before {service}.{operation}")
         result = self._original(client, operation, params)
         if inv is not None and service == "dynamodb" and is_write:
@@ -177,7 +178,8 @@ class FaultInjector:
                 crash_here = False  # see the module's docstring
                 self._count("crash after an SES send (not injected)")
         if crash_here:
-            self._count(f"crash after a {service} write")
+            self._count("crash after an SES send" if (service, operation) in EMAIL_SENDS
+                        else f"crash after a {service} write")
             raise SimulatedCrash(f"after {service}.{operation}")
         return result
 
