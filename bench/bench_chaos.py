@@ -144,8 +144,10 @@ def failure_records(pipeline: LocalPipeline) -> tuple[int, int]:
 def lake_counts(pipeline: LocalPipeline) -> tuple[int, int]:
     from cdp.adapters.engines import query_engine
 
+    # The feedback function's ``Email Sent`` events (SES Send events) are the stack's, not the dataset's.
     row = query_engine(pipeline.settings).run(
-        "SELECT count(DISTINCT message_id) AS distinct_ids, count(*) AS n FROM events").rows[0]
+        "SELECT count(DISTINCT message_id) AS distinct_ids, count(*) AS n FROM events "
+        "WHERE event IS NULL OR event <> 'Email Sent'").rows[0]
     return int(row["distinct_ids"]), int(row["n"])
 
 
@@ -204,7 +206,8 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
     dataset = generate(people, events, seed=dataset_seed)
     figures.events_sent, figures.expected_rejected = dataset.events, dataset.invalid
     figures.expected_profiles = len(dataset.expected_profiles)
-    local = LocalConfig(write_key=WRITE_KEY, run_schedules=False,
+    # SES's Send events confirm the ledger claims of accepted emails (the send -> mark_sent window is injected).
+    local = LocalConfig(write_key=WRITE_KEY, run_schedules=False, ses_send_events=config.crash_after_send,
                         environment={"EFFECT_CLAIM_HOLD_SECONDS": str(CLAIM_HOLD_S)})
     with LocalPipeline(local) as pipeline, \
             FaultInjector(config) as injector:
@@ -247,6 +250,9 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             injector.calm()  # an operator replays once the cause is fixed
             if operator_replay(figures, pipeline):
                 ran_until = datetime.now(UTC)  # the segment job ran again
+            pipeline.wait_drained(timeout_s=1800)
+        if pipeline.ses_events is not None:  # the last Send events' outcome events, applied before counting
+            pipeline.ses_events.publish_new()
             pipeline.wait_drained(timeout_s=1800)
         progress("counting")
         figures.failure_destinations = failure_depths(pipeline)
@@ -373,6 +379,16 @@ def trace_missing(store: Any, expected: list[frozenset[str]], profiles: dict[str
     return lines
 
 
+def _recipients(message: dict[str, Any]) -> list[str]:
+    from cdp_infra.pollers import send_notification
+
+    return list(send_notification(message)["mail"]["destination"])
+
+
+def _emails(profile: Any) -> set[str]:
+    return {i[len("email:"):].lower() for i in profile.identifiers if str(i).startswith("email:")}
+
+
 def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, *, ran_from: datetime,
                   ran_until: datetime) -> None:
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
@@ -383,12 +399,18 @@ def profile_check(figures: ChaosFigures, pipeline: LocalPipeline, dataset: Any, 
     figures.identity_problems = identity_problems(dataset.expected_profiles, profiles)
     figures.identity_trace = trace_missing(DynamoIdentityStore(pipeline.settings), dataset.expected_profiles, profiles)
     people = [p for p in dataset.persons if p.identifiers]
+    sent_to: Counter[str] = Counter()
+    if pipeline.ses_events is not None:
+        for message in pipeline.raw_emails():
+            if message.get("configuration_set") == pipeline.ses_events.configuration_set:
+                sent_to.update(str(to).strip().lower() for to in _recipients(message))
     owners = owners_of([p.identifiers for p in people], profiles)
     for profile in live:
         index = owners.get(profile.profile_id)
         if index is None:
             continue
-        want = len(people[index].message_ids)
+        # Plus one ``Email Sent`` event per email SES accepted for the person (the feedback function's).
+        want = len(people[index].message_ids) + sum(sent_to.get(address, 0) for address in _emails(profile))
         if profile.event_count != want:
             figures.event_count_problems.append(
                 f"profile {profile.profile_id}: {profile.event_count} events counted, person sent {want}")

@@ -18,6 +18,7 @@ from cdp.activation import (
     effect_key,
     load_email_templates,
 )
+from cdp.adapters.destinations import SqsDeliveryQueue
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
 from cdp.adapters.messages import DynamoMessageJournal
@@ -29,7 +30,7 @@ from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.eligibility import load_policy
 from cdp.campaigns.entries import on_entry
 from cdp.campaigns.scheduled import MESSAGE_TYPE, on_scheduled
-from cdp.campaigns.send import CampaignReport, EmailSetup
+from cdp.campaigns.send import CampaignReport, EmailSetup, WebhookSetup
 from cdp.campaigns.triggers import BODY_KEY, TriggerContext, on_trigger, unless_traits
 from cdp.identity.config import load_identity_config
 from cdp.observability import metrics, record_activation, record_campaigns, record_triggered
@@ -83,7 +84,8 @@ def trigger_context() -> TriggerContext:
     identity = load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
     return TriggerContext(campaigns={c.name: c for c in d["campaigns"]}, unless=unless_traits(d["campaigns"], identity),
                           profiles=d["profiles"], journal=d["journal"], ledger=d["ledger"], setup=d["setup"],
-                          policy=d["policy"], schedule=OneTimeSchedules(settings()))
+                          policy=d["policy"], schedule=OneTimeSchedules(settings()),
+                          webhooks=WebhookSetup(SqsDeliveryQueue(settings())))
 
 
 def record_handler(record: SQSRecord, report: ActivationReport | None = None,

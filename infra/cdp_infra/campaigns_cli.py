@@ -70,6 +70,13 @@ def _campaigns(args: argparse.Namespace) -> list[Any]:
     campaigns = load_campaigns(args.dir)
     check_segments(campaigns, [s.name for s in all_segments(args.segments)])
     check_unless(campaigns, load_identity_config(REPO_ROOT / "config" / "identity.yaml").computed_traits)
+    if any(c.webhook for c in campaigns):  # channel: webhook names a webhook destination
+        from cdp.activation.destinations import load_destinations
+        from cdp.campaigns.definition import check_destinations
+
+        from .template import DESTINATIONS_DIR, EXAMPLE_DESTINATIONS
+
+        check_destinations(campaigns, load_destinations([DESTINATIONS_DIR, EXAMPLE_DESTINATIONS]))
     return campaigns
 
 

@@ -23,10 +23,12 @@ Each decision is drawn from a generator seeded by ``(seed, function, delivery, a
 delivery meets the same faults whatever the thread interleaving. Batches formed by time windows may
 differ between runs, so two runs with one seed inject similar, not identical, faults.
 
-Not injected: a fault between SES accepting a message and the ledger recording it, that is a crash
-after the send or before the invocation's next DynamoDB write (the ledger's ``mark_sent``), or a
-throttled ``mark_sent``. SES has no idempotency token, so those cases may send twice by design
-(docs/architecture.md, the crash matrix); each is counted as "(not injected)".
+A fault between SES accepting a message and the ledger recording it (a crash after the send or
+before the invocation's next DynamoDB write, the ledger's ``mark_sent``, or a throttled
+``mark_sent``) is injected too: SES's Send event (the local stack publishes it,
+``LocalConfig.ses_send_events``) confirms the claim before the redelivery's takeover. With
+``crash_after_send=False`` (a stack without Send events) those faults are left out and counted as
+"(not injected)", as the crash matrix then allows a second send.
 """
 
 from __future__ import annotations
@@ -69,10 +71,10 @@ class ChaosConfig:
     duplicate_rate: float = 0.1  # deliveries delivered again at once
     reorder_rate: float = 0.05  # deliveries followed by an earlier one delivered again
     restart_every_s: float = 3.0  # a random poller restarted this often (0: never)
-    # A fault between SES accepting and the ledger recording it (the documented "at most once more"
-    # case: a crash after the send or before the next DynamoDB write, a throttled record) is left out
-    # unless asked.
-    crash_after_send: bool = False
+    # A fault between SES accepting and the ledger recording it (a crash after the send or before the
+    # next DynamoDB write, a throttled record): injected, since SES's Send event confirms the claim;
+    # False leaves it out (counted "not injected") for a stack that publishes no Send events.
+    crash_after_send: bool = True
 
 
 @dataclass
@@ -143,15 +145,15 @@ class FaultInjector:
         service = client.meta.service_model.service_name
         inv: Plan | None = getattr(self._local, "invocation", None)
         is_write = operation.startswith(WRITE_PREFIXES)
-        # The write that records an accepted send: a fault before it is the "at most once more" case.
-        recording = (inv is not None and inv.unrecorded_send and service == "dynamodb" and is_write
-                     and not self.config.crash_after_send)
+        # The write that records an accepted send: a fault before it is the window the Send event closes.
+        window = inv is not None and inv.unrecorded_send and service == "dynamodb" and is_write
+        recording = window and not self.config.crash_after_send
         if inv is not None and service in THROTTLE_CODES:
             index, inv.throttleable = inv.throttleable, inv.throttleable + 1
             if index == inv.throttle_at and recording:
                 self._count("throttle of the ledger's record of an SES send (not injected)")
             elif index == inv.throttle_at:
-                self._count(f"throttle {service}")
+                self._count("throttle of the ledger's record of an SES send" if window else f"throttle {service}")
                 raise throttling_error(service, operation)
         crash_here = inv is not None and is_write and inv.writes == inv.crash_at
         if inv is not None and is_write:
@@ -161,7 +163,8 @@ class FaultInjector:
                 crash_here = False  # see the module's docstring
                 self._count("crash before the ledger's record of an SES send (not injected)")
             else:
-                self._count(f"crash before a {service} write")
+                self._count("crash before the ledger's record of an SES send" if window
+                            else f"crash before a {service} write")
                 raise SimulatedCrash(f"before {service}.{operation}")
         result = self._original(client, operation, params)
         if inv is not None and service == "dynamodb" and is_write:
@@ -175,7 +178,8 @@ class FaultInjector:
                 crash_here = False  # see the module's docstring
                 self._count("crash after an SES send (not injected)")
         if crash_here:
-            self._count(f"crash after a {service} write")
+            self._count("crash after an SES send" if (service, operation) in EMAIL_SENDS
+                        else f"crash after a {service} write")
             raise SimulatedCrash(f"after {service}.{operation}")
         return result
 

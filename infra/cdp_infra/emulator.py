@@ -135,8 +135,31 @@ def _patch_moto() -> None:
     _patch_sqs()
     _patch_kinesis_responses()
     _patch_retention()
+    _patch_ses_tags()
     modules = list(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: iter(modules)
+
+
+def _patch_ses_tags() -> None:
+    """moto's SES v2 SendEmail drops ``EmailTags`` and ``ConfigurationSetName``: kept on the sent
+    message here, because SES's event publishing carries them (``mail.tags``) and the feedback
+    function reads the ledger key from them."""
+    from moto.sesv2.responses import SESV2Response
+
+    original = SESV2Response.send_email
+
+    def send_email(self: Any) -> str:
+        answer = original(self)
+        params = json.loads(self.body)
+        message_id = json.loads(answer)["MessageId"]
+        for message in reversed(self.sesv2_backend.core_backend.sent_messages):
+            if message.id == message_id:
+                message.tags = {t["Name"]: t["Value"] for t in params.get("EmailTags") or []}
+                message.configuration_set = params.get("ConfigurationSetName") or ""
+                break
+        return answer
+
+    SESV2Response.send_email = send_email  # type: ignore[method-assign]
 
 
 def _patch_retention() -> None:
@@ -444,10 +467,12 @@ def memory_growth(limit: int = 40) -> list[dict[str, Any]]:
 
 
 def raw_emails() -> list[dict[str, Any]]:
-    """The raw emails SES (v1 or v2) has sent, in send order: id, source, destinations, raw_data."""
+    """The raw emails SES (v1 or v2) has sent, in send order: id, source, destinations, raw_data, and
+    for SES v2 the message's tags and configuration set."""
     from moto.ses.models import ses_backends
 
-    return [{"id": m.id, "source": m.source, "destinations": list(m.destinations), "raw_data": m.raw_data}
+    return [{"id": m.id, "source": m.source, "destinations": list(m.destinations), "raw_data": m.raw_data,
+             "tags": dict(getattr(m, "tags", {}) or {}), "configuration_set": getattr(m, "configuration_set", "")}
             for regions in list(ses_backends.values()) for backend in list(regions.values())
             for m in list(getattr(backend, "sent_messages", [])) if hasattr(m, "raw_data")]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 
-from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SqsPoller
+from .pollers import KinesisShardPoller, OneTimeSchedules, Scheduler, SesSendEvents, SqsPoller
 from .provision import provision
 from .runtime import LocalFunction, MetricsRecorder, capture_emf, share_service_models
 from .server import AdminRoutes, LocalApi, Route, TokenBucket
@@ -81,7 +81,7 @@ class EmulatorServer:
         return dict(self._call("GET", "/_local/memory"))
 
     def raw_emails(self) -> list[dict[str, Any]]:
-        """The raw emails SES has sent (id, source, destinations, raw_data), in send order."""
+        """The raw emails SES has sent (id, source, destinations, raw_data, tags, configuration_set), in send order."""
         return list(self._call("GET", "/_local/ses/messages")["messages"])
 
     def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:
@@ -148,6 +148,10 @@ class LocalConfig:
     # on Lambda each has its own: a profile read returning from a socket waited up to this long,
     # at each of its calls, behind unify's or the archive's Python. None leaves Python's default.
     switch_interval_s: float | None = SWITCH_INTERVAL_S
+    # Publish SES's Send event of every email to the feedback function as it is sent (AWS does; the
+    # feedback function confirms the email's ledger claim). Off by default: the demo plays the
+    # mailbox provider at its end instead, and its checks count the outcome events it publishes.
+    ses_send_events: bool = False
 
 
 class LocalPipeline:
@@ -160,6 +164,7 @@ class LocalPipeline:
         self.sqs_pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
         self.one_time: OneTimeSchedules | None = None
+        self.ses_events: SesSendEvents | None = None
         self.endpoint_url = ""
         # The profile API's token: generated with the stack's secret, or the one the config gives.
         self.admin_token = ""
@@ -229,6 +234,8 @@ class LocalPipeline:
             self.scheduler.stop()
         if self.one_time:
             self.one_time.stop()
+        if self.ses_events:
+            self.ses_events.stop()
         for poller in [*self.kinesis_pollers, *self.sqs_pollers]:
             poller.stop()
         if self.api:
@@ -363,6 +370,11 @@ class LocalPipeline:
                   if r["Type"] == "AWS::Scheduler::ScheduleGroup"]
         self.one_time = OneTimeSchedules(self.client("scheduler"), self.client("sqs"), groups,
                                          self._queue_url_for_arn).start()
+        if self.config.ses_send_events:
+            subscribed = [f for f in self.functions.values()
+                          if any(e["Type"] == "SNS" for e in f.spec.events.values())]
+            self.ses_events = SesSendEvents(self.raw_emails, subscribed,
+                                            os.environ.get("SES_CONFIGURATION_SET", "")).start()
 
     def trim_streams(self) -> int:
         """Forget the stream records every consumer of their shard has processed; how many."""

@@ -516,3 +516,78 @@ class OneTimeSchedules:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
+
+
+class SesSendEvents:
+    """SES event publishing, for Send events: each email the emulator's SES accepted under the stack's
+    configuration set becomes a Send notification (with the tags it was sent with, as SES publishes
+    them) delivered to the functions subscribed to the event destination's topic (FeedbackFunction),
+    in SNS's event shape. Like SNS, a failed invocation is tried again (at the next poll). The other
+    event types (delivery, bounce...) come from a mailbox provider, which the demo plays."""
+
+    def __init__(self, emails: Any, functions: list[LocalFunction], configuration_set: str,
+                 interval_s: float = 0.2) -> None:
+        self.emails, self.functions, self.configuration_set = emails, functions, configuration_set
+        self.interval_s = interval_s
+        self.published = 0
+        self.failures = 0
+        self._seen = 0  # emails published (in the emulator's send order)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish_new(self) -> int:
+        """Publish the Send events of every email sent since the last call; how many were published."""
+        with self._lock:
+            messages = self.emails()[self._seen:]
+            done = 0
+            for start in range(0, len(messages), 10):
+                chunk = messages[start:start + 10]
+                ours = [m for m in chunk if m.get("configuration_set") == self.configuration_set]
+                if ours:
+                    event = {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+                                          "Sns": {"Type": "Notification", "MessageId": str(uuid.uuid4()),
+                                                  "Message": json.dumps(send_notification(m))}} for m in ours]}
+                    try:
+                        for function in self.functions:
+                            function.invoke(event)
+                    except Exception as exc:  # noqa: BLE001 - SNS retries a failed delivery
+                        self.failures += 1
+                        log.debug("Send events: %s failed (%s); retried", [f.spec.logical_id for f in self.functions], exc)
+                        break
+                self._seen += len(chunk)
+                done += len(ours)
+            self.published += done
+            return done
+
+    def start(self) -> SesSendEvents:
+        if self.functions and self.configuration_set:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="ses-send-events")
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.publish_new()
+            except Exception:
+                log.exception("publishing SES Send events failed; retrying")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+
+def send_notification(message: dict[str, Any]) -> dict[str, Any]:
+    """SES's Send event for one sent email (the event publishing format: ``mail.tags`` as lists)."""
+    import email
+    from email import policy
+
+    to = message.get("destinations") or []
+    if not to:
+        to = [str(email.message_from_string(message["raw_data"], policy=policy.default)["To"])]
+    return {"eventType": "Send", "send": {},
+            "mail": {"messageId": message["id"], "source": message.get("source", ""), "destination": list(to),
+                     "timestamp": format_time(datetime.now(UTC)),
+                     "tags": {k: [v] for k, v in (message.get("tags") or {}).items()}}}

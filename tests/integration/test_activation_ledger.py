@@ -116,3 +116,60 @@ def test_activation_on_moto_sends_once_across_a_redelivery(ledger: DynamoEffectL
                         templates={"vip": Template("Hi", "Hello")})
 
     assert sender.sent == 1 and ledger.state(KEY)["state"] == "sent"
+
+
+def test_a_send_event_confirms_a_pending_claim_sent_even_after_a_takeover(ledger: DynamoEffectLedger, clock: Clock):
+    ledger.claim(KEY)
+    clock.now += 300
+    assert ledger.claim(KEY) == "acquired"  # taken over: attempts 2
+
+    assert ledger.confirm_sent(KEY, "ses-first") is True
+    ledger.release(KEY)  # the new holder's refusal cannot reopen it
+
+    assert (ledger.claim(KEY), ledger.state(KEY)["provider_id"]) == ("sent", "ses-first")
+
+
+def test_a_send_event_never_rewrites_a_decided_claim_nor_creates_one(ledger: DynamoEffectLedger):
+    ledger.claim(KEY)
+    ledger.mark_sent(KEY, "ses-own")
+    ledger.claim("email#vip#p2#r1")
+    ledger.mark_failed("email#vip#p2#r1", "InvalidParameterValue")
+
+    assert ledger.confirm_sent(KEY, "ses-other") is False
+    assert ledger.confirm_sent("email#vip#p2#r1", "ses-other") is False
+    assert ledger.confirm_sent("email#vip#p3#r1", "ses-other") is False
+
+    assert ledger.state(KEY)["provider_id"] == "ses-own"
+    assert ledger.state("email#vip#p2#r1")["state"] == "failed" and ledger.state("email#vip#p3#r1") == {}
+
+
+def test_the_feedback_function_confirms_the_claim_of_a_send_event(
+        ledger: DynamoEffectLedger, stack_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        lambda_context: object):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from cdp.campaigns.feedback import LEDGER_TAG, ledger_tag
+
+    # Given a claim left pending by a sender that died after SES accepted the message
+    ledger.claim(KEY)
+    for name, value in stack_environment.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location(
+        "cdp_feedback_handler", Path(__file__).resolve().parents[2] / "functions" / "feedback" / "handler.py")
+    assert spec and spec.loader
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    notification = {"eventType": "Send", "send": {}, "mail": {
+        "messageId": "ses-0042", "destination": ["a@x.io"], "timestamp": "2026-11-30T12:00:00Z",
+        "tags": {"segment": ["vip"], "run": ["r1"], LEDGER_TAG: [ledger_tag(KEY)]}}}
+    event = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": json.dumps(notification)}}]}
+
+    # When SNS delivers its Send event to the feedback function (twice: at least once)
+    first = handler.handler(event, lambda_context)
+    handler.handler(event, lambda_context)
+
+    # Then the claim is sent with SES's message id, and the outcome event went into the stream
+    assert (ledger.state(KEY)["state"], ledger.state(KEY)["provider_id"]) == ("sent", "ses-0042")
+    assert first["outcomes"] == {"sent": 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -134,15 +136,15 @@ def test_a_crash_after_the_claim_before_the_send_is_sent_once_after_the_hold(sta
 
 
 @pytest.mark.parametrize("plan", [Plan(crash_at=2), Plan(throttle_at=3)], ids=["crash", "throttle"])
-def test_no_fault_is_injected_between_ses_accepting_and_the_ledger_recording_it(stack_settings: Settings,
-                                                                                 plan: Plan):
+def test_when_asked_no_fault_is_injected_between_ses_accepting_and_the_ledger_recording_it(
+        stack_settings: Settings, plan: Plan):
     # Given a fault planned for the write after SendEmail (writes: claim, SendEmail, mark_sent; throttleable
-    # calls: claim, GetAccount, SendEmail, mark_sent): the window
-    # the crash matrix allows a second send in, which the fault run must leave out
+    # calls: claim, GetAccount, SendEmail, mark_sent), and a run told to leave that window out
+    # (crash_after_send=False: a stack without SES Send events)
     clock = SimpleNamespace(now=1_700_000_000.0)
     ledger, setup = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), mail(stack_settings)
     plans = [plan, Plan()]
-    injector = FaultInjector(planner=lambda fn, event: plans.pop(0))
+    injector = FaultInjector(ChaosConfig(crash_after_send=False), planner=lambda fn, event: plans.pop(0))
 
     def send(change: MembershipChange) -> Any:
         return activate_change(change, contacts=Contacts(), ledger=ledger, setup=setup, templates=TEMPLATES)
@@ -242,3 +244,39 @@ def test_a_throttled_write_of_a_batch_holding_a_retried_request_twice_leaves_its
     resolve_batch([e for e in request if e["messageId"] in first.failed], store, config=CONFIG, now=NOW)
     profile = lookup_profile("anonymous_id:a", store)
     assert profile is not None and profile["event_count"] == 2
+
+
+@pytest.mark.parametrize("plan", [Plan(crash_at=1, crash_after=True), Plan(crash_at=2), Plan(throttle_at=3)],
+                         ids=["crash after SendEmail", "crash before mark_sent", "throttled mark_sent"])
+def test_a_fault_between_ses_accepting_and_mark_sent_sends_once_when_the_send_event_comes_within_the_hold(
+        stack_settings: Settings, plan: Plan):
+    from cdp.campaigns.feedback import LEDGER_TAG, ledger_tag, process
+    from cdp_infra.emulator import raw_emails
+
+    # Given the window injected (the fault run's default): the email accepted, its claim left pending
+    clock = SimpleNamespace(now=1_700_000_000.0)
+    ledger, setup = DynamoEffectLedger(stack_settings, clock=lambda: clock.now), mail(stack_settings)
+    plans = [plan, Plan()]
+    injector = FaultInjector(planner=lambda fn, event: plans.pop(0))
+
+    def send(change: MembershipChange) -> Any:
+        return activate_change(change, contacts=Contacts(), ledger=ledger, setup=setup, templates=TEMPLATES)
+
+    with injector:
+        with contextlib.suppress(FunctionCrashed):  # the throttled mark_sent is not a crash
+            injector.invoke("ActivateFunction", send, ENTRY)
+        assert not [kind for kind in injector.counts if "not injected" in kind]
+        # When SES's Send event reaches the feedback function within the hold
+        [accepted] = raw_emails()
+        notification = {"eventType": "Send", "send": {}, "mail": {
+            "messageId": accepted["id"], "destination": ["p1@example.com"],
+            "tags": {"segment": ["vip"], LEDGER_TAG: [ledger_tag("email#vip#p1#r1")]}}}
+        process({"Records": [{"Sns": {"Message": json.dumps(notification)}}]},
+                sink=SimpleNamespace(put=lambda records: None), now=NOW, ledger=ledger)
+        # and the entry is redelivered after the hold
+        clock.now += ledger.hold_s
+        injector.invoke("ActivateFunction", send, ENTRY)
+
+    # Then one email: the redelivery found the claim sent
+    assert ledger.state("email#vip#p1#r1")["state"] == "sent"
+    assert emails_sent() == 1

@@ -286,3 +286,17 @@ def test_stream_reads_and_puts_are_the_same_json_as_moto_serialises() -> None:
     assert numbered_apart(puts[0]) == numbered_apart(puts[1])
     assert all(moto_out == direct for moto_out, direct in reads)
     assert sum(len(moto_out[2]["Records"]) for moto_out, _ in reads) == 6  # noqa: PLR2004 - 2 puts of 4, limit 3
+
+
+def test_a_raw_ses_v2_email_keeps_its_tags_and_configuration_set_as_ses_publishes_them(emulator) -> None:
+    # Given an identity and a configuration set
+    sesv2 = boto3.client("sesv2", endpoint_url=f"http://{emulator.host}:{emulator.port}", region_name="us-east-1")
+    boto3.client("ses", endpoint_url=f"http://{emulator.host}:{emulator.port}",
+                 region_name="us-east-1").verify_email_identity(EmailAddress="news@shop.test")
+    # When a raw email is sent with tags
+    sent = sesv2.send_email(FromEmailAddress="news@shop.test", ConfigurationSetName="campaigns",
+                            Content={"Raw": {"Data": b"From: news@shop.test\r\nTo: a@x.io\r\nSubject: s\r\n\r\nhi"}},
+                            EmailTags=[{"Name": "campaign", "Value": "welcome"}, {"Name": "ledger", "Value": "Y2Ft"}])
+    # Then the emulator lists it with them (the Send event's ``mail.tags``)
+    [message] = [m for m in emulator.raw_emails() if m["id"] == sent["MessageId"]]
+    assert message["tags"] == {"campaign": "welcome", "ledger": "Y2Ft"} and message["configuration_set"] == "campaigns"

@@ -60,3 +60,13 @@ def test_stats_counts_outcomes_per_campaign_and_conversions_within_the_window(tm
     [row] = json.loads(capsys.readouterr().out)
     assert (row["sent"], row["delivered"], row["bounced"], row["unsubscribed"]) == (3, 1, 1, 1)
     assert row["conversions"] == 1 and row["conversion_event"] == "Order Completed"
+
+
+def test_validate_checks_that_a_webhook_campaign_names_a_webhook_destination(tmp_path: Path, capsys) -> None:
+    text = ("name: to-crm\nkind: triggered\nchannel: webhook\nconsent: marketing\n"
+            "trigger: {event: Checkout Started}\nwebhook: {destination: DEST, properties: [currency]}\n")
+    (tmp_path / "to-crm.yaml").write_text(text.replace("DEST", "repeat-buyers-webhook"))
+    assert main(["campaigns", "validate", "--dir", str(tmp_path)]) == 0
+    (tmp_path / "to-crm.yaml").write_text(text.replace("DEST", "meta-repeat-buyers"))
+    assert main(["campaigns", "validate", "--dir", str(tmp_path)]) == 1
+    assert "webhook.destination: no webhook destination named 'meta-repeat-buyers'" in capsys.readouterr().err

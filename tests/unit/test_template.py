@@ -223,3 +223,14 @@ def test_the_alarm_email_subscription_exists_only_when_an_address_is_given() -> 
     subscription = template["Resources"]["AlarmEmailSubscription"]
     assert subscription["Condition"] == "HasAlarmEmail"
     assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+def test_ses_publishes_send_events_to_the_feedback_function_which_may_only_update_the_ledger() -> None:
+    # The Send event confirms the ledger claim of a message SES accepted (docs/architecture.md).
+    resources = load_template()["Resources"]
+    destination = resources["CampaignEventDestination"]["Properties"]["EventDestination"]
+    assert "send" in [t.lower() for t in destination["MatchingEventTypes"]]
+    statements = resources["FeedbackRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    ledger = [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
+    assert [(s["Action"], s["Resource"]) for s in ledger] == [(["dynamodb:UpdateItem"],
+                                                              {"Fn::GetAtt": ["IdempotencyTable", "Arn"]})]

@@ -15,7 +15,9 @@ A send the provider refused before accepting (``EmailNotSent``, retryable) relea
 once; an unknown outcome (``SendOutcomeUnknown``, or any unexpected error) keeps it pending so only
 the expiry decides. SES has no idempotency token, so an entry whose outcome was unknown may be sent
 once more after the hold expires: at most ``max_attempts`` (2) sends ever reach the provider per
-entry. docs/architecture.md ("Exactly-once effects") has the crash matrix.
+entry. SES's Send event (the feedback function, :func:`cdp.campaigns.feedback.confirm_sends`) marks
+the claim of a message SES accepted ``sent`` (``confirm_sent``), normally well within the hold, so
+a sender that died after SES accepted is no longer sent twice. docs/architecture.md ("Exactly-once effects") has the crash matrix.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class EffectLedger(Protocol):
         """Nothing was sent: the pending claim may be claimed again at once (this attempt not counted)."""
         ...
 
+    def confirm_sent(self, key: str, provider_id: str) -> bool:
+        """The provider reports it accepted a message of this claim (SES's Send event): a ``pending``
+        claim becomes ``sent`` (True); a sent, failed or absent one is left as it is (False)."""
+        ...
+
 
 class InMemoryEffectLedger:
     """An EffectLedger in memory with the same rules as the DynamoDB one (tests, one-off runs)."""
@@ -109,6 +116,13 @@ class InMemoryEffectLedger:
         item = self.items[key]
         if item["state"] == "pending":
             self.items[key] = {**item, "hold_until": 0, "attempts": item["attempts"] - 1}
+
+    def confirm_sent(self, key: str, provider_id: str) -> bool:
+        item = self.items.get(key)
+        if item is None or item["state"] != "pending":
+            return False
+        self.items[key] = {**item, "state": "sent", "provider_id": provider_id}
+        return True
 
 
 #: The purpose a per-segment email's unsubscribe link denies, and the consent it needs.
@@ -177,7 +191,7 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
     if not contact.email_consent:
         report.skipped[key] = "no_consent"
         return report
-    from cdp.campaigns.send import send_email
+    from cdp.campaigns.send import ledger_tags, send_email
 
     def send() -> str:
         return send_email(setup, to=contact.email or "", profile_id=change.profile_id, template=template,
@@ -185,7 +199,7 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
                           purpose=EMAIL_PURPOSE, now=now or datetime.now(UTC),
                           headers={"X-CDP-Segment": change.segment},
                           tags={"segment": change.segment, "run": change.run_id, "profile": change.profile_id,
-                                "purpose": EMAIL_PURPOSE})
+                                "purpose": EMAIL_PURPOSE, **ledger_tags(key)})
 
     send_once(key, send, ledger=ledger, report=report)
     return report

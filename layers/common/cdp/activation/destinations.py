@@ -9,7 +9,8 @@ Google Customer Match list or a webhook. Each file is validated with file:line e
     secret: meta-ads                # Secrets Manager: <stack>/destinations/meta-ads
     audience_id: "23851234567890"   # meta_audience
     # google_audience: account_id, user_list_id (and optionally account_type: GOOGLE_ADS)
-    # webhook: url (https), changes: [entered, exited]
+    # webhook: url (https), changes: [entered, exited]; segments may be absent when only
+    # triggered campaigns (``channel: webhook``) post to it
 
 Delivery (the destinations queue, one consumer): a change from the segment publisher is fanned out
 to every destination that follows its segment; each (destination, change) is then handled on its
@@ -36,6 +37,8 @@ from cdp.activation import EffectLedger
 from cdp.activation.audiences import AudiencePlatform
 from cdp.activation.audiences.holdings import Holdings
 from cdp.activation.audiences.sync import ProfileViews, SyncReport, audience_key, reconcile, sync_changes
+from cdp.activation.trigger_posts import KIND as TRIGGER_POST
+from cdp.activation.trigger_posts import TriggerPost
 from cdp.activation.webhooks import WEBHOOK_SCHEDULE, HttpPoster, Webhook, backoff
 from cdp.errors import CdpError, DestinationRefused, InvalidConfig, StoreError
 from cdp.marked_yaml import load_marked
@@ -91,8 +94,11 @@ def parse_destination(text: str, source_name: str = "<destination>") -> Destinat
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise fail("name", f"must be lower-case letters, digits, '-' or '_', got {name!r}")
-    segments = doc.get("segments")
-    if not isinstance(segments, list) or not segments or not all(isinstance(s, str) and s for s in segments):
+    # A webhook may serve triggered campaigns only (``channel: webhook`` names it): no segments then.
+    absent = kind == "webhook" and "segments" not in doc
+    segments = [] if absent else doc.get("segments")
+    if not isinstance(segments, list) or (not segments and not absent) or not all(
+            isinstance(s, str) and s for s in segments):
         raise fail("segments", "must be a non-empty list of segment names")
     secret = doc.get("secret")
     if not isinstance(secret, str) or not _NAME_RE.match(secret):
@@ -211,8 +217,11 @@ class Reconcile:
         return data
 
 
-def parse_delivery(data: Mapping[str, Any]) -> Delivery | Reconcile:
-    """A destinations-queue message: a membership change (or its re-try), or a consent signal."""
+def parse_delivery(data: Mapping[str, Any]) -> Delivery | Reconcile | TriggerPost:
+    """A destinations-queue message: a membership change (or its re-try), a consent signal, or a
+    triggered campaign's post to its webhook (:class:`TriggerPost`)."""
+    if data.get("kind") == TRIGGER_POST:
+        return TriggerPost.from_dict(data)
     if data.get("kind") == Reconcile.KIND:
         profile_id = data["profile_id"]
         if not isinstance(profile_id, str) or not profile_id:
@@ -355,6 +364,9 @@ def deliver(items: Sequence[Delivery | Reconcile], ctx: DeliveryContext, *, now:
             assert item.destination is not None
             if item.destination not in ctx.destinations:
                 report.of(item.destination).skip("unknown_destination")
+                continue
+            if isinstance(item, TriggerPost) and ctx.destinations[item.destination].type != "webhook":
+                report.of(item.destination).skip("not_a_webhook")
                 continue
             if item.not_before > now:
                 later.append((item, int(min(MAX_QUEUE_DELAY_S, max(1, item.not_before - now)))))
@@ -508,18 +520,18 @@ def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: Deli
                       failed: list[tuple[Delivery, str]] | None = None) -> None:
     off = ctx.state.disabled(destination.name)
     if off is not None:
-        dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in batch)
+        dead.extend(replace(i, not_before=0.0, reason="disabled") for i in batch)
         report.died("disabled", len(batch))
         return
     try:
         hook = ctx.targets.webhook(destination)
     except InvalidConfig as exc:  # a malformed secret or an unsafe URL: nothing will ever go
-        dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, f"refused:{exc.code}") for i in batch)
+        dead.extend(replace(i, not_before=0.0, reason=f"refused:{exc.code}") for i in batch)
         report.died("refused", len(batch))
         return
     except StoreError as exc:
         if not exc.retryable:
-            dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "no_credentials") for i in batch)
+            dead.extend(replace(i, not_before=0.0, reason="no_credentials") for i in batch)
             report.died("no_credentials", len(batch))
             return
         for item in batch:
@@ -542,8 +554,15 @@ def _deliver_webhooks(destination: Destination, batch: list[Delivery], ctx: Deli
 def _post_webhook(destination: Destination, hook: Webhook, item: Delivery, rest: list[Delivery],
                   ctx: DeliveryContext, now: float, report: DestinationReport,
                   later: list[tuple[Delivery, int]], dead: list[Delivery]) -> bool:
-    """Claim, post and record one change; True when the destination was switched off (410)."""
-    key = webhook_key(destination.name, item.change)
+    """Claim, post and record one change (or trigger post); True when the destination was switched off (410)."""
+    if isinstance(item, TriggerPost):
+        key = f"wh#{destination.name}#{item.dedupe_key}"
+        why = _trigger_post_refused(item, ctx)
+        if why:  # consent withdrawn (or the person erased) since the campaign decided: nothing posted
+            report.skip(why)
+            return False
+    else:
+        key = webhook_key(destination.name, item.change)
     # A failed claim raises: this change alone comes back with SQS's redelivery (a batch item
     # failure), not with the webhook's schedule, whose second step is already 5 minutes.
     claim = ctx.ledger.claim(key)
@@ -554,7 +573,7 @@ def _post_webhook(destination: Destination, hook: Webhook, item: Delivery, rest:
         report.duplicates += 1
         return False
     try:
-        msg_id = hook.post(item.change, ctx.transport, now=int(now))
+        msg_id = hook.post(item if isinstance(item, TriggerPost) else item.change, ctx.transport, now=int(now))
     except DestinationRefused as exc:
         if exc.action in ("retry", "slow_down"):
             ctx.ledger.release(key)  # the receiver dedupes on webhook-id: a repeat is harmless
@@ -563,17 +582,17 @@ def _post_webhook(destination: Destination, hook: Webhook, item: Delivery, rest:
         if exc.action == "disable":
             ctx.ledger.release(key)
             ctx.state.disable(destination.name, f"410 Gone at {int(now)}")
-            dead.extend(Delivery(i.change, i.destination, i.attempt, 0.0, "disabled") for i in rest)
+            dead.extend(replace(i, not_before=0.0, reason="disabled") for i in rest)
             report.died("disabled", len(rest))
             return True
         ctx.ledger.mark_failed(key, str(exc.details.get("status")))
-        dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0,
-                             f"refused:{exc.details.get('status')}"))
+        dead.append(replace(item, attempt=item.attempt + 1, not_before=0.0,
+                            reason=f"refused:{exc.details.get('status')}"))
         report.died("refused")
         return False
     except InvalidConfig as exc:  # the host resolves to a private address (SSRF): never posted
         ctx.ledger.mark_failed(key, exc.code)
-        dead.append(Delivery(item.change, item.destination, item.attempt + 1, 0.0, f"refused:{exc.code}"))
+        dead.append(replace(item, attempt=item.attempt + 1, not_before=0.0, reason=f"refused:{exc.code}"))
         report.died("refused")
         return False
     except CdpError:
@@ -586,6 +605,16 @@ def _post_webhook(destination: Destination, hook: Webhook, item: Delivery, rest:
     report.posted += 1
     report.pushed += 1
     return False
+
+
+def _trigger_post_refused(item: TriggerPost, ctx: DeliveryContext) -> str | None:
+    """Why a trigger post may not go now: the person gone, or the campaign's purpose denied since."""
+    from cdp.privacy.consent import may_contact
+
+    view = ctx.profiles.views([item.profile_id]).get(item.profile_id)
+    if view is None:
+        return "no_profile"
+    return None if may_contact(view, item.purpose) else "no_consent"
 
 
 def remove_from_audiences(profile: Mapping[str, Any], destinations: Mapping[str, Destination],

@@ -93,10 +93,13 @@ class Webhook:
     url: str
     secret: str
 
-    def post(self, change: MembershipChange, transport: HttpPoster, *, now: int) -> str:
-        """POST one change; the message id on 2xx, else :class:`DestinationRefused` with its action."""
-        msg_id = message_id(self.name, change)
-        body = payload(change)
+    def post(self, change: Any, transport: HttpPoster, *, now: int) -> str:
+        """POST one change (or a trigger post: :class:`cdp.activation.trigger_posts.TriggerPost`); the
+        message id on 2xx, else :class:`DestinationRefused` with its action."""
+        if isinstance(change, MembershipChange):
+            msg_id, body = message_id(self.name, change), payload(change)
+        else:
+            msg_id, body = change.webhook_id(), change.payload()
         headers = {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(now),
                    "webhook-signature": sign(self.secret, msg_id, now, body), "User-Agent": "serverless-cdp"}
         response = transport.request("POST", self.url, headers=headers, body=body)

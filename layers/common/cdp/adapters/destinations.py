@@ -25,6 +25,7 @@ from cdp.activation.audiences import AudiencePlatform
 from cdp.activation.audiences.google import TOKEN_URL, GoogleAudience, GoogleOAuth
 from cdp.activation.audiences.meta import MetaAudience
 from cdp.activation.destinations import Delivery, Destination, Reconcile, parse_delivery
+from cdp.activation.trigger_posts import TriggerPost
 from cdp.activation.webhooks import Webhook, secret_key
 from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
@@ -35,7 +36,7 @@ from cdp.errors import InvalidConfig, ServiceThrottled
 from cdp.settings import Settings
 
 
-def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery | Reconcile, int]]) -> None:
+def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery | Reconcile | TriggerPost, int]]) -> None:
     send_batches(client, queue_url, [(d.to_dict(), max(0, min(900, delay))) for d, delay in items],
                  what="deliveries")
 
@@ -43,17 +44,17 @@ def _send_batch(client: Any, queue_url: str, items: Sequence[tuple[Delivery | Re
 class SqsDeliveryQueue(AwsAdapter):
     service = "sqs"
 
-    def send(self, items: Sequence[tuple[Delivery | Reconcile, int]]) -> None:
+    def send(self, items: Sequence[tuple[Delivery | Reconcile | TriggerPost, int]]) -> None:
         _send_batch(self.client, self.settings.destination_queue_url, items)
 
 
 class SqsDeadLetters(AwsAdapter):
     service = "sqs"
 
-    def put(self, items: Sequence[Delivery | Reconcile]) -> None:
+    def put(self, items: Sequence[Delivery | Reconcile | TriggerPost]) -> None:
         _send_batch(self.client, self.settings.destination_dead_letter_url, [(d, 0) for d in items])
 
-    def drain(self, *, limit: int = 10_000) -> Iterator[tuple[Delivery | Reconcile, str]]:
+    def drain(self, *, limit: int = 10_000) -> Iterator[tuple[Delivery | Reconcile | TriggerPost, str]]:
         """``(delivery, receipt handle)`` of the kept deliveries, up to ``limit`` (hidden 5 minutes each)."""
         seen = 0
         while seen < limit:

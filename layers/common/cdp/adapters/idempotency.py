@@ -6,7 +6,8 @@ until then), ``provider_id`` (sent), ``reason`` (failed), ``expires_at`` (the ta
 
 ``claim`` is one conditional UpdateItem that succeeds if the item is absent, or pending, expired and
 not out of attempts (a takeover); ``release`` makes a pending claim expired at once and gives its
-attempt back. The rules are those of :class:`cdp.activation.InMemoryEffectLedger`.
+attempt back; ``confirm_sent`` (SES's Send event, in the feedback function) makes a pending claim
+``sent`` and touches nothing else. The rules are those of :class:`cdp.activation.InMemoryEffectLedger`.
 
 ``hold_s`` (``Settings.effect_claim_hold_seconds``, 300 s) must exceed the longest an attempt can
 live (the Timeout of the function that claims, 60 s: Lambda ends the attempt, send included, by
@@ -91,7 +92,12 @@ class DynamoEffectLedger(AwsAdapter):
         self._if_pending(key, "SET hold_until = :zero ADD attempts :minus_one",
                          {":zero": {"N": "0"}, ":minus_one": {"N": "-1"}}, "cannot release effect")
 
-    def _if_pending(self, key: str, update: str, values: dict[str, Any], reason: str) -> None:
+    def confirm_sent(self, key: str, provider_id: str) -> bool:
+        # ``#st = :pending`` is false for an absent item: a Send event never creates a claim.
+        return self._if_pending(key, "SET #st = :sent, provider_id = :pid",
+                                {":sent": {"S": "sent"}, ":pid": {"S": provider_id}}, "cannot confirm effect sent")
+
+    def _if_pending(self, key: str, update: str, values: dict[str, Any], reason: str) -> bool:
         try:
             with aws_errors(reason, key=key):
                 self.client.update_item(
@@ -99,7 +105,8 @@ class DynamoEffectLedger(AwsAdapter):
                     ConditionExpression="#st = :pending", ExpressionAttributeNames={"#st": "state"},
                     ExpressionAttributeValues={**values, ":pending": {"S": "pending"}})
         except ConcurrentUpdate:
-            pass  # already sent or failed: a decided claim is never reopened
+            return False  # already sent or failed: a decided claim is never reopened
+        return True
 
 
 def _key(key: str) -> dict[str, Any]:

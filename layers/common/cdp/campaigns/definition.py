@@ -19,6 +19,12 @@ consent purpose, how often a person may get it (frequency cap) and when not (qui
     quiet_hours: {start: "21:00", end: "08:00", timezone: UTC}   # optional
     conversion: {event: Order Completed, within_days: 7}          # optional
 
+A triggered campaign may post to a webhook instead of sending an email (``channel: webhook``, no
+template; :mod:`cdp.activation.trigger_posts`)::
+
+    channel: webhook
+    webhook: {destination: crm-checkouts, properties: [currency, value]}
+
 Every error raises :class:`cdp.errors.InvalidCampaign` as ``file:line: field: reason``.
 """
 
@@ -112,6 +118,16 @@ class Conversion:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    destination: str  # a ``type: webhook`` destination (config/destinations/)
+    properties: tuple[str, ...] = ()  # event properties copied into the payload (never personal data)
+
+
+#: A webhook campaign has no template: nothing is rendered for it.
+NO_TEMPLATE = Template(subject="", text="")
+
+
+@dataclass(frozen=True, slots=True)
 class Campaign:
     name: str
     kind: Kind
@@ -125,6 +141,7 @@ class Campaign:
     conversion: Conversion | None = None
     description: str = ""
     source: str = ""
+    webhook: WebhookTarget | None = None  # channel webhook: where the trigger is posted
 
 
 def _compare(op: str, actual: Any, expected: Any) -> bool:
@@ -143,7 +160,7 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
 # ---------------------------------------------------------------- parsing
 
 _TOP_KEYS = ("name", "description", "kind", "channel", "consent", "audience", "trigger", "template",
-             "frequency_cap", "quiet_hours", "conversion")
+             "frequency_cap", "quiet_hours", "conversion", "webhook")
 
 
 def parse_campaign(text: str, source_name: str = "<campaign>") -> Campaign:
@@ -175,9 +192,20 @@ def parse_campaign(text: str, source_name: str = "<campaign>") -> Campaign:
         if "trigger" in doc:
             raise root.child(doc, "trigger").fail(f"an {kind} campaign has an audience, not a trigger")
         audience = _audience(_required(doc, "audience", root), root.child(doc, "audience"), kind)
+    webhook = None
+    if channel == "webhook":
+        if kind != "triggered":
+            raise root.child(doc, "channel").fail(
+                "webhook is a channel of triggered campaigns; segment changes reach webhooks through "
+                "config/destinations/")
+        if "template" in doc:
+            raise root.child(doc, "template").fail("a webhook campaign posts the trigger: no template")
+        webhook = _webhook(_required(doc, "webhook", root), root.child(doc, "webhook"))
+    elif "webhook" in doc:
+        raise root.child(doc, "webhook").fail("only with channel: webhook")
     return Campaign(
-        name=name, kind=kind, channel=channel, consent=consent.strip().lower(),
-        template=_template(_required(doc, "template", root), root.child(doc, "template")),
+        name=name, kind=kind, channel=channel, consent=consent.strip().lower(), webhook=webhook,
+        template=NO_TEMPLATE if webhook else _template(_required(doc, "template", root), root.child(doc, "template")),
         audience=audience, trigger=trigger,
         frequency_cap=_cap(doc["frequency_cap"], root.child(doc, "frequency_cap")) if "frequency_cap" in doc
         else FrequencyCap(),
@@ -337,6 +365,39 @@ def _trigger(node: Any, ctx: Ctx) -> Trigger:
     return Trigger(event=str(_text(node, "event", ctx)), where=tuple(filters),
                    delay_minutes=_positive(node, "delay_minutes", ctx, 0, zero=True, most=MAX_DELAY_MINUTES),
                    unless=tuple(unless))
+
+
+def _webhook(node: Any, ctx: Ctx) -> WebhookTarget:
+    from cdp.activation.trigger_posts import MAX_PROPERTIES, personal_words
+
+    node = _mapping(node, ctx, ("destination", "properties"))
+    destination = str(_text(node, "destination", ctx))
+    if not _NAME_RE.match(destination):
+        raise ctx.child(node, "destination").fail(f"must name a webhook destination, got {destination!r}")
+    names = node.get("properties", [])
+    if not isinstance(names, list) or len(names) > MAX_PROPERTIES or not all(
+            isinstance(n, str) and n for n in names):
+        raise ctx.child(node, "properties").fail(f"must be a list of at most {MAX_PROPERTIES} event property names")
+    for i, name in enumerate(names):
+        words = personal_words(name)
+        if words:
+            raise ctx.child(node, "properties").child(names, i).fail(
+                f"{name!r} looks like personal data ({', '.join(sorted(words))}): a webhook carries the "
+                "profile id and non-personal event properties only")
+    return WebhookTarget(destination=destination, properties=tuple(names))
+
+
+def check_destinations(campaigns: Iterable[Campaign], destinations: Mapping[str, Any]) -> None:
+    """Raise InvalidCampaign for a webhook campaign naming no ``type: webhook`` destination."""
+    for campaign in campaigns:
+        if campaign.webhook is None:
+            continue
+        found = destinations.get(campaign.webhook.destination)
+        if found is None or getattr(found, "type", None) != "webhook":
+            raise InvalidCampaign(
+                f"{campaign.source}:1: webhook.destination: no webhook destination named "
+                f"{campaign.webhook.destination!r} (config/destinations/)", file=campaign.source, line=1,
+                field="webhook.destination")
 
 
 def _cap(node: Any, ctx: Ctx) -> FrequencyCap:

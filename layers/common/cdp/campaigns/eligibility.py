@@ -64,21 +64,29 @@ class PastSend:
     campaign: str
     sent_at: datetime
     key: str = ""  # the ledger key it was sent under: a redelivery of that message is no cap
+    channel: str = "email"
 
 
 def skip_reason(campaign: Campaign, recipient: Recipient, *, now: datetime, history: Iterable[PastSend],
                 suppressed: Collection[str], policy: Policy) -> str | None:
-    """Why ``recipient`` gets nothing from ``campaign`` at ``now``; None when they may."""
-    if not recipient.email:
+    """Why ``recipient`` gets nothing from ``campaign`` at ``now``; None when they may.
+
+    A webhook campaign (a trigger posted to a webhook) needs no address and is not a message to the
+    person: only consent, its own cap and quiet hours apply, and it neither counts towards nor is
+    held by the global cap of messages.
+    """
+    email = campaign.channel == "email"
+    if email and not recipient.email:
         return "no_valid_email" if recipient.unvalidated_email else "no_email"
     if not may_contact(recipient.consent, campaign.consent):
         return "no_consent"
-    if recipient.suppressed or recipient.email in suppressed:
+    if email and (recipient.suppressed or recipient.email in suppressed):
         return "suppressed"
     past = list(history)
     if _count(past, now, campaign.frequency_cap, campaign.name) >= campaign.frequency_cap.max:
         return "frequency_cap"
-    if _count(past, now, policy.global_cap, None) >= policy.global_cap.max:
+    if email and _count([p for p in past if p.channel != "webhook"], now, policy.global_cap,
+                        None) >= policy.global_cap.max:
         return "global_cap"
     if campaign.quiet_hours and in_quiet_hours(campaign.quiet_hours, recipient.traits, now, policy):
         return "quiet_hours"
@@ -126,7 +134,7 @@ def history_from_journal(messages: Iterable[Any]) -> list[PastSend]:
             continue
         segment = str(message.segment)
         out.append(PastSend(campaign=segment[len("campaign:"):] if segment.startswith("campaign:") else "",
-                            sent_at=moment, key=str(message.key)))
+                            sent_at=moment, key=str(message.key), channel=str(message.channel or "email")))
     return out
 
 

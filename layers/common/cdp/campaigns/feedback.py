@@ -1,11 +1,12 @@
 """What became of each campaign email: SES's event publishing (through SNS) back into the stream.
 
-The campaign configuration set publishes DELIVERY, BOUNCE, COMPLAINT, REJECT, OPEN and CLICK
+The campaign configuration set publishes SEND, DELIVERY, BOUNCE, COMPLAINT, REJECT, OPEN and CLICK
 events to an SNS topic; the feedback function turns each into stream events on the person's
 profile, so segments, reports and ``cdp campaigns stats`` read them from the lake like any event:
 
 | SES event | stream events |
 | --- | --- |
+| Send | ``Email Sent``; and the message's ledger claim (its ``ledger`` tag) confirmed ``sent`` |
 | Delivery | ``Email Delivered`` |
 | Bounce, Permanent | ``Email Bounced`` and an ``identify`` with ``email_suppressed: bounced`` (never emailed again) |
 | Bounce, Transient / Undetermined | ``Email Bounced`` (``bounce_type`` says which; the address stays) |
@@ -18,10 +19,24 @@ tag), ``run`` and ``ses_message_id`` (from the message's tags) and a
 messageId derived from SES's message id and the event type: SNS delivers at least once and a
 redelivered notification is a duplicate in unify. The person is found by the recipient address
 (``context.traits.email``), the identifier the message was sent to (:mod:`cdp.campaigns.stream`).
+
+**Closing the unknown-outcome window.** Every email carries its effect-ledger key in the ``ledger``
+tag (:func:`ledger_tag`: base64url, reversible, within SES's 256 characters of ``[A-Za-z0-9_-]``).
+SES publishes a Send event once it has accepted the message, so a sender that died (or never heard
+the answer) between SES accepting and ``mark_sent`` has its claim confirmed ``sent`` here, and the
+redelivery finds a duplicate instead of taking the claim over. The confirmation is conditional on
+the claim being ``pending`` (:meth:`cdp.activation.EffectLedger.confirm_sent`): a ``sent`` or
+``failed`` claim is never rewritten and an absent one is never created. A pending claim that a
+redelivery has already taken over is confirmed too: SES did accept a message of this claim, so
+``sent`` is the truth whatever the new holder does next (its ``mark_sent`` keeps ``sent``; its
+``release`` or ``mark_failed`` is conditional on ``pending`` and becomes a no-op), and no later
+delivery sends a third time. What stays open: a Send event arriving after the hold has expired
+*and* a redelivery has taken over and sent (two messages, as before).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -36,6 +51,30 @@ OUTCOMES = {"Email Sent": "sent", "Email Delivered": "delivered", "Email Bounced
             "Email Complained": "complained", "Email Rejected": "rejected", "Email Opened": "opened",
             "Email Clicked": "clicked", "Unsubscribed": "unsubscribed"}
 SUPPRESSED_TRAIT = "email_suppressed"
+#: The message tag that carries the effect-ledger key of the message.
+LEDGER_TAG = "ledger"
+#: SES v2 tag values: ASCII letters, digits, ``_`` and ``-``; 256 characters at most (255 kept, as the
+#: v1 reference says "less than 256").
+MAX_TAG_LENGTH = 255
+_LEDGER_PREFIXES = ("email#", "campaign#")
+
+
+def ledger_tag(key: str) -> str | None:
+    """The ``ledger`` tag value of an effect key (base64url without padding), or None when it would
+    not fit SES's limit (a key over 191 bytes: the message goes untagged and keeps the old window)."""
+    value = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    return value if len(value) <= MAX_TAG_LENGTH else None
+
+
+def key_of_tag(value: str) -> str | None:
+    """The effect key a ``ledger`` tag holds, or None when it is not one of ours (hostile input)."""
+    if not value or len(value) > MAX_TAG_LENGTH:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except ValueError:
+        return None
+    return key if key.startswith(_LEDGER_PREFIXES) and ledger_tag(key) == value else None
 
 
 @dataclass
@@ -43,6 +82,8 @@ class FeedbackReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     ignored: dict[str, int] = field(default_factory=dict)  # reason -> notifications
     suppressed: list[str] = field(default_factory=list)  # hard-bounced addresses
+    confirmed: int = 0  # pending claims a Send event marked sent
+    already: int = 0  # Send events whose claim was sent, failed or absent: left as it was
 
 
 def _tag(mail: Mapping[str, Any], name: str) -> str:
@@ -124,13 +165,38 @@ def notifications(sns_event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
         yield value if isinstance(value, Mapping) else {}
 
 
-def process(sns_event: Mapping[str, Any], *, sink: Any, now: Any) -> FeedbackReport:
-    """Put the outcome events of every notification into the stream (collector-validated)."""
+def confirm_sends(notes: Iterable[Mapping[str, Any]], ledger: Any, report: FeedbackReport) -> None:
+    """Each Send event's claim (its ``ledger`` tag) confirmed ``sent`` if still pending.
+
+    A store failure raises: the SNS invocation is retried, and confirming again is a no-op.
+    """
+    for notification in notes:
+        mail = notification.get("mail")
+        if notification.get("eventType") != "Send" or not isinstance(mail, Mapping):
+            continue
+        key = key_of_tag(_tag(mail, LEDGER_TAG))
+        ses_id = str(mail.get("messageId") or "")
+        if key is None or not ses_id:
+            if _tag(mail, LEDGER_TAG):
+                report.ignored["bad_ledger_tag"] = report.ignored.get("bad_ledger_tag", 0) + 1
+            continue
+        if ledger.confirm_sent(key, ses_id):
+            report.confirmed += 1
+        else:
+            report.already += 1
+
+
+def process(sns_event: Mapping[str, Any], *, sink: Any, now: Any, ledger: Any = None) -> FeedbackReport:
+    """Put the outcome events of every notification into the stream (collector-validated); with a
+    ``ledger``, confirm the claim of every Send event first (:func:`confirm_sends`)."""
     from cdp.campaigns.stream import internal_record
 
     report = FeedbackReport()
+    notes = list(notifications(sns_event))
+    if ledger is not None:
+        confirm_sends(notes, ledger, report)
     records = [internal_record(event, source_id="ses-feedback", now=now)
-               for notification in notifications(sns_event) for event in outcome_events(notification, report)]
+               for notification in notes for event in outcome_events(notification, report)]
     if records:
         sink.put(records)  # raises when the stream refuses: the SNS invocation is retried
     return report

@@ -51,6 +51,19 @@ class Outgoing:
     run_id: str
     key: str
     now: datetime
+    # What the channel needs besides the person (a trigger's event time and chosen properties).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class DeliveryQueue(Protocol):
+    def send(self, items: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSetup:
+    """A webhook campaign's "provider": the destinations queue (DeliverFunction posts from it)."""
+
+    queue: DeliveryQueue
 
 
 def send_email(setup: EmailSetup, *, to: str, profile_id: str, template: Template, traits: Mapping[str, Any],
@@ -68,17 +81,50 @@ def send_email(setup: EmailSetup, *, to: str, profile_id: str, template: Templat
     return setup.provider.send_raw(to=to, raw=raw, tags=tags)
 
 
+def ledger_tags(key: str) -> dict[str, str]:
+    """The ``ledger`` tag naming the message's claim, for SES's Send event to confirm it
+    (:mod:`cdp.campaigns.feedback`); none for a key too long for a tag."""
+    from cdp.campaigns.feedback import LEDGER_TAG, ledger_tag
+
+    value = ledger_tag(key)
+    return {LEDGER_TAG: value} if value else {}
+
+
 def _send_email(message: Outgoing, setup: EmailSetup) -> str:
     campaign, recipient = message.campaign, message.recipient
+    tags = {"campaign": campaign.name, "run": message.run_id, "profile": recipient.profile_id,
+            "purpose": campaign.consent}
+    if not message.key.startswith("test#"):  # a test send has no claim
+        tags.update(ledger_tags(message.key))
     return send_email(setup, to=str(recipient.email), profile_id=recipient.profile_id, template=campaign.template,
                       traits=recipient.traits, unsubscribe_from=campaign.name, purpose=campaign.consent,
-                      now=message.now, campaign=campaign.name,
-                      tags={"campaign": campaign.name, "run": message.run_id, "profile": recipient.profile_id,
-                            "purpose": campaign.consent})
+                      now=message.now, campaign=campaign.name, tags=tags)
+
+
+def _post_trigger(message: Outgoing, setup: WebhookSetup) -> str:
+    """Queue the trigger for its webhook destination; the post's ``webhook-id`` is the provider id.
+
+    Queueing twice is harmless (DeliverFunction's claim and the receiver's ``webhook-id`` dedupe),
+    so a failed send releases the claim (``EmailNotSent``, retryable) whatever reached the queue.
+    """
+    from cdp.activation.trigger_posts import TriggerPost
+    from cdp.errors import EmailNotSent, StoreError
+
+    campaign = message.campaign
+    assert campaign.webhook is not None and campaign.trigger is not None
+    post = TriggerPost(destination=campaign.webhook.destination, campaign=campaign.name,
+                       event=campaign.trigger.event, message_id=message.run_id, at=str(message.extra.get("at", "")),
+                       profile_id=message.recipient.profile_id, purpose=campaign.consent,
+                       properties=dict(message.extra.get("properties") or {}))
+    try:
+        setup.queue.send([(post, 0)])
+    except StoreError as exc:
+        raise EmailNotSent("the webhook post could not be queued", retryable=True, code="enqueue") from exc
+    return post.webhook_id()
 
 
 #: channel -> how one message goes out (returns the provider's id). Destinations plug in here.
-CHANNELS: dict[str, Callable[[Outgoing, Any], str]] = {"email": _send_email}
+CHANNELS: dict[str, Callable[[Outgoing, Any], str]] = {"email": _send_email, "webhook": _post_trigger}
 
 
 def message_key(campaign: str, run_id: str, profile_id: str) -> str:
@@ -98,7 +144,7 @@ class CampaignReport(ActivationReport):
 def deliver(campaign: Campaign, recipient: Recipient, *, run_id: str, now: datetime, ledger: EffectLedger,
             setup: Any, history: Iterable[PastSend] = (), suppressed: Collection[str] = (),
             policy: Policy = DEFAULT_POLICY, report: CampaignReport | None = None,
-            key: str | None = None) -> CampaignReport:
+            key: str | None = None, extra: Mapping[str, Any] | None = None) -> CampaignReport:
     """Send ``campaign`` to ``recipient`` once for ``run_id`` (or the ledger ``key`` given), or record why not.
 
     Raises like :func:`cdp.activation.send_once` (``EmailNotSent`` retryable, ``SendOutcomeUnknown``,
@@ -117,7 +163,7 @@ def deliver(campaign: Campaign, recipient: Recipient, *, run_id: str, now: datet
     if reason:
         report.skipped[key] = reason
         return report
-    outgoing = Outgoing(campaign, recipient, run_id, key, now)
+    outgoing = Outgoing(campaign, recipient, run_id, key, now, extra or {})
     send_once(key, lambda: channel(outgoing, setup), ledger=ledger, report=report)
     return report
 

@@ -15,6 +15,10 @@ that survives; ``unless`` events read from the profile's ``last_time`` computed 
 time, max over merges: an event that arrived out of order still counts when it happened after the
 trigger); then :func:`cdp.campaigns.send.deliver` (consent, suppression, caps, quiet hours, SES).
 
+**Webhook.** A campaign with ``channel: webhook`` is decided the same way; its "send" queues the
+trigger for its webhook destination (:mod:`cdp.activation.trigger_posts`), with the event
+properties it lists, carried in the message from unify.
+
 **Too old.** A trigger whose wait ended more than :data:`STALE_AFTER` ago is dropped (reason
 ``stale``): an imported history sends no reminder for last month's checkouts.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +61,13 @@ class TriggerMessage:
     message_id: str  # the trigger event's
     at: str  # when the event happened (its timestamp, as unify reads it)
     due: str  # when to decide: ``at`` + the delay, or the end of quiet hours
+    # A webhook campaign's chosen event properties (``webhook.properties``: scalars, non-personal).
+    properties: Mapping[str, Any] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
-        return {BODY_KEY: {"campaign": self.campaign, "profile_id": self.profile_id,
-                           "message_id": self.message_id, "at": self.at, "due": self.due}}
+        data = {"campaign": self.campaign, "profile_id": self.profile_id, "message_id": self.message_id,
+                "at": self.at, "due": self.due}
+        return {BODY_KEY: {**data, "properties": dict(self.properties)} if self.properties else data}
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TriggerMessage:
@@ -71,7 +78,13 @@ class TriggerMessage:
         bad = [k for k, v in values.items() if not isinstance(v, str) or not v or len(v) > 256]
         if bad or parse_time(values["at"]) is None or parse_time(values["due"]) is None:
             raise MalformedTrigger(f"bad fields: {', '.join(bad) or 'at/due'}")
-        return cls(**values)  # type: ignore[arg-type]
+        properties = data.get("properties") or {}
+        from cdp.activation.trigger_posts import MAX_PROPERTIES, is_scalar
+
+        if not isinstance(properties, Mapping) or len(properties) > MAX_PROPERTIES or not all(
+                isinstance(k, str) and is_scalar(v) for k, v in properties.items()):
+            raise MalformedTrigger("bad fields: properties")
+        return cls(**values, properties=dict(properties))  # type: ignore[arg-type]
 
 
 def trigger_key(campaign: str, message_id: str) -> str:
@@ -116,6 +129,7 @@ class Emitted:
 def emit_triggers(events: Iterable[Mapping[str, Any]], profile_of: Mapping[str, str], index: TriggerIndex, *,
                   now: datetime) -> Emitted:
     """The trigger messages of a unified batch: events that reached a profile and match a campaign."""
+    from cdp.activation.trigger_posts import pick_properties
     from cdp.identity.profile import event_time
 
     out = Emitted([])
@@ -132,7 +146,10 @@ def emit_triggers(events: Iterable[Mapping[str, Any]], profile_of: Mapping[str, 
             if now - due > STALE_AFTER:
                 out.stale += 1
                 continue
-            message = TriggerMessage(campaign.name, profile_id, message_id, format_time(at), format_time(due))
+            chosen = (pick_properties(event.get("properties"), campaign.webhook.properties)
+                      if campaign.webhook is not None else {})
+            message = TriggerMessage(campaign.name, profile_id, message_id, format_time(at), format_time(due),
+                                     chosen)
             # A wait the queue cannot hold is handed over at once: activation makes it a schedule.
             out.messages.append((message, 0 if due - now > MAX_QUEUE_DELAY else _delay(due, now)))
     return out
@@ -172,6 +189,8 @@ class TriggerContext:
     # Creates a one-time schedule that puts ``body`` on the activation queue at ``due`` (idempotent by name).
     schedule: Callable[[str, dict[str, Any], datetime], None]
     suppressed: Callable[[str], bool] = lambda _: False
+    # A webhook campaign's setup (:class:`cdp.campaigns.send.WebhookSetup`: the destinations queue).
+    webhooks: Any = None
 
 
 def on_trigger(body: Mapping[str, Any], ctx: TriggerContext, *, now: datetime,
@@ -209,13 +228,16 @@ def on_trigger(body: Mapping[str, Any], ctx: TriggerContext, *, now: datetime,
     history = history_from_journal(ctx.journal.sent_to([recipient.profile_id]))
     blocked = {recipient.email} if recipient.email and ctx.suppressed(recipient.email) else set()
     before = len(report.sent)
-    deliver(campaign, recipient, run_id=message.message_id, now=now, ledger=ctx.ledger, setup=ctx.setup,
-            history=history, suppressed=blocked, policy=ctx.policy, report=report, key=key)
+    deliver(campaign, recipient, run_id=message.message_id, now=now, ledger=ctx.ledger,
+            setup=ctx.webhooks if campaign.channel == "webhook" else ctx.setup,
+            history=history, suppressed=blocked, policy=ctx.policy, report=report, key=key,
+            extra={"at": message.at, "properties": message.properties})
     if report.skipped.get(key) == "quiet_hours" and campaign.quiet_hours is not None:
         # Decided again when quiet hours end (unless is checked again then).
         until = next_allowed(campaign.quiet_hours, recipient.traits, now, ctx.policy)
         del report.skipped[key]
-        later = TriggerMessage(message.campaign, message.profile_id, message.message_id, message.at, format_time(until))
+        later = TriggerMessage(message.campaign, message.profile_id, message.message_id, message.at,
+                               format_time(until), message.properties)
         return _wait(later, until, now, ctx, report, key)
     if len(report.sent) > before:
         from cdp.profiles.messages import record_sent
