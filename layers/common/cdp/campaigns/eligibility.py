@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cdp.activation import validated_email
+from cdp.activation import email_skip_reason, email_suppressed, validated_email
 from cdp.campaigns.definition import Campaign, FrequencyCap, QuietHours, valid_timezone
 from cdp.privacy.consent import may_contact
 from cdp.times import parse_time
@@ -45,7 +45,7 @@ class Recipient:
             consent["email"] = False
         return cls(profile_id=str(profile.get("profile_id")), email=email, consent=consent, traits=traits,
                    unvalidated_email=email is None and bool(traits.get("email")),
-                   suppressed=bool(traits.get("email_suppressed")))
+                   suppressed=email_suppressed(traits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +69,11 @@ class PastSend:
 def skip_reason(campaign: Campaign, recipient: Recipient, *, now: datetime, history: Iterable[PastSend],
                 suppressed: Collection[str], policy: Policy) -> str | None:
     """Why ``recipient`` gets nothing from ``campaign`` at ``now``; None when they may."""
-    if not recipient.email:
-        return "no_valid_email" if recipient.unvalidated_email else "no_email"
-    if not may_contact(recipient.consent, campaign.consent):
-        return "no_consent"
-    if recipient.suppressed or recipient.email in suppressed:
-        return "suppressed"
+    reason = email_skip_reason(email=recipient.email, unvalidated_email=recipient.unvalidated_email,
+                               consented=bool(may_contact(recipient.consent, campaign.consent)),
+                               suppressed=recipient.suppressed or recipient.email in suppressed)
+    if reason is not None:
+        return reason
     past = list(history)
     if _count(past, now, campaign.frequency_cap, campaign.name) >= campaign.frequency_cap.max:
         return "frequency_cap"
