@@ -59,7 +59,7 @@ PAGE_ATTEMPTS = 1000
 
 @dataclass
 class ScheduledTickReport:
-    queued: dict[str, int] = field(default_factory=dict)  # campaign -> messages put on the queue
+    queued: dict[str, int] = field(default_factory=dict)  # campaign -> members queued by the tick (first page)
     paged: list[str] = field(default_factory=list)  # more members than a page: the next page is queued
     not_due: list[str] = field(default_factory=list)
     # Due, but its segment has never completed a run or failed at this tick (the retry sends).

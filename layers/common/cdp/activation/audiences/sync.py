@@ -87,7 +87,9 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
     """Apply ``changes`` to one audience; never raises for a platform refusal (see the report).
 
     With ``holdings``, an add is recorded before it is sent and a remove sends the keys that were
-    sent (all of them, if the person's keys changed in between), then drops the record.
+    sent (all of them, if the person's keys changed in between), then drops them from the record. The
+    exit of a profile merged away since sends its held keys' removal, then its survivor's held keys
+    again (docs/architecture.md, "Merges").
     """
     report = report if report is not None else SyncReport()
     current = membership.members_of({(c.segment, c.profile_id) for c in changes})
@@ -95,7 +97,7 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
     views = profiles.views(pids)
     known = holdings.read(destination, pids) if holdings is not None else {}
     held = {pid: h.rows for pid, h in known.items()}
-    gone = [pid for pid in pids if pid not in views]
+    gone = [pid for pid in pids if pid not in views and held.get(pid)]  # merged away or erased, still held
     survivor_of = profiles.merged_into(gone) if gone and holdings is not None else {}
     todo: dict[str, list[tuple[str, MembershipChange, list[Hashed]]]] = {"add": [], "remove": []}
     for change in changes:
