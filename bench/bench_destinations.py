@@ -53,6 +53,9 @@ class Views:
     def views(self, ids: list[str]) -> dict[str, Any]:
         return {i: self.profiles[i] for i in ids if i in self.profiles}
 
+    def merged_into(self, ids: list[str]) -> dict[str, str]:
+        return {}
+
 
 def bench_audience(name: str, platform: Any, fake: Any, n: int) -> dict[str, Any]:
     membership = InMemoryMembershipStore()

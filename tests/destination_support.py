@@ -32,8 +32,13 @@ class ListDeadLetters:
 class DictProfiles:
     profiles: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    merged: dict[str, str] = field(default_factory=dict)  # merged-away id -> survivor
+
     def views(self, profile_ids: list[str]) -> dict[str, Mapping[str, Any]]:
         return {pid: self.profiles[pid] for pid in profile_ids if pid in self.profiles}
+
+    def merged_into(self, profile_ids: list[str]) -> dict[str, str]:
+        return {pid: self.merged[pid] for pid in profile_ids if pid in self.merged}
 
 
 def person(pid: str, *, ads: bool | None = True, email: str | None = None) -> dict[str, Any]:

@@ -21,15 +21,16 @@ from cdp.activation import (
 from cdp.adapters.destinations import SqsDeliveryQueue
 from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 from cdp.adapters.idempotency import DynamoEffectLedger
+from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.messages import DynamoMessageJournal
 from cdp.adapters.scheduler import OneTimeSchedules
 from cdp.adapters.secrets import CachedSecret
 from cdp.adapters.sesv2 import SesV2RawSender
-from cdp.adapters.sqs import SqsDeferrals
+from cdp.adapters.sqs import SqsActivationMessages, SqsDeferrals
 from cdp.campaigns.definition import load_campaigns
 from cdp.campaigns.eligibility import load_policy
 from cdp.campaigns.entries import on_entry
-from cdp.campaigns.scheduled import MESSAGE_TYPE, on_scheduled
+from cdp.campaigns.scheduled import FANOUT_TYPE, MESSAGE_TYPE, PAGE_ATTEMPTS, on_fanout_page, on_scheduled
 from cdp.campaigns.send import CampaignReport, EmailSetup, WebhookSetup
 from cdp.campaigns.triggers import BODY_KEY, TriggerContext, on_trigger, unless_traits
 from cdp.identity.config import load_identity_config
@@ -79,6 +80,13 @@ def campaign_deps() -> dict:
 
 
 @cache
+def fanout_deps() -> dict:
+    s = settings()
+    return {"campaigns": campaign_deps()["campaigns"], "store": DynamoMembershipStore(s),
+            "enqueue": SqsActivationMessages(s), "ledger": DynamoEffectLedger(s, max_attempts=PAGE_ATTEMPTS)}
+
+
+@cache
 def trigger_context() -> TriggerContext:
     d = campaign_deps()
     identity = load_identity_config(Path(__file__).parent / "config" / "identity.yaml")
@@ -95,6 +103,10 @@ def record_handler(record: SQSRecord, report: ActivationReport | None = None,
         later = on_trigger(body, trigger_context(), now=datetime.now(UTC),
                            report=triggered if triggered is not None else CampaignReport())
         campaign_deps()["deferrals"].defer(later)
+        return
+    if body.get("type") == FANOUT_TYPE:  # a page of a scheduled campaign's tick: its members, then the next page
+        logger.info("fan-out page", extra={"campaign": body.get("campaign"), "page": body.get("page"),
+                                           "outcome": on_fanout_page(body, **fanout_deps())})
         return
     d = campaign_deps()
     args = {k: d[k] for k in ("campaigns", "profiles", "journal", "ledger", "setup", "policy")}

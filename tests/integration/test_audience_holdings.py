@@ -64,14 +64,20 @@ class CrashingHoldings(InMemoryHoldings):
 
     def __init__(self, inner: InMemoryHoldings, n: int) -> None:
         super().__init__()
-        self.items, self.n, self.writes = inner.items, n, 0
+        self.items, self.versions, self.n, self.writes = inner.items, inner.versions, n, 0
 
-    def put(self, destination: str, items: Any) -> None:
-        items = list(items)
+    def _count(self, items: list[Any]) -> None:
         if items:
             self.writes += 1
             if self.writes == self.n:
                 raise Crash(f"holdings write {self.n}")
+
+    def write(self, destination: str, items: Any) -> list[str]:
+        self._count(items := list(items))
+        return super().write(destination, items)
+
+    def put(self, destination: str, items: Any) -> None:  # erasure
+        self._count(items := list(items))
         super().put(destination, items)
 
 
@@ -319,11 +325,11 @@ def test_an_exit_whose_record_cannot_be_dropped_is_removed_and_a_resync_clears_t
     from cdp.errors import StoreError
 
     class DropFails(InMemoryHoldings):
-        def put(self, destination: str, items: Any) -> None:
+        def write(self, destination: str, items: Any) -> list[str]:
             items = list(items)
-            if any(not sent for _, sent in items):
+            if any(not sent for _, sent, _ in items):
                 raise StoreError("table throttled")
-            super().put(destination, items)
+            return super().write(destination, items)
 
     fake, client = platform
     failing = DropFails()
@@ -333,7 +339,7 @@ def test_an_exit_whose_record_cannot_be_dropped_is_removed_and_a_resync_clears_t
     report = world.sync(client(), [MembershipChange("vip", "p1", "exited", "r2", AT)])
     assert len(report.removed) == 1 and held_emails(fake) == set() and failing.held("aud", ["p1"])
     world.holdings = InMemoryHoldings()
-    world.holdings.items = failing.items
+    world.holdings.items, world.holdings.versions = failing.items, failing.versions
     assert world.resync(client()).removed == 1 and world.holdings.items == {}
 
 
@@ -353,3 +359,157 @@ def test_an_erasure_that_dies_before_deleting_the_records_removes_again_when_res
     assert meta.members("1234") == set() and world.holdings.items
     AudienceErasureNotice({"meta-vip": META}, targets, world.profiles, holdings=world.holdings).notify("req-1", person_)
     assert world.holdings.items == {} and meta.members("1234") == set()
+
+
+# ---------------------------------------------------------------- merges: the merged-away id's holdings
+
+
+def merge(world: World, away: str, into: str) -> None:
+    """Identity resolution merged ``away`` into ``into``: a tombstone; the next segment run exits it."""
+    world.profiles.profiles.pop(away)
+    world.profiles.merged[away] = into
+    world.membership.apply("vip", [], [away])
+
+
+def merged_exit(world: World, client: Any, away: str, **kw: Any) -> Any:
+    return world.sync(client, [MembershipChange("vip", away, "exited", "r2", AT)], **kw)
+
+
+def test_a_merged_away_profiles_keys_leave_the_audience_at_its_exit_and_the_survivor_stays(
+        world: World, platform: tuple[Any, Any]) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1", email="ann@example.com"), world.enter("p3", email="p3@example.com")])
+    merge(world, "p3", into="p1")  # p1 absorbed p3 (linked by another identifier); p3 held its own row
+
+    report = merged_exit(world, client(), "p3")
+
+    assert report.removed == ["aud#aud#vip#p3#r2#remove"]
+    assert held_emails(fake) == {sha("ann@example.com")}  # p3's keys gone; p1 (restored) still there
+    assert world.holdings.held("aud", ["p1", "p3"]).keys() == {"p1"}
+
+
+def test_a_merged_away_profile_sharing_the_survivors_email_is_removed_and_the_survivor_sent_again(
+        world: World, platform: tuple[Any, Any]) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1", email="ann@example.com")])
+    world.sync(client(), [world.enter("p2", email="ann@example.com")])  # the email that merged them
+    merge(world, "p2", into="p1")
+
+    merged_exit(world, client(), "p2")
+
+    # The platform removes whoever matches any key of p2's row (the shared email): p1 is sent again.
+    assert held_emails(fake) == {sha("ann@example.com")}
+    assert world.holdings.held("aud", ["p1", "p2"]).keys() == {"p1"}
+
+
+@pytest.mark.parametrize(("n", "before"), [(1, True), (1, False), (2, True), (2, False)],
+                         ids=["before-the-remove", "after-the-remove", "before-the-restore", "after-the-restore"])
+def test_a_merged_exit_that_dies_at_any_request_is_repaired_by_its_redelivery(
+        world: World, platform: tuple[Any, Any], n: int, before: bool) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1", email="ann@example.com"), world.enter("p2", email="ann@example.com")])
+    merge(world, "p2", into="p1")
+
+    with pytest.raises(Crash):
+        merged_exit(world, client(CrashOnRequest(n, before=before)), "p2")
+    world.ledger.clock = lambda: float(int(time.time())) + 301  # the claim's hold has expired
+    merged_exit(world, client(), "p2")
+
+    assert held_emails(fake) == {sha("ann@example.com")}
+    assert world.holdings.held("aud", ["p1", "p2"]).keys() == {"p1"}
+
+
+def test_a_merged_exit_redelivered_after_it_was_done_changes_nothing(world: World, platform: tuple[Any, Any]) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1", email="ann@example.com"), world.enter("p2", email="bob@example.com")])
+    merge(world, "p2", into="p1")
+    merged_exit(world, client(), "p2")
+
+    again = merged_exit(world, client(), "p2")
+
+    assert again.skipped == {"aud#aud#vip#p2#r2#remove": "no_profile"} and not again.removed
+    assert held_emails(fake) == {sha("ann@example.com")}
+
+
+def test_an_erased_profiles_exit_removes_what_it_was_sent_with_no_survivor_to_restore(
+        world: World, platform: tuple[Any, Any]) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1")])
+    world.profiles.profiles.pop("p1")
+    world.membership.apply("vip", [], ["p1"])
+
+    report = merged_exit(world, client(), "p1")
+
+    assert len(report.removed) == 1 and held_emails(fake) == set() and world.holdings.items == {}
+
+
+# ---------------------------------------------------------------- concurrent writers of one record
+
+
+class Interleaved(InMemoryHoldings):
+    """Runs ``meanwhile`` once, just before the first write that ``when`` picks: another writer's whole
+    read-send-write happening between this writer's read and its write (no threads, no sleeps)."""
+
+    def __init__(self, inner: InMemoryHoldings, when: Any, meanwhile: Any) -> None:
+        super().__init__()
+        self.items, self.versions, self.when, self.meanwhile = inner.items, inner.versions, when, meanwhile
+
+    def write(self, destination: str, items: Any) -> list[str]:
+        items = list(items)
+        if self.meanwhile is not None and self.when(items):
+            run, self.meanwhile = self.meanwhile, None
+            run()
+        return super().write(destination, items)
+
+
+def test_a_resync_and_a_delivery_growing_one_record_at_once_both_keep_their_rows(
+        world: World, platform: tuple[Any, Any]) -> None:
+    fake, client = platform
+    world.sync(client(), [world.enter("p1", email="old@example.com")])
+
+    def delivery() -> None:  # between the resync's read and its write: new keys, and an entry sent with them
+        world.enter("p1", segment="lapsed", email="new@example.com")
+        world.sync(client(), [MembershipChange("lapsed", "p1", "entered", "r1", AT)])
+
+    racing = Interleaved(world.holdings, when=lambda items: any(pid == "p1" for pid, _, _ in items),
+                         meanwhile=delivery)
+    world.resync(client(), holdings=racing)  # re-sends the old keys it read
+
+    assert held_emails(fake) == {sha("old@example.com"), sha("new@example.com")}
+    assert len(world.holdings.held("aud", ["p1"])["p1"]) == 2  # both rows: neither write lost the other's
+    world.resync(client())
+    assert held_emails(fake) == {sha("new@example.com")}  # so the next resync can take the old one out
+
+
+def test_an_exit_whose_record_was_re_sent_meanwhile_keeps_it_held(world: World, platform: tuple[Any, Any]) -> None:
+    """Without versions the exit's drop would erase a row the platform holds again: unremovable keys."""
+    fake, client = platform
+    world.sync(client(), [world.enter("p1")])
+    world.membership.apply("vip", [], ["p1"])
+    exit_ = MembershipChange("vip", "p1", "exited", "r2", AT)
+
+    def reenter() -> None:  # after the exit's remove, before it drops the record: p1 enters again
+        world.membership.apply("vip", [Member("p1", "r3", AT)], [])
+        world.sync(client(), [MembershipChange("vip", "p1", "entered", "r3", AT)])
+
+    racing = Interleaved(world.holdings, when=lambda items: any(not rows for _, rows, _ in items), meanwhile=reenter)
+    report = world.sync(client(), [exit_], holdings=racing)
+
+    assert report.kept == ["p1"] and len(report.removed) == 1
+    assert held_emails(fake) == {sha("p1@example.com")}  # re-added after the remove
+    assert world.holdings.held("aud", ["p1"])  # and still held: a later exit or resync can remove it
+
+
+def test_grow_reads_again_after_a_conflict_and_shrink_gives_up_on_one() -> None:
+    from cdp.activation.audiences.holdings import Holding, grow, shrink
+
+    store = InMemoryHoldings()
+    stale = {"p1": Holding()}  # read before anyone wrote
+    grow(store, "aud", {"p1": [["a"]]}, {})
+    written = grow(store, "aud", {"p1": [["b"]]}, stale)  # conflicts once, re-reads, merges
+    assert store.held("aud", ["p1"]) == {"p1": [["a"], ["b"]]} and written["p1"].version == 2
+    grow(store, "aud", {"p1": [["b"]]}, written)  # a fence: same rows, a new version
+    assert shrink(store, "aud", {"p1": [["a"]]}, written) == ["p1"]  # read before the fence: left as is
+    assert store.held("aud", ["p1"]) == {"p1": [["a"], ["b"]]}
+    assert shrink(store, "aud", {"p1": [["a"], ["b"]]}, store.read("aud", ["p1"])) == []
+    assert store.items == {}

@@ -19,7 +19,13 @@ from cdp.adapters.sesv2 import SesV2RawSender
 from cdp.adapters.sqs import SqsActivationMessages
 from cdp.campaigns.definition import parse_campaign
 from cdp.campaigns.eligibility import Policy
-from cdp.campaigns.scheduled import on_scheduled, run_scheduled_campaigns
+from cdp.campaigns.scheduled import (
+    FANOUT_TYPE,
+    PAGE_ATTEMPTS,
+    on_fanout_page,
+    on_scheduled,
+    run_scheduled_campaigns,
+)
 from cdp.campaigns.send import CampaignReport, EmailSetup
 from cdp.identity.profile import Profile
 from cdp.segments.membership import Member
@@ -79,3 +85,29 @@ def test_a_due_tick_fans_out_through_the_queue_and_each_member_gets_one_raw_emai
     first = messages[0]
     assert first["X-CDP-Campaign"] == "digest" and first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert str(first["List-Unsubscribe"]).startswith("<https://cdp.test/v1api/v1/unsubscribe?p=")
+
+
+def test_an_audience_beyond_a_page_is_chained_through_the_queue_a_page_a_message(stack_settings: Settings) -> None:
+    store, enqueue = DynamoMembershipStore(stack_settings), SqsActivationMessages(stack_settings)
+    ids = [f"p{i:02d}" for i in range(23)]
+    store.apply("engaged", [Member(pid, "r0", "2026-11-01T00:00:00Z") for pid in ids], [])
+    store.record_run("engaged", "r0", {"run_id": "r0", "at": "2026-11-30T11:59:00.000Z"})
+    pages = DynamoEffectLedger(stack_settings, max_attempts=PAGE_ATTEMPTS)
+
+    tick = run_scheduled_campaigns([DIGEST], store=store, enqueue=enqueue, run_id="2026-11-30T12:00:00Z", now=NOW,
+                                   page_size=10)
+    members, outcomes, todo = [], [], drain(stack_settings)
+    while todo:
+        for body in todo:
+            if body["type"] == FANOUT_TYPE:
+                for _ in range(2):  # each page delivered twice: the second finds the claim sent
+                    outcomes.append(on_fanout_page(body, campaigns=[DIGEST], store=store, enqueue=enqueue,
+                                                   ledger=pages, page_size=10))
+            else:
+                members.append(body["profile_id"])
+        todo = drain(stack_settings)
+
+    assert tick.queued == {"digest": 10} and tick.paged == ["digest"]
+    assert sorted(members) == ids  # the page's Query from its cursor on the real key order: none twice
+    assert outcomes == ["queued:10", "duplicate", "queued:3", "duplicate"]
+    assert pages.state("fanout#digest#2026-11-30T12:00:00Z#2")["state"] == "sent"

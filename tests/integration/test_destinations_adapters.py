@@ -148,6 +148,23 @@ def test_audience_holdings_are_kept_per_destination_and_profile(stack_settings: 
     assert list(holdings.profiles("meta-vip")) == [] and list(holdings.profiles("google-vip")) == ["p1"]
 
 
+def test_audience_holdings_writes_are_conditional_on_the_version_read(stack_settings: Settings) -> None:
+    from cdp.activation.audiences.holdings import Holding
+    from cdp.adapters.destinations import DynamoAudienceHoldings
+
+    holdings = DynamoAudienceHoldings(stack_settings)
+    holdings.put("meta-vip", [("old", [["a" * 64]])])  # written before versions: read as version 0
+    assert holdings.read("meta-vip", ["old"]) == {"old": Holding([["a" * 64]], 0)}
+
+    assert holdings.write("meta-vip", [("old", [["a" * 64], ["b" * 64]], 0), ("new", [["c" * 64]], 0)]) == []
+    assert holdings.read("meta-vip", ["old", "new"]) == {"old": Holding([["a" * 64], ["b" * 64]], 1),
+                                                          "new": Holding([["c" * 64]], 1)}
+    # Another writer read version 0 before these writes: neither its put nor its delete lands.
+    assert holdings.write("meta-vip", [("old", [], 0), ("new", [["d" * 64]], 0)]) == ["old", "new"]
+    assert holdings.write("meta-vip", [("old", [], 1)]) == []
+    assert holdings.read("meta-vip", ["old", "new"]) == {"new": Holding([["c" * 64]], 1)}
+
+
 def test_a_google_secret_with_an_oauth_client_gets_one_token_source_per_warm_function(stack_settings: Settings) -> None:
     from dataclasses import replace
 

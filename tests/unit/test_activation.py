@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import pytest
 
@@ -437,3 +438,45 @@ def test_a_segment_email_is_raw_mime_with_the_one_click_headers_escaped_html_and
     url = str(first["List-Unsubscribe"]).strip("<>")
     link = verify_link(dict(parse_qsl(urlparse(url).query)), "s3cret", now=time.time())
     assert (link.profile_id, link.campaign, link.purpose) == ("p1", "segment-vip", "email")
+
+
+# ---------------------------------------------------------------- one eligibility check for every email path
+
+
+def test_a_suppressed_address_gets_no_per_segment_email() -> None:
+    """The feedback function set ``email_suppressed`` (a hard bounce or a complaint)."""
+    contact = contact_from_profile({"profile_id": "p1", "identifiers": {"email": ["email:ada@x.io"]},
+                                    "traits": {"email_suppressed": "bounced"}})
+    sender, ledger = Sender(), Ledger()
+
+    report = activate_change(entered(), contacts=Directory(contact), ledger=ledger, setup=mail(sender),
+                             templates=TEMPLATES)
+
+    assert sender.sent == [] and report.skipped == {effect_key(entered()): "suppressed"}
+    assert ledger.items == {}  # nothing claimed: a later unsuppression (a new entry) is not blocked
+
+
+@pytest.mark.parametrize(("profile", "reason"), [
+    ({"identifiers": {}}, "no_email"),
+    ({"identifiers": {}, "traits": {"email": "not-an-address"}}, "no_valid_email"),
+    ({"identifiers": {"email": ["ada@x.io"]}, "consent": {"email": False}}, "no_consent"),
+    ({"identifiers": {"email": ["ada@x.io"]}, "traits": {"unsubscribed": True}}, "no_consent"),
+    ({"identifiers": {"email": ["ada@x.io"]}, "traits": {"email_suppressed": "complained"}}, "suppressed"),
+    ({"identifiers": {"email": ["ada@x.io"]}, "consent": {"email": False},
+      "traits": {"email_suppressed": "bounced"}}, "no_consent"),
+    ({"identifiers": {"email": ["ada@x.io"]}}, None),
+])
+def test_per_segment_emails_and_campaigns_skip_the_same_people_for_the_same_reason(
+        profile: dict, reason: str | None) -> None:
+    from cdp.campaigns.definition import parse_campaign
+    from cdp.campaigns.eligibility import Policy, Recipient, skip_reason
+
+    view = {"profile_id": "p1", **profile}
+    campaign = parse_campaign("name: c\nkind: adhoc\nchannel: email\nconsent: email\naudience: {segment: vip}\n"
+                              "template: {subject: s, text: t}\n", "c.yaml")
+    report = activate_change(entered(), contacts=Directory(contact_from_profile(view)), ledger=Ledger(),
+                             setup=mail(Sender()), templates=TEMPLATES)
+
+    assert report.skipped.get(effect_key(entered())) == reason
+    assert skip_reason(campaign, Recipient.from_profile(view), now=datetime(2026, 11, 30, 12, tzinfo=UTC),
+                       history=[], suppressed=(), policy=Policy()) == reason

@@ -8,14 +8,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdp.activation import InMemoryEffectLedger
 from cdp.campaigns.definition import parse_campaign
 from cdp.campaigns.eligibility import Policy
 from cdp.campaigns.entries import MAX_HOP_SECONDS
-from cdp.campaigns.scheduled import MESSAGE_TYPE, on_scheduled, run_scheduled_campaigns
+from cdp.campaigns.scheduled import (
+    FANOUT_TYPE,
+    MESSAGE_TYPE,
+    PAGE_ATTEMPTS,
+    FanOutPage,
+    on_fanout_page,
+    on_scheduled,
+    run_scheduled_campaigns,
+)
 from cdp.campaigns.send import CampaignReport, EmailSetup
-from cdp.errors import InvalidEvent, SegmentsIncomplete, StoreError
+from cdp.errors import EffectInFlight, InvalidEvent, SegmentsIncomplete, StoreError
 from cdp.identity.profile import Profile
 from cdp.jobs.segment_job import SegmentJobReport, raise_if_incomplete
 from cdp.profiles.messages import InMemoryMessageJournal
@@ -269,3 +279,175 @@ def test_the_segment_job_fans_out_the_membership_its_tick_just_computed_and_repo
     assert failed.campaigns["waiting"] == ["digest"] and failed.retryable == ["engaged"]
     assert retried.campaigns["queued"] == {"digest": 2} and not retried.retryable
     assert [b["profile_id"] for b in queue.bodies] == ["p1", "p2"]
+
+
+# ---------------------------------------------------------------- fan-out pages (any audience size)
+
+
+class Chain:
+    """The activation queue with both kinds of message: members are sent, pages fanned out."""
+
+    def __init__(self, ids: Collection[str], store: InMemoryMembershipStore) -> None:
+        self.world, self.store = World(ids), store
+        self.clock = [0.0]
+        self.pages = InMemoryEffectLedger(max_attempts=PAGE_ATTEMPTS, clock=lambda: self.clock[0])
+        self.outcomes: list[str] = []
+
+    def page(self, body: dict[str, Any], queue: Queue) -> None:
+        self.outcomes.append(on_fanout_page(body, campaigns=[DIGEST, ON_ENTRY], store=self.store, enqueue=queue,
+                                            ledger=self.pages, page_size=PAGE))
+
+    def drain(self, bodies: list[dict[str, Any]]) -> None:
+        """Deliver until the queue is empty, pages handled by processes that do not crash."""
+        todo = list(bodies)
+        while todo:
+            body = todo.pop(0)
+            if body["type"] == FANOUT_TYPE:
+                queue = Queue()
+                self.page(body, queue)
+                todo += queue.bodies
+            else:
+                self.world.deliver([body])
+
+    def expire_holds(self) -> None:
+        self.clock[0] += 301  # past the claim's hold: a dead holder's page is taken over
+
+
+PAGE = 10
+
+
+def paged_tick(n: int) -> tuple[list[str], InMemoryMembershipStore, Queue, Any]:
+    store, queue = InMemoryMembershipStore(), Queue()
+    ids = members(store, n)
+    report = run_scheduled_campaigns([DIGEST], store=store, enqueue=queue, run_id=RUN, now=TICK, page_size=PAGE)
+    return ids, store, queue, report
+
+
+def test_a_tick_beyond_one_page_queues_the_first_page_and_a_page_message_that_chains_the_rest() -> None:
+    ids, store, queue, report = paged_tick(35)
+    chain = Chain(ids, store)
+
+    [page] = [b for b in queue.bodies if b["type"] == FANOUT_TYPE]
+    chain.drain(queue.bodies)
+
+    assert report.queued == {"digest": 10} and report.paged == ["digest"]
+    assert page == {"type": FANOUT_TYPE, "campaign": "digest", "run_id": RUN, "at": "2026-11-30T12:00:00.000Z",
+                    "page": 1, "after": "p09"}
+    assert store.last_campaign_tick("digest") == {"run_id": RUN, "at": "2026-11-30T12:00:00.000Z", "queued": 10,
+                                                  "paged": True}
+    assert sorted(chain.world.provider.to) == [f"{pid}@shop.test" for pid in ids]
+    assert chain.outcomes == ["queued:10", "queued:10", "queued:5"]  # each page bounded; the last ends the chain
+
+
+def test_an_audience_of_exactly_whole_pages_ends_with_an_empty_page() -> None:
+    ids, store, queue, _ = paged_tick(20)
+    chain = Chain(ids, store)
+    chain.drain(queue.bodies)
+    assert len(chain.world.provider.to) == 20 and chain.outcomes == ["queued:10", "queued:0"]
+
+
+@pytest.mark.parametrize("crash_at", [0, 1, 2], ids=["after the claim, before queueing",
+                                                    "during the members (one batch queued)",
+                                                    "after the next page was queued, before marking"])
+def test_a_page_whose_process_dies_is_retried_within_the_hold_later_then_taken_over(crash_at: int) -> None:
+    ids, store, queue, _ = paged_tick(35)
+    chain = Chain(ids, store)
+    [page] = [b for b in queue.bodies if b["type"] == FANOUT_TYPE]
+    chain.drain([b for b in queue.bodies if b["type"] == MESSAGE_TYPE])
+    # A page queues 11 messages (10 members and the next page): 2 SendMessageBatch calls.
+    crashing = Queue(fail_at=crash_at) if crash_at < 2 else Queue()
+    with pytest.raises(Crash) if crash_at < 2 else _nothing():
+        chain.page(page, crashing)
+        if crash_at == 2:
+            chain.pages.items[FanOutPage.from_body(page).key]["state"] = "pending"  # died before mark_sent
+    chain.drain(crashing.bodies)  # what reached the queue before the death is handled
+
+    with pytest.raises(EffectInFlight):  # SQS redelivers within the hold: the page waits
+        chain.page(page, Queue())
+    chain.expire_holds()
+    chain.drain([page])  # taken over
+
+    assert sorted(chain.world.provider.to) == [f"{pid}@shop.test" for pid in ids]
+    assert (crash_at == 2) == ("duplicate" in chain.outcomes)  # the next page queued twice: once done
+
+
+def test_a_page_whose_queue_refuses_gives_the_claim_back_and_the_retry_does_it_at_once() -> None:
+    ids, store, queue, _ = paged_tick(15)
+    chain = Chain(ids, store)
+    [page] = [b for b in queue.bodies if b["type"] == FANOUT_TYPE]
+
+    with pytest.raises(StoreError):
+        chain.page(page, Queue(fail_at=0, error=StoreError("throttled", retryable=True)))
+    chain.drain(queue.bodies)  # the tick's page and the redelivered page message, no hold to wait for
+
+    assert sorted(chain.world.provider.to) == [f"{pid}@shop.test" for pid in ids]
+
+
+def test_a_page_delivered_again_after_it_was_done_and_a_retried_tick_queue_nothing_new() -> None:
+    ids, store, queue, _ = paged_tick(25)
+    chain = Chain(ids, store)
+    chain.drain(queue.bodies)
+    pages = [b for b in queue.bodies if b["type"] == FANOUT_TYPE]
+
+    retry = Queue()
+    run_scheduled_campaigns([DIGEST], store=store, enqueue=retry, run_id=RUN, now=TICK, page_size=PAGE)
+    chain.drain(retry.bodies + pages)
+
+    assert sorted(chain.world.provider.to) == [f"{pid}@shop.test" for pid in ids]
+    assert chain.outcomes[-2:] == ["duplicate", "duplicate"]  # page 1 from the retried tick, and redelivered
+
+
+def test_membership_changing_between_pages_sends_whoever_is_a_member_when_their_page_is_read_once() -> None:
+    ids, store, queue, _ = paged_tick(25)
+    chain = Chain([*ids, "p05b", "p15b"], store)
+    chain.drain([b for b in queue.bodies if b["type"] == MESSAGE_TYPE])
+    store.apply("engaged", [Member("p05b", "r1", "2026-11-30T12:01:00Z"), Member("p15b", "r1", "2026-11-30T12:01:00Z")],
+                ["p12"])  # entries and an exit after the tick, before page 1 is read
+
+    chain.drain([b for b in queue.bodies if b["type"] == FANOUT_TYPE])
+
+    sent = sorted(chain.world.provider.to)
+    assert "p12@shop.test" not in sent and "p05b@shop.test" not in sent  # left; entered in a page already read
+    assert "p15b@shop.test" in sent and len(sent) == len(set(sent)) == 25
+
+
+def test_a_page_of_a_removed_campaign_does_nothing_and_a_malformed_page_is_refused_with_its_field() -> None:
+    ids, store, queue, _ = paged_tick(15)
+    chain = Chain(ids, store)
+    [page] = [b for b in queue.bodies if b["type"] == FANOUT_TYPE]
+    assert on_fanout_page(page, campaigns=[ON_ENTRY], store=store, enqueue=Queue(), ledger=chain.pages) == "no_campaign"
+    for field, value in [("page", 0), ("page", "1"), ("after", ""), ("run_id", None), ("campaign", "x" * 300)]:
+        with pytest.raises(InvalidEvent) as err:
+            chain.page({**page, field: value}, Queue())
+        assert err.value.details["field"] == field
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(0, 30), page=st.integers(1, 8), data=st.data())
+def test_any_size_any_crashes_duplicates_and_order_send_each_member_exactly_once(n: int, page: int, data: Any) -> None:
+    """Every page handler may die at any of its queue calls (then is redelivered after the hold), any
+    message may come twice, and the queue delivers in any order: each member gets one email."""
+    store, queue = InMemoryMembershipStore(), Queue()
+    ids = members(store, n)
+    run_scheduled_campaigns([DIGEST], store=store, enqueue=queue, run_id=RUN, now=TICK, page_size=page)
+    chain = Chain(ids, store)
+    todo = list(queue.bodies)
+    while todo:
+        body = todo.pop(data.draw(st.integers(0, len(todo) - 1)))
+        if data.draw(st.booleans()):
+            todo.append(dict(body))  # at-least-once: delivered again later
+        if body["type"] != FANOUT_TYPE:
+            chain.world.deliver([body])
+            continue
+        crash = data.draw(st.one_of(st.none(), st.integers(0, page // 10 + 1)))
+        out = Queue(fail_at=crash)
+        try:
+            on_fanout_page(body, campaigns=[DIGEST], store=store, enqueue=out, ledger=chain.pages, page_size=page)
+        except Crash:
+            chain.expire_holds()
+            todo.append(body)  # SQS redelivers after the visibility timeout
+        except EffectInFlight:
+            chain.expire_holds()
+            todo.append(body)
+        todo += out.bodies
+    assert sorted(chain.world.provider.to) == [f"{pid}@shop.test" for pid in ids]

@@ -57,11 +57,12 @@ def test_the_schedule_sample_has_a_time_the_segment_job_uses_as_run_id() -> None
     assert parse_time(tick.time) == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
 
 
-def test_the_sqs_sample_carries_a_membership_change_a_campaign_trigger_and_a_scheduled_message() -> None:
-    from cdp.campaigns.scheduled import MESSAGE_TYPE, parse_message
+def test_the_sqs_sample_carries_a_membership_change_a_campaign_trigger_a_scheduled_message_and_a_page() -> None:
+    from cdp.campaigns.scheduled import FANOUT_TYPE, MESSAGE_TYPE, FanOutPage, parse_message
     from cdp.campaigns.triggers import TriggerMessage
 
-    change, trigger, scheduled = (json.loads(r.body) for r in SQSEvent(_load("sqs-activation.json")).records)
+    change, trigger, scheduled, page = (json.loads(r.body) for r in SQSEvent(_load("sqs-activation.json")).records)
+    assert page["type"] == FANOUT_TYPE and FanOutPage.from_body(page).key == "fanout#weekly-digest#2026-11-23T09:00:00Z#1"
     assert MembershipChange.from_dict(change).change == "entered"
     assert TriggerMessage.from_body(trigger).campaign == "checkout-reminder"
     assert scheduled["type"] == MESSAGE_TYPE and parse_message(scheduled)["campaign"] == "weekly-digest"

@@ -45,6 +45,8 @@ class Contact:
     # The profile has an email trait but no valid email identifier: it is never sent to.
     unvalidated_email: bool = False
     traits: Mapping[str, Any] = field(default_factory=dict)  # the template's variables
+    # The address hard-bounced or complained (the ``email_suppressed`` trait): never emailed again.
+    suppressed: bool = False
 
 
 class ContactDirectory(Protocol):
@@ -159,6 +161,30 @@ class ActivationReport:
     unrecorded: list[str] = field(default_factory=list)
 
 
+#: Set on a profile by the feedback function when its address hard-bounced or complained.
+SUPPRESSED_TRAIT = "email_suppressed"
+
+
+def email_suppressed(traits: Mapping[str, Any]) -> bool:
+    return bool(traits.get(SUPPRESSED_TRAIT))
+
+
+def email_skip_reason(*, email: str | None, unvalidated_email: bool, consented: bool,
+                      suppressed: bool) -> str | None:
+    """Why nobody may email this person, or None: the one check of every email path (per-segment
+    emails here, every campaign in :func:`cdp.campaigns.eligibility.skip_reason`), in this order:
+    ``no_valid_email`` / ``no_email`` (no validated ``email:`` identifier), ``no_consent`` (as
+    :func:`cdp.privacy.consent.may_contact` decided for the purpose), ``suppressed`` (hard bounce or
+    complaint)."""
+    if not email:
+        return "no_valid_email" if unvalidated_email else "no_email"
+    if not consented:
+        return "no_consent"
+    if suppressed:
+        return "suppressed"
+    return None
+
+
 def effect_key(change: MembershipChange) -> str:
     return f"email#{change.segment}#{change.profile_id}#{change.run_id}"
 
@@ -182,14 +208,11 @@ def activate_change(change: MembershipChange, *, contacts: ContactDirectory, led
         report.skipped[key] = "no_channel"
         return report
     contact = contacts.contacts([change.profile_id]).get(change.profile_id)
-    if contact is not None and not contact.email and contact.unvalidated_email:
-        report.skipped[key] = "no_valid_email"
-        return report
-    if contact is None or not contact.email:
-        report.skipped[key] = "no_email"
-        return report
-    if not contact.email_consent:
-        report.skipped[key] = "no_consent"
+    reason = "no_email" if contact is None else email_skip_reason(
+        email=contact.email, unvalidated_email=contact.unvalidated_email, consented=contact.email_consent,
+        suppressed=contact.suppressed)
+    if reason is not None or contact is None:
+        report.skipped[key] = reason or "no_email"
         return report
     from cdp.campaigns.send import ledger_tags, send_email
 
@@ -262,7 +285,8 @@ def contact_from_profile(profile: Mapping[str, Any]) -> Contact:
     return Contact(profile_id=str(profile.get("profile_id")), email=email,
                    email_consent=bool(may_contact(profile, purpose_of(EMAIL_PURPOSE))),
                    name=name if isinstance(name, str) else None,
-                   unvalidated_email=email is None and bool(traits.get("email")), traits=dict(traits))
+                   unvalidated_email=email is None and bool(traits.get("email")), traits=dict(traits),
+                   suppressed=email_suppressed(traits))
 
 
 class ProfileContacts:

@@ -23,6 +23,7 @@ from typing import Any
 
 from cdp.activation.audiences import AudiencePlatform
 from cdp.activation.audiences.google import TOKEN_URL, GoogleAudience, GoogleOAuth
+from cdp.activation.audiences.holdings import Holding
 from cdp.activation.audiences.meta import MetaAudience
 from cdp.activation.destinations import Delivery, Destination, Reconcile, parse_delivery
 from cdp.activation.trigger_posts import TriggerPost
@@ -32,7 +33,7 @@ from cdp.adapters.errors import aws_errors
 from cdp.adapters.http import Urllib3Transport, check_url
 from cdp.adapters.secrets import CachedSecret
 from cdp.adapters.sqs import send_batches
-from cdp.errors import InvalidConfig, ServiceThrottled
+from cdp.errors import ConcurrentUpdate, InvalidConfig, ServiceThrottled
 from cdp.settings import Settings
 
 
@@ -182,7 +183,8 @@ def webhook_transport(settings: Settings) -> Urllib3Transport:
 
 class DynamoAudienceHoldings(AwsAdapter):
     """:class:`cdp.activation.audiences.holdings.Holdings` in ``AudienceHoldingsTable`` (HASH
-    ``destination``, RANGE ``profile_id``; ``sent``: the JSON list of hashed members, ``at``)."""
+    ``destination``, RANGE ``profile_id``; ``sent``: the JSON list of hashed members, ``at``, ``v``: the
+    version conditional writes check; a record written before versions has none, read as 0)."""
 
     service = "dynamodb"
 
@@ -192,7 +194,10 @@ class DynamoAudienceHoldings(AwsAdapter):
         self._sleep = sleep
 
     def held(self, destination: str, profile_ids: Sequence[str]) -> dict[str, list[Any]]:
-        found: dict[str, list[Any]] = {}
+        return {pid: h.rows for pid, h in self.read(destination, profile_ids).items()}
+
+    def read(self, destination: str, profile_ids: Sequence[str]) -> dict[str, Holding]:
+        found: dict[str, Holding] = {}
         ids = sorted(set(profile_ids))
         for start in range(0, len(ids), 100):
             request: dict[str, Any] = {self.table: {"Keys": [_hkey(destination, p) for p in ids[start:start + 100]],
@@ -203,13 +208,33 @@ class DynamoAudienceHoldings(AwsAdapter):
                 with aws_errors("cannot read audience holdings", destination=destination):
                     out = self.client.batch_get_item(RequestItems=request)
                 for item in out.get("Responses", {}).get(self.table, []):
-                    found[item["profile_id"]["S"]] = json.loads(item["sent"]["S"])
+                    found[item["profile_id"]["S"]] = Holding(json.loads(item["sent"]["S"]),
+                                                             int(item.get("v", {}).get("N", "0")))
                 request = out.get("UnprocessedKeys") or {}
                 if not request:
                     break
             else:
                 raise ServiceThrottled("cannot read audience holdings", destination=destination)
         return found
+
+    def write(self, destination: str, items: Iterable[tuple[str, list[Any], int]]) -> list[str]:
+        """One conditional PutItem (or DeleteItem) per record: BatchWriteItem takes no conditions."""
+        now, conflicts = str(int(time.time())), []
+        for pid, rows, version in items:
+            condition: dict[str, Any] = (
+                {"ConditionExpression": "attribute_not_exists(v)"} if version == 0 else
+                {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}})
+            try:
+                with aws_errors("cannot write audience holdings", destination=destination):
+                    if rows:
+                        self.client.put_item(TableName=self.table, **condition, Item={
+                            **_hkey(destination, pid), "at": {"N": now}, "v": {"N": str(version + 1)},
+                            "sent": {"S": json.dumps(rows, separators=(",", ":"))}})
+                    else:
+                        self.client.delete_item(TableName=self.table, Key=_hkey(destination, pid), **condition)
+            except ConcurrentUpdate:
+                conflicts.append(pid)
+        return conflicts
 
     def put(self, destination: str, items: Iterable[tuple[str, list[Any]]]) -> None:
         now = str(int(time.time()))

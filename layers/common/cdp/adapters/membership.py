@@ -68,6 +68,23 @@ class DynamoMembershipStore(AwsAdapter):
         item = self._get(segment, profile_id, f"could not read the membership of segment {segment!r}")
         return _member(item) if item else None
 
+    def members_page(self, segment: str, *, after: str | None, limit: int) -> tuple[list[Member], str | None]:
+        """One Query of at most ``limit`` items from ``after`` (a scheduled campaign's fan-out page).
+
+        DynamoDB names a LastEvaluatedKey whenever it stopped at ``limit``, even if nothing follows:
+        then the next page is empty, and ends the chain."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name, "KeyConditionExpression": "#s = :s", "Limit": limit,
+            "ExpressionAttributeNames": {"#s": "segment"}, "ExpressionAttributeValues": {":s": {"S": segment}},
+            "ConsistentRead": True}
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = _key(segment, after)
+        with aws_errors(f"could not read the membership of segment {segment!r}", table=self.table_name,
+                        segment=segment):
+            page = self.client.query(**kwargs)
+        last = page.get("LastEvaluatedKey")
+        return [_member(item) for item in page.get("Items", [])], (last["profile_id"]["S"] if last else None)
+
     def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
         """The stored memberships among ``(segment, profile_id)`` keys, in BatchGetItem calls of 100."""
         wanted = sorted(set(keys))

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cdp.activation import validated_email
+from cdp.activation import email_skip_reason, email_suppressed, validated_email
 from cdp.campaigns.definition import Campaign, FrequencyCap, QuietHours, valid_timezone
 from cdp.privacy.consent import may_contact
 from cdp.times import parse_time
@@ -45,7 +45,7 @@ class Recipient:
             consent["email"] = False
         return cls(profile_id=str(profile.get("profile_id")), email=email, consent=consent, traits=traits,
                    unvalidated_email=email is None and bool(traits.get("email")),
-                   suppressed=bool(traits.get("email_suppressed")))
+                   suppressed=email_suppressed(traits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +76,15 @@ def skip_reason(campaign: Campaign, recipient: Recipient, *, now: datetime, hist
     held by the global cap of messages.
     """
     email = campaign.channel == "email"
-    if email and not recipient.email:
-        return "no_valid_email" if recipient.unvalidated_email else "no_email"
-    if not may_contact(recipient.consent, campaign.consent):
+    consented = bool(may_contact(recipient.consent, campaign.consent))
+    if email:
+        reason = email_skip_reason(email=recipient.email, unvalidated_email=recipient.unvalidated_email,
+                                   consented=consented,
+                                   suppressed=recipient.suppressed or recipient.email in suppressed)
+        if reason is not None:
+            return reason
+    elif not consented:
         return "no_consent"
-    if email and (recipient.suppressed or recipient.email in suppressed):
-        return "suppressed"
     past = list(history)
     if _count(past, now, campaign.frequency_cap, campaign.name) >= campaign.frequency_cap.max:
         return "frequency_cap"

@@ -13,12 +13,22 @@ ledger key ``campaign#<name>#<run>#<profile>`` dedupes what was already sent, so
 crash sends only to those not yet sent. A tick is recorded (``record_campaign_tick``) after its fan
 out, so a crash before the record makes the retry, or the next tick, fan out again.
 
+Any audience size, bounded work per invocation: the tick queues the first page of members
+(:data:`PAGE_SIZE`, in the membership table's key order) and, if there are more, one **fan-out page**
+message (``campaign.fanout``: campaign, run, page number, the last profile id of the page before).
+The activation function handles a page (:func:`on_fanout_page`) under a claim on
+``fanout#<campaign>#<run>#<page>`` in the effect ledger: it queues that page's members, then the next
+page's message, then marks the claim. A page delivered twice, or queued twice by a retried page or
+tick, finds the claim ``sent`` (or held: retried later), so the chain never forks; members queued twice
+are ledger duplicates (docs/architecture.md, "Scheduled campaigns: the tick's crash matrix").
+
 The activation function sends each message through :func:`cdp.campaigns.send.deliver` (consent,
 suppression, caps, quiet hours, ledger) like a segment entry: :func:`on_scheduled`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +39,7 @@ from cdp.campaigns.definition import Campaign
 from cdp.campaigns.eligibility import Policy, Recipient, history_from_journal, next_allowed
 from cdp.campaigns.entries import Deferred, ProfileReader, _hop
 from cdp.campaigns.send import CampaignReport, deliver, message_key
-from cdp.errors import CdpError, InvalidEvent
+from cdp.errors import CdpError, EffectInFlight, InvalidEvent, StoreError
 from cdp.profiles.messages import MessageJournal, record_sent
 from cdp.segments.membership import MembershipStore
 from cdp.segments.schedule import is_due
@@ -38,18 +48,26 @@ from cdp.times import format_time, parse_time
 #: The ``type`` of a scheduled campaign's queue message (a segment change has none).
 MESSAGE_TYPE = "campaign.scheduled"
 _FIELDS = ("campaign", "run_id", "profile_id", "at")
+#: The ``type`` of a fan-out page's queue message.
+FANOUT_TYPE = "campaign.fanout"
+#: Members queued per page: 50 SendMessageBatch calls, a few seconds of the activation function's 60.
+PAGE_SIZE = 500
+#: A page's claim may be taken over this many times (each a process that died holding it): the work
+#: is idempotent, so unlike an email's claim it is never given up as "outcome unknown".
+PAGE_ATTEMPTS = 1000
 
 
 @dataclass
 class ScheduledTickReport:
-    queued: dict[str, int] = field(default_factory=dict)  # campaign -> messages put on the queue
+    queued: dict[str, int] = field(default_factory=dict)  # campaign -> members queued by the tick (first page)
+    paged: list[str] = field(default_factory=list)  # more members than a page: the next page is queued
     not_due: list[str] = field(default_factory=list)
     # Due, but its segment has never completed a run or failed at this tick (the retry sends).
     waiting: list[str] = field(default_factory=list)
     failures: dict[str, CdpError] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"queued": self.queued, "not_due": self.not_due, "waiting": self.waiting,
+        return {"queued": self.queued, "paged": self.paged, "not_due": self.not_due, "waiting": self.waiting,
                 "failures": {k: f"{e.code}: {e.reason}" for k, e in self.failures.items()}}
 
 
@@ -60,8 +78,9 @@ def scheduled_campaigns(campaigns: Iterable[Campaign]) -> list[Campaign]:
 
 def run_scheduled_campaigns(campaigns: Iterable[Campaign], *, store: MembershipStore,
                             enqueue: Callable[[list[dict[str, str]]], None], run_id: str, now: datetime,
-                            failed_segments: Iterable[str] = ()) -> ScheduledTickReport:
-    """Fan each due scheduled campaign out to its segment's current members (one message each)."""
+                            failed_segments: Iterable[str] = (), page_size: int = PAGE_SIZE) -> ScheduledTickReport:
+    """Fan each due scheduled campaign out to its segment's current members (one message each): the
+    first page here, the rest by the chain of fan-out pages this starts (:func:`on_fanout_page`)."""
     report = ScheduledTickReport()
     failed = set(failed_segments)
     for campaign in scheduled_campaigns(campaigns):
@@ -78,14 +97,92 @@ def run_scheduled_campaigns(campaigns: Iterable[Campaign], *, store: MembershipS
                 report.waiting.append(campaign.name)
                 continue
             at = format_time(now)
-            bodies = [{"type": MESSAGE_TYPE, "campaign": campaign.name, "run_id": run_id, "profile_id": pid,
-                       "at": at} for pid in sorted(store.members(segment))]
-            enqueue(bodies)
-            store.record_campaign_tick(campaign.name, {"run_id": run_id, "at": at, "queued": len(bodies)})
-            report.queued[campaign.name] = len(bodies)
+            first = FanOutPage(campaign.name, run_id, at, page=0, after="")
+            queued, more = fan_out_page(first, segment, store=store, enqueue=enqueue, page_size=page_size)
+            record = {"run_id": run_id, "at": at, "queued": queued}
+            store.record_campaign_tick(campaign.name, {**record, "paged": True} if more else record)
+            report.queued[campaign.name] = queued
+            if more:
+                report.paged.append(campaign.name)
         except CdpError as exc:  # this campaign waits for the retry; the others still go out
             report.failures[campaign.name] = exc
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutPage:
+    """Page ``page`` of a tick's fan-out: the members after profile id ``after`` (page 0: from the start)."""
+
+    campaign: str
+    run_id: str
+    at: str  # the tick's time, carried into every member's message
+    page: int
+    after: str
+
+    def to_body(self) -> dict[str, Any]:
+        return {"type": FANOUT_TYPE, "campaign": self.campaign, "run_id": self.run_id, "at": self.at,
+                "page": self.page, "after": self.after}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> FanOutPage:
+        """The page a queue message names, or InvalidEvent naming the field."""
+        text = {}
+        for name in ("campaign", "run_id", "at", "after"):
+            value = body.get(name)
+            if not isinstance(value, str) or not value or len(value) > 256:  # page 0 is the tick's, never queued
+                raise InvalidEvent(f"fan-out page: {name} must be a non-empty string", field=name)
+            text[name] = value
+        page = body.get("page")
+        if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page < 10**9:
+            raise InvalidEvent("fan-out page: page must be a positive integer", field="page")
+        return cls(text["campaign"], text["run_id"], text["at"], page, text["after"])
+
+    @property
+    def key(self) -> str:
+        """The page's claim in the effect ledger: one chain per (campaign, tick)."""
+        return f"fanout#{self.campaign}#{self.run_id}#{self.page}"
+
+
+def fan_out_page(page: FanOutPage, segment: str, *, store: MembershipStore,
+                 enqueue: Callable[[list[dict[str, Any]]], None], page_size: int = PAGE_SIZE) -> tuple[int, bool]:
+    """Queue one page of members, then (if the page was full) the next page's message, in that order:
+    a crash between leaves the page to be done again, never a member without a page.
+
+    Returns (members queued, whether a next page was queued)."""
+    members, last = store.members_page(segment, after=page.after or None, limit=page_size)
+    bodies: list[dict[str, Any]] = [{"type": MESSAGE_TYPE, "campaign": page.campaign, "run_id": page.run_id,
+                                     "profile_id": m.profile_id, "at": page.at} for m in members]
+    if last is not None:
+        bodies.append(FanOutPage(page.campaign, page.run_id, page.at, page.page + 1, last).to_body())
+    enqueue(bodies)
+    return len(members), last is not None
+
+
+def on_fanout_page(body: Mapping[str, Any], *, campaigns: Iterable[Campaign], store: MembershipStore,
+                   enqueue: Callable[[list[dict[str, Any]]], None], ledger: EffectLedger,
+                   page_size: int = PAGE_SIZE) -> str:
+    """Handle one fan-out page message once (claimed under :attr:`FanOutPage.key`); returns what was done:
+    ``queued:<n>``, ``duplicate`` or ``no_campaign``. Raises EffectInFlight while another attempt holds
+    the page, and any store or queue error after giving the claim back (the message is retried)."""
+    page = FanOutPage.from_body(body)
+    campaign = next((c for c in scheduled_campaigns(campaigns) if c.name == page.campaign), None)
+    if campaign is None or campaign.audience is None:  # removed or changed kind since the tick
+        return "no_campaign"
+    claim = ledger.claim(page.key)
+    if claim in ("pending", "exhausted"):
+        raise EffectInFlight("another attempt holds this fan-out page", key=page.key)
+    if claim != "acquired":
+        return "duplicate"
+    try:
+        queued, more = fan_out_page(page, campaign.audience.segment, store=store, enqueue=enqueue,
+                                    page_size=page_size)
+    except Exception:
+        ledger.release(page.key)  # nothing is lost by doing the page again: queued members are ledger duplicates
+        raise
+    # If marking fails the page is done all the same: a stray redelivery takes the claim over, harmlessly.
+    with contextlib.suppress(StoreError):
+        ledger.mark_sent(page.key, f"queued:{queued}{'+next' if more else ''}")
+    return f"queued:{queued}"
 
 
 def parse_message(body: Mapping[str, Any]) -> dict[str, str]:

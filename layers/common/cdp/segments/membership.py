@@ -83,6 +83,11 @@ class MembershipStore(Protocol):
         """One profile's membership of ``segment``, or None (for real-time evaluation)."""
         ...
 
+    def members_page(self, segment: str, *, after: str | None, limit: int) -> tuple[list[Member], str | None]:
+        """Up to ``limit`` members of ``segment`` whose profile id sorts after ``after`` (from the start if
+        None), in profile id order, and the id to continue after (None when there are no more)."""
+        ...
+
     def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
         """The memberships among ``(segment, profile_id)`` keys, in one batch read."""
         ...
@@ -125,6 +130,13 @@ class InMemoryMembershipStore:
 
     def member(self, segment: str, profile_id: str) -> Member | None:
         return self._members.get(segment, {}).get(profile_id)
+
+    def members_page(self, segment: str, *, after: str | None, limit: int) -> tuple[list[Member], str | None]:
+        # Sorted by code point, which is the UTF-8 byte order DynamoDB sorts a range key in; a full
+        # page names where to continue even if nothing follows, as DynamoDB's LastEvaluatedKey does.
+        ids = sorted(pid for pid in self._members.get(segment, {}) if after is None or pid > after)
+        page = [self._members[segment][pid] for pid in ids[:limit]]
+        return page, (page[-1].profile_id if page and len(page) == limit else None)
 
     def members_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Member]:
         return {(seg, pid): m for seg, pid in keys if (m := self.member(seg, pid)) is not None}

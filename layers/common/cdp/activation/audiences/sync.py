@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from cdp.activation import EffectLedger
 from cdp.activation.audiences import AudiencePlatform, Hashed, Upload
-from cdp.activation.audiences.holdings import Holdings
+from cdp.activation.audiences.holdings import Holding, Holdings, grow, shrink
 from cdp.activation.audiences.normalise import person_keys
 from cdp.errors import CdpError, DestinationRefused
 from cdp.identity.store import IdentityStore
@@ -48,6 +48,10 @@ def ads_consent_known(profile: Mapping[str, Any]) -> bool:
 class ProfileViews(Protocol):
     def views(self, profile_ids: list[str]) -> dict[str, Mapping[str, Any]]: ...
 
+    def merged_into(self, profile_ids: list[str]) -> dict[str, str]:
+        """The profile each of these was merged into (merged-away ids only)."""
+        ...
+
 
 @dataclass
 class SyncReport:
@@ -61,6 +65,8 @@ class SyncReport:
     retry_action: str = ""
     retry_after: float | None = None
     unrecorded: list[str] = field(default_factory=list)
+    # Held records another writer changed meanwhile, left holding what was removed (a superset).
+    kept: list[str] = field(default_factory=list)
 
     def merge_retry(self, changes: Iterable[MembershipChange], action: str, retry_after: float | None) -> None:
         self.retry.extend(changes)
@@ -81,13 +87,18 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
     """Apply ``changes`` to one audience; never raises for a platform refusal (see the report).
 
     With ``holdings``, an add is recorded before it is sent and a remove sends the keys that were
-    sent (all of them, if the person's keys changed in between), then drops the record.
+    sent (all of them, if the person's keys changed in between), then drops them from the record. The
+    exit of a profile merged away since sends its held keys' removal, then its survivor's held keys
+    again (docs/architecture.md, "Merges").
     """
     report = report if report is not None else SyncReport()
     current = membership.members_of({(c.segment, c.profile_id) for c in changes})
     pids = sorted({c.profile_id for c in changes})
     views = profiles.views(pids)
-    held = holdings.held(destination, pids) if holdings is not None else {}
+    known = holdings.read(destination, pids) if holdings is not None else {}
+    held = {pid: h.rows for pid, h in known.items()}
+    gone = [pid for pid in pids if pid not in views and held.get(pid)]  # merged away or erased, still held
+    survivor_of = profiles.merged_into(gone) if gone and holdings is not None else {}
     todo: dict[str, list[tuple[str, MembershipChange, list[Hashed]]]] = {"add": [], "remove": []}
     for change in changes:
         key = audience_key(destination, change)
@@ -97,14 +108,17 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
             report.skipped[key] = "stale"
             continue
         view = views.get(change.profile_id)
-        if view is None:
+        if view is None and not entered and held.get(change.profile_id):
+            # Merged away (or erased): its profile is gone but what it was sent is held. A removal
+            # only takes data away, so no consent or keys of today are needed: the held rows go.
+            keys = None
+        elif view is None:
             report.skipped[key] = "no_profile"
             continue
-        if not (may_send_ads(view) if entered else ads_consent_known(view)):
+        elif not (may_send_ads(view) if entered else ads_consent_known(view)):
             report.skipped[key] = "no_ads_consent"
             continue
-        keys = person_keys(view)
-        if not keys.matchable:
+        elif not (keys := person_keys(view)).matchable:
             report.skipped[key] = "no_keys"
             continue
         claim = ledger.claim(key)
@@ -117,31 +131,44 @@ def sync_changes(destination: str, changes: Sequence[MembershipChange], *, platf
         if claim != "acquired":
             report.duplicates.append(key)
             continue
-        hashed = platform.hashed(keys)
+        hashed = platform.hashed(keys) if keys is not None else None
         if entered:
             todo["add"].append((key, change, [hashed] if hashed is not None else []))
         else:
             sent = held.get(change.profile_id) or ([hashed] if hashed is not None else [])
             todo["remove"].append((key, change, sent))
+    # The survivors of merged-away people being removed: their rows are sent again after the removes,
+    # since the removed rows may share a key (the email that merged them) with the survivor's.
+    survivors = sorted({survivor_of[c.profile_id] for _, c, _ in todo["remove"] if c.profile_id in survivor_of})
+    restore: list[Hashed] = []
     if holdings is not None:
-        grow: dict[str, list[Hashed]] = {}
+        adds: dict[str, list[Hashed]] = {}
         for _, change, members in todo["add"]:
-            mine = grow.setdefault(change.profile_id, list(held.get(change.profile_id, [])))
+            mine = adds.setdefault(change.profile_id, [])
             mine.extend(m for m in members if m not in mine)
+        if survivors:
+            theirs = holdings.read(destination, survivors)
+            known = {**known, **theirs}
+            for pid, holding in theirs.items():
+                adds.setdefault(pid, []).extend(r for r in holding.rows if r not in adds.get(pid, []))
+                restore.extend(holding.rows)
         try:
-            holdings.put(destination, [(p, m) for p, m in grow.items() if m != held.get(p, [])])
+            # Write-ahead, a new version even for rows already held (a fence for concurrent shrinks).
+            known = {**known, **grow(holdings, destination, adds, known)}
         except Exception:
-            for key, _, _ in todo["add"]:
+            for key, _, _ in (*todo["add"], *todo["remove"]):
                 ledger.release(key)
             raise
     for op, items in todo.items():
         for start in range(0, len(items), platform.max_batch):
-            _send(op, items[start:start + platform.max_batch], platform, ledger, report, destination, holdings)
+            _send(op, items[start:start + platform.max_batch], platform, ledger, report, destination, holdings,
+                  known, restore if op == "remove" else [])
     return report
 
 
 def _send(op: str, items: list[tuple[str, MembershipChange, list[Hashed]]], platform: AudiencePlatform,
-          ledger: EffectLedger, report: SyncReport, destination: str, holdings: Holdings | None) -> None:
+          ledger: EffectLedger, report: SyncReport, destination: str, holdings: Holdings | None,
+          known: Mapping[str, Holding], restore: list[Hashed]) -> None:
     people = [m for _, _, members in items for m in members]
     # One single-batch session per request (Meta's session fields; Google ignores them). Derived from
     # the claims, so a retried batch reuses its session id.
@@ -152,6 +179,9 @@ def _send(op: str, items: list[tuple[str, MembershipChange, list[Hashed]]], plat
                                        estimated_total=len(people))
         for n, start in enumerate(range(platform.max_batch, len(people), platform.max_batch), start=1):
             platform.send(op, people[start:start + platform.max_batch], session=session + n)
+        # Before the claims are marked: a crash here repeats the remove (a no-op) and this add.
+        for n, start in enumerate(range(0, len(restore), platform.max_batch), start=1):
+            platform.send("add", restore[start:start + platform.max_batch], session=session - n)
     except DestinationRefused as exc:
         if exc.action == "abort":
             reason = str(exc.details.get("code") or exc.details.get("status") or exc.reason)
@@ -170,7 +200,7 @@ def _send(op: str, items: list[tuple[str, MembershipChange, list[Hashed]]], plat
     if op == "remove" and holdings is not None:
         # Removed from the platform: a crash before this only leaves keys to remove again (a no-op).
         with contextlib.suppress(CdpError):
-            holdings.put(destination, [(c.profile_id, []) for _, c, _ in items])
+            report.kept += shrink(holdings, destination, {c.profile_id: sent for _, c, sent in items}, known)
     done = report.added if op == "add" else report.removed
     for key, _, _ in items:
         try:
@@ -187,6 +217,7 @@ class ResyncReport:
     removed: int = 0  # people taken out (left, withdrew consent, or lost their keys)
     replaced: int = 0  # people whose old keys were taken out as well (their keys changed)
     unchanged: int = 0  # a targeted reconcile: already held with the same keys
+    kept: int = 0  # records another writer changed meanwhile: their stale rows stay held (a superset)
     skipped: dict[str, int] = field(default_factory=dict)
     batches: int = 0
 
@@ -209,14 +240,17 @@ def reconcile(destination: str, segments: Sequence[str], profile_ids: Sequence[s
     report = ResyncReport()
     adds: list[tuple[str, Hashed]] = []
     removes: list[tuple[str, Hashed]] = []
-    grow: list[tuple[str, list[Hashed]]] = []
-    final: list[tuple[str, list[Hashed]]] = []
+    growing: dict[str, list[Hashed]] = {}
+    stale_of: dict[str, list[Hashed]] = {}
+    known: dict[str, Holding] = {}
     ids = list(dict.fromkeys(profile_ids))
     for start in range(0, len(ids), page):
         chunk = ids[start:start + page]
         current = membership.members_of({(s, pid) for s in segments for pid in chunk})
         views = profiles.views(chunk)
-        held = holdings.held(destination, chunk)
+        read = holdings.read(destination, chunk)
+        known.update(read)
+        held = {pid: h.rows for pid, h in read.items()}
         for pid in chunk:
             member = any((s, pid) in current for s in segments)
             report.members += member
@@ -233,26 +267,26 @@ def reconcile(destination: str, segments: Sequence[str], profile_ids: Sequence[s
                 report.skip("no_keys")
             stale = [h for h in old if h != want]
             if want is not None:
-                if want not in old:
-                    grow.append((pid, [*old, want]))
-                if resend or want not in old:
+                # Sent again when stale rows go first: they may share a key with it (see below).
+                if resend or want not in old or stale:
                     adds.append((pid, want))
+                    growing[pid] = [want]  # written even if held: the fence of concurrent shrinks
                 else:
                     report.unchanged += 1
             if stale:
                 removes.extend((pid, h) for h in stale)
-                final.append((pid, [want] if want is not None else []))
+                stale_of[pid] = stale
                 if want is None:
                     report.removed += 1
                 else:
                     report.replaced += 1
-    holdings.put(destination, grow)
+    known.update(grow(holdings, destination, growing, known))
     # Removes first: a platform removes whoever matches any key of a removed member, so an old row
     # that shares a key with a wanted one (the same email, a changed name) would take that one out.
     report.batches += _send_all(platform, "remove", [h for _, h in removes], session_id + 1)
     report.batches += _send_all(platform, "add", [h for _, h in adds], session_id)
     report.sent = len(adds)
-    holdings.put(destination, final)
+    report.kept = len(shrink(holdings, destination, stale_of, known))
     return report
 
 
@@ -301,3 +335,7 @@ class StoreProfileViews:
     def views(self, profile_ids: list[str]) -> dict[str, Mapping[str, Any]]:
         profiles = self.store.get_profiles(profile_ids)
         return {pid: p.view() for pid, p in profiles.items() if not p.is_tombstone}
+
+    def merged_into(self, profile_ids: list[str]) -> dict[str, str]:
+        profiles = self.store.get_profiles(profile_ids)
+        return {pid: p.merged_into for pid, p in profiles.items() if p.merged_into}
