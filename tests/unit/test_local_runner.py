@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from cdp_infra.pollers import KinesisShardPoller, schedule_seconds, scheduled_event
 from cdp_infra.server import Route, proxy_event
 
@@ -405,3 +407,22 @@ def test_every_boto3_session_reads_the_service_descriptions_through_one_loader()
     # Then both read through the same loader, whose search paths boto3 did not add twice
     assert first._loader is second._loader
     assert len(first._loader.search_paths) == len(set(first._loader.search_paths))
+
+
+def test_a_drain_that_times_out_names_the_queue_and_its_delayed_messages() -> None:
+    from cdp_infra.local import DrainTimeout, LocalPipeline
+    from cdp_infra.pollers import SqsPoller
+
+    # Given a queue holding deliveries waiting out their backoff (sent with a delay)
+    pipeline = LocalPipeline()
+    poller = SqsPoller(QueueWithCounts(ApproximateNumberOfMessagesDelayed=5), FakeFunction(), {},
+                       queue_url="q", queue_arn="arn:q")
+    poller.poll_once()
+    pipeline.kinesis_pollers, pipeline.sqs_pollers = [], [poller]
+    # When the drain gives up, and while it waits
+    told: list[str] = []
+    with pytest.raises(DrainTimeout) as raised:
+        pipeline.wait_drained(timeout_s=0.5, report=told.append, report_every_s=0.1)
+    # Then both say which queue holds what
+    assert "Fake queue: 0 visible, 0 in flight, 5 delayed" in str(raised.value)
+    assert told and "5 delayed" in told[0]
