@@ -368,8 +368,16 @@ class LocalPipeline:
                                          self._queue_url_for_arn).start()
 
     def trim_streams(self) -> int:
-        """Forget the stream records every consumer of their shard has processed; how many."""
+        """Forget the stream records every consumer of their shard has processed; how many.
+
+        Records a consumer sent to its on-failure destination count as processed, but the pointer
+        left there names them: ``cdp failures replay`` reads them back from the stream, which keeps
+        them for its retention on AWS (``StreamRetentionHours``). So a shard is trimmed only up to
+        the first record of a pointer younger than that.
+        """
         assert self.stack is not None and self._moto is not None
+        retention_s = float(self.stack.parameters.get("StreamRetentionHours") or 24) * 3600
+        now = time.monotonic()
         shards: dict[tuple[str, str], list[KinesisShardPoller]] = {}
         for p in self.kinesis_pollers:
             shards.setdefault((p.stream_name, p.shard_id), []).append(p)
@@ -378,7 +386,12 @@ class LocalPipeline:
             checkpoints = [p.checkpoint for p in pollers]
             if any(c is None for c in checkpoints):
                 continue
-            through = min(checkpoints, key=int)  # type: ignore[arg-type]
+            through = int(min(checkpoints, key=int))  # type: ignore[arg-type]
+            for p in pollers:
+                # Removed one by one: the poller's thread may be appending meanwhile.
+                for expired in [pin for pin in list(p.pointed_to) if now - pin[1] >= retention_s]:
+                    p.pointed_to.remove(expired)
+                through = min([through, *(int(first) - 1 for first, _ in list(p.pointed_to))])
             dropped += self._moto.trim_kinesis(account=self.stack.account_id, region=self.stack.region,
                                                stream=stream, shard=shard, through=str(through))
         return dropped

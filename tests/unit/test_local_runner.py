@@ -426,3 +426,35 @@ def test_a_drain_that_times_out_names_the_queue_and_its_delayed_messages() -> No
     # Then both say which queue holds what
     assert "Fake queue: 0 visible, 0 in flight, 5 delayed" in str(raised.value)
     assert told and "5 delayed" in told[0]
+
+
+class RecordingEmulator:
+    def __init__(self) -> None:
+        self.trims: list[str] = []
+
+    def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:
+        self.trims.append(through)
+        return 0
+
+
+def test_the_stream_is_not_trimmed_past_records_a_failure_pointer_names() -> None:
+    from types import SimpleNamespace
+
+    from cdp_infra.local import LocalPipeline
+
+    # Given a consumer that gave up on records 3..4 (a pointer to them on the failure queue) and
+    # went on to record 9, beside another consumer at record 9
+    gave_up = _poller(FakeFunction(RuntimeError("boom")), FakeSqs(), MaximumRetryAttempts=0)
+    gave_up._deliver([{**r, "SequenceNumber": str(i)} for i, r in zip((3, 4), _records(2), strict=True)], attempt=0)
+    gave_up.checkpoint = "9"
+    other = _poller(FakeFunction(), FakeSqs())
+    other.checkpoint = "9"
+    pipeline = LocalPipeline()
+    pipeline.kinesis_pollers = [gave_up, other]
+    pipeline.stack = SimpleNamespace(account_id="1", region="r", parameters={"StreamRetentionHours": "24"})  # type: ignore[assignment]
+    emulator = RecordingEmulator()
+    pipeline._moto = emulator  # type: ignore[assignment]
+    # When the processed records are trimmed
+    pipeline.trim_streams()
+    # Then the shard keeps the pointer's records (a replay reads them back), as the stream's retention would
+    assert gave_up.sent_to_failure_destination == 2 and emulator.trims == ["2"]
