@@ -40,6 +40,12 @@ WRITE_KEY = "chaos-write-key"
 # environments. No attempt outlives it unseen: a queue's one poller delivers its messages one batch
 # at a time (so does a redelivery here) and receives with the queue's full visibility timeout.
 CLAIM_HOLD_S = 2
+# Deliveries to the ad audiences and webhooks wait out a backoff (SQS DelaySeconds) of up to 10 minutes
+# between attempts on AWS (the schedules run for hours); here each step is cut to this, through the
+# stack's environment as the template's DestinationRetryMaxDelaySeconds would: the same number of
+# attempts, no longer than a few visibility timeouts (and longer than the claim hold, so a retry of a
+# change whose claim a crash left finds it expired).
+RETRY_MAX_DELAY_S = 3
 SEGMENT_ATTEMPTS = 3  # an asynchronous invocation: the first try and EventBridge's two retries
 
 
@@ -208,7 +214,8 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
     figures.expected_profiles = len(dataset.expected_profiles)
     # SES's Send events confirm the ledger claims of accepted emails (the send -> mark_sent window is injected).
     local = LocalConfig(write_key=WRITE_KEY, run_schedules=False, ses_send_events=config.crash_after_send,
-                        environment={"EFFECT_CLAIM_HOLD_SECONDS": str(CLAIM_HOLD_S)})
+                        environment={"EFFECT_CLAIM_HOLD_SECONDS": str(CLAIM_HOLD_S),
+                                     "DESTINATION_RETRY_MAX_DELAY_SECONDS": str(RETRY_MAX_DELAY_S)})
     with LocalPipeline(local) as pipeline, \
             FaultInjector(config) as injector:
         # The template's log level is set with the stack; the crashes' error lines would drown the figures.
@@ -222,7 +229,7 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
         tally = send_batches(pipeline.url, WRITE_KEY, dataset.batches, progress=progress)
         figures.events_accepted, figures.events_rejected = tally.accepted, tally.rejected
         progress("draining the stream")
-        pipeline.wait_drained(timeout_s=1800)
+        pipeline.wait_drained(timeout_s=1800, report=progress)
         progress("running the segment job (retried as EventBridge retries an asynchronous invocation)")
         ran_from = at = datetime.now(UTC).replace(microsecond=0)
         for attempt in range(SEGMENT_ATTEMPTS):
@@ -237,9 +244,9 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             figures.segment_runs_failed = 1
         ran_until = datetime.now(UTC)
         progress("draining activation")
-        pipeline.wait_drained(timeout_s=1800)
+        pipeline.wait_drained(timeout_s=1800, report=progress)
         injector.stop_restarts()
-        pipeline.wait_drained(timeout_s=1800)
+        pipeline.wait_drained(timeout_s=1800, report=progress)
         figures.needed_replay = failure_depths(pipeline)
         figures.kept = [f"  {name}: {body[:160]}" for name in ("UnifyFailureQueue", "ActivationDeadLetterQueue",
                                                                     "DestinationDeadLetterQueue")
@@ -250,10 +257,10 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
             injector.calm()  # an operator replays once the cause is fixed
             if operator_replay(figures, pipeline):
                 ran_until = datetime.now(UTC)  # the segment job ran again
-            pipeline.wait_drained(timeout_s=1800)
+            pipeline.wait_drained(timeout_s=1800, report=progress)
         if pipeline.ses_events is not None:  # the last Send events' outcome events, applied before counting
             pipeline.ses_events.publish_new()
-            pipeline.wait_drained(timeout_s=1800)
+            pipeline.wait_drained(timeout_s=1800, report=progress)
         progress("counting")
         figures.failure_destinations = failure_depths(pipeline)
         figures.lake_distinct, figures.lake_rows = lake_counts(pipeline)

@@ -44,7 +44,8 @@ def context() -> DeliveryContext:
         targets=SecretTargets(s), profiles=StoreProfileViews(DynamoIdentityStore(s)),
         membership=DynamoMembershipStore(s), ledger=DynamoEffectLedger(s, max_attempts=10),
         queue=SqsDeliveryQueue(s), dead_letters=SqsDeadLetters(s), state=DynamoDestinationState(s),
-        transport=webhook_transport(s), holdings=DynamoAudienceHoldings(s))
+        transport=webhook_transport(s), holdings=DynamoAudienceHoldings(s),
+        max_retry_delay=s.destination_retry_max_delay_seconds)
 
 
 @tracer.capture_lambda_handler

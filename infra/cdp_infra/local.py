@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +111,9 @@ class EmulatorServer:
 
 #: The GIL's switch interval of the stack's and the emulator's processes (see LocalConfig).
 SWITCH_INTERVAL_S = 0.001
+
+_QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed")
 
 
 class DrainTimeout(Exception):
@@ -377,8 +380,16 @@ class LocalPipeline:
                                             os.environ.get("SES_CONFIGURATION_SET", "")).start()
 
     def trim_streams(self) -> int:
-        """Forget the stream records every consumer of their shard has processed; how many."""
+        """Forget the stream records every consumer of their shard has processed; how many.
+
+        Records a consumer sent to its on-failure destination count as processed, but the pointer
+        left there names them: ``cdp failures replay`` reads them back from the stream, which keeps
+        them for its retention on AWS (``StreamRetentionHours``). So a shard is trimmed only up to
+        the first record of a pointer younger than that.
+        """
         assert self.stack is not None and self._moto is not None
+        retention_s = float(self.stack.parameters.get("StreamRetentionHours") or 24) * 3600
+        now = time.monotonic()
         shards: dict[tuple[str, str], list[KinesisShardPoller]] = {}
         for p in self.kinesis_pollers:
             shards.setdefault((p.stream_name, p.shard_id), []).append(p)
@@ -387,7 +398,12 @@ class LocalPipeline:
             checkpoints = [p.checkpoint for p in pollers]
             if any(c is None for c in checkpoints):
                 continue
-            through = min(checkpoints, key=int)  # type: ignore[arg-type]
+            through = int(min(checkpoints, key=int))  # type: ignore[arg-type]
+            for p in pollers:
+                # Removed one by one: the poller's thread may be appending meanwhile.
+                for expired in [pin for pin in list(p.pointed_to) if now - pin[1] >= retention_s]:
+                    p.pointed_to.remove(expired)
+                through = min([through, *(int(first) - 1 for first, _ in list(p.pointed_to))])
             dropped += self._moto.trim_kinesis(account=self.stack.account_id, region=self.stack.region,
                                                stream=stream, shard=shard, through=str(through))
         return dropped
@@ -423,24 +439,50 @@ class LocalPipeline:
     def idle(self) -> bool:
         return all(p.idle for p in self.kinesis_pollers) and all(p.idle for p in self.sqs_pollers)
 
-    def wait_drained(self, timeout_s: float = 600.0) -> None:
+    def wait_drained(self, timeout_s: float = 600.0, *, report: Callable[[str], None] | None = None,
+                     report_every_s: float = 60.0) -> None:
         """Block until every stream consumer is caught up and every queue is empty (delayed messages too).
 
         Drained means: every poller found its source empty by a read issued after the check began,
         and no poller did any work meanwhile (work may put records where another already looked).
-        A read still in flight when the last records arrived does not count.
+        A read still in flight when the last records arrived does not count. Every ``report_every_s``
+        seconds ``report`` (if given) is told what is still waited for (:meth:`waiting_on`); so is
+        the :class:`DrainTimeout`.
         """
-        deadline = time.monotonic() + timeout_s
+        start = time.monotonic()
+        deadline, next_report = start + timeout_s, start + report_every_s
         pollers: list[Any] = [*self.kinesis_pollers, *self.sqs_pollers]
         while True:
             since = time.monotonic()
             done = [p.done for p in pollers]
             while not all(p.idle_since(since) for p in pollers):
-                if time.monotonic() > deadline:
-                    raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s")
+                now = time.monotonic()
+                if now > deadline:
+                    raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f}s, waiting on: "
+                                       + "; ".join(self.waiting_on()))
+                if report is not None and now > next_report:
+                    report(f"drain: {now - start:.0f}s, waiting on: {'; '.join(self.waiting_on()) or 'a last check'}")
+                    next_report = now + report_every_s
                 time.sleep(0.1)
             if [p.done for p in pollers] == done:
                 return
+
+    def waiting_on(self) -> list[str]:
+        """What a drain is waiting for: each stream consumer not caught up, each queue not empty, with
+        its messages visible, in flight and delayed (a delivery's backoff, a deferred campaign message)."""
+        out = [f"{p.function.spec.logical_id} {p.shard_id}: {'behind' if not p.caught_up else 'records in hand'}"
+               for p in self.kinesis_pollers if not p.idle]
+        for p in self.sqs_pollers:
+            try:
+                attrs = p.sqs.get_queue_attributes(QueueUrl=p.queue_url, AttributeNames=list(_QUEUE_COUNTS))["Attributes"]
+            except Exception as exc:  # noqa: BLE001 - a diagnosis only
+                out.append(f"{p.function.spec.logical_id} queue: {type(exc).__name__}")
+                continue
+            visible, in_flight, delayed = (int(attrs.get(name, 0)) for name in _QUEUE_COUNTS)
+            if visible or in_flight or delayed or p.in_flight:
+                out.append(f"{p.function.spec.logical_id} queue: {visible} visible, {in_flight} in flight, "
+                           f"{delayed} delayed")
+        return out
 
     def run_schedules(self, function: str | None = None, at: datetime | None = None) -> list[Any]:
         """Fire the scheduled rules (of one function, by logical id) once, now, as EventBridge would."""

@@ -101,6 +101,9 @@ class KinesisShardPoller(_Poller):
         self._iterator: str | None = None
         # The last record done with (succeeded or sent to the failure destination), as Lambda keeps it.
         self.checkpoint: str | None = None
+        # The first record of each range sent to the failure destination, and when (monotonic): what
+        # its pointer names must stay readable for a replay, as the stream keeps it on AWS.
+        self.pointed_to: list[tuple[str, float]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> KinesisShardPoller:
@@ -242,6 +245,7 @@ class KinesisShardPoller(_Poller):
 
     def _to_failure_destination(self, records: list[dict[str, Any]], condition: str) -> None:
         self.sent_to_failure_destination += len(records)
+        self.pointed_to.append((records[0]["SequenceNumber"], time.monotonic()))
         self._done(records)
         if not self.failure_queue_url:
             log.error("dropping %d records of %s: no on-failure destination", len(records), self.shard_id)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from cdp.activation.destinations import (
     deliver,
     parse_destination,
 )
+from cdp.activation.webhooks import WEBHOOK_SCHEDULE
 from cdp.adapters.http import Urllib3Transport
 from cdp.errors import StoreError
 from cdp.segments.membership import InMemoryMembershipStore, Member, MembershipChange
@@ -312,6 +314,23 @@ def test_a_503_is_retried_later_with_backoff_and_the_retry_delivers_once(world: 
         assert (retry.destination, retry.attempt, delay) == ("hook", 1, 5)
         deliver([retry], ctx, now=retry.not_before)
         assert receiver.deliveries == 1 and len(receiver.requests) == 2
+
+
+def test_the_retry_delay_setting_shortens_every_wait_but_not_the_attempts(world: World) -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        ctx = replace(_hook_world(world, receiver), max_retry_delay=2)
+        receiver.fail_next(500, {}, times=8)
+        item, delays, now = Delivery(world.enter("p1")), [], world.now[0]
+        for _ in range(8):
+            deliver([item], ctx, now=now)
+            if not ctx.queue.sent:  # type: ignore[attr-defined]
+                break
+            item, delay = ctx.queue.sent.pop()  # type: ignore[attr-defined]
+            delays.append(delay)
+            now = item.not_before
+        assert delays == [2] * len(WEBHOOK_SCHEDULE) and len(receiver.requests) == 8
+        assert now - world.now[0] == 2 * len(WEBHOOK_SCHEDULE)
+        assert [d.reason for d in ctx.dead_letters.kept] == ["gave_up:retry"]  # type: ignore[attr-defined]
 
 
 def test_a_429_waits_at_least_its_retry_after_and_long_waits_are_carried_past_sqs_delays(world: World) -> None:

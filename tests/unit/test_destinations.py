@@ -168,6 +168,17 @@ def test_backoff_follows_the_schedule_with_jitter_then_gives_up() -> None:
     assert sum(WEBHOOK_SCHEDULE) / 3600 > 24  # "for hours": about 28
 
 
+def test_a_maximum_step_cuts_every_longer_step_but_keeps_the_number_of_attempts() -> None:
+    assert backoff(1, WEBHOOK_SCHEDULE, rand=lambda: 0.5, max_step=3) == 3
+    assert backoff(7, WEBHOOK_SCHEDULE, rand=lambda: 1.0, max_step=3) == 3.6  # jittered after the cut
+    assert backoff(len(WEBHOOK_SCHEDULE) + 1, WEBHOOK_SCHEDULE, max_step=3) is None
+    assert backoff(1, WEBHOOK_SCHEDULE, rand=lambda: 0.5, max_step=36000) == 5
+
+
+def test_a_retry_after_still_wins_over_a_maximum_step() -> None:
+    assert backoff(1, WEBHOOK_SCHEDULE, retry_after=120, rand=lambda: 0.5, max_step=3) == 120
+
+
 def test_a_retry_after_longer_than_the_step_wins_but_is_capped() -> None:
     assert backoff(1, WEBHOOK_SCHEDULE, retry_after=120, rand=lambda: 0.5) == 120
     assert backoff(1, WEBHOOK_SCHEDULE, retry_after=10**9, rand=lambda: 0.5) == 12 * 3600

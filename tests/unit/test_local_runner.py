@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from cdp_infra.pollers import KinesisShardPoller, schedule_seconds, scheduled_event
 from cdp_infra.server import Route, proxy_event
 
@@ -405,3 +407,54 @@ def test_every_boto3_session_reads_the_service_descriptions_through_one_loader()
     # Then both read through the same loader, whose search paths boto3 did not add twice
     assert first._loader is second._loader
     assert len(first._loader.search_paths) == len(set(first._loader.search_paths))
+
+
+def test_a_drain_that_times_out_names_the_queue_and_its_delayed_messages() -> None:
+    from cdp_infra.local import DrainTimeout, LocalPipeline
+    from cdp_infra.pollers import SqsPoller
+
+    # Given a queue holding deliveries waiting out their backoff (sent with a delay)
+    pipeline = LocalPipeline()
+    poller = SqsPoller(QueueWithCounts(ApproximateNumberOfMessagesDelayed=5), FakeFunction(), {},
+                       queue_url="q", queue_arn="arn:q")
+    poller.poll_once()
+    pipeline.kinesis_pollers, pipeline.sqs_pollers = [], [poller]
+    # When the drain gives up, and while it waits
+    told: list[str] = []
+    with pytest.raises(DrainTimeout) as raised:
+        pipeline.wait_drained(timeout_s=0.5, report=told.append, report_every_s=0.1)
+    # Then both say which queue holds what
+    assert "Fake queue: 0 visible, 0 in flight, 5 delayed" in str(raised.value)
+    assert told and "5 delayed" in told[0]
+
+
+class RecordingEmulator:
+    def __init__(self) -> None:
+        self.trims: list[str] = []
+
+    def trim_kinesis(self, *, account: str, region: str, stream: str, shard: str, through: str) -> int:
+        self.trims.append(through)
+        return 0
+
+
+def test_the_stream_is_not_trimmed_past_records_a_failure_pointer_names() -> None:
+    from types import SimpleNamespace
+
+    from cdp_infra.local import LocalPipeline
+
+    # Given a consumer that gave up on records 3..4 (a pointer to them on the failure queue) and
+    # went on to record 9, beside another consumer at record 9
+    gave_up = _poller(FakeFunction(RuntimeError("boom")), FakeSqs(), MaximumRetryAttempts=0)
+    gave_up._deliver([{**r, "SequenceNumber": str(i)} for i, r in zip((3, 4), _records(2), strict=True)], attempt=0)
+    gave_up.checkpoint = "9"
+    other = _poller(FakeFunction(), FakeSqs())
+    other.checkpoint = "9"
+    pipeline = LocalPipeline()
+    pipeline.kinesis_pollers = [gave_up, other]
+    pipeline.stack = SimpleNamespace(account_id="1", region="r", parameters={"StreamRetentionHours": "24"})  # type: ignore[assignment]
+    emulator = RecordingEmulator()
+    pipeline._moto = emulator  # type: ignore[assignment]
+    # When the processed records are trimmed
+    pipeline.trim_streams()
+    # Then the shard keeps the pointer's records (a replay reads them back), as the stream's retention would
+    assert gave_up.sent_to_failure_destination == 2 and emulator.trims == ["2"]

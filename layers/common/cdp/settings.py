@@ -42,6 +42,10 @@ class Settings:
     destination_dead_letter_url: str = ""
     # Secrets of the destinations (tokens, webhook signing secrets) are named <prefix><secret>.
     destination_secret_prefix: str = ""
+    # The longest wait before a delivery's next attempt, in seconds: each step of the audiences' and
+    # webhooks' backoff schedules is cut to it (a platform's Retry-After still wins). The template's
+    # default (10 h, the longest step) cuts nothing; the local fault run shortens it.
+    destination_retry_max_delay_seconds: int = 36000
     # What each ad audience was sent, per person (cdp.activation.audiences.holdings).
     audience_holdings_table: str = ""
     # More destination files besides config/destinations: only the local stack sets it (the demo's
@@ -144,7 +148,8 @@ class Settings:
 COLLECTOR_FIELDS = frozenset({"admin_token_secret_arn", "operators_table"})
 
 #: Fields template.yaml gives the delivery function only.
-DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix"})
+DELIVERY_FIELDS = frozenset({"destination_dead_letter_url", "destination_secret_prefix",
+                             "destination_retry_max_delay_seconds"})
 
 #: Fields template.yaml gives the collector and the activation function: unsubscribe links.
 UNSUBSCRIBE_FIELDS = frozenset({"unsubscribe_secret_arn"})

@@ -323,6 +323,9 @@ class DeliveryContext:
     clock: Callable[[], float] = time.monotonic
     # What each ad audience holds (the keys sent per person); None: not recorded (older tests).
     holdings: Holdings | None = None
+    # Each backoff step cut to this many seconds (Settings.destination_retry_max_delay_seconds);
+    # None: the schedules as they are.
+    max_retry_delay: float | None = None
 
 
 def webhook_key(destination: str, change: MembershipChange) -> str:
@@ -428,7 +431,7 @@ def _retry(item: Any, schedule: tuple[int, ...], ctx: DeliveryContext, now: floa
            retry_after: float | None, report: DestinationReport, later: list[tuple[Any, int]],
            dead: list[Any]) -> None:
     attempt = item.attempt + 1
-    delay = backoff(attempt, schedule, retry_after=retry_after, rand=ctx.rand)
+    delay = backoff(attempt, schedule, retry_after=retry_after, rand=ctx.rand, max_step=ctx.max_retry_delay)
     if delay is None:
         dead.append(replace(item, attempt=attempt, not_before=0.0, reason=f"gave_up:{action}"))
         report.died("gave_up")

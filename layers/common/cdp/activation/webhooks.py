@@ -69,15 +69,17 @@ def payload(change: MembershipChange) -> bytes:
 
 
 def backoff(attempt: int, schedule: tuple[int, ...], *, retry_after: float | None = None,
-            rand: Callable[[], float] = random.random) -> float | None:
+            rand: Callable[[], float] = random.random, max_step: float | None = None) -> float | None:
     """Seconds to wait before attempt ``attempt + 1`` (``attempt`` failures so far), or None: give up.
 
-    Each step is jittered by +/-20% so a recovering endpoint is not hit by every message at once;
-    a ``Retry-After`` longer than the step wins (capped at 12 hours).
+    Each step is first cut to ``max_step`` (when given; the number of attempts stays the
+    schedule's), then jittered by +/-20% so a recovering endpoint is not hit by every message at
+    once; a ``Retry-After`` longer than the step wins (capped at 12 hours).
     """
     if attempt < 1 or attempt > len(schedule):
         return None
-    delay = schedule[attempt - 1] * (0.8 + 0.4 * rand())
+    step = schedule[attempt - 1] if max_step is None else min(schedule[attempt - 1], max_step)
+    delay = step * (0.8 + 0.4 * rand())
     if retry_after is not None:
         delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_S))
     return round(delay, 1)
