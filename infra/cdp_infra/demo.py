@@ -249,10 +249,21 @@ def count_quarantined(pipeline: LocalPipeline) -> int:
 
 def live_profiles(pipeline: LocalPipeline) -> dict[str, frozenset[str]]:
     """Each live profile's id and identifiers."""
+    return profiles_scan(pipeline)[0]
+
+
+def profiles_scan(pipeline: LocalPipeline) -> tuple[dict[str, frozenset[str]], int]:
+    """One scan of the profiles: each live profile's identifiers, and how many were merged away."""
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 
-    return {p.profile_id: frozenset(p.identifiers)
-            for p in DynamoIdentityStore(pipeline.settings).scan_profiles() if not p.is_tombstone}
+    live: dict[str, frozenset[str]] = {}
+    merged = 0
+    for p in DynamoIdentityStore(pipeline.settings).scan_profiles():
+        if p.is_tombstone:
+            merged += 1
+        else:
+            live[p.profile_id] = frozenset(p.identifiers)
+    return live, merged
 
 
 def identity_problems(expected: Iterable[frozenset[str]], profiles: Mapping[str, Iterable[str]], *,
@@ -352,15 +363,8 @@ def segment_members(pipeline: LocalPipeline, segment: str) -> set[str]:
 
 
 def count_profiles(pipeline: LocalPipeline) -> tuple[int, int]:
-    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
-
-    live = merged = 0
-    for profile in DynamoIdentityStore(pipeline.settings).scan_profiles():
-        if profile.is_tombstone:
-            merged += 1
-        else:
-            live += 1
-    return live, merged
+    live, merged = profiles_scan(pipeline)
+    return len(live), merged
 
 
 def email_entries(pipeline: LocalPipeline) -> int:
@@ -644,8 +648,8 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.seconds["campaigns"] = round(time.monotonic() - t4, 1)
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
-        summary.profiles, summary.merged_profiles = count_profiles(pipeline)
-        profiles = live_profiles(pipeline)
+        profiles, summary.merged_profiles = profiles_scan(pipeline)
+        summary.profiles = len(profiles)
         summary.identity_problems = identity_problems(dataset.expected_profiles, profiles)
         must, may = expected_repeat_buyers(dataset, ran_from=ran_from, ran_until=ran_until)
         summary.membership_problems = membership_problems(
