@@ -65,6 +65,19 @@ class Reader(threading.Thread):
             client.close()
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of process ``pid`` (Linux /proc; 0 where unavailable)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
@@ -93,10 +106,14 @@ def main() -> None:
         reader.stopped.set()
         reader.join()
         t2 = time.perf_counter()
+        cpu0 = cpu_seconds(), cpu_seconds(pipeline.emulator_pid)
         pipeline.run_schedules("SegmentFunction")
         segment_s = time.perf_counter() - t2
+        segment_cpu = cpu_seconds() - cpu0[0], cpu_seconds(pipeline.emulator_pid) - cpu0[1]
         pipeline.wait_drained(timeout_s=1800)
         job_s = time.perf_counter() - t1
+        activate_s = time.perf_counter() - t2 - segment_s
+        emails = int(pipeline.client("ses").get_send_quota()["SentLast24Hours"])
         t3 = time.perf_counter()
         pipeline.run_schedules("ReportFunction")
         report_s = time.perf_counter() - t3
@@ -111,7 +128,9 @@ def main() -> None:
     print(f"the job (send -> activated)  {job_s:>8.1f} s   target <= 60 s at 1,000 people / 20,000 events")
     print(f"  send                       {send_s:>8.1f} s   ({accepted / send_s:,.0f} events/s into the collector)")
     print(f"  drained                    {drained_s:>8.1f} s   after the first event was sent")
-    print(f"  segment job                {segment_s:>8.1f} s   target <= 5 s ({files:,} Parquet files in the lake)")
+    print(f"  segment job                {segment_s:>8.1f} s   target <= 5 s ({files:,} Parquet files in the lake; CPU "
+          f"{segment_cpu[0]:.1f} s stack + {segment_cpu[1]:.1f} s emulator while it ran)")
+    print(f"  activation                 {activate_s:>8.1f} s   until drained after the segment job ({emails:,} emails)")
     print(f"end to end events/s          {accepted / drained_s:>8,.0f}   target >= 1,000 (HTTP in -> unify and "
           "archive drained)")
     print(f"report job                   {report_s:>8.1f} s")

@@ -14,8 +14,7 @@ from cdp.adapters.membership import DynamoMembershipStore
 from cdp.adapters.sqs import SqsActivationMessages, SqsChangePublisher
 from cdp.campaigns.definition import load_campaigns
 from cdp.identity.config import IdentityConfig, load_identity_config
-from cdp.identity.refresh import refresh_lifecycle_stages
-from cdp.jobs.segment_job import raise_if_incomplete, run_segment_job, write_snapshots
+from cdp.jobs.segment_job import raise_if_incomplete, refresh_and_snapshot, run_segment_job
 from cdp.observability import metrics, record_segment_job
 from cdp.segments.catalog import all_segments
 from cdp.settings import FUNCTION_FIELDS, Settings
@@ -46,8 +45,8 @@ def handler(event: dict, context: object) -> dict:
     report = run_segment_job(
         all_segments(SEGMENTS_DIR), engine=query_engine(s), membership=DynamoMembershipStore(s),
         publish=SqsChangePublisher(s), run_id=tick.time, now=now,
-        refresh=lambda: refresh_lifecycle_stages(store, config=identity_config(), now=now),
-        snapshot=lambda: write_snapshots(store, lake_filesystem(s), lake_root(s)),
+        snapshot=lambda: refresh_and_snapshot(store, lake_filesystem(s), lake_root(s), config=identity_config(),
+                                              now=now),
         campaigns=load_campaigns(CAMPAIGNS_DIR), enqueue=SqsActivationMessages(s))
     record_segment_job(report)
     logger.info("segments run", extra=report.to_dict())

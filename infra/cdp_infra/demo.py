@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, TextIO
 
 from . import demo_destinations
@@ -248,10 +249,21 @@ def count_quarantined(pipeline: LocalPipeline) -> int:
 
 def live_profiles(pipeline: LocalPipeline) -> dict[str, frozenset[str]]:
     """Each live profile's id and identifiers."""
+    return profiles_scan(pipeline)[0]
+
+
+def profiles_scan(pipeline: LocalPipeline) -> tuple[dict[str, frozenset[str]], int]:
+    """One scan of the profiles: each live profile's identifiers, and how many were merged away."""
     from cdp.adapters.dynamo_profiles import DynamoIdentityStore
 
-    return {p.profile_id: frozenset(p.identifiers)
-            for p in DynamoIdentityStore(pipeline.settings).scan_profiles() if not p.is_tombstone}
+    live: dict[str, frozenset[str]] = {}
+    merged = 0
+    for p in DynamoIdentityStore(pipeline.settings).scan_profiles():
+        if p.is_tombstone:
+            merged += 1
+        else:
+            live[p.profile_id] = frozenset(p.identifiers)
+    return live, merged
 
 
 def identity_problems(expected: Iterable[frozenset[str]], profiles: Mapping[str, Iterable[str]], *,
@@ -351,15 +363,8 @@ def segment_members(pipeline: LocalPipeline, segment: str) -> set[str]:
 
 
 def count_profiles(pipeline: LocalPipeline) -> tuple[int, int]:
-    from cdp.adapters.dynamo_profiles import DynamoIdentityStore
-
-    live = merged = 0
-    for profile in DynamoIdentityStore(pipeline.settings).scan_profiles():
-        if profile.is_tombstone:
-            merged += 1
-        else:
-            live += 1
-    return live, merged
+    live, merged = profiles_scan(pipeline)
+    return len(live), merged
 
 
 def email_entries(pipeline: LocalPipeline) -> int:
@@ -386,22 +391,27 @@ BOUNCE_EVERY = 10
 def campaign_messages(pipeline: LocalPipeline, campaign: str) -> list[tuple[dict[str, Any], Any]]:
     """The raw emails SES holds for ``campaign`` (its X-CDP-Campaign header), in send order, each
     with its parsed message. Read from the emulator: its SES keeps them in the emulator's process."""
-    import email
-    from email import policy
-
     found = []
     for message in pipeline.raw_emails():
-        parsed = email.message_from_string(message["raw_data"], policy=policy.default)
+        parsed = _parsed_email(message["raw_data"])
         if parsed["X-CDP-Campaign"] == campaign:
             found.append((message, parsed))
     return found
 
 
+@lru_cache(maxsize=16384)
+def _parsed_email(raw: str) -> Any:
+    """One raw email parsed (read-only): the demo reads SES's messages after every campaign, and
+    parsing each of them every time was most of its campaigns phase."""
+    import email
+    from email import policy
+
+    return email.message_from_string(raw, policy=policy.default)
+
+
 def campaign_emails_sent(pipeline: LocalPipeline) -> int:
     """Campaign emails SES holds (each carries X-CDP-Campaign); the rest are per-segment emails."""
-    import email
-
-    return sum(1 for m in pipeline.raw_emails() if email.message_from_string(m["raw_data"])["X-CDP-Campaign"])
+    return sum(1 for m in pipeline.raw_emails() if _parsed_email(m["raw_data"])["X-CDP-Campaign"])
 
 
 #: The demo's checkouts, by what must become of their reminder: sent (no order since; these people never
@@ -410,12 +420,30 @@ def campaign_emails_sent(pipeline: LocalPipeline) -> int:
 CHECKOUTS = {"remind": 12, "ordered": 8, "waiting": 5, "stale": 5}
 
 
+#: Zones 8 to 9 hours apart: at any time, in one of them it is between 08:00 and 21:00.
+AWAKE_ZONES = ("UTC", "Asia/Tokyo", "America/Los_Angeles")
+
+
+def awake_zone(now: datetime) -> str:
+    """A time zone where ``now`` and the next hour are outside checkout-reminder's quiet hours
+    (22:00-07:00), so the reminders the demo owes are decided during its run, whenever it runs."""
+    from zoneinfo import ZoneInfo
+
+    for zone in AWAKE_ZONES:
+        if 8 <= now.astimezone(ZoneInfo(zone)).hour < 21:
+            return zone
+    raise AssertionError("no zone awake")  # the zones cover the day
+
+
 def checkout_events(dataset: Dataset, now: datetime) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """``Checkout Started`` (and some ``Order Completed``) for identified people, as one batch.
 
     The reminder's wait (checkout-reminder: 60 minutes) cannot pass during a demo run, so most
     checkouts happened three hours ago: their wait is over when they arrive and the reminder is
     decided at once; the orders are in the same batch, so unify has applied them when it decides.
+    Quiet hours are read in the person's ``timezone`` trait: each person to remind says first (an
+    identify) that they live where it is daytime now, else a run at night would defer their
+    reminders to the morning (and one just before 07:00 UTC would wait up to 15 minutes for them).
     """
     import uuid
 
@@ -428,11 +456,15 @@ def checkout_events(dataset: Dataset, now: datetime) -> tuple[list[dict[str, Any
               "stale": others[CHECKOUTS["ordered"]:CHECKOUTS["ordered"] + CHECKOUTS["stale"]]}
     started = {"remind": now - timedelta(hours=3), "ordered": now - timedelta(hours=3),
                "waiting": now - timedelta(minutes=10), "stale": now - timedelta(days=3)}
+    zone = awake_zone(now)
     events: list[dict[str, Any]] = []
     for group, people in groups.items():
         for person in people:
             user = next(i.split(":", 1)[1] for i in person.identifiers if i.startswith("user_id:"))
             base = {"type": "track", "userId": user}
+            if group == "remind":  # decided during the run, in the person's zone
+                events.append({"type": "identify", "userId": user, "messageId": str(uuid.uuid4()),
+                               "timestamp": format_time(started[group]), "traits": {"timezone": zone}})
             events.append({**base, "messageId": str(uuid.uuid4()), "event": "Checkout Started",
                            "timestamp": format_time(started[group]), "properties": {"value": 42, "currency": "USD"}})
             if group == "ordered":
@@ -616,8 +648,8 @@ def run_demo(*, people: int = 1000, events: int = 20000, write_key: str = "demo-
         summary.seconds["campaigns"] = round(time.monotonic() - t4, 1)
         summary.quarantined = count_quarantined(pipeline)
         summary.events_in_lake = count_lake_events(pipeline)
-        summary.profiles, summary.merged_profiles = count_profiles(pipeline)
-        profiles = live_profiles(pipeline)
+        profiles, summary.merged_profiles = profiles_scan(pipeline)
+        summary.profiles = len(profiles)
         summary.identity_problems = identity_problems(dataset.expected_profiles, profiles)
         must, may = expected_repeat_buyers(dataset, ran_from=ran_from, ran_until=ran_until)
         summary.membership_problems = membership_problems(

@@ -28,6 +28,9 @@ These things of moto are changed here, for a long-running local stack, and nothi
 * a Kinesis read starts at its position instead of scanning the shard from its first record;
 * an SQS queue's message counts are made in one pass, and the retention check reads the queue's
   setting: moto made three passes over every message held for each message sent or received.
+* SES v2's GetAccount, which moto lacks, answers the emulated account's send quota
+  (``SES_MAX_SEND_RATE``): the activation function paces its sends under the quota it reads, as on
+  AWS, instead of falling back to a guess of 14 a second that nothing here imposes.
 
 The GIL's switch interval is 1 ms (Python's: 5 ms): a request returning from its socket waits at
 most that long behind another service's Python.
@@ -134,6 +137,7 @@ def _patch_moto() -> None:
     _patch_dynamodb_responses()
     _patch_sqs()
     _patch_kinesis_responses()
+    _patch_ses_account()
     _patch_retention()
     _patch_ses_tags()
     modules = list(backends.list_of_moto_modules())
@@ -327,6 +331,30 @@ def _patch_kinesis_responses() -> None:
 
     responses.KinesisResponse.get_records = get_records  # type: ignore[method-assign]
     responses.KinesisResponse.put_records = put_records  # type: ignore[method-assign]
+
+
+#: The emulated SES account's quota (GetAccount's SendQuota.MaxSendRate). SES grants production
+#: accounts a rate on request (14 a second to start); nothing leaves this machine, so the local
+#: account has a generous one, and the pacer still runs under what it reads.
+SES_MAX_SEND_RATE = 200.0
+SES_MAX_24_HOUR_SEND = 1_000_000.0
+
+
+def _patch_ses_account() -> None:
+    """SES v2 GetAccount: the send quota (sent in the last 24 hours as SES v1's GetSendQuota counts it)."""
+    from moto.ses.models import ses_backends
+    from moto.sesv2 import urls
+    from moto.sesv2.responses import SESV2Response
+
+    def get_account(self: Any) -> str:
+        sent = ses_backends[self.current_account][self.region].sent_message_count
+        return json.dumps({"SendQuota": {"Max24HourSend": SES_MAX_24_HOUR_SEND, "MaxSendRate": SES_MAX_SEND_RATE,
+                                         "SentLast24Hours": float(sent)},
+                           "SendingEnabled": True, "ProductionAccessEnabled": True, "EnforcementStatus": "HEALTHY"})
+
+    SESV2Response.get_account = get_account  # type: ignore[attr-defined]
+    # moto's catch-all ``/v2/.*`` is a literal path for the server's router: the route is named.
+    urls.url_paths["{0}/v2/email/account$"] = SESV2Response.dispatch
 
 
 def _patch_transactions() -> None:

@@ -300,3 +300,25 @@ def test_a_raw_ses_v2_email_keeps_its_tags_and_configuration_set_as_ses_publishe
     # Then the emulator lists it with them (the Send event's ``mail.tags``)
     [message] = [m for m in emulator.raw_emails() if m["id"] == sent["MessageId"]]
     assert message["tags"] == {"campaign": "welcome", "ledger": "Y2Ft"} and message["configuration_set"] == "campaigns"
+
+
+def test_ses_v2_answers_the_emulated_accounts_send_quota_and_the_pacer_reads_it(emulator) -> None:
+    from cdp.adapters.sesv2 import SesV2RawSender
+    from cdp.settings import Settings
+    from cdp_infra.emulator import SES_MAX_SEND_RATE
+
+    # Given an SES v2 client of the emulator (moto itself has no GetAccount)
+    sesv2 = boto3.client("sesv2", endpoint_url=f"http://{emulator.host}:{emulator.port}", region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    # When the account is read, before and after a send
+    before = sesv2.get_account()["SendQuota"]
+    boto3.client("ses", endpoint_url=f"http://{emulator.host}:{emulator.port}", region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").verify_email_identity(
+        EmailAddress="from@example.com")
+    sesv2.send_email(FromEmailAddress="from@example.com", Destination={"ToAddresses": ["to@example.com"]},
+                     Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}})
+    after = sesv2.get_account()["SendQuota"]
+    # Then it answers the local account's rate, and counts the send; the sender paces under that rate
+    assert before["MaxSendRate"] == after["MaxSendRate"] == SES_MAX_SEND_RATE
+    assert after["SentLast24Hours"] == before["SentLast24Hours"] + 1
+    assert SesV2RawSender(Settings(), client=sesv2, default_rate=1.0).max_send_rate() == SES_MAX_SEND_RATE

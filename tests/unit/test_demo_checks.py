@@ -283,3 +283,29 @@ def test_each_valid_order_is_counted_for_its_person() -> None:
     assert sum(len(p.orders) for p in dataset.persons) == len(orders) > 0
     assert dataset.buyers(min_orders=1, after=NOW - timedelta(days=365)) == {
         int(e["userId"].removeprefix("user-")) for e in orders}
+
+
+@pytest.fixture(scope="module")
+def small_dataset() -> Dataset:
+    return generate(60, 600, seed=3, now=NOW)
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_the_people_to_remind_live_where_it_is_daytime_whenever_the_demo_runs(hour: int, small_dataset) -> None:
+
+    from cdp.campaigns.definition import find_campaign, load_campaigns
+    from cdp.campaigns.eligibility import Policy, in_quiet_hours
+    from cdp_infra.demo import CHECKOUTS, checkout_events
+    from cdp_infra.template import REPO_ROOT
+
+    # Given the demo run at any hour of the day (UTC), for the next hour
+    now = datetime(2026, 11, 30, hour, 50, tzinfo=UTC)
+    quiet = find_campaign(load_campaigns(REPO_ROOT / "campaigns"), "checkout-reminder").quiet_hours
+    assert quiet is not None
+    # When it builds its checkouts
+    events, groups = checkout_events(small_dataset, now)
+    # Then each person to remind first says they live in a zone outside the reminder's quiet hours
+    zones = [e["traits"]["timezone"] for e in events if e["type"] == "identify"]
+    assert len(zones) == groups["remind"] == CHECKOUTS["remind"]
+    for later in (now, now + timedelta(hours=1)):
+        assert not any(in_quiet_hours(quiet, {"timezone": z}, later, Policy()) for z in zones)

@@ -6,7 +6,8 @@ backoff up to ``throttle_retries`` times, then raised as a retryable ``EmailNotS
 claim is released and the queue redelivers: a throttled email is late, never dropped.
 
 Pacing: at most ``GetAccount.SendQuota.MaxSendRate`` sends per second per process (a token
-bucket); an account whose quota cannot be read (the local emulator) uses ``default_rate``.
+bucket); an account whose quota cannot be read (moto in tests) uses ``default_rate``. The local
+stack's emulator answers GetAccount with the local account's quota.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class SesV2RawSender(AwsAdapter):
         try:
             quota = self.client.get_account().get("SendQuota") or {}
             return float(quota.get("MaxSendRate") or self.default_rate)
-        except Exception:  # the emulator has no GetAccount; AWS always answers it
+        except Exception:  # moto has no GetAccount (the local stack's emulator adds it); AWS always answers it
             return self.default_rate
 
     @property

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cdp.errors import ConcurrentUpdate
 from cdp.identity.config import IdentityConfig
-from cdp.identity.profile import refresh_stage
+from cdp.identity.profile import Profile, refresh_stage
 from cdp.identity.store import IdentityStore
 from cdp.times import format_time
 
@@ -19,14 +19,23 @@ from cdp.times import format_time
 def refresh_lifecycle_stages(store: IdentityStore, *, config: IdentityConfig, now: datetime) -> int:
     """Recompute every live profile's stage as of ``now``; returns how many changed."""
     changed = 0
-    at = format_time(now)
     for profile in store.scan_profiles():
-        if profile.merged_into is not None or not refresh_stage(profile, config, now, at):
-            continue
-        profile.updated_at = at
         try:
-            store.put_profile(profile)
+            changed += refresh_profile(store, profile, config=config, now=now)
         except ConcurrentUpdate:
             continue
-        changed += 1
     return changed
+
+
+def refresh_profile(store: IdentityStore, profile: Profile, *, config: IdentityConfig, now: datetime) -> bool:
+    """Rewrite one scanned profile, at its expected version, if its stage changed as of ``now``.
+
+    True if rewritten. Raises ``ConcurrentUpdate`` when it was updated since it was read (its stage
+    was changed in memory only; the next run or its next event settles it).
+    """
+    at = format_time(now)
+    if profile.merged_into is not None or not refresh_stage(profile, config, now, at):
+        return False
+    profile.updated_at = at
+    store.put_profile(profile)
+    return True

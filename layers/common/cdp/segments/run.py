@@ -157,6 +157,24 @@ class TickSummary:
     failures: dict[str, CdpError]  # segment name -> typed error; the others still ran
 
 
+def tick_is_replay(defns: Iterable[SegmentDefinition], *, membership: MembershipStore, run_id: str,
+                   now: datetime) -> bool:
+    """True when a tick would only replay: every segment :func:`run_due_segments` would run at ``now``
+    already completed under ``run_id`` (a retried tick), and at least one did."""
+    replayed = False
+    for defn in defns:
+        last = membership.last_run(defn.name)
+        if last and last.get("run_id") == run_id:
+            replayed = True
+            continue
+        if last and not is_due(defn.schedule, now=now, last_run_at=parse_time(last.get("at"))):
+            continue
+        if membership.completed_run(defn.name, run_id) is None:
+            return False
+        replayed = True
+    return replayed
+
+
 def run_due_segments(
     defns: Iterable[SegmentDefinition],
     *,
