@@ -647,6 +647,19 @@ def keep_alive_handler() -> Any:
         # the body (unbuffered, two writes, each a return to the GIL behind the other services).
         wbufsize = -1
 
+        def handle_expect_100(self) -> bool:
+            # A client that sends ``Expect: 100-continue`` (S3 uploads through pyarrow do) waits for
+            # the interim answer before its body: buffered, it would stay here while the emulator
+            # waits for the body, and both would wait forever. It must leave now.
+            answered = super().handle_expect_100()
+            self.wfile.flush()
+            return answered
+
+        def run_wsgi(self) -> None:
+            # http.server has answered ``100 Continue`` (above); werkzeug would write a second one.
+            del self.headers["Expect"]
+            super().run_wsgi()
+
         def setup(self) -> None:
             super().setup()
             # Headers and body leave in two writes: without this, the second waits for the

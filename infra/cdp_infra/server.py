@@ -188,6 +188,12 @@ class LocalApi:
             # Buffered: headers and body leave in one write, flushed after the handler's response.
             wbufsize = -1
 
+            def handle_expect_100(self) -> bool:
+                # The interim answer must leave now: the client waits for it before its body.
+                answered = super().handle_expect_100()
+                self.wfile.flush()
+                return answered
+
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug(fmt, *args)
 

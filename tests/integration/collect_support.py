@@ -191,3 +191,21 @@ def serve_collector(module: ModuleType, throttle: Any = None) -> Any:
         if e["Type"] == "Api"
     ]
     return LocalApi(routes, throttle=throttle).start()
+
+
+def interim_then_final(host: str, port: int, method: str, path: str, body: bytes,
+                       headers: dict[str, str] | None = None) -> tuple[bytes, bytes]:
+    """Send a request as a client that waits for ``100 Continue`` before its body (as S3 uploads
+    do): the interim answer's status line, then the final answer's (a socket timeout fails it)."""
+    import socket
+
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", "Content-Length": str(len(body)),
+                                                 "Expect": "100-continue", **(headers or {})}.items())
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode())
+        reader = sock.makefile("rb")
+        interim = reader.readline().strip()
+        while reader.readline().strip():  # the interim answer's (empty) headers
+            pass
+        sock.sendall(body)
+        return interim, reader.readline().strip()

@@ -134,3 +134,24 @@ def test_segment_analytics_node_events_arrive_intact(collector_url: str, stack_s
     received = by_type(stack_settings)
     assert received["identify"]["traits"] == {"email": "linus@example.com"}
     assert received["track"]["anonymousId"] == "anon-3"
+
+
+def test_a_client_waiting_for_100_continue_gets_it_from_the_local_api(collector_url: str,
+                                                                      stack_settings: Settings) -> None:
+    # Given a client that sends its body only after the interim answer (curl does past 1 KB)
+    import base64
+    from urllib.parse import urlsplit
+
+    from .collect_support import interim_then_final
+
+    url = urlsplit(collector_url)
+    body = json.dumps({"batch": [{"type": "track", "event": "Waited", "anonymousId": "a-100",
+                                  "messageId": "m-100-continue", "properties": {"pad": "x" * 1200}}]}).encode()
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    # When it posts a batch
+    interim, final = interim_then_final(url.hostname or "", url.port or 80, "POST", "/v1/batch", body,
+                                        {"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
+    # Then it gets the interim answer, then the batch is accepted and reaches the stream
+    assert interim == b"HTTP/1.1 100 Continue"
+    assert final == b"HTTP/1.1 200 OK"
+    assert [e["messageId"] for _, e in stream_events(stack_settings)] == ["m-100-continue"]

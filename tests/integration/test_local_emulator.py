@@ -323,3 +323,16 @@ def test_ses_v2_answers_the_emulated_accounts_send_quota_and_the_pacer_reads_it(
     assert before["MaxSendRate"] == after["MaxSendRate"] == SES_MAX_SEND_RATE
     assert after["SentLast24Hours"] == before["SentLast24Hours"] + 1
     assert SesV2RawSender(Settings(), client=sesv2, default_rate=1.0).max_send_rate() == SES_MAX_SEND_RATE
+
+
+def test_a_client_waiting_for_100_continue_gets_it_before_sending_its_body(emulator) -> None:
+    # Given an S3 bucket (pyarrow's uploads ask for 100-continue before their body)
+    from .collect_support import interim_then_final
+
+    boto3.client("s3", endpoint_url=f"http://{emulator.host}:{emulator.port}",
+                 region_name="us-east-1").create_bucket(Bucket="lake")
+    # When a PUT waits for the interim answer before its body
+    interim, final = interim_then_final(emulator.host, emulator.port, "PUT", "/lake/k.parquet", b"x" * 1000)
+    # Then it gets it, and the object is stored
+    assert interim == b"HTTP/1.1 100 Continue"
+    assert final == b"HTTP/1.1 200 OK"
