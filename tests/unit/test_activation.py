@@ -19,18 +19,7 @@ from cdp.campaigns.definition import Template
 from cdp.campaigns.send import EmailSetup
 from cdp.errors import EffectInFlight, EmailNotSent, SendOutcomeUnknown, StoreError
 from cdp.segments.membership import MembershipChange
-
-
-class Crash(BaseException):
-    """The process dies here: nothing after it runs (not an Exception, so no handler sees it)."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.email_fakes import Clock, Crash
 
 
 def Ledger(clock: Clock | None = None) -> InMemoryEffectLedger:  # noqa: N802 - reads as the fake it is

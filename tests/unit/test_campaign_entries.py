@@ -16,6 +16,7 @@ from cdp.campaigns.send import CampaignReport, EmailSetup
 from cdp.identity.computed import event_consent
 from cdp.identity.profile import Profile
 from cdp.profiles.messages import InMemoryMessageJournal
+from tests.unit.email_fakes import RecordingSes
 
 CAMPAIGN = parse_campaign("""\
 name: welcome
@@ -37,18 +38,9 @@ class Profiles:
         return {i: self.by_id[i] for i in ids if i in self.by_id}
 
 
-class Provider:
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-
-    def send_raw(self, *, to: str, raw: bytes, tags: Mapping[str, str]) -> str:
-        self.raw.append(raw)
-        return "m"
-
-
-def _run(now: datetime, body: dict | None = None, provider: Provider | None = None,
+def _run(now: datetime, body: dict | None = None, provider: RecordingSes | None = None,
          journal: InMemoryMessageJournal | None = None, ledger: InMemoryEffectLedger | None = None):  # type: ignore[no-untyped-def]
-    provider = provider or Provider()
+    provider = provider or RecordingSes()
     report = CampaignReport()
     later = on_entry(body or ENTRY, campaigns=[CAMPAIGN],
                      profiles=Profiles(Profile("p1", identifiers=["email:ada@shopper.io"], traits={"first_name": "Ada"})),

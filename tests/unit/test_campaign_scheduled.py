@@ -30,6 +30,7 @@ from cdp.identity.profile import Profile
 from cdp.jobs.segment_job import SegmentJobReport, raise_if_incomplete
 from cdp.profiles.messages import InMemoryMessageJournal
 from cdp.segments.membership import InMemoryMembershipStore, Member
+from tests.unit.email_fakes import Crash, RecordingSes
 
 TICK = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 RUN = "2026-11-30T12:00:00Z"
@@ -51,10 +52,6 @@ consent: email
 audience: {segment: engaged, when: entry}
 template: {subject: "Hi", text: "Welcome"}
 """, "welcome.yaml")
-
-
-class Crash(BaseException):
-    """The process dies here."""
 
 
 class Queue:
@@ -87,15 +84,6 @@ class Profiles:
         return {i: self.by_id[i] for i in ids if i in self.by_id}
 
 
-class Provider:
-    def __init__(self) -> None:
-        self.to: list[str] = []
-
-    def send_raw(self, *, to: str, raw: bytes, tags: Mapping[str, str]) -> str:
-        self.to.append(to)
-        return f"ses-{len(self.to)}"
-
-
 def members(store: InMemoryMembershipStore, n: int, segment: str = "engaged") -> list[str]:
     ids = [f"p{i:02d}" for i in range(n)]
     store.apply(segment, [Member(pid, "r0", "2026-11-01T00:00:00Z") for pid in ids], [])
@@ -113,7 +101,7 @@ class World:
     """The activation side: every queued body delivered (possibly twice) through on_scheduled."""
 
     def __init__(self, ids: Collection[str]) -> None:
-        self.profiles, self.provider = Profiles(ids), Provider()
+        self.profiles, self.provider = Profiles(ids), RecordingSes()
         self.ledger, self.journal = InMemoryEffectLedger(), InMemoryMessageJournal()
         self.report = CampaignReport()
 

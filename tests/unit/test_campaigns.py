@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 from pathlib import Path
@@ -20,6 +19,7 @@ from cdp.campaigns.unsubscribe import UnsubscribeLink, opt_out_event, unsubscrib
 from cdp.errors import EffectInFlight, EmailNotSent, InvalidCampaign, SendOutcomeUnknown, Unauthorized
 from cdp.identity.computed import event_consent
 from cdp.privacy.consent import may_contact
+from tests.unit.email_fakes import Clock, Crash, RecordingSes
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -36,37 +36,7 @@ template:
 """
 
 
-class Crash(BaseException):
-    """The process dies here."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Provider:
-    """Keeps raw messages that reached it; ``errors`` are raised by the next calls."""
-
-    def __init__(self, *errors: BaseException, accepted_then: bool = False) -> None:
-        self.raw: list[bytes] = []
-        self.errors = list(errors)
-        self.accepted_then = accepted_then
-
-    def send_raw(self, *, to: str, raw: bytes, tags: Mapping[str, str]) -> str:
-        if self.errors:
-            error = self.errors.pop(0)
-            if self.accepted_then:
-                self.raw.append(raw)
-            raise error
-        self.raw.append(raw)
-        return f"ses-{len(self.raw)}"
-
-
-def setup(provider: Provider) -> EmailSetup:
+def setup(provider: RecordingSes) -> EmailSetup:
     return EmailSetup(sender_address="news@shop.test", provider=provider,
                       unsubscribe_base_url="https://api.shop.test/v1api", link_key=lambda: "s3cret")
 
@@ -204,7 +174,7 @@ def test_the_opt_out_event_denies_the_purpose_the_way_unify_reads_consent() -> N
 
 
 def test_one_send_carries_the_one_click_unsubscribe_headers_and_both_bodies() -> None:
-    provider = Provider()
+    provider = RecordingSes()
     report = deliver(parse_campaign(BASE, "c.yaml"), person(first_name="Ada"), run_id="r1", now=NOW,
                      ledger=InMemoryEffectLedger(), setup=setup(provider))
 
@@ -221,7 +191,7 @@ def test_one_send_carries_the_one_click_unsubscribe_headers_and_both_bodies() ->
 
 
 def test_a_skipped_person_is_counted_by_reason_and_nothing_is_claimed() -> None:
-    ledger, provider = InMemoryEffectLedger(), Provider()
+    ledger, provider = InMemoryEffectLedger(), RecordingSes()
     report = deliver(parse_campaign(BASE, "c.yaml"), Recipient("p1", "a@shop.test", {"email": False}, {}),
                      run_id="r1", now=NOW, ledger=ledger, setup=setup(provider))
     assert report.skipped_by_reason() == {"no_consent": 1} and not ledger.items and not provider.raw
@@ -237,7 +207,7 @@ def test_a_dry_run_lists_who_gets_what_and_counts_skips_without_sending() -> Non
 
 # The crash matrix of a campaign send (docs/architecture.md): each cell, then the retry.
 
-def _send(provider: Provider, ledger: InMemoryEffectLedger, run: str = "once"):  # type: ignore[no-untyped-def]
+def _send(provider: RecordingSes, ledger: InMemoryEffectLedger, run: str = "once"):  # type: ignore[no-untyped-def]
     return deliver(parse_campaign(BASE, "c.yaml"), person(), run_id=run, now=NOW, ledger=ledger,
                    setup=setup(provider))
 
@@ -260,7 +230,7 @@ class SentThenCrash(InMemoryEffectLedger):
 
 
 def test_a_retried_adhoc_run_never_sends_twice() -> None:
-    ledger, provider = InMemoryEffectLedger(), Provider()
+    ledger, provider = InMemoryEffectLedger(), RecordingSes()
     _send(provider, ledger)
     report = _send(provider, ledger)
     assert len(provider.raw) == 1 and report.duplicates == [message_key("winback", "once", "p1")]
@@ -268,7 +238,7 @@ def test_a_retried_adhoc_run_never_sends_twice() -> None:
 
 def test_a_redelivery_after_the_journal_recorded_the_send_is_a_duplicate_not_a_capped_skip() -> None:
     # Given the message sent and journalled (the cap, 1 a day, counts it)
-    ledger, provider = InMemoryEffectLedger(), Provider()
+    ledger, provider = InMemoryEffectLedger(), RecordingSes()
     _send(provider, ledger)
     key = message_key("winback", "once", "p1")
     journalled = [PastSend("winback", NOW, key=key)]
@@ -283,14 +253,14 @@ def test_a_redelivery_after_the_journal_recorded_the_send_is_a_duplicate_not_a_c
 
 
 def test_a_new_run_of_the_same_campaign_is_a_new_message() -> None:
-    ledger, provider = InMemoryEffectLedger(), Provider()
+    ledger, provider = InMemoryEffectLedger(), RecordingSes()
     _send(provider, ledger, "r1")
     _send(provider, ledger, "r2")
     assert len(provider.raw) == 2
 
 
 def test_crash_after_the_claim_then_retry_after_the_hold_sends_once() -> None:
-    clock, provider = Clock(), Provider()
+    clock, provider = Clock(), RecordingSes()
     ledger = ClaimThenCrash(hold_s=300, max_attempts=2, clock=clock)
     with pytest.raises(Crash):
         _send(provider, ledger)
@@ -302,7 +272,7 @@ def test_crash_after_the_claim_then_retry_after_the_hold_sends_once() -> None:
 
 
 def test_a_refusal_during_the_send_releases_the_claim_and_the_retry_sends_once() -> None:
-    ledger, provider = InMemoryEffectLedger(), Provider(EmailNotSent("throttled", retryable=True, code="Throttling"))
+    ledger, provider = InMemoryEffectLedger(), RecordingSes(EmailNotSent("throttled", retryable=True, code="Throttling"))
     with pytest.raises(EmailNotSent):
         _send(provider, ledger)
     _send(provider, ledger)
@@ -312,7 +282,7 @@ def test_a_refusal_during_the_send_releases_the_claim_and_the_retry_sends_once()
 def test_an_unknown_outcome_waits_for_the_hold_and_sends_at_most_once_more() -> None:
     clock = Clock()
     ledger = InMemoryEffectLedger(hold_s=300, max_attempts=2, clock=clock)
-    provider = Provider(SendOutcomeUnknown("read timeout"), accepted_then=True)
+    provider = RecordingSes(SendOutcomeUnknown("read timeout"), accepted_then=True)
     with pytest.raises(SendOutcomeUnknown):
         _send(provider, ledger)
     with pytest.raises(EffectInFlight):
@@ -325,7 +295,7 @@ def test_an_unknown_outcome_waits_for_the_hold_and_sends_at_most_once_more() -> 
 
 
 def test_crash_after_marking_sent_is_never_sent_again() -> None:
-    clock, provider = Clock(), Provider()
+    clock, provider = Clock(), RecordingSes()
     ledger = SentThenCrash(hold_s=300, max_attempts=2, clock=clock)
     with pytest.raises(Crash):
         _send(provider, ledger)  # sent, then died before marking: the documented 2 at worst
@@ -338,7 +308,7 @@ def test_crash_after_marking_sent_is_never_sent_again() -> None:
 
 def test_a_permanent_refusal_is_reported_and_never_retried() -> None:
     ledger = InMemoryEffectLedger()
-    provider = Provider(EmailNotSent("bad", retryable=False, code="InvalidParameterValue"))
+    provider = RecordingSes(EmailNotSent("bad", retryable=False, code="InvalidParameterValue"))
     first = _send(provider, ledger)
     second = _send(provider, ledger)
     assert first.failed and second.duplicates and not provider.raw

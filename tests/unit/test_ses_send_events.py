@@ -20,6 +20,7 @@ from cdp.campaigns.feedback import LEDGER_TAG, MAX_TAG_LENGTH, FeedbackReport, k
 from cdp.campaigns.send import EmailSetup, deliver, message_key, send_test
 from cdp.errors import EffectInFlight, SendOutcomeUnknown, StoreError
 from cdp.segments.membership import Change, MembershipChange
+from tests.unit.email_fakes import Clock, Crash, RecordingSes
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CAMPAIGN = parse_campaign("""\
@@ -35,38 +36,12 @@ template:
 KEY = message_key("winback", "once", "p1")
 
 
-class Crash(BaseException):
-    """The process dies here."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Ses:
-    """An SES that keeps what it accepted (with the tags: what its Send events carry)."""
-
-    def __init__(self, *errors: BaseException, accepted_then: bool = False) -> None:
-        self.accepted: list[tuple[str, dict[str, str]]] = []
-        self.errors = list(errors)
-        self.accepted_then = accepted_then
-
-    def send_raw(self, *, to: str, raw: bytes, tags: Mapping[str, str]) -> str:
-        if self.errors:
-            error = self.errors.pop(0)
-            if self.accepted_then:
-                self.accepted.append((f"ses-{len(self.accepted) + 1}", dict(tags)))
-            raise error
-        self.accepted.append((f"ses-{len(self.accepted) + 1}", dict(tags)))
-        return self.accepted[-1][0]
+class Ses(RecordingSes):
+    """An SES that keeps what it accepted, and publishes their Send events."""
 
     def send_events(self) -> dict[str, Any]:
         """SNS's event of every Send SES published so far (SES's event publishing format)."""
-        return sns(*[send_event(ses_id, tags) for ses_id, tags in self.accepted])
+        return sns(*[send_event(a.ses_id, a.tags) for a in self.accepted])
 
 
 def send_event(ses_id: str, tags: Mapping[str, str]) -> dict[str, Any]:
@@ -152,7 +127,7 @@ def test_every_campaign_and_segment_email_carries_its_ledger_key_and_a_test_send
     activate_change(change, contacts=Contacts(), ledger=InMemoryEffectLedger(), setup=setup(ses),
                     templates={"vip": CAMPAIGN.template}, now=NOW)
     send_test(CAMPAIGN, ["me@shop.test"], setup=setup(ses), now=NOW)
-    campaign_tags, segment_tags, test_tags = (tags for _, tags in ses.accepted)
+    campaign_tags, segment_tags, test_tags = (a.tags for a in ses.accepted)
     assert key_of_tag(campaign_tags[LEDGER_TAG]) == KEY
     assert key_of_tag(segment_tags[LEDGER_TAG]) == effect_key(change)
     assert LEDGER_TAG not in test_tags
@@ -198,7 +173,7 @@ def test_a_send_event_later_than_the_hold_and_the_takeover_is_the_remaining_two(
     clock.now += 300
     # When a redelivery takes the claim over and sends, and only then the first Send event arrives
     send(ses, ledger)
-    first_event = sns(send_event(*ses.accepted[0]))
+    first_event = sns(send_event(ses.accepted[0].ses_id, ses.accepted[0].tags))
     report = process(first_event, sink=Sink(), now=NOW, ledger=ledger)
     # Then two emails (the documented remainder), the claim keeps the second's id, and no third
     assert len(ses.accepted) == 2 and report.already == 1
@@ -310,7 +285,8 @@ def test_only_send_events_touch_the_ledger() -> None:
     ledger, ses = DiesAfterSes(), Ses()
     with pytest.raises(Crash):
         send(ses, ledger)
-    [(ses_id, tags)] = ses.accepted
+    [accepted] = ses.accepted
+    ses_id, tags = accepted.ses_id, accepted.tags
     delivery = send_event(ses_id, tags) | {"eventType": "Delivery", "delivery": {"recipients": ["p1@shop.test"]}}
     process(sns(delivery), sink=Sink(), now=NOW, ledger=ledger)
     assert ledger.items[KEY]["state"] == "pending"
