@@ -41,15 +41,15 @@ from tests.destination_support import FakeTargets, ListDeadLetters, ListQueue
 SECRET = "whsec_" + base64.b64encode(b"t" * 32).decode()
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 AT = "2026-11-30T10:00:00.000Z"
-CAMPAIGN = parse_campaign("""\
+CAMPAIGN_TEXT = """\
 name: checkout-to-crm
 kind: triggered
 channel: webhook
 consent: marketing
 trigger: {event: Checkout Started, delay_minutes: 60}
 webhook: {destination: crm, properties: [currency, value, cart]}
-frequency_cap: {max: 5, days: 1}
-""", "checkout-to-crm.yaml")
+"""
+CAMPAIGN = parse_campaign(CAMPAIGN_TEXT + "frequency_cap: {max: 5, days: 1}\n", "checkout-to-crm.yaml")
 
 
 class Crash(BaseException):
@@ -331,16 +331,6 @@ def test_a_trigger_post_for_an_ad_audience_destination_is_skipped(receiver) -> N
 def test_a_malformed_trigger_post_is_refused(body: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         parse_delivery(body)
-
-
-CAMPAIGN_TEXT = """\
-name: checkout-to-crm
-kind: triggered
-channel: webhook
-consent: marketing
-trigger: {event: Checkout Started, delay_minutes: 60}
-webhook: {destination: crm, properties: [currency, value, cart]}
-"""
 
 
 def test_webhook_posts_neither_count_towards_nor_are_held_by_the_global_cap_of_messages() -> None:
