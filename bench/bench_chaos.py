@@ -213,7 +213,9 @@ def run_chaos(*, people: int, events: int, seed: int, dataset_seed: int = 7, con
     figures.events_sent, figures.expected_rejected = dataset.events, dataset.invalid
     figures.expected_profiles = len(dataset.expected_profiles)
     # SES's Send events confirm the ledger claims of accepted emails (the send -> mark_sent window is injected).
+    # The stream's functions in this process: the injector patches the AWS SDK here.
     local = LocalConfig(write_key=WRITE_KEY, run_schedules=False, ses_send_events=config.crash_after_send,
+                        stream_functions_in_processes=False,
                         environment={"EFFECT_CLAIM_HOLD_SECONDS": str(CLAIM_HOLD_S),
                                      "DESTINATION_RETRY_MAX_DELAY_SECONDS": str(RETRY_MAX_DELAY_S)})
     with LocalPipeline(local) as pipeline, \

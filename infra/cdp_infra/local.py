@@ -1,8 +1,9 @@
 """The local embedded default: the whole stack of template.yaml on one machine.
 
 A moto server on loopback emulates the AWS services; the template's resources are created
-on it with the template's names; the Lambda handlers run in-process behind a local API
-Gateway, Kinesis and SQS event source mappings and schedules. Nothing needs an AWS account.
+on it with the template's names; the Lambda handlers run behind a local API Gateway, Kinesis
+and SQS event source mappings and schedules: in this process, and the stream's functions in
+processes of their own (``LocalConfig.stream_functions_in_processes``). Nothing needs an AWS account.
 """
 
 from __future__ import annotations
@@ -155,6 +156,11 @@ class LocalConfig:
     # feedback function confirms the email's ledger claim). Off by default: the demo plays the
     # mailbox provider at its end instead, and its checks count the outcome events it publishes.
     ses_send_events: bool = False
+    # Each execution environment of the functions on the events stream (unify, archive) in a process
+    # of its own, as each is a sandbox of its own on Lambda: the stream's work then does not wait
+    # for the GIL of the stack's process, where the collector, the API and the queues' functions
+    # run. False keeps them in this process, where a fault run's injector reaches their AWS calls.
+    stream_functions_in_processes: bool = True
 
 
 class LocalPipeline:
@@ -218,13 +224,18 @@ class LocalPipeline:
         capture_emf()
         share_service_models()
         self.admin_token = self._admin_token(env.get("ADMIN_TOKEN_SECRET_ARN", ""), cfg.admin_token)
-        self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id, self.metrics)
+        self.functions = {lid: LocalFunction(spec, stack.refs[lid], stack.region, stack.account_id, self.metrics,
+                                             own_process=cfg.stream_functions_in_processes and any(
+                                                 e["Type"] == "Kinesis" for e in spec.events.values()))
                           for lid, spec in specs.items()}
         if cfg.write_key:
             self.register_write_key("local", cfg.write_key)
         self._start_api()
         # Campaign emails' unsubscribe links point at this collector (the template's URL is API Gateway's).
         self._set_env({"UNSUBSCRIBE_BASE_URL": self.url})
+        for function in self.functions.values():
+            if function.own_process:  # started with the stack (its settings set): no cold start in the first batch
+                function.prewarm()
         self._start_event_sources()
         if cfg.trim_interval_s > 0:
             self._trimmer = threading.Thread(target=self._trim_loop, daemon=True, name="kinesis-trim")
@@ -241,6 +252,8 @@ class LocalPipeline:
             self.ses_events.stop()
         for poller in [*self.kinesis_pollers, *self.sqs_pollers]:
             poller.stop()
+        for function in self.functions.values():
+            function.stop()
         if self.api:
             self.api.stop()
         if self._moto:
@@ -433,6 +446,11 @@ class LocalPipeline:
     @property
     def emulator_pid(self) -> int | None:
         return self._moto.pid if self._moto else None
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The processes of the execution environments that run in their own (the stream's functions)."""
+        return [pid for function in self.functions.values() for pid in function.pids]
 
     # ------------------------------------------------------------------ operations
     @property

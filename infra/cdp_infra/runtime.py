@@ -7,6 +7,10 @@ handler modules behave as on a cold start.
 Metrics: on Lambda, Powertools prints each metric set as an EMF JSON line and CloudWatch Logs
 turns it into metrics. Here :func:`capture_emf` routes those lines, when printed during an
 invocation, to the :class:`MetricsRecorder` of the invoked function instead of stdout.
+
+An execution environment is a thread of the stack's process, or (``LocalFunction(own_process=True)``)
+a process of its own, as each is a sandbox of its own on Lambda: the functions that carry the
+whole stream then do not wait for the stack's GIL (:class:`ProcessEnvironment`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import builtins
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -211,6 +217,112 @@ def share_service_models() -> None:
     session.create_loader = create_loader  # type: ignore[attr-defined]
 
 
+class _SentBack:
+    """The recorder of a worker process: the EMF metric sets of one invocation, sent back with its answer."""
+
+    def __init__(self) -> None:
+        self.blobs: list[Mapping[str, object]] = []
+
+    def record(self, function: str, blob: Mapping[str, object]) -> None:
+        self.blobs.append(blob)
+
+
+def load_handler(spec: FunctionSpec, module_name: str) -> Callable[[Any, Any], Any]:
+    """Load the handler's module from its CodeUri under ``module_name`` (a cold start); its handler."""
+    found = importlib.util.spec_from_file_location(module_name, spec.module_file)
+    if found is None or found.loader is None:
+        raise ImportError(f"cannot load handler module {spec.module_file}")
+    module = importlib.util.module_from_spec(found)
+    sys.modules[module_name] = module
+    found.loader.exec_module(module)
+    handler: Callable[[Any, Any], Any] = getattr(module, spec.handler_attr)
+    return handler
+
+
+def serve(incoming: Any, outgoing: Any) -> None:
+    """A worker process (``python -m cdp_infra.worker``): the first message is its function's spec,
+    its module's name and the GIL's switch interval; then one invocation per message until the stack
+    closes the pipe."""
+    spec, module_name, switch_interval_s = incoming.recv()
+    sys.setswitchinterval(switch_interval_s)
+    capture_emf()
+    share_service_models()
+    handler = load_handler(spec, module_name)
+    while True:
+        try:
+            event, context = incoming.recv()
+        except EOFError:
+            return
+        sent_back = _SentBack()
+        _invocation.target = (sent_back, spec.logical_id)
+        try:
+            answer: tuple[bool, Any] = (True, handler(event, context))
+        except Exception as exc:  # the invocation's error, raised again by the caller
+            answer = (False, f"{type(exc).__name__}: {exc}")
+        finally:
+            _invocation.target = None
+        try:
+            outgoing.send((answer, sent_back.blobs))
+        except OSError:  # the stack is gone
+            return
+
+
+class FunctionError(Exception):
+    """The handler raised in its worker process (its exception's type and message), or the process died."""
+
+
+class ProcessEnvironment:
+    """An execution environment in a process of its own (``python -m cdp_infra.worker``): the
+    handler's module is loaded there, each invocation's event and context go to it over a pipe, and
+    its answer and metric sets come back. The process inherits the stack's environment variables as
+    they are when it starts, and its stdout and stderr (the function's logs).
+    """
+
+    def __init__(self, spec: FunctionSpec, module_name: str, metrics: MetricsRecorder | None) -> None:
+        from multiprocessing.connection import Connection
+
+        to_child, from_parent = os.pipe()
+        from_child, to_parent = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cdp_infra.worker", str(to_child), str(to_parent)],
+            pass_fds=(to_child, to_parent), stdin=subprocess.DEVNULL)
+        os.close(to_child)
+        os.close(to_parent)
+        self._send = Connection(from_parent, readable=False)
+        self._receive = Connection(from_child, writable=False)
+        self._send.send((spec, module_name, sys.getswitchinterval()))
+        self.spec, self.metrics = spec, metrics
+        self.alive = True
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        try:
+            self._send.send((event, context))
+            (ok, value), blobs = self._receive.recv()
+        except (EOFError, OSError) as exc:
+            self.alive = False
+            raise FunctionError(f"the execution environment exited: {exc!r}") from exc
+        if self.metrics is not None:
+            for blob in blobs:
+                self.metrics.record(self.spec.logical_id, blob)
+        if not ok:
+            raise FunctionError(value)
+        return value
+
+    def stop(self) -> None:
+        self.alive = False
+        self._send.close()  # the worker's next read ends: it exits
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._receive.close()
+
+
 @dataclass
 class InvocationStats:
     invocations: int = 0
@@ -226,11 +338,13 @@ class LocalFunction:
     request on its app object, Powertools keeps per-invocation state in module globals. So each
     concurrent invocation here gets an environment of its own (a separate instance of the
     handler's module), and an idle environment is reused, warm, by the next invocation.
+    ``own_process``: each environment is a :class:`ProcessEnvironment` instead.
     """
 
     def __init__(self, spec: FunctionSpec, function_name: str, region: str, account_id: str,
-                 metrics: MetricsRecorder | None = None) -> None:
+                 metrics: MetricsRecorder | None = None, *, own_process: bool = False) -> None:
         self.spec = spec
+        self.own_process = own_process
         self.metrics = metrics
         self.function_name = function_name
         self.region = region
@@ -255,14 +369,8 @@ class LocalFunction:
     def _new_environment(self) -> Callable[[Any, Any], Any]:
         n = len(self._environments)
         module_name = self.module_name if n == 0 else f"{self.module_name}_env{n}"
-        path = self.spec.module_file
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load handler module {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        handler: Callable[[Any, Any], Any] = getattr(module, self.spec.handler_attr)
+        handler = (ProcessEnvironment(self.spec, module_name, self.metrics) if self.own_process
+                   else load_handler(self.spec, module_name))
         self._environments.append(handler)
         return handler
 
@@ -272,11 +380,33 @@ class LocalFunction:
 
     def _release(self, handler: Callable[[Any, Any], Any]) -> None:
         with self._lock:
-            self._idle.append(handler)
+            if getattr(handler, "alive", True):
+                self._idle.append(handler)
+            else:  # a process that died is not reused: the next invocation starts a new one (cold)
+                self._environments.remove(handler)
 
     @property
     def environments(self) -> int:
         return len(self._environments)
+
+    def prewarm(self, environments: int = 1) -> None:
+        """Start this many execution environments now (their cold start), idle until invoked."""
+        with self._lock:
+            while len(self._environments) < environments:
+                self._idle.append(self._new_environment())
+
+    @property
+    def pids(self) -> list[int]:
+        """The processes of the environments that run in their own."""
+        return [e.pid for e in self._environments if isinstance(e, ProcessEnvironment) and e.pid is not None]
+
+    def stop(self) -> None:
+        """Stop the environments' processes (those of an in-process function need nothing)."""
+        with self._lock:
+            environments, self._environments, self._idle = list(self._environments), [], []
+        for environment in environments:
+            if isinstance(environment, ProcessEnvironment):
+                environment.stop()
 
     def invoke(self, event: Any) -> Any:
         handler = self._acquire()

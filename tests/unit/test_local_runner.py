@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -199,6 +200,59 @@ def test_invocations_one_after_another_reuse_one_warm_environment(tmp_path: Any)
                              "123456789012")
     assert [function.invoke({}) for _ in range(3)] == [1, 2, 3]
     assert function.environments == 1
+
+
+WORKER_HANDLER = """
+import os
+
+from aws_lambda_powertools import Metrics
+
+metrics = Metrics(namespace="Test", service="cdp")
+calls = []
+
+@metrics.log_metrics
+def handler(event, context):
+    calls.append(event)
+    if event.get("fail"):
+        raise ValueError("bad input")
+    if event.get("die"):
+        os._exit(3)
+    metrics.add_metric(name="Seen", unit="Count", value=1)
+    return {"pid": os.getpid(), "calls": len(calls), "function": context.function_name,
+            "setting": os.environ.get("WORKER_SETTING")}
+"""
+
+
+def test_an_environment_in_a_process_of_its_own_answers_records_metrics_and_raises_as_in_process(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdp_infra.runtime import FunctionError, LocalFunction, MetricsRecorder
+    from cdp_infra.template import FunctionSpec
+
+    (tmp_path / "worker_fn.py").write_text(WORKER_HANDLER)
+    monkeypatch.setenv("WORKER_SETTING", "from the stack")
+    metrics = MetricsRecorder()
+    function = LocalFunction(FunctionSpec("Worker", tmp_path, "worker_fn.handler", {}, {}, 30), "worker",
+                             "us-east-1", "123456789012", metrics, own_process=True)
+    try:
+        function.prewarm()
+        [pid] = function.pids
+        first, second = function.invoke({}), function.invoke({})
+        # Warm: the same process and module keep their state between invocations, as on Lambda.
+        assert (first["pid"], first["calls"], second["calls"]) == (pid, 1, 2)
+        assert pid != os.getpid()
+        assert first["function"] == "worker" and first["setting"] == "from the stack"
+        assert metrics.snapshot() == {"Worker": {"Seen": 2.0}}
+        with pytest.raises(FunctionError, match="ValueError: bad input"):
+            function.invoke({"fail": True})
+        assert function.pids == [pid]  # a handler's error leaves the environment warm
+        with pytest.raises(FunctionError, match="exited"):
+            function.invoke({"die": True})
+        # A dead environment is not reused: the next invocation gets a new one (a cold start).
+        assert function.invoke({})["calls"] == 1
+        assert function.pids != [pid] and function.environments == 1
+    finally:
+        function.stop()
+    assert function.pids == [] and function.environments == 0
 
 
 class FakeKinesis:
