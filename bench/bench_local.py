@@ -16,10 +16,11 @@ import threading
 import time
 from urllib.parse import quote
 
+from cdp_infra import demo_destinations
 from cdp_infra.client import TrackingClient
 from cdp_infra.dataset import generate
 from cdp_infra.demo import send_batches
-from cdp_infra.emulator import rss_bytes
+from cdp_infra.emulator import cpu_seconds, rss_bytes
 from cdp_infra.local import LocalConfig, LocalPipeline
 
 PEOPLE = int(os.environ.get("BENCH_LOCAL_PEOPLE", "1000"))
@@ -29,16 +30,25 @@ MB = 2**20
 
 
 class Sampler(threading.Thread):
-    """RSS of the stack and of the emulator, every second, while the run lasts."""
+    """RSS of the stack (its process and its functions' worker processes) and of the emulator, every
+    second, while the run lasts."""
 
-    def __init__(self, emulator_pid: int | None) -> None:
+    def __init__(self, pipeline: LocalPipeline) -> None:
         super().__init__(daemon=True)
-        self.emulator_pid, self.samples = emulator_pid, []  # type: ignore[var-annotated]
+        self.pipeline, self.samples = pipeline, []  # type: ignore[var-annotated]
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        emulator = self.pipeline.emulator_pid
         while not self.stopped.wait(1.0):
-            self.samples.append((rss_bytes(), rss_bytes(self.emulator_pid) if self.emulator_pid else 0))
+            stack = rss_bytes() + sum(rss_bytes(pid) for pid in self.pipeline.worker_pids)
+            self.samples.append((stack, rss_bytes(emulator) if emulator else 0))
+
+
+def cpu_now(pipeline: LocalPipeline) -> tuple[float, float]:
+    """CPU seconds so far of the stack (its process and its worker processes) and of the emulator."""
+    return (cpu_seconds() + sum(cpu_seconds(pid) for pid in pipeline.worker_pids),
+            cpu_seconds(pipeline.emulator_pid))
 
 
 class Reader(threading.Thread):
@@ -65,19 +75,6 @@ class Reader(threading.Thread):
             client.close()
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) of this process, or of process ``pid`` (Linux /proc; 0 where unavailable)."""
-    if pid is None:
-        times = os.times()
-        return times.user + times.system
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
@@ -93,23 +90,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-lake-") as lake, \
             LocalPipeline(LocalConfig(write_key=WRITE_KEY, admin_token=TOKEN, run_schedules=False,
                                       lake_dir=lake)) as pipeline:
+        fakes = demo_destinations.start(pipeline)  # the demo's destinations, each on its loopback fake
         started_s = time.perf_counter() - t0
-        sampler = Sampler(pipeline.emulator_pid)
+        sampler = Sampler(pipeline)
         sampler.start()
         t1 = time.perf_counter()
+        cpu_start = cpu_now(pipeline)
         tally = send_batches(pipeline.url, WRITE_KEY, dataset.batches)
         send_s = time.perf_counter() - t1
         reader = Reader(pipeline.url, identifiers)
         reader.start()
         pipeline.wait_drained(timeout_s=1800)
         drained_s = time.perf_counter() - t1
+        drain_cpu = tuple(b - a for a, b in zip(cpu_start, cpu_now(pipeline), strict=True))
         reader.stopped.set()
         reader.join()
         t2 = time.perf_counter()
-        cpu0 = cpu_seconds(), cpu_seconds(pipeline.emulator_pid)
+        cpu0 = cpu_now(pipeline)
         pipeline.run_schedules("SegmentFunction")
         segment_s = time.perf_counter() - t2
-        segment_cpu = cpu_seconds() - cpu0[0], cpu_seconds(pipeline.emulator_pid) - cpu0[1]
+        segment_cpu = tuple(b - a for a, b in zip(cpu0, cpu_now(pipeline), strict=True))
         pipeline.wait_drained(timeout_s=1800)
         job_s = time.perf_counter() - t1
         activate_s = time.perf_counter() - t2 - segment_s
@@ -118,6 +118,7 @@ def main() -> None:
         pipeline.run_schedules("ReportFunction")
         report_s = time.perf_counter() - t3
         sampler.stopped.set()
+        fakes.stop()
         files = sum(len(names) for _, _, names in os.walk(os.path.join(lake, "events")))
     accepted = tally.accepted
     stack_peak = max((s for s, _ in sampler.samples), default=0)
@@ -133,6 +134,8 @@ def main() -> None:
     print(f"  activation                 {activate_s:>8.1f} s   until drained after the segment job ({emails:,} emails)")
     print(f"end to end events/s          {accepted / drained_s:>8,.0f}   target >= 1,000 (HTTP in -> unify and "
           "archive drained)")
+    print(f"  CPU per event              {sum(drain_cpu) / accepted * 1e3:>8.2f} ms  (stack {drain_cpu[0] / accepted * 1e3:.2f} "
+          f"ms, senders included + emulator {drain_cpu[1] / accepted * 1e3:.2f} ms; 2 cores)")
     print(f"report job                   {report_s:>8.1f} s")
     print(f"profile reads while draining {len(reader.latencies):>8,}   p50 {percentile(reader.latencies, 50) * 1e3:,.0f} ms, "
           f"p99 {percentile(reader.latencies, 99) * 1e3:,.0f} ms (target <= 200 ms), {reader.errors} errors")
