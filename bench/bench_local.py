@@ -82,6 +82,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("cdp.audit").disabled = True  # the reader's audit line per profile read would bury the figures
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     load = os.getloadavg()[0]
     dataset = generate(PEOPLE, EVENTS, seed=7)

@@ -1,5 +1,6 @@
-"""Memory of the local stack over a sustained run: RSS of the stack's process and of the AWS
-emulator after each round of events. Figures only.
+"""Memory of the local stack over a sustained run: RSS of the stack (its process and the stream
+functions' worker processes) and of the AWS emulator after each round of events, with the demo's
+destinations answering on their fakes. Figures only.
 
 The same people keep sending new events (fresh message ids), so the state that should grow
 (profiles, identities) stops growing after the first round; what still grows is held by the stack.
@@ -17,6 +18,7 @@ import tempfile
 import time
 import uuid
 
+from cdp_infra import demo_destinations
 from cdp_infra.dataset import generate
 from cdp_infra.demo import send_dataset
 from cdp_infra.emulator import rss_bytes
@@ -46,6 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-lake-") as lake, \
             LocalPipeline(LocalConfig(write_key="bench", run_schedules=False, throttle=False,
                                       lake_dir=lake)) as pipeline:
+        fakes = demo_destinations.start(pipeline)  # the demo's destinations answer, as in the demo
         sent, samples = 0, []
         started = time.perf_counter()
         while sent < EVENTS:
@@ -53,7 +56,8 @@ def main() -> None:
             pipeline.wait_drained(timeout_s=1800)
             pipeline.trim_streams()
             sent += accepted
-            stack, emulator = rss_bytes(), pipeline.emulator_stats()["rss_bytes"]
+            stack = rss_bytes() + sum(rss_bytes(pid) for pid in pipeline.worker_pids)
+            emulator = pipeline.emulator_stats()["rss_bytes"]
             samples.append(stack + emulator)
             if len(samples) == 1:
                 pipeline.emulator_memory()  # the baseline: state after one round (people known)
@@ -61,6 +65,7 @@ def main() -> None:
                   f"{sent / (time.perf_counter() - started):>10,.0f}", flush=True)
         held = pipeline.emulator_stats()["held"]
         growth = pipeline.emulator_memory()["top"]
+        fakes.stop()
     print("held by the emulator at the end: " + ", ".join(
         f"{name.rsplit('-', 1)[-1] if name.startswith('dynamodb') else name} {n:,}" for name, n in sorted(held.items())))
     if growth:
