@@ -40,6 +40,7 @@ import random
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,9 @@ class FaultInjector:
     planner: Callable[[str, Any], Plan] | None = None
 
     def __post_init__(self) -> None:
-        self._local = threading.local()
+        # The plan of the invocation in progress: a context variable, so it follows the invocation
+        # into the threads it writes from (unify writes a batch's survivors at once).
+        self._invocation: ContextVar[Plan | None] = ContextVar(f"chaos-plan-{id(self)}", default=None)
         self._lock = threading.Lock()
         self._deliveries: Counter[str] = Counter()
         self._writes_seen: dict[str, list[int]] = {}  # function -> [invocations, writes]
@@ -143,21 +146,23 @@ class FaultInjector:
 
     def _call(self, client: Any, operation: str, params: dict[str, Any]) -> Any:
         service = client.meta.service_model.service_name
-        inv: Plan | None = getattr(self._local, "invocation", None)
+        inv = self._invocation.get()
         is_write = operation.startswith(WRITE_PREFIXES)
         # The write that records an accepted send: a fault before it is the window the Send event closes.
         window = inv is not None and inv.unrecorded_send and service == "dynamodb" and is_write
         recording = window and not self.config.crash_after_send
         if inv is not None and service in THROTTLE_CODES:
-            index, inv.throttleable = inv.throttleable, inv.throttleable + 1
+            with self._lock:
+                index, inv.throttleable = inv.throttleable, inv.throttleable + 1
             if index == inv.throttle_at and recording:
                 self._count("throttle of the ledger's record of an SES send (not injected)")
             elif index == inv.throttle_at:
                 self._count("throttle of the ledger's record of an SES send" if window else f"throttle {service}")
                 raise throttling_error(service, operation)
-        crash_here = inv is not None and is_write and inv.writes == inv.crash_at
-        if inv is not None and is_write:
-            inv.writes += 1
+        with self._lock:
+            crash_here = inv is not None and is_write and inv.writes == inv.crash_at
+            if inv is not None and is_write:
+                inv.writes += 1
         if crash_here and inv is not None and not inv.crash_after:
             if recording:
                 crash_here = False  # see the module's docstring
@@ -225,7 +230,7 @@ class FaultInjector:
     def invoke(self, function: str, invoke: Callable[[Any], Any], event: Any) -> Any:
         """Run one invocation under the plan drawn for it; a crash surfaces as :class:`FunctionCrashed`."""
         inv = self._plan(function, event)
-        self._local.invocation = inv
+        token = self._invocation.set(inv)
         try:
             response = invoke(event)
             if inv.crash_at is not None and inv.writes <= inv.crash_at:
@@ -235,7 +240,7 @@ class FaultInjector:
         except SimulatedCrash as exc:
             raise FunctionCrashed(str(exc)) from None
         finally:
-            self._local.invocation = None
+            self._invocation.reset(token)
             with self._lock:
                 seen = self._writes_seen.setdefault(function, [0, 0])
                 seen[0] += 1

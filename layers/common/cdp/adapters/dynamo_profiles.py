@@ -12,6 +12,7 @@ Items:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -126,6 +127,11 @@ class DynamoIdentityStore:
                                        else claim_transaction_min)
         self._bound: _Models | None = None
         self.requests: Counter[str] = Counter()
+        self._requests_lock = threading.Lock()  # unify writes a batch's survivors from several threads
+
+    def _count(self, operation: str, n: int) -> None:
+        with self._requests_lock:
+            self.requests[operation] += n
 
     @property
     def _models(self) -> _Models:
@@ -164,7 +170,7 @@ class DynamoIdentityStore:
         keys = list(dict.fromkeys(identifiers))
         if not keys:
             return {}
-        self.requests["BatchGetItem"] += -(-len(keys) // 100)
+        self._count("BatchGetItem", -(-len(keys) // 100))
         with aws_errors("identity index read failed"):
             return {
                 item.identifier: item.profile_id
@@ -175,7 +181,7 @@ class DynamoIdentityStore:
         keys = list(dict.fromkeys(profile_ids))
         if not keys:
             return {}
-        self.requests["BatchGetItem"] += -(-len(keys) // 100)
+        self._count("BatchGetItem", -(-len(keys) // 100))
         with aws_errors("profile read failed"):
             items = list(self._models.profile.batch_get(keys, consistent_read=True))
         return {item.profile_id: self._to_profile(item) for item in items}
@@ -200,7 +206,7 @@ class DynamoIdentityStore:
         return model.identifier.does_not_exist() | (model.profile_id == profile_id)
 
     def _claim_one(self, identifier: str, profile_id: str) -> None:
-        self.requests["PutItem"] += 1
+        self._count("PutItem", 1)
         try:
             with aws_errors("identifier claim failed"):
                 self._models.identity(identifier, profile_id=profile_id).save(
@@ -213,7 +219,7 @@ class DynamoIdentityStore:
 
     def _claim_many(self, chunk: list[tuple[str, str]]) -> None:
         model = self._models.identity
-        self.requests["TransactWriteItems"] += 1
+        self._count("TransactWriteItems", 1)
         try:
             with aws_errors("identifier claim failed"), TransactWrite(
                 connection=self._models.connection
@@ -237,7 +243,7 @@ class DynamoIdentityStore:
 
     def put_profile(self, profile: Profile) -> None:
         item = self._to_item(profile)
-        self.requests["PutItem"] += 1
+        self._count("PutItem", 1)
         try:
             with aws_errors("profile write failed", profile_id=profile.profile_id):
                 item.save()
@@ -250,7 +256,7 @@ class DynamoIdentityStore:
     def put_merge(self, survivor: Profile, tombstones: Sequence[Profile]) -> None:
         profiles = [survivor, *tombstones]
         items = [self._to_item(p) for p in profiles]
-        self.requests["TransactWriteItems"] += 1
+        self._count("TransactWriteItems", 1)
         try:
             with aws_errors("merge write failed", profile_id=survivor.profile_id), TransactWrite(
                 connection=self._models.connection
@@ -269,7 +275,7 @@ class DynamoIdentityStore:
         if not pointers:
             return
         model = self._models.identity
-        self.requests["BatchWriteItem"] += -(-len(pointers) // 25)
+        self._count("BatchWriteItem", -(-len(pointers) // 25))
         with aws_errors("identity index write failed"), model.batch_write() as batch:
             for identifier, profile_id in sorted(pointers.items()):
                 batch.save(model(identifier, profile_id=profile_id))
@@ -278,7 +284,7 @@ class DynamoIdentityStore:
         if not identifiers:
             return
         model = self._models.identity
-        self.requests["BatchWriteItem"] += -(-len(identifiers) // 25)
+        self._count("BatchWriteItem", -(-len(identifiers) // 25))
         with aws_errors("identity index delete failed"), model.batch_write() as batch:
             for identifier in sorted(set(identifiers)):
                 batch.delete(model(identifier))
@@ -288,7 +294,7 @@ class DynamoIdentityStore:
             return
         model = self._models.merge_log
         unique = {(e.profile_id, e.entry_id): e for e in entries}
-        self.requests["BatchWriteItem"] += -(-len(unique) // 25)
+        self._count("BatchWriteItem", -(-len(unique) // 25))
         with aws_errors("merge log write failed"), model.batch_write() as batch:
             for (profile_id, entry_id), entry in sorted(unique.items()):
                 batch.save(
@@ -306,7 +312,7 @@ class DynamoIdentityStore:
                 )
 
     def read_merge_log(self, profile_id: str) -> list[MergeLogEntry]:
-        self.requests["Query"] += 1
+        self._count("Query", 1)
         with aws_errors("merge log read failed", profile_id=profile_id):
             return [
                 MergeLogEntry(

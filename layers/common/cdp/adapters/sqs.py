@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from cdp import concurrently
 from cdp.adapters.aws import AwsAdapter
 from cdp.adapters.errors import aws_errors
 from cdp.errors import StoreError
@@ -20,16 +21,19 @@ BATCH_SIZE = 10
 
 
 def send_batches(client: object, queue: str, messages: list[tuple[object, int]], *, what: str) -> None:
-    """SendMessageBatch, 10 at a time: each message a JSON body and its delay (0-900 s). Any entry SQS
-    refuses fails the call (retryable): the caller's record is retried and the consumer dedupes."""
-    for start in range(0, len(messages), BATCH_SIZE):
-        chunk = messages[start:start + BATCH_SIZE]
+    """SendMessageBatch, 10 at a time and the batches at once: each message a JSON body and its delay
+    (0-900 s). Any entry SQS refuses fails the call (retryable) once every batch has been tried: the
+    caller's record is retried and the consumer dedupes."""
+
+    def send(chunk: list[tuple[object, int]]) -> None:
         with aws_errors(f"cannot send {what}"):
             out = client.send_message_batch(  # type: ignore[attr-defined]
                 QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": json.dumps(body), "DelaySeconds": delay}
                                          for i, (body, delay) in enumerate(chunk)])
         if out.get("Failed"):
             raise StoreError(f"some {what} were not sent", failed=out["Failed"])
+
+    concurrently.all_of(send, [messages[start:start + BATCH_SIZE] for start in range(0, len(messages), BATCH_SIZE)])
 
 
 class SqsChangePublisher(AwsAdapter):

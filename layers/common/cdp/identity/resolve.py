@@ -11,7 +11,8 @@ One pass over a batch:
    applied;
 4. writes, in an order that keeps every crash point recoverable by a plain retry:
    claim new identifiers (conditional, pointing at the survivor, whose id is deterministic)
-   -> write the profile at its expected version (the merge as one transaction)
+   -> write the profile at its expected version (the merge as one transaction; the batch's
+   survivors at once, each independent of the others)
    -> repoint identifiers of absorbed profiles -> append the merge log.
 
 A failed condition (another worker got there first) re-reads and retries only what is pending.
@@ -23,8 +24,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from cdp import concurrently
 from cdp.errors import ConcurrentUpdate, StoreError
 from cdp.identity.config import IdentityConfig
 from cdp.identity.identifiers import Extracted, alias_candidates, extract, split_identifier
@@ -534,25 +537,38 @@ def _write(plans: list[_Plan], pending: list[_Item], store: IdentityStore, outco
     return sorted(retry, key=lambda it: it.stamp)
 
 
+def _write_survivor(plan: _Plan, store: IdentityStore) -> None:
+    if plan.tombstones:
+        store.put_merge(plan.survivor, plan.tombstones)
+    elif plan.changed:
+        store.put_profile(plan.survivor)
+
+
 def _write_profiles(
     plans: list[_Plan], store: IdentityStore, outcome: BatchOutcome
 ) -> tuple[list[_Plan], list[_Item]]:
-    """Each survivor at its expected version (a merge as one transaction): the plans done, the items to retry."""
+    """Each survivor at its expected version (a merge as one transaction): the plans done, the items to retry.
+
+    A lost race (``ConcurrentUpdate``) retries the plan's items, a store error fails them; anything
+    else (a bug, a crash) is raised once every write has ended, as the invocation's error.
+    """
+    writing = [plan for plan in plans if plan.tombstones or plan.changed]
+    # At once: each is one profile's conditional put (or its merge's transaction), and a profile
+    # belongs to one plan only; one after another, they were a third of unify's time per batch.
+    raised = dict(zip(map(id, writing), concurrently.each(partial(_write_survivor, store=store), writing),
+                      strict=True))
     retry: list[_Item] = []
     done: list[_Plan] = []
     for plan in plans:
-        try:
-            if plan.tombstones:
-                store.put_merge(plan.survivor, plan.tombstones)
-            elif plan.changed:
-                store.put_profile(plan.survivor)
-        except ConcurrentUpdate:
+        exc = raised.get(id(plan))
+        if isinstance(exc, ConcurrentUpdate):
             retry.extend(plan.items)
-            continue
-        except StoreError as exc:
+        elif isinstance(exc, StoreError):
             _fail(outcome, [item.message_id for item in plan.items], exc)
-            continue
-        done.append(plan)
+        elif exc is not None:
+            raise exc
+        else:
+            done.append(plan)
     return done, retry
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cdp import concurrently
+
 
 @dataclass(frozen=True, slots=True)
 class Member:
@@ -184,5 +186,4 @@ def store_announced(membership: MembershipStore, changes: Iterable[MembershipCha
             entered.append(Member(change.profile_id, change.run_id, change.at))
         else:
             exited.append(change.profile_id)
-    for segment, (entered, exited) in by_segment.items():
-        membership.apply(segment, entered, exited)
+    concurrently.all_of(lambda segment: membership.apply(segment, *by_segment[segment]), list(by_segment))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from cdp import concurrently
 from cdp.segments.definition import SegmentDefinition
 from cdp.segments.membership import Change, Member, MembershipChange, MembershipStore, store_announced
 from cdp.segments.predicate import evaluate_profile
@@ -76,8 +77,7 @@ def evaluate_batch(
                 changes.append(MembershipChange(defn.name, profile_id, Change.EXITED, run_ids[profile_id], at))
     if not changes:
         return []
-    for segment, entries in pending.items():
-        membership.apply(segment, entries, [])
+    concurrently.all_of(lambda segment: membership.apply(segment, pending[segment], []), list(pending))
     publish(changes)
     store_announced(membership, changes)
     return changes
