@@ -30,7 +30,7 @@ MB = 2**20
 
 
 class Sampler(threading.Thread):
-    """RSS of the stack (its process and its functions' worker processes) and of the emulator, every
+    """RSS of the stack (its process and its functions' worker processes) and of the emulators, every
     second, while the run lasts."""
 
     def __init__(self, pipeline: LocalPipeline) -> None:
@@ -39,16 +39,16 @@ class Sampler(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        emulator = self.pipeline.emulator_pid
+        emulators = self.pipeline.emulator_pids
         while not self.stopped.wait(1.0):
             stack = rss_bytes() + sum(rss_bytes(pid) for pid in self.pipeline.worker_pids)
-            self.samples.append((stack, rss_bytes(emulator) if emulator else 0))
+            self.samples.append((stack, sum(rss_bytes(pid) for pid in emulators)))
 
 
 def cpu_now(pipeline: LocalPipeline) -> tuple[float, float]:
-    """CPU seconds so far of the stack (its process and its worker processes) and of the emulator."""
+    """CPU seconds so far of the stack (its process and its worker processes) and of the emulators."""
     return (cpu_seconds() + sum(cpu_seconds(pid) for pid in pipeline.worker_pids),
-            cpu_seconds(pipeline.emulator_pid))
+            sum(cpu_seconds(pid) for pid in pipeline.emulator_pids))
 
 
 class Reader(threading.Thread):

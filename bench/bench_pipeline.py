@@ -32,14 +32,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-lake-") as lake, \
             LocalPipeline(LocalConfig(write_key="bench", run_schedules=False, throttle=False,
                                       lake_dir=lake)) as pipeline:
-        emulator_pid = pipeline.emulator_pid
-        cpu0 = (cpu_seconds(), cpu_seconds(emulator_pid))
+        emulator_pids = pipeline.emulator_pids
+
+        def emulator_seconds() -> float:
+            return sum(cpu_seconds(pid) for pid in emulator_pids)
+
+        cpu0 = (cpu_seconds(), emulator_seconds())
         t0 = time.perf_counter()
         accepted, _ = send_dataset(pipeline.url, "bench", dataset.batches, workers=4)
         sent_s = time.perf_counter() - t0
         pipeline.wait_drained(timeout_s=1800)
         total_s = time.perf_counter() - t0
-        stack_cpu, emulator_cpu = cpu_seconds() - cpu0[0], cpu_seconds(emulator_pid) - cpu0[1]
+        stack_cpu, emulator_cpu = cpu_seconds() - cpu0[0], emulator_seconds() - cpu0[1]
         stats = {lid: fn.stats for lid, fn in pipeline.functions.items()}
         emulator = pipeline.emulator_stats()
         stack_rss = rss_bytes()

@@ -30,6 +30,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequ
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CDPTest")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
 

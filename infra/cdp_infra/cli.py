@@ -22,8 +22,8 @@ DEFAULT_WRITE_KEY = "local-write-key"
 # Written by `cdp dev` while it runs: the environment of its stack, so that other `cdp` commands
 # (sources, quarantine, segments, profile unmerge) started in this folder talk to it.
 DEV_STACK_FILE = Path(".cdp") / "dev-stack.json"
-_STACK_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                    "AWS_DEFAULT_REGION", "CLAIM_TRANSACTION_MIN")
+_STACK_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                    "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "CLAIM_TRANSACTION_MIN")
 
 
 def _admin_token(args: argparse.Namespace) -> str:

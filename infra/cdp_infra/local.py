@@ -51,10 +51,17 @@ class EmulatorServer:
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout_s: float = 60.0) -> EmulatorServer:
+        return self.launch().ready(timeout_s)
+
+    def launch(self) -> EmulatorServer:
+        """Start the process; :meth:`ready` waits for it to listen (several can start meanwhile)."""
         self._process = subprocess.Popen(
             [sys.executable, "-m", "cdp_infra.emulator", "--host", self.host, "--port", str(self.port)],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        assert self._process.stdout is not None
+        return self
+
+    def ready(self, timeout_s: float = 60.0) -> EmulatorServer:
+        assert self._process is not None and self._process.stdout is not None
         ready: list[str] = []
         reader = threading.Thread(target=lambda: ready.append(self._process.stdout.readline()),  # type: ignore[union-attr]
                                   daemon=True)
@@ -175,9 +182,11 @@ class LocalPipeline:
         self.one_time: OneTimeSchedules | None = None
         self.ses_events: SesSendEvents | None = None
         self.endpoint_url = ""
+        self.dynamodb_url = ""  # DynamoDB's emulator: a process of its own (see start)
         # The profile API's token: generated with the stack's secret, or the one the config gives.
         self.admin_token = ""
         self._moto: Any = None
+        self._dynamodb: EmulatorServer | None = None
         self._saved_env: dict[str, str | None] = {}
         # What the functions' Powertools metrics would publish on AWS (GET /v1/metrics, admin token).
         self.metrics = MetricsRecorder()
@@ -191,12 +200,17 @@ class LocalPipeline:
         if cfg.switch_interval_s is not None:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(cfg.switch_interval_s)
-        self._moto = EmulatorServer().start()
-        host, port = self._moto.host, self._moto.port
-        self.endpoint_url = f"http://{host}:{port}"
+        # DynamoDB in an emulator process of its own: unify's requests (most of its time) no longer
+        # wait for the GIL behind the stream's, the queues' and S3's in the other.
+        self._moto, self._dynamodb = EmulatorServer().launch(), EmulatorServer().launch()
+        self._moto.ready()
+        self._dynamodb.ready()
+        self.endpoint_url = f"http://{self._moto.host}:{self._moto.port}"
+        self.dynamodb_url = f"http://{self._dynamodb.host}:{self._dynamodb.port}"
         self._set_env({**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": cfg.region,
-                       "AWS_ENDPOINT_URL": self.endpoint_url})
-        stack = provision(new_stack(cfg.stack_name, region=cfg.region), self.session(), self.endpoint_url)
+                       "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url})
+        stack = provision(new_stack(cfg.stack_name, region=cfg.region), self.session(), self.endpoint_url,
+                          service_endpoints={"dynamodb": self.dynamodb_url})
         self.stack = stack
         specs = stack.functions()
         env: dict[str, str] = {}
@@ -256,8 +270,9 @@ class LocalPipeline:
             function.stop()
         if self.api:
             self.api.stop()
-        if self._moto:
-            self._moto.stop()
+        for emulator in (self._moto, self._dynamodb):
+            if emulator:
+                emulator.stop()
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
@@ -305,7 +320,10 @@ class LocalPipeline:
                              aws_secret_access_key="local", aws_session_token="local")
 
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.endpoint_url)
+        return self.session().client(service, endpoint_url=self.endpoint_for(service))
+
+    def endpoint_for(self, service: str) -> str:
+        return self.dynamodb_url if service == "dynamodb" and self.dynamodb_url else self.endpoint_url
 
     @property
     def settings(self) -> Any:
@@ -428,15 +446,30 @@ class LocalPipeline:
             except Exception:  # the stack keeps running; the next round tries again
                 log.warning("trimming the streams failed", exc_info=True)
 
+    @property
+    def _emulators(self) -> list[EmulatorServer]:
+        return [e for e in (self._moto, self._dynamodb) if e is not None]
+
     def emulator_stats(self) -> dict[str, Any]:
-        """The emulator's requests per operation and its RSS (see :mod:`cdp_infra.emulator`)."""
-        assert self._moto is not None
-        return self._moto.stats()
+        """The emulators' requests per operation and their RSS (see :mod:`cdp_infra.emulator`), summed."""
+        total: dict[str, Any] = {"rss_bytes": 0, "calls": {}, "held": {}}
+        for emulator in self._emulators:
+            stats = emulator.stats()
+            total["rss_bytes"] += stats["rss_bytes"]
+            total["held"].update(stats["held"])
+            for operation, (count, seconds, slowest, waited) in stats["calls"].items():
+                mine = total["calls"].setdefault(operation, [0, 0.0, 0.0, 0.0])
+                mine[0] += count
+                mine[1] += seconds
+                mine[2] = max(mine[2], slowest)
+                mine[3] += waited
+        return total
 
     def emulator_memory(self) -> dict[str, Any]:
-        """The emulator's RSS and where its memory grew since the first call (tracemalloc on)."""
-        assert self._moto is not None
-        return self._moto.memory()
+        """The emulators' RSS and where their memory grew since the first call (tracemalloc on), largest first."""
+        answers = [emulator.memory() for emulator in self._emulators]
+        return {"rss_bytes": sum(a["rss_bytes"] for a in answers),
+                "top": sorted((t for a in answers for t in a["top"]), key=lambda t: -abs(t["bytes"]))}
 
     def raw_emails(self) -> list[dict[str, Any]]:
         """The raw emails SES has sent (campaign emails), as the emulator holds them, in send order."""
@@ -446,6 +479,11 @@ class LocalPipeline:
     @property
     def emulator_pid(self) -> int | None:
         return self._moto.pid if self._moto else None
+
+    @property
+    def emulator_pids(self) -> list[int]:
+        """Both emulators' processes (DynamoDB's apart)."""
+        return [e.pid for e in self._emulators if e.pid is not None]
 
     @property
     def worker_pids(self) -> list[int]:

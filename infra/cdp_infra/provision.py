@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
@@ -38,15 +38,19 @@ _MONITORING = {"AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::CloudWatch::Al
                "AWS::XRay::SamplingRule"}
 
 
-def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: str | None = None) -> Stack:
-    """Create every resource of ``stack`` and fill its refs and attributes. Returns ``stack``."""
+def provision(stack: Stack, session: boto3.Session | None = None, endpoint_url: str | None = None, *,
+              service_endpoints: Mapping[str, str] | None = None) -> Stack:
+    """Create every resource of ``stack`` and fill its refs and attributes. Returns ``stack``.
+
+    ``service_endpoints``: a service's own endpoint where it is served apart (else ``endpoint_url``)."""
     session = session or boto3.Session(region_name=stack.region)
 
     clients: dict[str, Any] = {}
 
     def client(service: str) -> Any:
         if service not in clients:
-            clients[service] = session.client(service, region_name=stack.region, endpoint_url=endpoint_url)
+            clients[service] = session.client(service, region_name=stack.region,
+                                              endpoint_url=(service_endpoints or {}).get(service, endpoint_url))
         return clients[service]
 
     creators: dict[str, Callable[[str, dict[str, Any]], None]] = {

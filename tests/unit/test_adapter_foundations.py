@@ -41,6 +41,17 @@ def test_pynamodb_models_get_the_same_endpoint_and_timeouts() -> None:
     assert meta["table_name"] == "t" and "host" not in pynamodb_meta(Settings(), "t")
 
 
+def test_dynamodb_goes_to_its_own_emulator_where_it_is_served_apart_and_every_other_service_does_not() -> None:
+    reset_clients()
+    settings = Settings(aws_endpoint_url="http://127.0.0.1:5001", aws_endpoint_url_dynamodb="http://127.0.0.1:5002")
+    assert aws_client(settings, "dynamodb").meta.endpoint_url == "http://127.0.0.1:5002"
+    assert aws_client(settings, "sqs").meta.endpoint_url == "http://127.0.0.1:5001"
+    assert pynamodb_meta(settings, "t")["host"] == "http://127.0.0.1:5002"
+    assert pynamodb_connection(settings).host == "http://127.0.0.1:5002"
+    assert Settings.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:5002"}).aws_endpoint_url_dynamodb \
+        == "http://127.0.0.1:5002"
+
+
 def test_pynamodb_makes_as_many_attempts_as_every_other_client() -> None:
     settings = Settings(aws_max_attempts=3)
     client = pynamodb_connection(settings).client

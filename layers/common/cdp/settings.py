@@ -13,7 +13,7 @@ _CONVERT = {"int": int, "float": float}
 #: Fields the template does not set (they have working defaults); every other field is a
 #: resource name or option that template.yaml gives the functions (see FUNCTION_FIELDS).
 TUNING_FIELDS = frozenset({
-    "aws_region", "aws_endpoint_url", "claim_transaction_min",
+    "aws_region", "aws_endpoint_url", "aws_endpoint_url_dynamodb", "claim_transaction_min",
     "aws_connect_timeout", "aws_read_timeout", "aws_max_attempts", "collect_max_future_seconds",
     "allow_local_endpoints", "extra_destinations_dir",
     "lake_root", "effect_claim_hold_seconds", "operator_cache_seconds",
@@ -86,6 +86,9 @@ class Settings:
     aws_region: str = "us-east-1"
     # Set only when talking to an emulator (moto server, LocalStack); None on AWS.
     aws_endpoint_url: str | None = None
+    # An emulator's DynamoDB where it is served apart (the local stack runs it in a process of its
+    # own; botocore's own name for the setting); None: aws_endpoint_url.
+    aws_endpoint_url_dynamodb: str | None = None
     # New identifiers of a batch are claimed with single conditional puts up to this many, in a
     # transaction above it (fewer requests on AWS; the local emulator copies whole tables per
     # transaction, so the local stack raises it).

@@ -45,7 +45,7 @@ class AwsClients:
         return self._session.client(
             service,
             region_name=self.settings.aws_region,
-            endpoint_url=self.settings.aws_endpoint_url or None,
+            endpoint_url=endpoint_url(self.settings, service),
             config=botocore_config(self.settings, signature_version=signature_version),
         )
 
@@ -68,6 +68,13 @@ class AwsAdapter:
         if self._client is None:
             self._client = aws_client(self.settings, self.service)
         return self._client
+
+
+def endpoint_url(settings: Settings, service: str) -> str | None:
+    """The emulator's endpoint for ``service``, None on AWS: DynamoDB's own where it is served apart."""
+    if service == "dynamodb" and settings.aws_endpoint_url_dynamodb:
+        return settings.aws_endpoint_url_dynamodb
+    return settings.aws_endpoint_url or None
 
 
 def botocore_config(settings: Settings, *, signature_version: str | None = None) -> Any:
@@ -103,8 +110,9 @@ def pynamodb_meta(settings: Settings, table_name: str) -> dict[str, Any]:
         "read_timeout_seconds": settings.aws_read_timeout,
         "max_retry_attempts": pynamodb_retries(settings),
     }
-    if settings.aws_endpoint_url:
-        meta["host"] = settings.aws_endpoint_url
+    host = endpoint_url(settings, "dynamodb")
+    if host:
+        meta["host"] = host
     return meta
 
 
@@ -114,7 +122,7 @@ def pynamodb_connection(settings: Settings) -> Any:
 
     return Connection(
         region=settings.aws_region,
-        host=settings.aws_endpoint_url or None,
+        host=endpoint_url(settings, "dynamodb"),
         connect_timeout_seconds=settings.aws_connect_timeout,
         read_timeout_seconds=settings.aws_read_timeout,
         max_retry_attempts=pynamodb_retries(settings),

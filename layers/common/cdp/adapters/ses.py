@@ -31,11 +31,11 @@ def single_attempt_client(settings: Settings, service: str = "sesv2") -> Any:
     import boto3.session
     from botocore.config import Config
 
-    from cdp.adapters.aws import botocore_config
+    from cdp.adapters.aws import botocore_config, endpoint_url
 
     config = botocore_config(settings).merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
     return boto3.session.Session().client(service, region_name=settings.aws_region,
-                                          endpoint_url=settings.aws_endpoint_url or None, config=config)
+                                          endpoint_url=endpoint_url(settings, service), config=config)
 
 
 def send_error(exc: BaseException) -> Exception:
