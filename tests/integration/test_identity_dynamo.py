@@ -221,3 +221,43 @@ def test_a_scan_that_stays_throttled_fails_after_its_retries(stack_settings: Set
         list(store.scan_profiles())
     assert calls == ["Scan"] * (DynamoIdentityStore.SCAN_RETRIES + 1)
     assert pauses == sorted(pauses) and len(pauses) == DynamoIdentityStore.SCAN_RETRIES
+
+
+def test_the_window_is_one_binary_value_and_a_profile_written_with_the_list_still_dedupes(
+        store: DynamoIdentityStore, stack_settings: Settings) -> None:
+    import boto3
+
+    from cdp.adapters.aws import endpoint_url
+    from cdp.identity.profile import message_key
+
+    client = boto3.client("dynamodb", region_name=stack_settings.aws_region,
+                          endpoint_url=endpoint_url(stack_settings, "dynamodb"))
+    resolve_batch([ev("m1", anonymousId="a"), ev("m2", 1, anonymousId="a")], store, config=CONFIG, now=NOW)
+    profile_id = lookup_profile("anonymous_id:a", store)["profile_id"]  # type: ignore[index]
+    key = {"profile_id": {"S": profile_id}}
+    stored = client.get_item(TableName=stack_settings.profiles_table, Key=key, ConsistentRead=True)["Item"]
+    assert "recent" not in stored and len(stored["window"]["B"]) == 2 * 9
+    assert store.get_profiles([profile_id])[profile_id].recent == [message_key("m1"), message_key("m2")]
+
+    # An item written before the window was packed: the list form, no binary value.
+    legacy = {k: v for k, v in stored.items() if k != "window"}
+    legacy["recent"] = {"L": [{"S": message_key("m1")}, {"S": message_key("m2")}]}
+    client.put_item(TableName=stack_settings.profiles_table, Item=legacy)
+    outcome = resolve_batch([ev("m2", 1, anonymousId="a"), ev("m3", 2, anonymousId="a")], store, config=CONFIG,
+                            now=NOW)
+
+    assert outcome.duplicates == ["m2"] and outcome.applied == ["m3"]
+    rewritten = client.get_item(TableName=stack_settings.profiles_table, Key=key, ConsistentRead=True)["Item"]
+    assert "recent" not in rewritten and len(rewritten["window"]["B"]) == 3 * 9
+
+
+def test_a_window_key_that_is_not_a_digest_is_kept_in_the_list_form() -> None:
+    from cdp.adapters.dynamo_profiles import pack_window, unpack_window
+    from cdp.identity.profile import message_key
+
+    keys = [message_key("m1"), message_key("m2")]
+    packed, listed = pack_window(keys)
+    assert listed is None and packed is not None and unpack_window(packed) == keys
+    assert pack_window([]) == (None, None)
+    assert pack_window([*keys, "legacy-key"]) == (None, [*keys, "legacy-key"])  # not 12 base64url characters
+    assert pack_window([*keys, "A" * 16]) == (None, [*keys, "A" * 16])  # 12 bytes, not 9

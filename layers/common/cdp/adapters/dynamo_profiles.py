@@ -12,6 +12,7 @@ Items:
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     JSONAttribute,
     ListAttribute,
     NumberAttribute,
@@ -63,7 +65,10 @@ def bind_models(settings: Settings) -> _Models:
         first_seen = UnicodeAttribute(null=True)
         last_seen = UnicodeAttribute(null=True)
         event_count = NumberAttribute(default=0)
-        recent = ListAttribute(of=UnicodeAttribute, default=list)
+        # The window of applied messageIds: their 9-byte digests end to end in one binary value (one
+        # attribute to bill and parse, not 200). Items written before it hold the list in ``recent``.
+        window = BinaryAttribute(null=True, legacy_encoding=False)
+        recent = ListAttribute(of=UnicodeAttribute, null=True)
         merged_into = UnicodeAttribute(null=True)
         created_at = UnicodeAttribute(null=True)
         updated_at = UnicodeAttribute(null=True)
@@ -102,12 +107,34 @@ _PROFILE_FIELDS = (
     "first_seen",
     "last_seen",
     "event_count",
-    "recent",
     "merged_into",
     "created_at",
     "updated_at",
     "do_not_link",
 )
+
+
+#: Bytes of one message key's digest (cdp.identity.profile.message_key: 12 base64url characters).
+DIGEST_BYTES = 9
+
+
+def pack_window(keys: Sequence[str]) -> tuple[bytes | None, list[str] | None]:
+    """The window as stored: (the digests end to end, None), or (None, the keys) if any key is not a
+    digest of DIGEST_BYTES (none is; the list form stays readable and writable)."""
+    if not keys:
+        return None, None
+    try:
+        digests = [base64.urlsafe_b64decode(key) for key in keys]
+    except ValueError:
+        return None, list(keys)
+    if any(len(d) != DIGEST_BYTES or base64.urlsafe_b64encode(d).decode() != key for d, key in zip(digests, keys,
+                                                                                                      strict=True)):
+        return None, list(keys)
+    return b"".join(digests), None
+
+
+def unpack_window(packed: bytes) -> list[str]:
+    return [base64.urlsafe_b64encode(packed[i:i + DIGEST_BYTES]).decode() for i in range(0, len(packed), DIGEST_BYTES)]
 
 
 class DynamoIdentityStore:
@@ -144,6 +171,7 @@ class DynamoIdentityStore:
         item = self._models.profile(profile.profile_id)
         for name in _PROFILE_FIELDS:
             setattr(item, name, getattr(profile, name))
+        item.window, item.recent = pack_window(profile.recent)
         item.computed = profile.computed.to_dict()
         item.lifecycle = profile.lifecycle.to_dict()
         item.consent = profile.consent.to_dict()
@@ -156,7 +184,7 @@ class DynamoIdentityStore:
         values = {name: getattr(item, name) for name in _PROFILE_FIELDS}
         values["event_count"] = int(values["event_count"] or 0)
         values["identifiers"] = list(values["identifiers"] or [])
-        values["recent"] = list(values["recent"] or [])
+        values["recent"] = unpack_window(item.window) if item.window else list(item.recent or [])
         values["do_not_link"] = list(values["do_not_link"] or [])
         for name in ("traits", "trait_stamps"):
             values[name] = values[name] or {}

@@ -504,7 +504,9 @@ class AwsTraceScanner:
         for name, table in self.tables().items():
             yield f"dynamodb:{name}", "", ""  # the store was scanned, even if empty
             for item in _paged(db.scan, "could not scan a table", TableName=table):
-                text = json.dumps(item, ensure_ascii=False, sort_keys=True)
+                # A binary value as DynamoDB's JSON carries it (base64): the profiles' packed windows.
+                text = json.dumps(item, ensure_ascii=False, sort_keys=True,
+                                  default=lambda value: base64.b64encode(value).decode("ascii"))
                 # Where, without the item's key (it may be the identifier itself): a digest of the item.
                 yield f"dynamodb:{name}", f"{table} item {hashlib.sha256(text.encode()).hexdigest()[:16]}", text
 
