@@ -47,6 +47,7 @@ Run: ``python -m cdp_infra.emulator [--host H] [--port P]``; it prints ``ready H
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
@@ -266,8 +267,9 @@ def _patch_dynamodb_responses() -> None:
 
     moto 5.2 walks each response against the service model, attribute by attribute; for a Scan
     page of profiles that is seconds, and it was most of the emulator's time in the segment job.
-    These results are already DynamoDB's JSON (AttributeValue maps); anything the plain encoder
-    cannot write goes the usual way.
+    These results are already DynamoDB's JSON (AttributeValue maps), binary values as bytes (written
+    as base64, as the wire carries them), less what moto adds outside the operation's output
+    (``ConsumedCapacityUnits``); anything else the plain encoder cannot write goes the usual way.
     """
     from moto.dynamodb import responses
 
@@ -275,14 +277,23 @@ def _patch_dynamodb_responses() -> None:
 
     def execute_result(self: Any, context: Any) -> Any:
         if context.operation_model.name in _ITEM_OPERATIONS and isinstance(self.result, dict):
+            shape = context.operation_model.output_shape
+            result = {k: v for k, v in self.result.items() if shape is None or k in shape.members}
             try:
-                body = json.dumps(_drop_none(self.result), separators=(",", ":"))
+                body = json.dumps(_drop_none(result), separators=(",", ":"), default=_base64)
             except (TypeError, ValueError):
                 return original(self, context)
             return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
         return original(self, context)
 
     responses.DynamoResult.execute_result = execute_result
+
+
+def _base64(value: Any) -> str:
+    """A binary attribute value as DynamoDB's JSON writes it (the profiles' packed windows)."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _direct_json(result: dict[str, Any]) -> Any:
