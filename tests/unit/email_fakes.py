@@ -1,13 +1,26 @@
-"""Fakes the email tests share: a process that dies, a clock, and an SES that keeps what it accepted."""
+"""Fakes the email tests share: a process that dies (anywhere, or right after SES accepted), a clock,
+and an SES that keeps what it accepted."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cdp.activation import InMemoryEffectLedger
+
 
 class Crash(BaseException):
     """The process dies here: nothing after it runs (not an Exception, so no handler sees it)."""
+
+
+class SentThenCrash(InMemoryEffectLedger):
+    """A ledger whose process dies between SES accepting a message and ``mark_sent`` (once)."""
+
+    def mark_sent(self, key: str, provider_id: str) -> None:
+        if not getattr(self, "crashed", False):
+            self.crashed = True
+            raise Crash
+        super().mark_sent(key, provider_id)
 
 
 class Clock:

@@ -19,7 +19,7 @@ from cdp.campaigns.definition import Template
 from cdp.campaigns.send import EmailSetup
 from cdp.errors import EffectInFlight, EmailNotSent, SendOutcomeUnknown, StoreError
 from cdp.segments.membership import MembershipChange
-from tests.unit.email_fakes import Clock, Crash
+from tests.unit.email_fakes import Clock, Crash, SentThenCrash
 
 
 def Ledger(clock: Clock | None = None) -> InMemoryEffectLedger:  # noqa: N802 - reads as the fake it is
@@ -189,14 +189,6 @@ class ClaimThenCrash(InMemoryEffectLedger):
             self.crashed = True
             raise Crash
         return result
-
-
-class SentThenCrash(InMemoryEffectLedger):
-    def mark_sent(self, key: str, provider_id: str) -> None:
-        if not getattr(self, "crashed", False):
-            self.crashed = True
-            raise Crash
-        super().mark_sent(key, provider_id)
 
 
 class DirectoryThenCrash(Directory):

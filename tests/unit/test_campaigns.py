@@ -19,7 +19,7 @@ from cdp.campaigns.unsubscribe import UnsubscribeLink, opt_out_event, unsubscrib
 from cdp.errors import EffectInFlight, EmailNotSent, InvalidCampaign, SendOutcomeUnknown, Unauthorized
 from cdp.identity.computed import event_consent
 from cdp.privacy.consent import may_contact
-from tests.unit.email_fakes import Clock, Crash, RecordingSes
+from tests.unit.email_fakes import Clock, Crash, RecordingSes, SentThenCrash
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -219,14 +219,6 @@ class ClaimThenCrash(InMemoryEffectLedger):
             self.crashed = True
             raise Crash
         return result
-
-
-class SentThenCrash(InMemoryEffectLedger):
-    def mark_sent(self, key: str, provider_id: str) -> None:
-        if not getattr(self, "crashed", False):
-            self.crashed = True
-            raise Crash
-        super().mark_sent(key, provider_id)
 
 
 def test_a_retried_adhoc_run_never_sends_twice() -> None:

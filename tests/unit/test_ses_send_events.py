@@ -20,7 +20,7 @@ from cdp.campaigns.feedback import LEDGER_TAG, MAX_TAG_LENGTH, FeedbackReport, k
 from cdp.campaigns.send import EmailSetup, deliver, message_key, send_test
 from cdp.errors import EffectInFlight, SendOutcomeUnknown, StoreError
 from cdp.segments.membership import Change, MembershipChange
-from tests.unit.email_fakes import Clock, Crash, RecordingSes
+from tests.unit.email_fakes import Clock, Crash, RecordingSes, SentThenCrash
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CAMPAIGN = parse_campaign("""\
@@ -60,16 +60,6 @@ class Sink:
 
     def put(self, records: list[Any]) -> None:
         self.records.extend(records)
-
-
-class DiesAfterSes(InMemoryEffectLedger):
-    """The process dies between SES accepting and ``mark_sent`` (once)."""
-
-    def mark_sent(self, key: str, provider_id: str) -> None:
-        if not getattr(self, "died", False):
-            self.died = True
-            raise Crash
-        super().mark_sent(key, provider_id)
 
 
 class CannotRecord(InMemoryEffectLedger):
@@ -139,7 +129,7 @@ def test_every_campaign_and_segment_email_carries_its_ledger_key_and_a_test_send
 def test_died_after_ses_accepted_the_send_event_within_the_hold_makes_the_redelivery_a_duplicate() -> None:
     # Given a sender that died between SES accepting and mark_sent
     clock, ses = Clock(), Ses()
-    ledger = DiesAfterSes(clock=clock)
+    ledger = SentThenCrash(clock=clock)
     with pytest.raises(Crash):
         send(ses, ledger)
     # When SES's Send event arrives (within the hold)
@@ -155,7 +145,7 @@ def test_died_after_ses_accepted_the_send_event_within_the_hold_makes_the_redeli
 
 def test_died_after_ses_accepted_a_redelivery_before_the_send_event_is_still_in_flight() -> None:
     clock, ses = Clock(), Ses()
-    ledger = DiesAfterSes(clock=clock)
+    ledger = SentThenCrash(clock=clock)
     with pytest.raises(Crash):
         send(ses, ledger)
     with pytest.raises(EffectInFlight):
@@ -167,7 +157,7 @@ def test_died_after_ses_accepted_a_redelivery_before_the_send_event_is_still_in_
 def test_a_send_event_later_than_the_hold_and_the_takeover_is_the_remaining_two() -> None:
     # Given a sender that died after SES accepted, and no Send event within the hold
     clock, ses = Clock(), Ses()
-    ledger = DiesAfterSes(clock=clock)
+    ledger = SentThenCrash(clock=clock)
     with pytest.raises(Crash):
         send(ses, ledger)
     clock.now += 300
@@ -185,7 +175,7 @@ def test_a_send_event_later_than_the_hold_and_the_takeover_is_the_remaining_two(
 def test_a_send_event_for_a_claim_already_taken_over_marks_it_sent_and_the_holder_cannot_reopen_it() -> None:
     # Given a sender that died after SES accepted; the hold expired; a redelivery took the claim over
     clock, ses = Clock(), Ses()
-    ledger = DiesAfterSes(clock=clock)
+    ledger = SentThenCrash(clock=clock)
     with pytest.raises(Crash):
         send(ses, ledger)
     clock.now += 300
@@ -261,7 +251,7 @@ def test_a_send_event_never_rewrites_a_sent_or_failed_claim_nor_creates_one() ->
 
 
 def test_a_redelivered_send_event_is_a_no_op_and_still_written_to_the_stream_once_per_message_id() -> None:
-    ledger, ses = DiesAfterSes(), Ses()
+    ledger, ses = SentThenCrash(), Ses()
     with pytest.raises(Crash):
         send(ses, ledger)
     sinks = [Sink(), Sink()]
@@ -282,7 +272,7 @@ def test_a_ledger_failure_fails_the_invocation_so_sns_retries() -> None:
 
 
 def test_only_send_events_touch_the_ledger() -> None:
-    ledger, ses = DiesAfterSes(), Ses()
+    ledger, ses = SentThenCrash(), Ses()
     with pytest.raises(Crash):
         send(ses, ledger)
     [accepted] = ses.accepted
