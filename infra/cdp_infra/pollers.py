@@ -459,7 +459,35 @@ def one_time_due(expression: str, timezone: str | None = None) -> datetime | Non
     return local.astimezone(UTC)
 
 
-class OneTimeSchedules:
+class _Every:
+    """A background thread that calls ``tick`` every ``interval_s`` until stopped and survives its own
+    errors (the next tick tries again)."""
+
+    interval_s: float
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def tick(self) -> object:
+        raise NotImplementedError
+
+    def _start_every(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=name)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("%s failed; retrying", self._thread.name if self._thread else "a background loop")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+
+class OneTimeSchedules(_Every):
     """EventBridge Scheduler's one-time schedules, fired as AWS fires them: when ``at(...)`` is due,
     the target (an SQS queue here) gets the schedule's ``Input``, then a schedule with
     ``ActionAfterCompletion: DELETE`` is deleted. The emulator stores schedules but never fires them."""
@@ -503,26 +531,16 @@ class OneTimeSchedules:
             self.fired += fired
         return fired
 
+    def tick(self) -> int:
+        return self.fire_due()
+
     def start(self) -> OneTimeSchedules:
         if self.groups:
-            self._thread = threading.Thread(target=self._loop, daemon=True, name="one-time-schedules")
-            self._thread.start()
+            self._start_every("one-time-schedules")
         return self
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.fire_due()
-            except Exception:
-                log.exception("firing one-time schedules failed; retrying")
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-
-
-class SesSendEvents:
+class SesSendEvents(_Every):
     """SES event publishing, for Send events: each email the emulator's SES accepted under the stack's
     configuration set becomes a Send notification (with the tags it was sent with, as SES publishes
     them) delivered to the functions subscribed to the event destination's topic (FeedbackFunction),
@@ -564,23 +582,13 @@ class SesSendEvents:
             self.published += done
             return done
 
+    def tick(self) -> int:
+        return self.publish_new()
+
     def start(self) -> SesSendEvents:
         if self.functions and self.configuration_set:
-            self._thread = threading.Thread(target=self._loop, daemon=True, name="ses-send-events")
-            self._thread.start()
+            self._start_every("ses-send-events")
         return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.publish_new()
-            except Exception:
-                log.exception("publishing SES Send events failed; retrying")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
 
 
 def send_notification(message: dict[str, Any]) -> dict[str, Any]:
